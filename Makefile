@@ -1,0 +1,81 @@
+# MBDS — two commands: `make demo` and `make test`.  Both set everything up
+# themselves, idempotently: Debian packages, npm ci, a pinned .venv, the
+# solc-js entry point for py-solc-x / ape-solidity.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := .build/stamps
+APT_PACKAGES := ipfs-cid
+PYTEST_WORKERS ?= 2
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup demo test test-fast ape-compile ape-test bench clean devnet-up devnet-down
+
+help:
+	@echo "make demo   - set up, then run the scripted MBDS demo on embedded defaults"
+	@echo "make test   - set up, then run the whole test suite"
+	@echo "make setup  - only the set-up (apt, npm ci, .venv, compiler link)"
+	@echo "make ape-compile / ape-test - the same contracts through Ape"
+
+setup: $(STAMP)/apt $(STAMP)/npm $(STAMP)/python $(STAMP)/links
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP)/npm: package.json package-lock.json
+	@mkdir -p $(STAMP)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP)/python: pyproject.toml constraints.txt | $(VENV)/bin/python
+	@mkdir -p $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# Anvil on the venv's PATH (ape-foundry looks it up there) and the solc-js
+# entry point where py-solc-x and ape-solidity find installed compilers.
+$(STAMP)/links: $(STAMP)/npm $(STAMP)/python scripts/bin/solc
+	ln -sf $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil $(VENV)/bin/anvil
+	$(VENV)/bin/mbds compile --link
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/mbds demo
+
+test: setup
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test-fast: setup
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+ape-compile: setup
+	$(VENV)/bin/ape compile
+
+ape-test: setup
+	$(VENV)/bin/ape test tests/ape
+
+devnet-up: setup
+	$(VENV)/bin/mbds devnet up
+
+devnet-down:
+	$(VENV)/bin/mbds devnet down
+
+clean:
+	-$(VENV)/bin/mbds devnet down
+	rm -rf .build .mbds

@@ -1,0 +1,1 @@
+"""Thin adapters between the pure MBDS core and EVM chains (web3.py)."""

@@ -1,0 +1,236 @@
+"""A JSON-RPC EVM endpoint with local signing, nonce tracking and error decoding.
+
+Works against Anvil, Ganache and any other EVM node by URL.  Transactions are
+signed locally with eth-account (coincurve-accelerated); contract reverts are
+decoded into :class:`~mbds_py.errors.ContractRevert` carrying the custom error
+name and arguments, using every ABI the client knows.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
+
+from ..errors import ChainError, ContractRevert
+
+_ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """A Solidity custom error known from an ABI."""
+
+    contract: str
+    name: str
+    types: tuple[str, ...]
+
+
+class ErrorDecoder:
+    """Maps 4-byte error selectors to custom errors across many ABIs."""
+
+    def __init__(self) -> None:
+        self._by_selector: dict[bytes, ErrorSpec] = {}
+
+    def add_abi(self, contract: str, abi: Iterable[dict[str, Any]]) -> None:
+        for entry in abi:
+            if entry.get("type") != "error":
+                continue
+            types = tuple(_canonical_type(i) for i in entry.get("inputs", []))
+            selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
+            self._by_selector.setdefault(selector, ErrorSpec(contract, entry["name"], types))
+
+    def decode(self, data: bytes, contract: str = "contract") -> ContractRevert:
+        """Decode revert ``data`` into a ContractRevert (unknown data is kept as hex)."""
+        selector, payload = data[:4], data[4:]
+        if selector == _ERROR_STRING:
+            (reason,) = abi_decode(["string"], payload)
+            return ContractRevert(contract, "Error", (reason,), f"{contract} reverted: {reason}")
+        if selector == _PANIC:
+            (code,) = abi_decode(["uint256"], payload)
+            return ContractRevert(contract, "Panic", (code,), f"{contract} panicked with code {code:#x}")
+        spec = self._by_selector.get(selector)
+        if spec is None:
+            return ContractRevert(contract, "UnknownError", (data.hex(),), f"{contract} reverted with data 0x{data.hex()}")
+        args = abi_decode(list(spec.types), payload) if spec.types else ()
+        args = tuple(to_checksum_address(a) if t == "address" else a for t, a in zip(spec.types, args))
+        return ContractRevert(spec.contract, spec.name, args)
+
+
+def _canonical_type(param: dict[str, Any]) -> str:
+    typ = param["type"]
+    if typ.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in param["components"])
+        return f"({inner}){typ[5:]}"
+    return typ
+
+
+def _revert_data(exc: Exception) -> bytes | None:
+    """Extract revert data from web3's exceptions (Anvil and Ganache formats)."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):  # Ganache puts details in a dict
+        data = data.get("data") or data.get("result")
+        if isinstance(data, dict):
+            data = data.get("data") or data.get("result")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+class ChainClient:
+    """One EVM chain by URL: contracts, calls and signed transactions."""
+
+    def __init__(self, url: str, *, name: str = "chain", timeout: float = 30.0):
+        self.url = url
+        self.name = name
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session)
+        self.w3 = Web3(provider)
+        self.errors = ErrorDecoder()
+        self._nonces: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._chain_id: int | None = None
+
+    # -- basics -------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            try:
+                self._chain_id = self.w3.eth.chain_id
+            except (requests.RequestException, OSError) as exc:
+                raise ChainError(f"{self.name}: no EVM node answers at {self.url} ({exc}); is the devnet up?") from exc
+        return self._chain_id
+
+    def is_alive(self) -> bool:
+        try:
+            return self.w3.is_connected()
+        except Exception:  # noqa: BLE001 - any failure means "not alive"
+            return False
+
+    def contract(self, name: str, address: str, abi: Sequence[dict[str, Any]]) -> Contract:
+        self.errors.add_abi(name, abi)
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=list(abi))
+
+    def code_hash(self, address: str) -> str | None:
+        code = self.w3.eth.get_code(to_checksum_address(address))
+        return None if len(code) == 0 else Web3.keccak(bytes(code)).hex()
+
+    # -- transactions -------------------------------------------------------------------
+
+    def _next_nonce(self, address: str) -> int:
+        with self._lock:
+            if address not in self._nonces:
+                self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
+            nonce = self._nonces[address]
+            self._nonces[address] = nonce + 1
+            return nonce
+
+    def _forget_nonce(self, address: str) -> None:
+        with self._lock:
+            self._nonces.pop(address, None)
+
+    def transact(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
+                 value: int = 0) -> dict[str, Any]:
+        """Sign and send ``fn`` (a bound contract function) from ``sender``; wait for the receipt.
+
+        Reverts raise :class:`ContractRevert` with the decoded custom error.
+        """
+        tx_hash = self.send(fn, sender, contract=contract, gas=gas, value=value)
+        return self.wait(tx_hash, contract=contract)
+
+    def send(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
+             value: int = 0) -> bytes:
+        """Sign and broadcast without waiting; returns the transaction hash."""
+        params: dict[str, Any] = {"from": sender.address, "chainId": self.chain_id, "value": value}
+        try:
+            if gas is None:
+                gas = int(fn.estimate_gas(params) * 1.2) + 10_000
+            params.update(gas=gas, gasPrice=self._gas_price(), nonce=self._next_nonce(sender.address))
+            tx = fn.build_transaction(params)
+        except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
+            raise self._translate(exc, contract) from None
+        signed = sender.sign_transaction(tx)
+        try:
+            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Web3RPCError as exc:
+            self._forget_nonce(sender.address)
+            raise self._translate(exc, contract) from None
+
+    def wait(self, tx_hash: bytes, *, contract: str = "contract", timeout: float = 120) -> dict[str, Any]:
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.01)
+        if receipt["status"] != 1:
+            raise ChainError(f"{self.name}: transaction {tx_hash.hex()} to {contract} failed (status 0)")
+        return dict(receipt)
+
+    def deploy(self, name: str, abi: Sequence[dict[str, Any]], bytecode: str, sender: LocalAccount,
+               *args: Any) -> tuple[str, dict[str, Any]]:
+        """Deploy a contract; returns (address, receipt)."""
+        self.errors.add_abi(name, abi)
+        factory = self.w3.eth.contract(abi=list(abi), bytecode="0x" + bytecode)
+        receipt = self.transact(factory.constructor(*args), sender, contract=name)
+        return receipt["contractAddress"], receipt
+
+    def transfer(self, sender: LocalAccount, to: str, value: int) -> dict[str, Any]:
+        tx = {
+            "to": to_checksum_address(to),
+            "value": value,
+            "gas": 21_000,
+            "gasPrice": self._gas_price(),
+            "nonce": self._next_nonce(sender.address),
+            "chainId": self.chain_id,
+        }
+        tx_hash = self.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        return self.wait(tx_hash, contract="transfer")
+
+    def call(self, fn: Any, *, contract: str = "contract", sender: str | None = None) -> Any:
+        """Call a view function; reverts raise :class:`ContractRevert`."""
+        try:
+            return fn.call({"from": sender} if sender else {})
+        except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
+            raise self._translate(exc, contract) from None
+
+    def _gas_price(self) -> int:
+        return max(self.w3.eth.gas_price, 1)
+
+    def _translate(self, exc: Exception, contract: str) -> Exception:
+        data = _revert_data(exc)
+        if data:
+            return self.errors.decode(data, contract)
+        return ChainError(f"{self.name}: call to {contract} failed: {exc}")
+
+    # -- test helpers (Anvil and Ganache both implement these) ----------------------------
+
+    def snapshot(self) -> str:
+        return self.w3.provider.make_request("evm_snapshot", [])["result"]
+
+    def revert(self, snapshot_id: str) -> None:
+        ok = self.w3.provider.make_request("evm_revert", [snapshot_id]).get("result")
+        if not ok:
+            raise ChainError(f"{self.name}: evm_revert({snapshot_id}) failed")
+        self._nonces.clear()
+
+    def increase_time(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])
+        self.w3.provider.make_request("evm_mine", [])
+
+
+def new_account() -> LocalAccount:
+    """A fresh random secp256k1 account."""
+    return Account.create()

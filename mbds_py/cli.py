@@ -1,0 +1,124 @@
+"""The ``mbds`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+
+from .errors import MBDSError
+
+
+def _spec(args: argparse.Namespace):
+    from .spec import load_spec
+
+    return load_spec(args.spec)
+
+
+def _passphrase(env: str, prompt: str) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    raise MBDSError(f"no passphrase: set {env} or run in a terminal to be prompted")
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from .devnet import Devnet
+
+    devnet = Devnet(_spec(args))
+    if args.action == "up":
+        for name, c in devnet.up().items():
+            print(f"{name:14} chain {c.chain_id:<8} {c.rpc_url}{'  (external)' if c.external else f'  pid {c.pid}'}")
+        print(f"state: {devnet.state_file}")
+    elif args.action == "status":
+        rows = devnet.status()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['name']:14} {r['kind']:10} {r['engine']:8} chain {r['chain_id']:<8} "
+                      f"{r['rpc_url'] or '-':28} {'up' if r['up'] else 'DOWN'}")
+        return 0 if all(r["up"] for r in rows) else 3
+    else:
+        stopped = devnet.down()
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy import Deployer
+    from .kmc import KeyManagementCenter
+
+    spec = _spec(args)
+    kmc = KeyManagementCenter(spec.state_dir / "kmc", _passphrase("MBDS_KMC_PASSPHRASE", "KMC passphrase: "))
+    table, created = Deployer(spec, kmc.account.address).deploy_all()
+    for chain, entries in table.items():
+        for name, d in entries.items():
+            tag = "deployed" if f"{chain}/{name}" in created else "found"
+            print(f"{chain:14} {name:20} {d.address}  {tag}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .toolchain import compile_contracts, install_solcx_link, solc_binary, solc_version
+
+    binary = solc_binary()
+    print(f"solc {solc_version(binary)} ({binary})")
+    if args.link:
+        print(f"py-solc-x / ape-solidity link: {install_solcx_link(binary)}")
+    for name, a in sorted(compile_contracts(use_cache=not args.force).items()):
+        print(f"{name:24} {len(a.deployed_bytecode) // 2:6} bytes  {a.source}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep)
+    return 0 if all(s.ok for s in steps) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("devnet", help="start, inspect or stop the chains of a network spec")
+    d.add_argument("action", choices=["up", "status", "down"])
+    d.add_argument("--spec", help="network spec TOML (default: the embedded devnet)")
+    d.add_argument("--json", action="store_true", help="status as JSON")
+    d.set_defaults(func=cmd_devnet)
+
+    dep = sub.add_parser("deploy", help="deploy each chain's contracts (idempotent)")
+    dep.add_argument("--spec")
+    dep.set_defaults(func=cmd_deploy)
+
+    c = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
+    c.add_argument("--force", action="store_true", help="ignore the cache")
+    c.add_argument("--link", action="store_true", help="expose the compiler to py-solc-x and ape-solidity")
+    c.set_defaults(func=cmd_compile)
+
+    demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
+    demo.add_argument("--spec")
+    demo.add_argument("--json", metavar="FILE", help="write each step's expected/actual outcome and timing")
+    demo.add_argument("--keep", action="store_true", help="leave the devnet running")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MBDSError as exc:
+        print(f"mbds: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

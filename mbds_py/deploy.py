@@ -1,0 +1,127 @@
+"""`mbds deploy`: each chain's contracts per the spec, idempotently.
+
+A deployment is recorded in ``<state_dir>/deployments.json`` with the address,
+the hash of the creation bytecode it was built from and the hash of the code
+found on chain.  Re-running finds a deployment whose on-chain code and
+artifact both still match and deploys nothing; a restarted chain (no code at
+the address) or changed sources get a fresh deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from .chain.client import ChainClient
+from .devnet import DEV_DEPLOYER_KEY, Devnet
+from .errors import DeploymentError
+from .spec import ChainSpec, NetworkSpec
+from .toolchain import artifact
+
+# Which contracts each kind of chain carries, with their constructor arguments.
+# A callable receives the deploy context (KMC address, already-deployed addresses).
+DeployArgs = Callable[["DeployContext"], tuple]
+PLAN: dict[str, list[tuple[str, DeployArgs]]] = {
+    "private": [("IdentityRegistry", lambda ctx: (ctx.kmc_address,))],
+    "consortium": [("IdentityRegistry", lambda ctx: (ctx.kmc_address,))],
+}
+
+FUNDING_WEI = 10_000 * 10**18
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    chain: ChainSpec
+    kmc_address: str
+    addresses: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployed contract."""
+
+    contract: str
+    address: str
+    code_hash: str
+    artifact_hash: str
+    block: int
+
+
+def deployer_for(chain: ChainSpec) -> LocalAccount:
+    """The funded account that deploys: the dev key on launched chains, an env key on external ones."""
+    if not chain.external:
+        return Account.from_key(DEV_DEPLOYER_KEY)
+    env = chain.deployer_key_env
+    if not env or not os.environ.get(env):
+        raise DeploymentError(f"external chain {chain.name!r} needs a funded deployer key: set the environment "
+                              f"variable named by its deployer_key_env ({env or 'not set in the spec'})")
+    return Account.from_key(os.environ[env])
+
+
+class Deployer:
+    """Deploys the PLAN onto every chain of a running devnet."""
+
+    def __init__(self, spec: NetworkSpec, kmc_address: str):
+        self.spec = spec
+        self.kmc_address = kmc_address
+        self.file = spec.state_dir / "deployments.json"
+
+    def load(self) -> dict[str, dict[str, Deployment]]:
+        if not self.file.is_file():
+            return {}
+        raw = json.loads(self.file.read_text())
+        return {chain: {c: Deployment(**d) for c, d in entries.items()} for chain, entries in raw.items()}
+
+    def _save(self, table: dict[str, dict[str, Deployment]]) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({ch: {c: asdict(d) for c, d in e.items()} for ch, e in table.items()}, indent=2))
+        os.replace(tmp, self.file)
+
+    def deploy_all(self, *, fund: list[str] | None = None) -> tuple[dict[str, dict[str, Deployment]], list[str]]:
+        """Deploy what is missing; returns (all deployments, list of 'chain/contract' newly deployed)."""
+        urls = Devnet(self.spec).rpc_urls()
+        table = self.load()
+        created: list[str] = []
+        for chain in self.spec.chains:
+            client = ChainClient(urls[chain.name], name=chain.name)
+            deployer = deployer_for(chain)
+            for addr in [self.kmc_address, *(fund or [])]:
+                if client.w3.eth.get_balance(addr) < FUNDING_WEI // 10:
+                    client.transfer(deployer, addr, FUNDING_WEI)
+            entries = table.setdefault(chain.name, {})
+            addresses = {c: d.address for c, d in entries.items()}
+            for name, args in PLAN[chain.kind]:
+                art = artifact(name)
+                art_hash = "0x" + keccak(bytes.fromhex(art.bytecode)).hex()
+                current = entries.get(name)
+                if current and current.artifact_hash == art_hash and client.code_hash(current.address) == current.code_hash:
+                    continue
+                ctx = DeployContext(chain, self.kmc_address, addresses)
+                address, receipt = client.deploy(name, art.abi, art.bytecode, deployer, *args(ctx))
+                code_hash = client.code_hash(address)
+                if code_hash is None:
+                    raise DeploymentError(f"{chain.name}: {name} deployed at {address} but has no code")
+                entries[name] = Deployment(name, address, code_hash, art_hash, receipt["blockNumber"])
+                addresses[name] = address
+                created.append(f"{chain.name}/{name}")
+                self._save(table)
+        self._save(table)
+        return table, created
+
+    def address(self, chain: str, contract: str) -> str:
+        try:
+            return self.load()[chain][contract].address
+        except KeyError:
+            raise DeploymentError(f"{contract} is not deployed on {chain!r}; run `mbds deploy`") from None
+
+
+def state_path(spec: NetworkSpec, *parts: str) -> Path:
+    return spec.state_dir.joinpath(*parts)

@@ -1,0 +1,122 @@
+"""Encrypted-at-rest key sets (scrypt + AES-256-GCM), in the spirit of eth-account keystores.
+
+A participant's secrets (secp256k1 account key, Umbral key seed, PEKS secret
+key) and real identity are kept in one JSON file whose payload is encrypted
+under a key derived from the passphrase with scrypt.  The file carries only
+public data in clear (participant ID, address, role).  Nothing here logs or
+reprs a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from Crypto.Cipher import AES
+
+from .errors import KeystoreError
+
+KEYSTORE_VERSION = 1
+DEFAULT_SCRYPT_N = 2**15  # ~60 ms here; raise for long-lived production keys
+SCRYPT_R = 8
+SCRYPT_P = 1
+
+
+@dataclass(frozen=True)
+class SecretBundle:
+    """The secrets of one participant. ``repr`` never shows them."""
+
+    account_key: bytes = field(repr=False)  # secp256k1 private key, 32 bytes
+    umbral_seed: bytes = field(repr=False)  # SecretKeyFactory seed, 32 bytes
+    peks_key: bytes = field(repr=False)  # PEKS secret scalar bytes
+    real_identity: str = field(repr=False)  # kept off-chain, encrypted
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "account_key": self.account_key.hex(),
+            "umbral_seed": self.umbral_seed.hex(),
+            "peks_key": self.peks_key.hex(),
+            "real_identity": self.real_identity,
+        }, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "SecretBundle":
+        d = json.loads(raw)
+        return cls(bytes.fromhex(d["account_key"]), bytes.fromhex(d["umbral_seed"]),
+                   bytes.fromhex(d["peks_key"]), d["real_identity"])
+
+
+def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    if not passphrase:
+        raise KeystoreError("empty passphrase: set one (e.g. MBDS_PASSPHRASE) to protect the keystore")
+    return hashlib.scrypt(passphrase.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=2**28)
+
+
+def encrypt_bundle(bundle: SecretBundle, passphrase: str, public: dict[str, Any], *,
+                   scrypt_n: int = DEFAULT_SCRYPT_N) -> dict[str, Any]:
+    """The keystore document: ``public`` in clear, ``bundle`` encrypted."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    key = _derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+    header = json.dumps(public, sort_keys=True).encode()
+    cipher.update(header)  # the clear part is authenticated too
+    ciphertext, tag = cipher.encrypt_and_digest(bundle.to_json())
+    return {
+        "version": KEYSTORE_VERSION,
+        "public": public,
+        "crypto": {
+            "kdf": "scrypt",
+            "kdfparams": {"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "dklen": 32},
+            "cipher": "aes-256-gcm",
+            "nonce": nonce.hex(),
+            "tag": tag.hex(),
+            "ciphertext": ciphertext.hex(),
+        },
+    }
+
+
+def decrypt_bundle(doc: dict[str, Any], passphrase: str, *, source: str = "keystore") -> SecretBundle:
+    """Unlock a keystore document; a wrong passphrase or tampering raises KeystoreError."""
+    try:
+        if doc["version"] != KEYSTORE_VERSION:
+            raise KeystoreError(f"{source}: keystore version {doc['version']} is not supported")
+        c = doc["crypto"]
+        kp = c["kdfparams"]
+        if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm":
+            raise KeystoreError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
+        key = _derive(passphrase, bytes.fromhex(kp["salt"]), kp["n"], kp["r"], kp["p"])
+        cipher = AES.new(key, AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
+        cipher.update(json.dumps(doc["public"], sort_keys=True).encode())
+        plain = cipher.decrypt_and_verify(bytes.fromhex(c["ciphertext"]), bytes.fromhex(c["tag"]))
+    except KeystoreError:
+        raise
+    except ValueError as exc:
+        raise KeystoreError(f"{source}: wrong passphrase or the file was modified (authentication failed)") from exc
+    except (KeyError, TypeError) as exc:
+        raise KeystoreError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
+    return SecretBundle.from_json(plain)
+
+
+def write_keystore(path: Path, doc: dict[str, Any]) -> None:
+    """Write atomically with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_keystore(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise KeystoreError(f"{path}: cannot read keystore ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise KeystoreError(f"{path}: not a keystore (invalid JSON at line {exc.lineno})") from exc

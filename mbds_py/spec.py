@@ -1,0 +1,182 @@
+"""The network spec: which chains a devnet runs, parsed and validated.
+
+A malformed spec raises :class:`~mbds_py.errors.ConfigError` naming the file,
+the field and what is expected, before anything is launched.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENGINES = ("anvil", "ganache")
+KINDS = ("consortium", "private")
+DEFAULT_SPEC_NAME = "devnet.toml"
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """One EVM chain of the network."""
+
+    name: str
+    kind: str  # "consortium" | "private"
+    chain_id: int
+    institution: str
+    port: int = 0  # 0 = a free loopback port
+    engine: str = "anvil"
+    rpc_url: str | None = None  # external chain: nothing is launched
+    deployer_key_env: str | None = None
+
+    @property
+    def external(self) -> bool:
+        return self.rpc_url is not None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole devnet: chains plus where its state lives."""
+
+    path: str
+    state_dir: Path
+    host: str
+    chains: tuple[ChainSpec, ...]
+
+    def chain(self, name: str) -> ChainSpec:
+        for c in self.chains:
+            if c.name == name:
+                return c
+        raise ConfigError(f"no chain named {name!r}; chains are {[c.name for c in self.chains]}", path=self.path)
+
+    @property
+    def consortium(self) -> ChainSpec:
+        return next(c for c in self.chains if c.kind == "consortium")
+
+    @property
+    def private_chains(self) -> tuple[ChainSpec, ...]:
+        return tuple(c for c in self.chains if c.kind == "private")
+
+
+def default_spec_text() -> str:
+    return resources.files("mbds_py.data").joinpath(DEFAULT_SPEC_NAME).read_text(encoding="utf-8")
+
+
+def load_spec(path: str | Path | None = None, *, state_dir: str | Path | None = None) -> NetworkSpec:
+    """Load and validate a spec file (the embedded default when ``path`` is None)."""
+    if path is None:
+        text, label, base = default_spec_text(), "<embedded devnet.toml>", Path.cwd()
+    else:
+        p = Path(path)
+        label, base = str(p), p.resolve().parent
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the spec file: {exc.strerror}", path=label) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=label) from exc
+    return parse_spec(data, label=label, base=base, state_dir=state_dir)
+
+
+def _get(table: dict[str, Any], key: str, typ: type | tuple[type, ...], field: str, label: str,
+         default: Any = ..., expected: str | None = None) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"missing; expected {expected or _tname(typ)}", path=label, field=field)
+        return default
+    value = table[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"got {value!r}; expected {expected or _tname(typ)}", path=label, field=field)
+    return value
+
+
+def _tname(typ: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
+    if isinstance(typ, tuple):
+        return " or ".join(names.get(t, t.__name__) for t in typ)
+    return names.get(typ, typ.__name__)
+
+
+def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None = None,
+               state_dir: str | Path | None = None) -> NetworkSpec:
+    base = base or Path.cwd()
+    unknown = set(data) - {"devnet", "chains"}
+    if unknown:
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; expected [devnet] and [[chains]]", path=label)
+    devnet = _get(data, "devnet", dict, "devnet", label, default={})
+    host = _get(devnet, "host", str, "devnet.host", label, default="127.0.0.1")
+    engine_default = _get(devnet, "engine", str, "devnet.engine", label, default="anvil")
+    if engine_default not in ENGINES:
+        raise ConfigError(f"got {engine_default!r}; expected one of {ENGINES}", path=label, field="devnet.engine")
+    sd = state_dir or _get(devnet, "state_dir", str, "devnet.state_dir", label, default=".mbds/devnet")
+    sd_path = Path(sd)
+    if not sd_path.is_absolute():
+        sd_path = (Path.cwd() if path_is_embedded(label) else base) / sd_path
+
+    raw_chains = _get(data, "chains", list, "chains", label, expected="a list of [[chains]] tables")
+    if not raw_chains:
+        raise ConfigError("empty; expected at least one [[chains]] table", path=label, field="chains")
+    chains: list[ChainSpec] = []
+    for i, raw in enumerate(raw_chains):
+        f = f"chains[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"got {raw!r}; expected a table", path=label, field=f)
+        allowed = {"name", "kind", "chain_id", "institution", "port", "engine", "rpc_url", "deployer_key_env"}
+        extra = set(raw) - allowed
+        if extra:
+            raise ConfigError(f"unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}", path=label, field=f)
+        name = _get(raw, "name", str, f"{f}.name", label)
+        if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+            raise ConfigError(f"got {name!r}; expected letters, digits, '-' or '_'", path=label, field=f"{f}.name")
+        kind = _get(raw, "kind", str, f"{f}.kind", label)
+        if kind not in KINDS:
+            raise ConfigError(f"got {kind!r}; expected one of {KINDS}", path=label, field=f"{f}.kind")
+        chain_id = _get(raw, "chain_id", int, f"{f}.chain_id", label)
+        if not 0 < chain_id < 2**53:
+            raise ConfigError(f"got {chain_id}; expected a positive integer below 2**53", path=label,
+                              field=f"{f}.chain_id")
+        port = _get(raw, "port", int, f"{f}.port", label, default=0)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"got {port}; expected 0 (any free port) to 65535", path=label, field=f"{f}.port")
+        engine = _get(raw, "engine", str, f"{f}.engine", label, default=engine_default)
+        if engine not in ENGINES:
+            raise ConfigError(f"got {engine!r}; expected one of {ENGINES}", path=label, field=f"{f}.engine")
+        rpc_url = _get(raw, "rpc_url", str, f"{f}.rpc_url", label, default=None)
+        if rpc_url is not None and not rpc_url.startswith(("http://", "https://")):
+            raise ConfigError(f"got {rpc_url!r}; expected an http(s):// URL", path=label, field=f"{f}.rpc_url")
+        key_env = _get(raw, "deployer_key_env", str, f"{f}.deployer_key_env", label, default=None)
+        chains.append(ChainSpec(
+            name=name, kind=kind, chain_id=chain_id,
+            institution=_get(raw, "institution", str, f"{f}.institution", label, default=name),
+            port=port, engine=engine, rpc_url=rpc_url, deployer_key_env=key_env,
+        ))
+
+    _check_unique(chains, "name", label)
+    _check_unique(chains, "chain_id", label)
+    ports = [c.port for c in chains if c.port]
+    if len(ports) != len(set(ports)):
+        raise ConfigError("two chains name the same port; give each its own or use 0", path=label, field="chains.port")
+    consortia = [c for c in chains if c.kind == "consortium"]
+    if len(consortia) != 1:
+        raise ConfigError(f"found {len(consortia)} consortium chains; expected exactly one", path=label,
+                          field="chains.kind")
+    return NetworkSpec(path=label, state_dir=sd_path, host=host, chains=tuple(chains))
+
+
+def path_is_embedded(label: str) -> bool:
+    return label.startswith("<")
+
+
+def _check_unique(chains: list[ChainSpec], attr: str, label: str) -> None:
+    seen: set[Any] = set()
+    for i, c in enumerate(chains):
+        v = getattr(c, attr)
+        if v in seen:
+            raise ConfigError(f"duplicate value {v!r}; each chain needs its own", path=label,
+                              field=f"chains[{i}].{attr}")
+        seen.add(v)

@@ -1,0 +1,94 @@
+"""Shared fixtures: one throw-away Anvil per test session (per xdist worker),
+session-scoped deployments, function-scoped isolation by chain snapshot."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Iterator
+
+import pytest
+import umbral_pre
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from mbds_py.chain.client import ChainClient
+from mbds_py.devnet import DEV_DEPLOYER_KEY, launch_chain
+from mbds_py.toolchain import artifact
+
+TEST_CHAIN_ID = 43199
+
+
+def _stop(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def anvil_url() -> Iterator[str]:
+    proc, url = launch_chain("anvil", TEST_CHAIN_ID)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def session_client(anvil_url: str) -> ChainClient:
+    return ChainClient(anvil_url, name="test-anvil")
+
+
+@pytest.fixture()
+def chain(session_client: ChainClient) -> Iterator[ChainClient]:
+    """The session chain, reverted to a snapshot after each test."""
+    snap = session_client.snapshot()
+    yield session_client
+    session_client.revert(snap)
+
+
+@pytest.fixture(scope="session")
+def deployer() -> LocalAccount:
+    return Account.from_key(DEV_DEPLOYER_KEY)
+
+
+@pytest.fixture(scope="session")
+def make_account(session_client: ChainClient, deployer: LocalAccount):
+    """Factory: a deterministic, funded account per label."""
+    from eth_utils import keccak
+
+    def make(label: str) -> LocalAccount:
+        acct = Account.from_key(keccak(text=f"mbds-test/{label}"))
+        # Checked every time: a snapshot revert may have undone an earlier funding.
+        if session_client.w3.eth.get_balance(acct.address) < 10**19:
+            session_client.transfer(deployer, acct.address, 10**20)
+        return acct
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def kmc(make_account) -> LocalAccount:
+    return make_account("kmc")
+
+
+@pytest.fixture(scope="session")
+def identity_address(session_client: ChainClient, deployer: LocalAccount, kmc: LocalAccount) -> str:
+    art = artifact("IdentityRegistry")
+    address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    return address
+
+
+def pre_key(label: str) -> bytes:
+    """A real Umbral public key, deterministic per label."""
+    from eth_utils import keccak
+
+    factory = umbral_pre.SecretKeyFactory.from_secure_randomness(keccak(text=label))
+    return factory.make_key(b"mbds/identity").public_key().to_compressed_bytes()
+
+
+def peks_key(label: str) -> bytes:
+    """96 bytes in the shape of a compressed G2 PEKS public key (the registry checks length only)."""
+    from eth_utils import keccak
+
+    return (keccak(text=label + "/peks") * 3)[:96]
