@@ -68,7 +68,7 @@ ape-compile: setup
 	$(VENV)/bin/ape compile
 
 ape-test: setup
-	$(VENV)/bin/ape test tests/ape
+	$(VENV)/bin/ape test tests/ape -c tests/ape/pytest.ini
 
 devnet-up: setup
 	$(VENV)/bin/mbds devnet up

@@ -87,8 +87,20 @@ def pre_key(label: str) -> bytes:
     return factory.make_key(b"mbds/identity").public_key().to_compressed_bytes()
 
 
+BLS12_381_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+
+
 def peks_key(label: str) -> bytes:
-    """96 bytes in the shape of a compressed G2 PEKS public key (the registry checks length only)."""
+    """A real PEKS public key (compressed G1), deterministic per label."""
     from eth_utils import keccak
 
-    return (keccak(text=label + "/peks") * 3)[:96]
+    from mbds_py.crypto.peks import PeksSecretKey
+
+    scalar = int.from_bytes(keccak(text=label + "/peks"), "big") % BLS12_381_ORDER or 1
+    return PeksSecretKey.from_bytes(scalar.to_bytes(32, "big")).public_key().to_bytes()
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/ape runs under `ape test tests/ape` (Ape's plugin), not in the plain suite."""
+    if collection_path.name == "ape" and not config.pluginmanager.has_plugin("ape_test"):
+        return True
+    return None

@@ -105,7 +105,7 @@ def test_register_reverts_for_role_none(registry, kmc, make_account):
 def test_register_reverts_for_bad_key_lengths(registry, kmc, make_account):
     p = person("badkey", Role.PATIENT, make_account("badkey"))
     bad = Participant(p.id, p.name, p.role, p.address, p.pre_key[:32], p.peks_key)
-    with reverts("IdentityRegistryInvalidKey", p.id, 32, 96):
+    with reverts("IdentityRegistryInvalidKey", p.id, 32, 48):
         registry.register(kmc, bad)
 
 

@@ -1,0 +1,57 @@
+"""Deployment: idempotent re-runs, redeploy after a chain restart."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+
+from mbds_py.chain.client import ChainClient
+from mbds_py.chain.identity import IdentityRegistryAgent
+from mbds_py.deploy import Deployer
+from mbds_py.devnet import Devnet
+from mbds_py.spec import load_spec
+from tests.foundation.test_devnet import spec_file
+
+pytestmark = pytest.mark.xdist_group("devnet")
+
+KMC = Account.from_key(keccak(text="deploy-test/kmc")).address
+
+
+@pytest.fixture()
+def devnet(tmp_path):
+    d = Devnet(load_spec(spec_file(tmp_path)))
+    d.up()
+    yield d
+    d.down()
+
+
+def test_deploy_is_idempotent(devnet):
+    deployer = Deployer(devnet.spec, KMC)
+    table, created = deployer.deploy_all()
+    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry"]
+    again, created_again = Deployer(devnet.spec, KMC).deploy_all()
+    assert created_again == []
+    assert {c: {n: d.address for n, d in e.items()} for c, e in again.items()} == \
+           {c: {n: d.address for n, d in e.items()} for c, e in table.items()}
+    urls = devnet.rpc_urls()
+    for chain, entries in table.items():
+        agent = IdentityRegistryAgent(ChainClient(urls[chain]), entries["IdentityRegistry"].address)
+        assert agent.kmc().lower() == KMC.lower()
+
+
+def test_restarted_chain_gets_a_fresh_deployment(devnet):
+    deployer = Deployer(devnet.spec, KMC)
+    deployer.deploy_all()
+    devnet.down()
+    devnet.up()  # fresh chains: the recorded addresses hold no code any more
+    _table, created = Deployer(devnet.spec, KMC).deploy_all()
+    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry"]
+
+
+def test_deploy_without_devnet_says_what_to_run(tmp_path):
+    from mbds_py.errors import DevnetError
+
+    spec = load_spec(spec_file(tmp_path))
+    with pytest.raises(DevnetError, match="mbds devnet up"):
+        Deployer(spec, KMC).deploy_all()

@@ -1,0 +1,136 @@
+"""Devnet lifecycle with real chain processes: up, status, down, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mbds_py.devnet import Devnet, process_matches, rpc_chain_id
+from mbds_py.errors import ConfigError, PortInUseError
+from mbds_py.spec import load_spec
+
+pytestmark = pytest.mark.xdist_group("devnet")
+
+
+def spec_file(tmp_path: Path, *, extra: str = "", port: int = 0, second_id: int = 2002) -> Path:
+    p = tmp_path / "net.toml"
+    p.write_text(f"""
+[devnet]
+state_dir = "state"
+
+[[chains]]
+name = "consortium"
+kind = "consortium"
+chain_id = 2001
+port = {port}
+
+[[chains]]
+name = "hospital-a"
+kind = "private"
+chain_id = {second_id}
+{extra}
+""")
+    return p
+
+
+def alive(entries) -> list[int]:
+    return [e.pid for e in entries if e.pid and process_matches(e.pid, e.engine, e.port)]
+
+
+def test_up_status_down_leaves_no_process(tmp_path):
+    devnet = Devnet(load_spec(spec_file(tmp_path)))
+    state = devnet.up()
+    try:
+        assert {n: c.chain_id for n, c in state.items()} == {"consortium": 2001, "hospital-a": 2002}
+        for c in state.values():
+            assert rpc_chain_id(c.rpc_url) == c.chain_id
+        rows = devnet.status()
+        assert [r["up"] for r in rows] == [True, True]
+        assert devnet.up() == state  # idempotent: running chains are kept
+    finally:
+        stopped = devnet.down()
+    assert sorted(stopped) == ["consortium", "hospital-a"]
+    assert alive(state.values()) == []
+    assert not devnet.state_file.exists()
+    assert [r["up"] for r in devnet.status()] == [False, False]
+
+
+def test_external_chain_is_not_launched_or_stopped(tmp_path, anvil_url):
+    from tests.conftest import TEST_CHAIN_ID
+
+    extra = f'rpc_url = "{anvil_url}"'
+    devnet = Devnet(load_spec(spec_file(tmp_path, extra=extra, second_id=TEST_CHAIN_ID)))
+    state = devnet.up()
+    try:
+        ext = state["hospital-a"]
+        assert ext.external and ext.pid is None and ext.rpc_url == anvil_url
+    finally:
+        devnet.down()
+    assert rpc_chain_id(anvil_url) == TEST_CHAIN_ID  # still running: not ours to stop
+
+
+def test_external_chain_with_wrong_chain_id_is_refused(tmp_path, anvil_url):
+    devnet = Devnet(load_spec(spec_file(tmp_path, extra=f'rpc_url = "{anvil_url}"', second_id=9)))
+    from mbds_py.errors import DevnetError
+
+    try:
+        with pytest.raises(DevnetError, match="chain ID"):
+            devnet.up()
+    finally:
+        devnet.down()
+
+
+def test_busy_port_is_named_and_nothing_is_launched(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        devnet = Devnet(load_spec(spec_file(tmp_path, port=port)))
+        with pytest.raises(PortInUseError, match=f"port {port}"):
+            devnet.up()
+    assert devnet.load_state() == {}
+
+
+def test_down_after_launcher_crash_stops_everything(tmp_path):
+    """SIGKILL `mbds devnet up` once it has spawned a chain; `down` still finds every process."""
+    spec = spec_file(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "mbds_py.cli", "devnet", "up", "--spec", str(spec)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    devnet = Devnet(load_spec(spec))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not devnet.load_state():
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded = devnet.load_state()
+    assert recorded, "the launcher recorded nothing before it was killed"
+    devnet.down()
+    assert alive(recorded.values()) == []
+
+
+def test_malformed_spec_launches_nothing(tmp_path):
+    bad = spec_file(tmp_path).read_text().replace("chain_id = 2002", "chain_id = -1")
+    p = tmp_path / "bad.toml"
+    p.write_text(bad)
+    with pytest.raises(ConfigError, match="chains\\[1\\].chain_id"):
+        load_spec(p)
+    assert not (tmp_path / "state").exists()
+
+
+def test_cli_reports_config_error_with_exit_code_2(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[[chains]]\nname = 1\n")
+    out = subprocess.run([sys.executable, "-m", "mbds_py.cli", "devnet", "up", "--spec", str(p)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "chains[0].name" in out.stderr and "expected a string" in out.stderr

@@ -1,0 +1,103 @@
+"""The offline Solidity toolchain: solc-js entry point, cache, one compile path with Ape."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mbds_py import toolchain
+from mbds_py.errors import ToolchainError
+
+ROOT = toolchain.PROJECT_ROOT
+SHIM = ROOT / "scripts" / "bin" / "solc"
+
+
+def test_shim_answers_version_like_native_solc():
+    out = subprocess.run([str(SHIM), "--version"], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "solc, the solidity compiler commandline interface"
+    assert lines[1].startswith(f"Version: {toolchain.SOLC_VERSION}+commit.")
+
+
+def test_shim_prints_clean_json_for_large_outputs():
+    src = 'pragma solidity ^0.8.24; import "@openzeppelin/contracts/utils/cryptography/EIP712.sol"; ' \
+          'contract T is EIP712 { constructor() EIP712("t", "1") {} }'
+    std = {"language": "Solidity", "sources": {"T.sol": {"content": src}},
+           "settings": {"outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"], "": ["ast"]}}}}
+    out = subprocess.run([str(SHIM), "--standard-json"], input=json.dumps(std), capture_output=True, text=True)
+    result = json.loads(out.stdout)  # no warning line before the JSON, no truncation
+    assert "T" in result["contracts"]["T.sol"]
+    assert len(out.stdout) > 131072
+
+
+def test_shim_reports_invalid_input_as_json_error():
+    out = subprocess.run([str(SHIM), "--standard-json"], input="{not json", capture_output=True, text=True)
+    result = json.loads(out.stdout)
+    assert result["errors"][0]["type"] == "JSONError"
+
+
+def test_shim_refuses_unsupported_modes():
+    out = subprocess.run([str(SHIM), "--bin", "x.sol"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--standard-json" in out.stderr
+
+
+def test_native_solc_binary_must_exist(monkeypatch):
+    monkeypatch.setenv("SOLC_BINARY", "/nonexistent/solc")
+    with pytest.raises(ToolchainError, match="SOLC_BINARY=/nonexistent/solc"):
+        toolchain.solc_binary()
+
+
+def test_compile_reports_solidity_errors(tmp_path):
+    (tmp_path / "contracts").mkdir()
+    (tmp_path / "contracts" / "Bad.sol").write_text("pragma solidity ^0.8.24; contract Bad { function f( }")
+    from mbds_py.errors import CompilationError
+
+    with pytest.raises(CompilationError, match="ParserError"):
+        toolchain.compile_contracts(tmp_path, use_cache=False)
+
+
+def test_artifacts_are_cached_by_source_hash():
+    first = toolchain.compile_contracts()
+    cached = sorted(toolchain.CACHE_DIR.glob("artifacts-*.json"))
+    assert cached
+    assert toolchain.compile_contracts() == first
+
+
+def test_unknown_contract_is_named():
+    with pytest.raises(ToolchainError, match="no contract named 'Nope'"):
+        toolchain.artifact("Nope")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ape")
+def test_ape_compile_produces_the_runtime_bytecode(tmp_path):
+    """One compile path: `ape compile` and the runtime give byte-identical creation code."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    shutil.copytree(ROOT / "contracts", project / "contracts")
+    shutil.copy(ROOT / "ape-config.yaml", project / "ape-config.yaml")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    subprocess.run([str(Path(sys.executable).parent / "ape"), "compile"], cwd=project, env=env, check=True,
+                   capture_output=True, timeout=300)
+    ape_types = json.loads((project / ".build" / "__local__.json").read_text())["contractTypes"]
+    runtime = toolchain.compile_contracts()
+    assert set(ape_types) == set(runtime)
+    for name, art in runtime.items():
+        assert ape_types[name]["deploymentBytecode"]["bytecode"][2:] == art.bytecode, name
+        assert ape_types[name]["runtimeBytecode"]["bytecode"][2:] == art.deployed_bytecode, name
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ape")
+def test_ape_test_runs_the_ape_suite():
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    out = subprocess.run([str(Path(sys.executable).parent / "ape"), "test", "tests/ape", "-c", "tests/ape/pytest.ini"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout.splitlines()[-1]
