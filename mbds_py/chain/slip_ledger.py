@@ -1,0 +1,84 @@
+"""Agent for SlipLedger: commit PBFT-certified headers, prove slips against them."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from ..pbft.types import BlockHeader, QuorumCertificate, SlipEnvelope
+from ..toolchain import artifact
+from .client import ChainClient
+
+CONTRACT = "SlipLedger"
+
+
+def header_tuple(h: BlockHeader) -> tuple:
+    """ABI tuple of ISlipLedger.BlockHeader."""
+    return (h.height, h.seq, h.prev_hash, h.timestamp, to_checksum_address(h.creator), h.merkle_root, h.body_cid)
+
+
+def signatures_for(qc: QuorumCertificate, validators: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """The certificate's signatures as (signer, signature), sorted by signer address as the contract requires."""
+    pairs = [(validators[s.signer], s.signature) for s in qc.signatures]
+    pairs.sort(key=lambda p: p[0])
+    return [(to_checksum_address(addr), sig) for addr, sig in pairs]
+
+
+class SlipLedgerAgent:
+    """Thin adapter over one SlipLedger deployment."""
+
+    def __init__(self, client: ChainClient, address: str):
+        self.client = client
+        self.address = address
+        self.contract = client.contract(CONTRACT, address, artifact(CONTRACT).abi)
+
+    def commit_function(self, qc: QuorumCertificate, validators: Sequence[bytes]) -> Any:
+        return self.contract.functions.commitBlock(header_tuple(qc.header), qc.view, signatures_for(qc, validators))
+
+    def commit(self, sender: LocalAccount, qc: QuorumCertificate, validators: Sequence[bytes]) -> dict[str, Any]:
+        """Submit a certified header (idempotent: an already committed header is a no-op)."""
+        return self.client.transact(self.commit_function(qc, validators), sender, contract=CONTRACT)
+
+    def change_validators(self, sender: LocalAccount, new_validators: Sequence[str],
+                          signatures: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+        fn = self.contract.functions.changeValidators([to_checksum_address(v) for v in new_validators],
+                                                      sorted(signatures, key=lambda p: bytes.fromhex(p[0][2:])))
+        return self.client.transact(fn, sender, contract=CONTRACT)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes]:
+        height, h = self.client.call(self.contract.functions.head(), contract=CONTRACT)
+        return height, bytes(h)
+
+    def header_hash_at(self, height: int) -> bytes:
+        return bytes(self.client.call(self.contract.functions.headerHashAt(height), contract=CONTRACT))
+
+    def hash_header(self, header: BlockHeader) -> bytes:
+        return bytes(self.client.call(self.contract.functions.hashHeader(header_tuple(header)), contract=CONTRACT))
+
+    def domain_separator(self) -> bytes:
+        return bytes(self.client.call(self.contract.functions.domainSeparator(), contract=CONTRACT))
+
+    def validators(self) -> list[str]:
+        return list(self.client.call(self.contract.functions.validators(), contract=CONTRACT))
+
+    def epoch(self) -> int:
+        return self.client.call(self.contract.functions.epoch(), contract=CONTRACT)
+
+    def quorum(self) -> int:
+        return self.client.call(self.contract.functions.quorum(), contract=CONTRACT)
+
+    def verify_slip(self, header: BlockHeader, proof: Sequence[bytes], slip: SlipEnvelope) -> bool:
+        fn = self.contract.functions.verifySlip(header_tuple(header), list(proof), slip.slip_id, slip.payload)
+        return self.client.call(fn, contract=CONTRACT)
+
+    def verify_leaf(self, header: BlockHeader, proof: Sequence[bytes], leaf: bytes) -> bool:
+        fn = self.contract.functions.verifyLeaf(header_tuple(header), list(proof), leaf)
+        return self.client.call(fn, contract=CONTRACT)
+
+    def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        event = getattr(self.contract.events, name)()
+        return [dict(e["args"]) for e in event.process_receipt(receipt)]
