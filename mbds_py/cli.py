@@ -33,6 +33,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     if args.action == "up":
         for name, c in devnet.up().items():
             print(f"{name:14} chain {c.chain_id:<8} {c.rpc_url}{'  (external)' if c.external else f'  pid {c.pid}'}")
+        for name, svc in sorted(devnet.load_services().items()):
+            print(f"{name:14} {svc.kind:14} {svc.url}  pid {svc.pid}")
         print(f"state: {devnet.state_file}")
     elif args.action == "status":
         rows = devnet.status()
@@ -40,7 +42,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['name']:14} {r['kind']:10} {r['engine']:8} chain {r['chain_id']:<8} "
+                chain_id = f"chain {r['chain_id']}" if r["chain_id"] else ""
+                print(f"{r['name']:14} {r['kind']:10} {r['engine']:8} {chain_id:14} "
                       f"{r['rpc_url'] or '-':28} {'up' if r['up'] else 'DOWN'}")
         return 0 if all(r["up"] for r in rows) else 3
     else:
@@ -82,6 +85,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if all(s.ok for s in steps) else 1
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    from .storage.node import run_storage_node
+
+    return run_storage_node(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
     sub = p.add_subparsers(dest="command", required=True)
@@ -100,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="ignore the cache")
     c.add_argument("--link", action="store_true", help="expose the compiler to py-solc-x and ape-solidity")
     c.set_defaults(func=cmd_compile)
+
+    st = sub.add_parser("storage", help="the bundled storage node (Kubo RPC API subset)")
+    st_sub = st.add_subparsers(dest="storage_action", required=True)
+    from .storage.node import add_arguments as storage_arguments
+
+    run = storage_arguments(st_sub.add_parser("run", help="serve /api/v0/add, cat, pin/add, pin/rm, pin/ls, version"))
+    run.set_defaults(func=cmd_storage)
 
     demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
     demo.add_argument("--spec")

@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -47,6 +47,20 @@ class ChainState:
     pid: int | None = None
     port: int | None = None
     log: str | None = None
+
+
+@dataclass
+class ServiceState:
+    """A non-chain process `up` launched (storage node, replica, proxy...)."""
+
+    name: str
+    kind: str
+    url: str
+    pid: int
+    port: int
+    marker: str  # a string of its command line, checked before signalling it
+    log: str
+    data_dir: str | None = None
 
 
 def anvil_binary() -> str:
@@ -178,21 +192,31 @@ class Devnet:
 
     # -- state file ------------------------------------------------------------------------
 
-    def load_state(self) -> dict[str, ChainState]:
+    def _raw_state(self) -> dict[str, Any]:
         if not self.state_file.is_file():
             return {}
         try:
-            raw = json.loads(self.state_file.read_text())
+            return json.loads(self.state_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DevnetError(f"{self.state_file} is unreadable ({exc}); remove it after stopping stray chains") from exc
-        return {name: ChainState(**entry) for name, entry in raw.get("chains", {}).items()}
 
-    def _save_state(self, chains: dict[str, ChainState]) -> None:
+    def load_state(self) -> dict[str, ChainState]:
+        return {name: ChainState(**entry) for name, entry in self._raw_state().get("chains", {}).items()}
+
+    def load_services(self) -> dict[str, ServiceState]:
+        return {name: ServiceState(**entry) for name, entry in self._raw_state().get("services", {}).items()}
+
+    def _save_state(self, chains: dict[str, ChainState], services: dict[str, ServiceState] | None = None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if services is None:
+            services = self.load_services()
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"spec": self.spec.path, "chains": {n: asdict(c) for n, c in chains.items()}},
-                                  indent=2))
+        tmp.write_text(json.dumps({"spec": self.spec.path, "chains": {n: asdict(c) for n, c in chains.items()},
+                                   "services": {n: asdict(v) for n, v in services.items()}}, indent=2))
         os.replace(tmp, self.state_file)
+
+    def _save_services(self, services: dict[str, ServiceState]) -> None:
+        self._save_state(self.load_state(), services)
 
     # -- up / status / down ---------------------------------------------------------------------
 
@@ -221,7 +245,60 @@ class Devnet:
         except BaseException:
             self._save_state(state)
             raise
+        self.up_storage()
         return state
+
+    # -- services (storage nodes, and later replicas and proxies) ----------------------------
+
+    def spawn_service(self, name: str, kind: str, argv: list[str], *, port: int, marker: str,
+                      probe: Callable[[str], bool], data_dir: Path | None = None,
+                      timeout: float = STARTUP_TIMEOUT) -> ServiceState:
+        """Start a service process, record it at once, and wait until ``probe(url)`` succeeds."""
+        services = self.load_services()
+        current = services.get(name)
+        if current and process_matches(current.pid, current.marker, current.port):
+            return current
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.state_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=PROJECT_ROOT)
+        url = f"http://{self.spec.host}:{port}"
+        entry = ServiceState(name, kind, url, proc.pid, port, marker, str(log_path),
+                             str(data_dir) if data_dir else None)
+        services[name] = entry
+        self._save_services(services)
+        deadline = time.monotonic() + timeout
+        while not probe(url):
+            if proc.poll() is not None:
+                raise DevnetError(f"{kind} {name!r} exited with code {proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                stop_process(proc.pid, marker, port)
+                raise DevnetError(f"{kind} {name!r} did not answer at {url} within {timeout:.0f}s; see {log_path}")
+            time.sleep(0.05)
+        return entry
+
+    def up_storage(self) -> list[ServiceState]:
+        """Start the spec's storage nodes (durable data under the state dir)."""
+        import sys
+
+        started = []
+        for i in range(self.spec.storage.nodes):
+            name = f"storage-{i}"
+            data_dir = self.state_dir / "storage" / name
+            current = self.load_services().get(name)
+            port = current.port if current and not process_matches(current.pid, current.marker, current.port) \
+                and port_is_free(self.spec.host, current.port) else free_port(self.spec.host)
+            argv = [sys.executable, "-m", "mbds_py.storage.node", "--host", self.spec.host, "--port", str(port),
+                    "--data-dir", str(data_dir), "--max-blob-size", self.spec.storage.max_blob_size,
+                    "--log-level", "WARNING"]
+            started.append(self.spawn_service(name, "storage", argv, port=port, marker="mbds_py.storage.node",
+                                              probe=_storage_answers, data_dir=data_dir))
+        return started
+
+    def storage_urls(self) -> list[str]:
+        services = self.load_services()
+        return [services[n].url for n in sorted(services) if services[n].kind == "storage"]
 
     def _up_one(self, chain: ChainSpec, current: ChainState | None, state: dict[str, ChainState]) -> ChainState:
         if chain.external:
@@ -272,16 +349,20 @@ class Devnet:
                 "chain_id": chain.chain_id, "rpc_url": url, "pid": entry.pid if entry else None,
                 "up": cid == chain.chain_id,
             })
+        for name, svc in sorted(self.load_services().items()):
+            rows.append({"name": name, "kind": svc.kind, "engine": "mbds", "chain_id": None, "rpc_url": svc.url,
+                         "pid": svc.pid, "up": process_matches(svc.pid, svc.marker, svc.port)})
         return rows
 
     def down(self) -> list[str]:
         """Stop every process this devnet launched; returns the names stopped."""
-        state = self.load_state()
         stopped = []
-        for name, entry in list(state.items()):
+        for name, svc in self.load_services().items():  # services first: they use the chains
+            if stop_process(svc.pid, svc.marker, svc.port):
+                stopped.append(name)
+        for name, entry in self.load_state().items():
             if not entry.external and entry.pid and stop_process(entry.pid, entry.engine, entry.port or 0):
                 stopped.append(name)
-            del state[name]
         if self.state_file.exists():
             self.state_file.unlink()
         return stopped
@@ -292,6 +373,13 @@ class Devnet:
         if missing:
             raise DevnetError(f"chains {missing} are not up; run `mbds devnet up` first")
         return {name: entry.rpc_url for name, entry in state.items()}
+
+
+def _storage_answers(url: str) -> bool:
+    try:
+        return requests.post(f"{url}/api/v0/version", timeout=1.0).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def launch_chain(engine: str, chain_id: int, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:

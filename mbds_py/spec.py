@@ -38,13 +38,23 @@ class ChainSpec:
 
 
 @dataclass(frozen=True)
+class StorageSpec:
+    """The bundled storage nodes (Kubo RPC API subset) and the replication factor."""
+
+    nodes: int = 2
+    replicas: int = 2
+    max_blob_size: str = "64MiB"
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
-    """A whole devnet: chains plus where its state lives."""
+    """A whole devnet: chains, storage nodes, and where its state lives."""
 
     path: str
     state_dir: Path
     host: str
     chains: tuple[ChainSpec, ...]
+    storage: StorageSpec = StorageSpec()
 
     def chain(self, name: str) -> ChainSpec:
         for c in self.chains:
@@ -105,9 +115,11 @@ def _tname(typ: type | tuple[type, ...]) -> str:
 def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None = None,
                state_dir: str | Path | None = None) -> NetworkSpec:
     base = base or Path.cwd()
-    unknown = set(data) - {"devnet", "chains"}
+    unknown = set(data) - {"devnet", "chains", "storage"}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; expected [devnet] and [[chains]]", path=label)
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; expected [devnet], [storage] and [[chains]]",
+                          path=label)
+    storage = _parse_storage(_get(data, "storage", dict, "storage", label, default={}), label)
     devnet = _get(data, "devnet", dict, "devnet", label, default={})
     host = _get(devnet, "host", str, "devnet.host", label, default="127.0.0.1")
     engine_default = _get(devnet, "engine", str, "devnet.engine", label, default="anvil")
@@ -165,7 +177,23 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
     if len(consortia) != 1:
         raise ConfigError(f"found {len(consortia)} consortium chains; expected exactly one", path=label,
                           field="chains.kind")
-    return NetworkSpec(path=label, state_dir=sd_path, host=host, chains=tuple(chains))
+    return NetworkSpec(path=label, state_dir=sd_path, host=host, chains=tuple(chains), storage=storage)
+
+
+def _parse_storage(raw: dict[str, Any], label: str) -> StorageSpec:
+    extra = set(raw) - {"nodes", "replicas", "max_blob_size"}
+    if extra:
+        raise ConfigError(f"unknown key(s) {sorted(extra)}; allowed: max_blob_size, nodes, replicas", path=label,
+                          field="storage")
+    nodes = _get(raw, "nodes", int, "storage.nodes", label, default=2)
+    replicas = _get(raw, "replicas", int, "storage.replicas", label, default=min(2, max(nodes, 1)))
+    if not 0 <= nodes <= 16:
+        raise ConfigError(f"got {nodes}; expected 0 to 16 storage nodes", path=label, field="storage.nodes")
+    if nodes and not 1 <= replicas <= nodes:
+        raise ConfigError(f"got {replicas}; expected 1 to storage.nodes ({nodes})", path=label,
+                          field="storage.replicas")
+    size = _get(raw, "max_blob_size", str, "storage.max_blob_size", label, default="64MiB")
+    return StorageSpec(nodes=nodes, replicas=replicas, max_blob_size=size)
 
 
 def path_is_embedded(label: str) -> bool:

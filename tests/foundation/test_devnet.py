@@ -18,11 +18,15 @@ from mbds_py.spec import load_spec
 pytestmark = pytest.mark.xdist_group("devnet")
 
 
-def spec_file(tmp_path: Path, *, extra: str = "", port: int = 0, second_id: int = 2002) -> Path:
+def spec_file(tmp_path: Path, *, extra: str = "", port: int = 0, second_id: int = 2002, storage: int = 0) -> Path:
     p = tmp_path / "net.toml"
     p.write_text(f"""
 [devnet]
 state_dir = "state"
+
+[storage]
+nodes = {storage}
+replicas = {min(storage, 2) or 1}
 
 [[chains]]
 name = "consortium"
@@ -134,3 +138,28 @@ def test_cli_reports_config_error_with_exit_code_2(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "chains[0].name" in out.stderr and "expected a string" in out.stderr
+
+
+def test_devnet_runs_storage_nodes_and_stops_them(tmp_path):
+    from mbds_py.storage.client import KuboClient
+
+    devnet = Devnet(load_spec(spec_file(tmp_path, storage=2)))
+    devnet.up()
+    services = devnet.load_services()
+    try:
+        urls = devnet.storage_urls()
+        assert len(urls) == 2
+        cid = KuboClient(urls[0]).add(b"hello storage")
+        assert KuboClient(urls[0]).cat(cid) == b"hello storage"
+        rows = {r["name"]: r for r in devnet.status()}
+        assert rows["storage-0"]["up"] and rows["storage-1"]["up"]
+    finally:
+        stopped = devnet.down()
+    assert {"storage-0", "storage-1"} <= set(stopped)
+    assert [s.pid for s in services.values() if process_matches(s.pid, s.marker, s.port)] == []
+    # blobs are durable: a second `up` serves what the first stored
+    devnet.up()
+    try:
+        assert KuboClient(devnet.storage_urls()[0]).cat(cid) == b"hello storage"
+    finally:
+        devnet.down()
