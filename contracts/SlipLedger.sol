@@ -142,7 +142,9 @@ contract SlipLedger is ISlipLedger, EIP712 {
     /// @inheritdoc ISlipLedger
     function quorum() public view returns (uint256) {
         uint256 n = _validators.length;
-        return n - (n - 1) / 3; // n - f ≥ 2f + 1
+        // ⌈(n + f + 1) / 2⌉ with f = ⌊(n − 1)/3⌋: any two quorums share f + 1 replicas (2f + 1 when n = 3f + 1),
+        // the same rule as the PBFT core (mbds_py.pbft.config.PbftConfig.quorum).
+        return (n + (n - 1) / 3 + 2) / 2;
     }
 
     /// @inheritdoc ISlipLedger

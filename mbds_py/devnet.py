@@ -252,7 +252,8 @@ class Devnet:
 
     def spawn_service(self, name: str, kind: str, argv: list[str], *, port: int, marker: str,
                       probe: Callable[[str], bool], data_dir: Path | None = None,
-                      timeout: float = STARTUP_TIMEOUT) -> ServiceState:
+                      timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
+                      url: str | None = None) -> ServiceState:
         """Start a service process, record it at once, and wait until ``probe(url)`` succeeds."""
         services = self.load_services()
         current = services.get(name)
@@ -262,8 +263,9 @@ class Devnet:
         log_path = self.state_dir / f"{name}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=PROJECT_ROOT)
-        url = f"http://{self.spec.host}:{port}"
+                                    start_new_session=True, cwd=PROJECT_ROOT,
+                                    env={**os.environ, **env} if env else None)
+        url = url or f"http://{self.spec.host}:{port}"
         entry = ServiceState(name, kind, url, proc.pid, port, marker, str(log_path),
                              str(data_dir) if data_dir else None)
         services[name] = entry
@@ -295,6 +297,26 @@ class Devnet:
             started.append(self.spawn_service(name, "storage", argv, port=port, marker="mbds_py.storage.node",
                                               probe=_storage_answers, data_dir=data_dir))
         return started
+
+    def stop_service(self, name: str, *, kill: bool = False) -> bool:
+        """Stop one service (SIGKILL with ``kill``, to simulate a crash); True if it was running."""
+        services = self.load_services()
+        svc = services.get(name)
+        if svc is None:
+            return False
+        if kill:
+            if not process_matches(svc.pid, svc.marker, svc.port):
+                return False
+            os.killpg(svc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while process_matches(svc.pid, svc.marker, svc.port) and time.monotonic() < deadline:
+                try:
+                    os.waitpid(svc.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.01)
+            return True
+        return stop_process(svc.pid, svc.marker, svc.port)
 
     def storage_urls(self) -> list[str]:
         services = self.load_services()

@@ -21,13 +21,13 @@ import umbral_pre
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from .crypto.keys import IDENTITY_KEY_LABEL, PatientSecrets
 from .crypto.peks import PeksPublicKey, PeksSecretKey
 from .errors import IdentityError, KeystoreError
 from .identity import Participant, Role
 from .keystore import (DEFAULT_SCRYPT_N, SecretBundle, decrypt_bundle, encrypt_bundle, read_keystore,
                        write_keystore)
 
-IDENTITY_KEY_LABEL = b"mbds/identity"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -39,6 +39,12 @@ class ParticipantKeys:
     account: LocalAccount = field(repr=False)
     umbral_factory: umbral_pre.SecretKeyFactory = field(repr=False)
     peks_secret: PeksSecretKey = field(repr=False)
+    _seed: bytes = field(repr=False, default=b"")
+
+    @property
+    def secrets(self) -> PatientSecrets:
+        """The key set as the crypto layer uses it (envelopes, confirmations, kfrags, trapdoors)."""
+        return PatientSecrets(self.account.key, self._seed, self.peks_secret)
 
     @property
     def umbral_secret(self) -> umbral_pre.SecretKey:
@@ -154,7 +160,7 @@ class KeyManagementCenter:
         path = self._path(name)
         bundle = decrypt_bundle(read_keystore(path), passphrase, source=str(path))
         account, factory, peks_sk, _pre, _peks = derive_public(bundle)
-        return ParticipantKeys(self.load(name), account, factory, peks_sk)
+        return ParticipantKeys(self.load(name), account, factory, peks_sk, bundle.umbral_seed)
 
 
 def _participant_from_public(pub: dict, path: Path) -> Participant:

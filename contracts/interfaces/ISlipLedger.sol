@@ -102,7 +102,7 @@ interface ISlipLedger {
     /// @notice The header hash committed at `height`.
     function headerHashAt(uint64 height) external view returns (bytes32);
 
-    /// @notice Current validators, epoch and quorum (2f+1 with f = ⌊(n−1)/3⌋).
+    /// @notice Current validators, epoch and quorum ⌈(n+f+1)/2⌉ with f = ⌊(n−1)/3⌋ (2f+1 when n = 3f+1).
     function validators() external view returns (address[] memory);
     function epoch() external view returns (uint64);
     function quorum() external view returns (uint256);

@@ -25,6 +25,8 @@ def test_enroll_generates_a_full_key_set(kmc):
     assert keys.account.address == p.address
     assert keys.umbral_secret.public_key().to_compressed_bytes() == p.pre_key
     assert keys.peks_secret.public_key().to_bytes() == p.peks_key
+    assert keys.secrets.public_keys.pre_key == p.pre_key  # the crypto layer derives the same keys
+    assert keys.secrets.address == p.address
     assert len(p.id) == 32 and p.role is Role.PATIENT
 
 

@@ -1,0 +1,1 @@
+"""A hospital's (or Internet medicine platform's) private chain: slips, validation, replicas, receipts."""

@@ -1,0 +1,134 @@
+"""Client of a hospital node's HTTP API, and the lightweight client's receipt check.
+
+A receipt (block header, Merkle proof, slip bytes) is verified against the
+root committed in ``SlipLedger`` on chain: the node is not trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import requests
+
+from ..errors import InvalidSlip, IntegrityError, MBDSError, StorageError
+from ..pbft.types import BlockHeader, SlipEnvelope
+
+
+class NodeUnavailable(MBDSError, ConnectionError):
+    """No replica of the private chain answered."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    slip_id: bytes
+    chain: str
+    height: int
+    header: BlockHeader
+    proof: tuple[bytes, ...]
+    payload: bytes
+    body_cid: str
+    anchor_tx: str | None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Receipt":
+        h = doc["header"]
+        header = BlockHeader(height=h["height"], seq=h["seq"], prev_hash=_b(h["prev_hash"]), timestamp=h["timestamp"],
+                             creator=_b(h["creator"]), merkle_root=_b(h["merkle_root"]), body_cid=_b(h["body_cid"]))
+        return cls(_b(doc["slip_id"]), doc["chain"], doc["height"], header, tuple(_b(p) for p in doc["proof"]),
+                   _b(doc["payload"]), doc["body_cid"], doc.get("anchor_tx"))
+
+    @property
+    def envelope(self) -> SlipEnvelope:
+        return SlipEnvelope(self.slip_id, self.payload)
+
+
+def _b(text: str) -> bytes:
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+class HospitalClient:
+    """Talks to any replica of one private chain; fails over to the next on connection errors."""
+
+    def __init__(self, urls: Sequence[str], *, timeout: float = 10.0):
+        if not urls:
+            raise NodeUnavailable("no node URL given")
+        self.urls = list(urls)
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._current = 0
+
+    def _request(self, method: str, path: str, *, data: bytes | None = None) -> requests.Response:
+        errors = []
+        for attempt in range(len(self.urls)):
+            url = self.urls[(self._current + attempt) % len(self.urls)]
+            try:
+                resp = self.session.request(method, url + path, data=data, timeout=self.timeout)
+            except requests.RequestException as exc:
+                errors.append(f"{url}: {exc.__class__.__name__}")
+                continue
+            self._current = (self._current + attempt) % len(self.urls)
+            return resp
+        raise NodeUnavailable(f"no replica answered {method} {path}: {'; '.join(errors)}")
+
+    def _check(self, resp: requests.Response) -> Any:
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise StorageError(f"node answered HTTP {resp.status_code} without JSON") from None
+        if resp.status_code == 400:
+            raise InvalidSlip(doc.get("error", "rejected"))
+        if resp.status_code >= 300:
+            raise MBDSError(f"node answered HTTP {resp.status_code}: {doc.get('error', doc)}")
+        return doc
+
+    # -- doctor and patient ---------------------------------------------------------------
+
+    def submit_envelope(self, envelope_bytes: bytes) -> str:
+        """Doctor: upload a signed envelope; returns the record ID (pending the patient)."""
+        return self._check(self._request("POST", "/v1/records", data=envelope_bytes))["record_id"]
+
+    def pending(self, patient: str) -> list[str]:
+        return self._check(self._request("GET", f"/v1/records?patient={patient}"))["pending"]
+
+    def envelope(self, record_id: str) -> bytes:
+        resp = self._request("GET", f"/v1/records/{record_id}")
+        if resp.status_code != 200:
+            raise InvalidSlip(f"no pending record {record_id}")
+        return resp.content
+
+    def submit_confirmed(self, confirmed_bytes: bytes) -> str:
+        """Patient: submit the confirmed record; returns the slip ID (ordering starts)."""
+        return self._check(self._request("POST", "/v1/slips", data=confirmed_bytes))["slip_id"]
+
+    def receipt(self, slip_id: str) -> Receipt | None:
+        resp = self._request("GET", f"/v1/slips/{slip_id}/receipt")
+        if resp.status_code == 404:
+            return None
+        return Receipt.from_json(self._check(resp))
+
+    def wait_receipt(self, slip_id: str, timeout: float = 60.0) -> Receipt:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.receipt(slip_id)
+            if r is not None:
+                return r
+            if time.monotonic() > deadline:
+                raise MBDSError(f"slip {slip_id} not committed within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def status(self) -> dict[str, Any]:
+        return self._check(self._request("GET", "/v1/status"))
+
+
+def verify_receipt(receipt: Receipt, ledger: Any) -> None:
+    """Lightweight-client check: the slip is in a block whose header is committed on chain.
+
+    ``ledger`` is a :class:`~mbds_py.chain.slip_ledger.SlipLedgerAgent`.  Raises
+    :class:`IntegrityError` saying what does not match.
+    """
+    if not ledger.verify_slip(receipt.header, receipt.proof, receipt.envelope):
+        raise IntegrityError(f"receipt for slip 0x{receipt.slip_id.hex()} does not verify against the "
+                             f"SlipLedger root at height {receipt.height}: the header is not committed "
+                             "or the proof/slip was altered")

@@ -1,0 +1,601 @@
+"""`mbds node run`: one PBFT replica of a private chain as its own OS process.
+
+The pure :class:`~mbds_py.pbft.replica.Replica` is driven by an asyncio loop:
+peer frames from the TCP :class:`~mbds_py.private.transport.Mesh`, client
+slips from the HTTP API (a thread that hands work to the loop), and timers
+from ``outbox.wake_at``.  Durable state lives in SQLite (WAL), so a SIGKILLed
+replica restarts where it was and catches up from its peers.
+
+Every applied block is indexed for receipts, its body published to the
+storage nodes, and its certified header anchored in ``SlipLedger`` — first by
+the primary that proposed it, by any other replica after a grace period
+(re-submission is a no-op on chain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import queue
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from ..crypto.confirmation import ConfirmedRecord
+from ..crypto.envelope import HmiEnvelope
+from ..crypto.signing import Eip712Domain
+from ..errors import ConfigError, InvalidSlip, MBDSError
+from ..identity import Role
+from ..pbft.config import PbftConfig
+from ..pbft.crypto import EthSigner, EthVerifier
+from ..pbft.merkle import merkle_proof
+from ..pbft.messages import Message
+from ..pbft.codec import encode_message
+from ..pbft.replica import Replica
+from ..pbft.store import SqliteStore
+from ..pbft.types import CertifiedBlock, SlipEnvelope
+from .body import body_cid_bytes, cid_text, encode_body
+from .slip import IdentityEntry, SlipValidator, TransactionSlip
+from .transport import Mesh, PeerAddress
+
+log = logging.getLogger("mbds.node")
+
+SLIP_LEDGER_DOMAIN_NAME = "MBDS SlipLedger"
+
+
+# --------------------------------------------------------------------------------------------
+# configuration (no secrets: the key comes from the environment or an encrypted keystore)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    index: int
+    host: str
+    port: int
+    http_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One private chain's replica group, as written by the devnet launcher."""
+
+    chain: str
+    chain_id: int
+    rpc_url: str
+    slip_ledger: str
+    identity_registry: str
+    hospital_id: str
+    validators: tuple[str, ...]
+    peers: tuple[PeerConfig, ...]
+    storage: tuple[str, ...] = ()
+    storage_replicas: int = 1
+    data_dir: str = ".mbds/nodes"
+    max_slips: int = 128
+    max_wait: float = 600.0
+    request_timeout: float = 10.0
+    view_change_timeout: float = 10.0
+    checkpoint_interval: int = 16
+    anchor: bool = True
+    anchor_grace: float = 3.0
+    identity_ttl: float = 2.0
+
+    @classmethod
+    def load(cls, path: str | Path) -> "NodeConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+            raw["peers"] = tuple(PeerConfig(**p) for p in raw["peers"])
+            raw["validators"] = tuple(raw["validators"])
+            raw["storage"] = tuple(raw.get("storage", ()))
+            return cls(**raw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"bad node configuration: {exc}", path=str(path)) from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @property
+    def record_domain(self) -> Eip712Domain:
+        """EIP-712 domain of records and confirmations on this chain."""
+        return Eip712Domain(self.chain_id, self.slip_ledger)
+
+    @property
+    def pbft_domain(self) -> bytes:
+        """The SlipLedger's EIP-712 domain separator: the PBFT signature domain."""
+        return Eip712Domain(self.chain_id, self.slip_ledger, name=SLIP_LEDGER_DOMAIN_NAME).separator
+
+    def pbft_config(self) -> PbftConfig:
+        return PbftConfig(
+            validators=tuple(bytes.fromhex(v[2:]) for v in self.validators), domain=self.pbft_domain,
+            max_slips=self.max_slips, max_wait=self.max_wait, request_timeout=self.request_timeout,
+            view_change_timeout=self.view_change_timeout, checkpoint_interval=self.checkpoint_interval,
+            window=max(64, 4 * self.checkpoint_interval),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# identity lookups against IdentityRegistry (cached; refreshed after `identity_ttl`)
+# --------------------------------------------------------------------------------------------
+
+
+class ChainIdentityView:
+    """IdentityView over the private chain's IdentityRegistry."""
+
+    def __init__(self, agent: Any, ttl: float):
+        self.agent = agent
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, IdentityEntry | None]] = {}
+        self._lock = threading.Lock()
+
+    def by_address(self, address: str) -> IdentityEntry | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(address)
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        pid = self.agent.id_of(address)
+        entry = None
+        if pid != bytes(32):
+            e = self.agent.get(pid)
+            entry = IdentityEntry(pid, e.role, e.institution, e.suspended)
+        with self._lock:
+            self._cache[address] = (now, entry)
+        return entry
+
+
+# --------------------------------------------------------------------------------------------
+# the replica process
+# --------------------------------------------------------------------------------------------
+
+
+class _Outbox:
+    def __init__(self, node: "ReplicaNode"):
+        self.node = node
+
+    def send(self, to: int, msg: Message) -> None:
+        self.node.mesh.send(to, encode_message(msg))
+
+    def broadcast(self, msg: Message) -> None:
+        self.node.mesh.broadcast(encode_message(msg))
+
+    def deliver(self, block: CertifiedBlock) -> None:
+        self.node.on_deliver(block)
+
+    def wake_at(self, when: float | None) -> None:
+        self.node.schedule(when)
+
+
+@dataclass
+class NodeStats:
+    started: float = field(default_factory=time.time)
+    delivered_blocks: int = 0
+    delivered_slips: int = 0
+    anchored: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class ReplicaNode:
+    """Wires a Replica to TCP peers, an HTTP client API, storage and SlipLedger."""
+
+    def __init__(self, config: NodeConfig, index: int, private_key: bytes):
+        from ..chain.client import ChainClient
+        from ..chain.identity import IdentityRegistryAgent
+        from ..chain.slip_ledger import SlipLedgerAgent
+        from eth_account import Account
+
+        self.config = config
+        self.index = index
+        self.signer = EthSigner(private_key)
+        self.account = Account.from_key(private_key)
+        self.me = config.peers[index]
+        self.data_dir = Path(config.data_dir) / config.chain / f"replica-{index}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client = ChainClient(config.rpc_url, name=config.chain)
+        self.identity = IdentityRegistryAgent(self.client, config.identity_registry)
+        self.ledger = SlipLedgerAgent(ChainClient(config.rpc_url, name=config.chain), config.slip_ledger)
+        self.validator = SlipValidator(bytes.fromhex(config.hospital_id[2:]), config.record_domain,
+                                       ChainIdentityView(self.identity, config.identity_ttl))
+        self.store = SqliteStore(str(self.data_dir / "replica.sqlite"))
+        self.index_db = sqlite3.connect(str(self.data_dir / "index.sqlite"), check_same_thread=False,
+                                        isolation_level=None)
+        self.index_db.execute("PRAGMA journal_mode=WAL")
+        self.index_db.executescript(
+            "CREATE TABLE IF NOT EXISTS slip (slip_id BLOB PRIMARY KEY, height INTEGER, pos INTEGER);"
+            "CREATE TABLE IF NOT EXISTS pending (record_id BLOB PRIMARY KEY, patient TEXT, doctor TEXT,"
+            " envelope BLOB, created REAL);"
+            "CREATE TABLE IF NOT EXISTS anchor (height INTEGER PRIMARY KEY, tx TEXT);")
+        self._db_lock = threading.Lock()
+        self.stats = NodeStats()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.replica: Replica | None = None
+        self.mesh: Mesh | None = None
+        self._anchor_queue: "queue.Queue[CertifiedBlock | None]" = queue.Queue()
+        self._http: ThreadingHTTPServer | None = None
+        self._blob_store = self._make_store()
+
+    def _make_store(self):
+        if not self.config.storage:
+            return None
+        from ..storage.client import KuboClient
+        from ..storage.replicated import ReplicatedStore
+
+        clients = [KuboClient(u, timeout=10.0) for u in self.config.storage]
+        return ReplicatedStore(clients, replicas=min(self.config.storage_replicas, len(clients)))
+
+    # -- replica glue ---------------------------------------------------------------------
+
+    def _build_replica(self) -> Replica:
+        return Replica(self.config.pbft_config(), self.index, self.signer, EthVerifier(), time.time, _Outbox(self),
+                       self.store, validate_slip=self.validator.check_envelope,
+                       body_cid=body_cid_bytes)
+
+    def schedule(self, when: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and self.loop is not None:
+            self._timer = self.loop.call_later(max(0.0, when - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.replica.on_timer(time.time())
+
+    def _on_frame(self, frame: bytes) -> None:
+        self.replica.on_wire(frame)
+
+    def on_deliver(self, block: CertifiedBlock) -> None:
+        header = block.block.header
+        with self._db_lock:
+            self.index_db.execute("BEGIN")
+            self.index_db.executemany("INSERT OR IGNORE INTO slip VALUES (?, ?, ?)",
+                                      [(s.slip_id, header.height, i) for i, s in enumerate(block.block.slips)])
+            self.index_db.execute("COMMIT")
+        self.stats.delivered_blocks += 1
+        self.stats.delivered_slips += len(block.block.slips)
+        self._anchor_queue.put(block)
+
+    # -- anchoring and publishing (a worker thread; web3 and HTTP are blocking) ----------------
+
+    def _anchor_worker(self) -> None:
+        validators = list(self.config.pbft_config().validators)
+        while True:
+            block = self._anchor_queue.get()
+            if block is None:
+                return
+            header = block.block.header
+            self._publish(block)
+            if not self.config.anchor:
+                continue
+            proposer = block.qc.view % len(validators)
+            if proposer != self.index:
+                deadline = time.time() + self.config.anchor_grace
+                while time.time() < deadline and self._anchor_queue.empty():
+                    time.sleep(0.05)
+            for attempt in range(20):
+                try:
+                    height, _ = self.ledger.head()
+                    if height >= header.height:
+                        break
+                    receipt = self.ledger.commit(self.account, block.qc, validators)
+                    with self._db_lock:
+                        self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)",
+                                              (header.height, receipt["transactionHash"].hex()))
+                    self.stats.anchored += 1
+                    break
+                except MBDSError as exc:
+                    if "OutOfOrder" in str(exc):  # an earlier block is still being anchored by another replica
+                        time.sleep(0.2)
+                        continue
+                    log.warning("anchoring block %d failed (attempt %d): %s", header.height, attempt + 1, exc)
+                    time.sleep(0.5)
+                except Exception as exc:  # noqa: BLE001 - chain down: retry, never crash the replica
+                    log.warning("anchoring block %d: chain unreachable (%s)", header.height, exc)
+                    time.sleep(0.5)
+
+    def _publish(self, block: CertifiedBlock) -> None:
+        if self._blob_store is None:
+            return
+        body = encode_body(block.block.slips)
+        expected = cid_text(block.block.header.body_cid)
+        for attempt in range(5):
+            try:
+                cid = self._blob_store.add(body)
+                if cid != expected:
+                    log.error("storage returned CID %s for block %d, header says %s", cid,
+                              block.block.header.height, expected)
+                return
+            except MBDSError as exc:
+                log.warning("publishing body of block %d failed (attempt %d): %s", block.block.header.height,
+                            attempt + 1, exc)
+                time.sleep(0.2 * (attempt + 1))
+
+    # -- client API helpers (called from HTTP threads) ----------------------------------------
+
+    def call_in_loop(self, fn, *args, timeout: float = 10.0):
+        async def run():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def submit_confirmed(self, data: bytes) -> dict[str, Any]:
+        """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
+        try:
+            record = ConfirmedRecord.from_bytes(data)
+        except (MBDSError, ValueError) as exc:
+            raise InvalidSlip(f"malformed confirmed record: {exc}") from exc
+        view = self.validator.identities
+        doctor = view.by_address(record.header.doctor)
+        patient = view.by_address(record.header.patient.address)
+        if doctor is None:
+            raise InvalidSlip(f"doctor {record.header.doctor} is not registered")
+        if patient is None:
+            raise InvalidSlip(f"patient {record.header.patient.address} is not registered")
+        slip = TransactionSlip(self.validator.hospital_id, doctor.id, patient.id, record)
+        slip_id = self.validator.check(slip)
+        if self.receipt_location(slip_id) is not None:
+            return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
+        reason = self.call_in_loop(self.replica.on_request, SlipEnvelope(slip_id, slip.to_bytes()))
+        if reason not in (None, "already-pending", "already-committed"):
+            raise InvalidSlip(reason)
+        with self._db_lock:
+            self.index_db.execute("DELETE FROM pending WHERE record_id = ?", (slip_id,))
+        return {"slip_id": "0x" + slip_id.hex(), "status": "accepted" if reason is None else reason}
+
+    def submit_envelope(self, data: bytes) -> dict[str, Any]:
+        """A doctor's signed envelope (Algorithm 1): kept pending until the patient confirms."""
+        try:
+            envelope = HmiEnvelope.from_bytes(data)
+        except (MBDSError, ValueError) as exc:
+            raise InvalidSlip(f"malformed envelope: {exc}") from exc
+        record_id = envelope.verify(self.config.record_domain)
+        doctor = self.validator.identities.by_address(envelope.header.doctor)
+        if doctor is None or doctor.role is not Role.DOCTOR or doctor.suspended:
+            raise InvalidSlip(f"{envelope.header.doctor} is not an active registered doctor")
+        if doctor.institution != self.validator.hospital_id:
+            raise InvalidSlip(f"doctor {envelope.header.doctor} does not belong to this hospital")
+        with self._db_lock:
+            self.index_db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?)",
+                                  (record_id, envelope.header.patient.address, envelope.header.doctor, data,
+                                   time.time()))
+        return {"record_id": "0x" + record_id.hex(), "status": "pending-confirmation"}
+
+    def pending_for(self, patient: str) -> list[str]:
+        with self._db_lock:
+            rows = self.index_db.execute("SELECT record_id FROM pending WHERE patient = ? ORDER BY created",
+                                         (patient,)).fetchall()
+        return ["0x" + r[0].hex() for r in rows]
+
+    def pending_envelope(self, record_id: bytes) -> bytes | None:
+        with self._db_lock:
+            row = self.index_db.execute("SELECT envelope FROM pending WHERE record_id = ?", (record_id,)).fetchone()
+        return row[0] if row else None
+
+    def receipt_location(self, slip_id: bytes) -> tuple[int, int] | None:
+        with self._db_lock:
+            row = self.index_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def receipt(self, slip_id: bytes) -> dict[str, Any] | None:
+        """Inclusion receipt: header, Merkle proof and anchoring transaction, checkable on chain."""
+        loc = self.receipt_location(slip_id)
+        if loc is None:
+            return None
+        height, pos = loc
+        (cb,) = self.store.blocks_from(height, 1)
+        leaves = [self.config.pbft_config().scheme.slip_leaf(s) for s in cb.block.slips]
+        h = cb.block.header
+        with self._db_lock:
+            row = self.index_db.execute("SELECT tx FROM anchor WHERE height = ?", (height,)).fetchone()
+        return {
+            "slip_id": "0x" + slip_id.hex(),
+            "chain": self.config.chain,
+            "height": height,
+            "header": header_json(h),
+            "proof": ["0x" + p.hex() for p in merkle_proof(leaves, pos)],
+            "payload": "0x" + cb.block.slips[pos].payload.hex(),
+            "body_cid": cid_text(h.body_cid),
+            "anchor_tx": row[0] if row else None,
+            "qc_view": cb.qc.view,
+        }
+
+    def status(self) -> dict[str, Any]:
+        r = self.replica
+        return {"chain": self.config.chain, "replica": self.index, "view": r.view, "primary": r.is_primary,
+                "head": r.head.height, "delivered_slips": self.stats.delivered_slips,
+                "anchored": self.stats.anchored, "uptime": time.time() - self.stats.started,
+                "peers_connected": sum(1 for link in self.mesh.links.values() if link.connected)}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.replica = self._build_replica()
+        peers = [PeerAddress(p.index, p.host, p.port) for p in self.config.peers]
+        self.mesh = Mesh(self.index, peers[self.index], peers, self._on_frame)
+        await self.mesh.start()
+        worker = threading.Thread(target=self._anchor_worker, name="anchor", daemon=True)
+        worker.start()
+        # re-queue blocks applied before a restart that may not be anchored/published yet
+        for cb in self.store.blocks_from(0, 1 << 30):
+            self._anchor_queue.put(cb)
+        self._http = ThreadingHTTPServer((self.me.host, self.me.http_port), _handler_for(self))
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+        self.replica.start()
+        log.info("replica %d of %s up: pbft %s:%d, api %s", self.index, self.config.chain, self.me.host,
+                 self.me.port, self.me.http_url)
+        await stop.wait()
+        self._http.shutdown()
+        await self.mesh.stop()
+        self._anchor_queue.put(None)
+
+
+def header_json(h) -> dict[str, Any]:
+    return {"height": h.height, "seq": h.seq, "prev_hash": "0x" + h.prev_hash.hex(), "timestamp": h.timestamp,
+            "creator": "0x" + h.creator.hex(), "merkle_root": "0x" + h.merkle_root.hex(),
+            "body_cid": "0x" + h.body_cid.hex()}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP client API
+# --------------------------------------------------------------------------------------------
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+def _handler_for(node: ReplicaNode):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "mbds-node/1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # no request bodies in logs
+            log.debug("%s %s", self.command, self.path)
+
+        def _json(self, code: int, doc: Any) -> None:
+            data = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _bytes(self, code: int, data: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            size = int(self.headers.get("Content-Length") or 0)
+            if size <= 0 or size > MAX_BODY:
+                raise InvalidSlip(f"request body must be 1..{MAX_BODY} bytes, got {size}")
+            return self.rfile.read(size)
+
+        def _hex_id(self, text: str) -> bytes:
+            try:
+                raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise InvalidSlip(f"expected a 32-byte hex ID, got {text!r}")
+            return raw
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            try:
+                path, _, query = self.path.partition("?")
+                parts = [p for p in path.split("/") if p]
+                if parts == ["v1", "status"]:
+                    return self._json(200, node.call_in_loop(node.status))
+                if parts[:2] == ["v1", "slips"] and len(parts) == 4 and parts[3] == "receipt":
+                    receipt = node.receipt(self._hex_id(parts[2]))
+                    if receipt is None:
+                        return self._json(404, {"status": "not-committed", "slip_id": parts[2]})
+                    return self._json(200, receipt)
+                if parts == ["v1", "records"]:
+                    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                    if "patient" not in params:
+                        raise InvalidSlip("GET /v1/records needs ?patient=0x…")
+                    return self._json(200, {"pending": node.pending_for(params["patient"])})
+                if parts[:2] == ["v1", "records"] and len(parts) == 3:
+                    data = node.pending_envelope(self._hex_id(parts[2]))
+                    if data is None:
+                        return self._json(404, {"error": "no pending record with this ID"})
+                    return self._bytes(200, data)
+                return self._json(404, {"error": f"unknown endpoint GET {path}"})
+            except InvalidSlip as exc:
+                self._json(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
+                log.exception("GET %s failed", self.path)
+                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            try:
+                parts = [p for p in self.path.split("?")[0].split("/") if p]
+                if parts == ["v1", "slips"]:
+                    return self._json(202, node.submit_confirmed(self._body()))
+                if parts == ["v1", "records"]:
+                    return self._json(201, node.submit_envelope(self._body()))
+                return self._json(404, {"error": f"unknown endpoint POST {self.path}"})
+            except (InvalidSlip, MBDSError) as exc:
+                self._json(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001
+                log.exception("POST %s failed", self.path)
+                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    return Handler
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def load_private_key(args: argparse.Namespace) -> bytes:
+    """The replica's validator key: MBDS_NODE_KEY (hex) or an encrypted keystore + MBDS_NODE_PASSPHRASE."""
+    env_key = os.environ.get("MBDS_NODE_KEY")
+    if env_key:
+        return bytes.fromhex(env_key[2:] if env_key.startswith("0x") else env_key)
+    if args.keystore:
+        from ..keystore import decrypt_bundle, read_keystore
+
+        passphrase = os.environ.get("MBDS_NODE_PASSPHRASE", "")
+        return decrypt_bundle(read_keystore(Path(args.keystore)), passphrase, source=args.keystore).account_key
+    raise ConfigError("no validator key: set MBDS_NODE_KEY or pass --keystore with MBDS_NODE_PASSPHRASE")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, help="node configuration JSON (written by `mbds devnet up`)")
+    parser.add_argument("--index", type=int, required=True, help="this replica's index in the validator set")
+    parser.add_argument("--keystore", help="encrypted keystore of the validator (passphrase: MBDS_NODE_PASSPHRASE)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def run_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = NodeConfig.load(args.config)
+    if not 0 <= args.index < len(config.peers):
+        raise ConfigError(f"--index {args.index} is outside 0..{len(config.peers) - 1}", path=args.config)
+    node = ReplicaNode(config, args.index, load_private_key(args))
+    if "0x" + node.signer.address.hex() != config.validators[args.index].lower():
+        raise ConfigError(f"the key is not validator {args.index} ({config.validators[args.index]})",
+                          path=args.config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await node.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m mbds_py.private.node"))
+    try:
+        return run_node(parser.parse_args(argv))
+    except MBDSError as exc:
+        print(f"mbds node: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

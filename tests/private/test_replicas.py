@@ -1,0 +1,119 @@
+"""Four replica processes on loopback: slips in, certified blocks out, anchored and provable."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from mbds_py.errors import IntegrityError, InvalidSlip
+from mbds_py.private.client import Receipt, verify_receipt
+from mbds_py.private.cluster import start_replica, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("replicas")]
+
+
+def anchored(testbed, height: int) -> bool:
+    return testbed.ledger.head()[0] >= height
+
+
+def test_confirmed_slips_commit_anchor_and_verify(testbed):
+    api = testbed.api()
+    slip_ids = [api.submit_confirmed(testbed.record(i, tag="a")[1].to_bytes()) for i in range(20)]
+    receipts = [api.wait_receipt(s, timeout=60) for s in slip_ids]
+    top = max(r.height for r in receipts)
+    wait_until(lambda: anchored(testbed, top), 60, f"SlipLedger to reach height {top}")
+    for r in receipts:
+        verify_receipt(r, testbed.ledger)  # the lightweight client trusts only the chain
+    # the block body was published under the CID in the header
+    body = testbed.storage.cat(receipts[0].body_cid)
+    assert receipts[0].payload in body
+
+
+def test_doctor_upload_then_patient_confirmation_flow(testbed):
+    api = testbed.api(1)
+    env, confirmed = testbed.record(1, tag="flow", patient="patient2")
+    record_id = api.submit_envelope(env.to_bytes())
+    assert record_id in api.pending(testbed.people["patient2"].address)
+    assert api.envelope(record_id) == env.to_bytes()
+    slip_id = api.submit_confirmed(confirmed.to_bytes())
+    assert slip_id == record_id  # the slip ID is the record ID
+    api.wait_receipt(slip_id, timeout=60)
+    assert record_id not in api.pending(testbed.people["patient2"].address)
+
+
+def test_tampered_receipt_fails_verification(testbed):
+    api = testbed.api()
+    slip_id = api.submit_confirmed(testbed.record(1, tag="tamper")[1].to_bytes())
+    r = api.wait_receipt(slip_id, timeout=60)
+    wait_until(lambda: anchored(testbed, r.height), 60, "anchoring")
+    forged = Receipt(r.slip_id, r.chain, r.height, r.header, r.proof, r.payload[:-1] + b"\x00", r.body_cid,
+                     r.anchor_tx)
+    with pytest.raises(IntegrityError, match="does not verify"):
+        verify_receipt(forged, testbed.ledger)
+
+
+def test_slip_from_doctor_of_another_hospital_is_rejected(testbed):
+    _env, confirmed = testbed.record(1, doctor="outsider", tag="outsider")
+    with pytest.raises(InvalidSlip, match="does not belong to this hospital"):
+        testbed.api().submit_confirmed(confirmed.to_bytes())
+
+
+def test_slip_with_forged_patient_confirmation_is_rejected(testbed):
+    from dataclasses import replace
+
+    _env, confirmed = testbed.record(2, tag="forged")
+    forged = replace(confirmed, patient_signature=confirmed.patient_signature[:-2] + b"\x01\x1b")
+    with pytest.raises(InvalidSlip, match="signature check failed"):
+        testbed.api().submit_confirmed(forged.to_bytes())
+
+
+def test_slip_for_unregistered_patient_is_rejected(testbed):
+    _env, confirmed = testbed.record(3, patient="stranger", tag="stranger")
+    with pytest.raises(InvalidSlip, match="not registered"):
+        testbed.api().submit_confirmed(confirmed.to_bytes())
+
+
+def test_malformed_slip_gets_a_clear_error(testbed):
+    url = testbed.cluster.api_urls[0]
+    resp = requests.post(f"{url}/v1/slips", data=b"\x00garbage")
+    assert resp.status_code == 400 and "malformed confirmed record" in resp.json()["error"]
+
+
+def test_duplicate_slip_is_committed_once(testbed):
+    api = testbed.api()
+    _env, confirmed = testbed.record(4, tag="dup")
+    first = api.submit_confirmed(confirmed.to_bytes())
+    receipt = api.wait_receipt(first, timeout=60)
+    assert api.submit_confirmed(confirmed.to_bytes()) == first
+    again = api.wait_receipt(first, timeout=5)
+    assert again.height == receipt.height
+
+
+def test_sigkill_primary_while_streaming_then_restart_catches_up(testbed):
+    """SIGKILL the primary mid-stream: a view change resumes commits; every acknowledged
+    (receipted) slip is in a committed block; the restarted replica catches up from its peers."""
+    backups = testbed.api(1, 2, 3)
+    status = backups.status()
+    primary = next(i for i in range(4) if testbed.api(i).status()["primary"])
+    assert status["view"] >= 0
+    submitted = []
+    for i in range(30):
+        if i == 10:
+            assert testbed.devnet.stop_service(testbed.cluster.service_names[primary], kill=True)
+        clients = [j for j in range(4) if j != primary]
+        submitted.append(testbed.api(*clients).submit_confirmed(testbed.record(i, tag="kill")[1].to_bytes()))
+    survivors = testbed.api(*[j for j in range(4) if j != primary])
+    receipts = [survivors.wait_receipt(s, timeout=120) for s in submitted]
+    assert len({r.slip_id for r in receipts}) == 30
+    views = [testbed.api(j).status()["view"] for j in range(4) if j != primary]
+    assert min(views) >= 1, f"no view change happened: {views}"
+    top = max(r.height for r in receipts)
+    wait_until(lambda: anchored(testbed, top), 90, "anchoring after the view change")
+    for r in receipts:
+        verify_receipt(r, testbed.ledger)
+    # restart the crashed replica from its durable log; it catches up by state transfer
+    start_replica(testbed.devnet, testbed.cluster.config_path, testbed.cluster.config, primary,
+                  testbed.keys[primary])
+    restarted = testbed.api(primary)
+    wait_until(lambda: restarted.status()["head"] >= top, 90, "the restarted replica to catch up")
+    assert restarted.receipt(receipts[-1].slip_id.hex()) is not None
