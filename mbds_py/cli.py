@@ -91,6 +91,12 @@ def cmd_storage(args: argparse.Namespace) -> int:
     return run_storage_node(args)
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    from .private.node import run_node
+
+    return run_node(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = storage_arguments(st_sub.add_parser("run", help="serve /api/v0/add, cat, pin/add, pin/rm, pin/ls, version"))
     run.set_defaults(func=cmd_storage)
+
+    nd = sub.add_parser("node", help="a PBFT replica of a private chain")
+    nd_sub = nd.add_subparsers(dest="node_action", required=True)
+    from .private.node import add_arguments as node_arguments
+
+    node_arguments(nd_sub.add_parser("run", help="run one replica (key: MBDS_NODE_KEY or --keystore)"))
+    nd_sub.choices["run"].set_defaults(func=cmd_node)
 
     demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
     demo.add_argument("--spec")

@@ -1,8 +1,10 @@
 """`mbds demo`: the scripted walk-through on embedded defaults.
 
-Stage reached so far (foundation): devnet up → deploy → KMC enrolls the
-population → registration on every chain → a table of participants and
-chains → devnet down.  Each step is timed and can be written as JSON.
+Stages: devnet up (chains + storage nodes) → the KMC enrolls the population
+→ deploy (idempotent) → registration on every chain → PBFT replica processes
+per private chain → a record written, confirmed, committed, anchored and
+proven → tables of chains and participants → devnet down.  Each step is timed
+and can be written as JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .chain.client import ChainClient
-from .chain.identity import IdentityRegistryAgent
-from .deploy import Deployer
-from .devnet import Devnet
-from .identity import Participant
-from .kmc import KeyManagementCenter
-from .population import DEFAULT_POPULATION
+from .crypto import HmiEnvelope, build_envelope, confirm_record, review_envelope
+from .network import Network, PrivateChainSettings
+from .private.client import HospitalClient, verify_receipt
+from .private.cluster import wait_until
 from .spec import load_spec
+from .storage.client import KuboClient
+from .storage.replicated import ReplicatedStore
 
 
 @dataclass
@@ -65,60 +66,82 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
     """Run the demo end to end; always tears the devnet down unless ``keep``."""
     workdir = Path(tempfile.mkdtemp(prefix="mbds-demo-"))
     spec = load_spec(spec_path, state_dir=workdir / "devnet")
-    devnet = Devnet(spec)
     narrator = Narrator(out)
-    passphrase = secrets.token_urlsafe(24)  # held in memory only, for this run's keystores
+    # held in memory only, for this run's keystores; passed to no file and no log
+    net = Network(spec, secrets.token_urlsafe(24), settings=PrivateChainSettings(max_slips=32, max_wait=0.5))
     try:
-        with narrator.step("devnet up", f"{len(spec.chains)} chains answer") as s:
-            state = devnet.up()
+        with narrator.step("devnet up", f"{len(spec.chains)} chains and {spec.storage.nodes} storage nodes answer") as s:
+            state = net.devnet.up()
             s.actual = ", ".join(f"{n}={c.rpc_url}" for n, c in state.items())
-        kmc = KeyManagementCenter(workdir / "kmc", passphrase)
-        with narrator.step("deploy", "IdentityRegistry on every chain") as s:
-            table, created = Deployer(spec, kmc.account.address).deploy_all()
+        with narrator.step("KMC enrolls the population", f"{len(net.population)} key sets") as s:
+            net.enroll()
+            s.actual = f"{len(net.people)} keystores written (scrypt + AES-GCM)"
+        with narrator.step("deploy", "IdentityRegistry everywhere, SlipLedger on each private chain") as s:
+            created = net.deploy()
             s.actual = f"{len(created)} contracts deployed"
         with narrator.step("deploy again", "idempotent: nothing deployed") as s:
-            _t, created_again = Deployer(spec, kmc.account.address).deploy_all()
-            if created_again:
-                raise RuntimeError(f"re-deploy created {created_again}")
+            again = net.deploy()
+            if again:
+                raise RuntimeError(f"re-deploy created {again}")
             s.actual = "nothing deployed"
-        people: dict[str, Participant] = {}
-        with narrator.step("KMC enrolls the population", f"{len(DEFAULT_POPULATION)} key sets") as s:
-            for m in DEFAULT_POPULATION:
-                inst = people.get(m.institution) if m.institution else None
-                people[m.name] = kmc.enroll(m.name, m.role, m.real_identity, passphrase, institution=inst)
-            s.actual = f"{len(people)} keystores written (scrypt + AES-GCM)"
-        urls = devnet.rpc_urls()
         with narrator.step("register on every chain", "every participant on every chain") as s:
-            for chain in spec.chains:
-                client = ChainClient(urls[chain.name], name=chain.name)
-                agent = IdentityRegistryAgent(client, table[chain.name]["IdentityRegistry"].address)
-                for p in people.values():
-                    if not agent.is_registered(p.id):
-                        agent.register(kmc.account, p)
-                if agent.count() != len(people):
-                    raise RuntimeError(f"{chain.name}: {agent.count()} registered, expected {len(people)}")
-            s.actual = f"{len(people)} participants × {len(spec.chains)} chains"
+            n = net.register()
+            s.actual = f"{n} registrations ({len(net.people)} participants × {len(spec.chains)} chains)"
+        with narrator.step("start PBFT replicas", "4 replica processes per private chain") as s:
+            clusters = net.start_private_chains()
+            s.actual = ", ".join(f"{c}: {len(h.api_urls)} replicas" for c, h in clusters.items())
+        with narrator.step("online consultation recorded", "doctor signs, patient confirms, PBFT commits, "
+                           "receipt verifies on chain") as s:
+            receipt = record_visit(net, "dr-zhao", "alice", "icd10|J06.9", "Online consultation: acute URTI")
+            s.actual = (f"slip 0x{receipt.slip_id.hex()[:12]}… in block {receipt.height} of platform-c, "
+                        f"anchored and proven against SlipLedger")
+        urls = net.devnet.rpc_urls()
         out("")
-        out(_table(["chain", "kind", "chain ID", "RPC URL", "IdentityRegistry"],
-                   [[c.name, c.kind, str(c.chain_id), urls[c.name], table[c.name]["IdentityRegistry"].address]
+        out(_table(["chain", "kind", "chain ID", "RPC URL", "contracts"],
+                   [[c.name, c.kind, str(c.chain_id), urls[c.name], ", ".join(net.deployments[c.name])]
                     for c in spec.chains]))
         out("")
         out(_table(["participant", "role", "ID", "address", "institution"],
                    [[p.name, p.role.label, p.id_hex[:18] + "…", p.address,
-                     next((q.name for q in people.values() if q.id == p.institution), "")]
-                    for p in people.values()]))
+                     next((q.name for q in net.people.values() if q.id == p.institution), "")]
+                    for p in net.people.values()]))
         out("")
     finally:
         if not keep:
             with narrator.step("devnet down", "no process left") as s:
-                stopped = devnet.down()
-                s.actual = f"stopped {len(stopped)} chains"
+                stopped = net.stop()
+                s.actual = f"stopped {len(stopped)} processes"
             shutil.rmtree(workdir, ignore_errors=True)
         if json_file:
             Path(json_file).write_text(json.dumps([asdict(st) for st in narrator.steps], indent=2))
     out(_table(["step", "expected", "ok", "seconds"],
                [[st.name, st.expected, "yes" if st.ok else "NO", f"{st.seconds:.2f}"] for st in narrator.steps]))
     return narrator.steps
+
+
+def record_visit(net: Network, doctor: str, patient: str, keyword: str, text: str, *, hmi: dict | None = None):
+    """Algorithms 1-2 end to end: the doctor writes, the patient reviews and confirms, PBFT commits."""
+    chain = net.chain_of(doctor)
+    api = net.hospital_api(chain)
+    domain = net.clusters[chain].config.record_domain
+    doc, pat = net.keys(doctor), net.keys(patient)
+    document = hmi or {"resourceType": "Condition", "subject": {"display": patient}, "note": [{"text": text}],
+                       "code": {"coding": [{"system": keyword.split("|")[0], "code": keyword.split("|")[1]}]}}
+    env = build_envelope(document, [keyword], pat.secrets.public_keys, doc.secrets.signer,
+                         timestamp=int(time.time()), record_type="consultation", text=text, domain=domain)
+    record_id = api.submit_envelope(env.to_bytes())  # pending the patient's confirmation
+    pending = HospitalClient(api.urls).envelope(record_id)
+    reviewed = review_envelope(HmiEnvelope.from_bytes(pending), pat.secrets, domain=domain,
+                               expected_doctor=doc.account.address)
+    cid = ReplicatedStore([KuboClient(u) for u in net.devnet.storage_urls()],
+                          replicas=net.spec.storage.replicas).add(reviewed.record_blob)
+    confirmed = confirm_record(reviewed, pat.secrets, storage_address=cid)
+    slip_id = api.submit_confirmed(confirmed.to_bytes())
+    receipt = api.wait_receipt(slip_id, timeout=60)
+    ledger = net.ledger(chain)
+    wait_until(lambda: ledger.head()[0] >= receipt.height, 60, "the block to be anchored")
+    verify_receipt(receipt, ledger)
+    return receipt
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -29,7 +29,10 @@ from .toolchain import artifact
 # A callable receives the deploy context (KMC address, already-deployed addresses).
 DeployArgs = Callable[["DeployContext"], tuple]
 PLAN: dict[str, list[tuple[str, DeployArgs]]] = {
-    "private": [("IdentityRegistry", lambda ctx: (ctx.kmc_address,))],
+    "private": [
+        ("IdentityRegistry", lambda ctx: (ctx.kmc_address,)),
+        ("SlipLedger", lambda ctx: (list(ctx.validators[ctx.chain.name]),)),
+    ],
     "consortium": [("IdentityRegistry", lambda ctx: (ctx.kmc_address,))],
 }
 
@@ -41,6 +44,7 @@ class DeployContext:
     chain: ChainSpec
     kmc_address: str
     addresses: dict[str, str]
+    validators: dict[str, list[str]]  # private chain -> PBFT validator accounts
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,10 @@ def deployer_for(chain: ChainSpec) -> LocalAccount:
 class Deployer:
     """Deploys the PLAN onto every chain of a running devnet."""
 
-    def __init__(self, spec: NetworkSpec, kmc_address: str):
+    def __init__(self, spec: NetworkSpec, kmc_address: str, validators: dict[str, list[str]] | None = None):
         self.spec = spec
         self.kmc_address = kmc_address
+        self.validators = validators or {}
         self.file = spec.state_dir / "deployments.json"
 
     def load(self) -> dict[str, dict[str, Deployment]]:
@@ -104,7 +109,10 @@ class Deployer:
                 current = entries.get(name)
                 if current and current.artifact_hash == art_hash and client.code_hash(current.address) == current.code_hash:
                     continue
-                ctx = DeployContext(chain, self.kmc_address, addresses)
+                if chain.kind == "private" and name == "SlipLedger" and chain.name not in self.validators:
+                    raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
+                                          "the health authorities first (see mbds_py.network)")
+                ctx = DeployContext(chain, self.kmc_address, addresses, self.validators)
                 address, receipt = client.deploy(name, art.abi, art.bytecode, deployer, *args(ctx))
                 code_hash = client.code_hash(address)
                 if code_hash is None:

@@ -182,6 +182,36 @@ def stop_process(pid: int, engine: str, port: int, timeout: float = 10.0) -> boo
     raise DevnetError(f"could not stop {engine} (pid {pid}, port {port})")
 
 
+def stop_processes(procs: list[tuple[str, int, str, int]], timeout: float = 10.0) -> list[str]:
+    """Stop many processes at once: SIGTERM all, wait, SIGKILL the stragglers; returns names that were running."""
+    running = [(n, pid, marker, port) for n, pid, marker, port in procs if process_matches(pid, marker, port)]
+    for sig, wait in ((signal.SIGTERM, timeout / 2), (signal.SIGKILL, timeout / 2)):
+        alive = [p for p in running if process_matches(p[1], p[2], p[3])]
+        for _n, pid, _m, _p in alive:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            for _n, pid, _m, _p in alive:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            alive = [p for p in alive if process_matches(p[1], p[2], p[3])]
+            if alive:
+                time.sleep(0.02)
+        if not alive:
+            break
+    left = [p[0] for p in running if process_matches(p[1], p[2], p[3])]
+    if left:
+        raise DevnetError(f"could not stop {left}")
+    return [p[0] for p in running]
+
+
 class Devnet:
     """Launch, inspect and stop the chains of a :class:`NetworkSpec`."""
 
@@ -189,6 +219,7 @@ class Devnet:
         self.spec = spec
         self.state_dir = spec.state_dir
         self.state_file = self.state_dir / "state.json"
+        self._procs: dict[str, subprocess.Popen] = {}
 
     # -- state file ------------------------------------------------------------------------
 
@@ -253,7 +284,7 @@ class Devnet:
     def spawn_service(self, name: str, kind: str, argv: list[str], *, port: int, marker: str,
                       probe: Callable[[str], bool], data_dir: Path | None = None,
                       timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
-                      url: str | None = None) -> ServiceState:
+                      url: str | None = None, wait: bool = True) -> ServiceState:
         """Start a service process, record it at once, and wait until ``probe(url)`` succeeds."""
         services = self.load_services()
         current = services.get(name)
@@ -270,15 +301,24 @@ class Devnet:
                              str(data_dir) if data_dir else None)
         services[name] = entry
         self._save_services(services)
-        deadline = time.monotonic() + timeout
-        while not probe(url):
-            if proc.poll() is not None:
-                raise DevnetError(f"{kind} {name!r} exited with code {proc.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                stop_process(proc.pid, marker, port)
-                raise DevnetError(f"{kind} {name!r} did not answer at {url} within {timeout:.0f}s; see {log_path}")
-            time.sleep(0.05)
+        self._procs[name] = proc
+        if wait:
+            self.wait_service(entry, probe, timeout)
         return entry
+
+    def wait_service(self, entry: ServiceState, probe: Callable[[str], bool],
+                     timeout: float = STARTUP_TIMEOUT) -> None:
+        """Poll until a spawned service answers; fail early if its process exited."""
+        proc = self._procs.get(entry.name)
+        deadline = time.monotonic() + timeout
+        while not probe(entry.url):
+            if proc is not None and proc.poll() is not None:
+                raise DevnetError(f"{entry.kind} {entry.name!r} exited with code {proc.returncode}; see {entry.log}")
+            if time.monotonic() > deadline:
+                stop_process(entry.pid, entry.marker, entry.port)
+                raise DevnetError(f"{entry.kind} {entry.name!r} did not answer at {entry.url} within "
+                                  f"{timeout:.0f}s; see {entry.log}")
+            time.sleep(0.05)
 
     def up_storage(self) -> list[ServiceState]:
         """Start the spec's storage nodes (durable data under the state dir)."""
@@ -378,13 +418,9 @@ class Devnet:
 
     def down(self) -> list[str]:
         """Stop every process this devnet launched; returns the names stopped."""
-        stopped = []
-        for name, svc in self.load_services().items():  # services first: they use the chains
-            if stop_process(svc.pid, svc.marker, svc.port):
-                stopped.append(name)
-        for name, entry in self.load_state().items():
-            if not entry.external and entry.pid and stop_process(entry.pid, entry.engine, entry.port or 0):
-                stopped.append(name)
+        services = [(n, s.pid, s.marker, s.port) for n, s in self.load_services().items()]
+        chains = [(n, c.pid, c.engine, c.port or 0) for n, c in self.load_state().items() if not c.external and c.pid]
+        stopped = stop_processes(services) + stop_processes(chains)  # services first: they use the chains
         if self.state_file.exists():
             self.state_file.unlink()
         return stopped

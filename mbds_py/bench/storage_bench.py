@@ -4,6 +4,7 @@ Target (ARCHITECTURE §7): p50 ≤ 20 ms.  The baseline in the same run is the
 same client without connection reuse (a new HTTP connection per request);
 both are interleaved, iteration by iteration, so machine load affects them alike.
 Run as ``python -m mbds_py.bench.storage_bench [--quick]``; prints JSON.
+Also registered as ``storage_p50_ms`` for `mbds bench`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from mbds_py.bench.context import BenchContext
+from mbds_py.bench.registry import Samples, measurement
 from mbds_py.storage.client import KuboClient
 
 TARGET_P50_MS = 20.0
@@ -74,9 +77,12 @@ def _measure(ops: dict[str, Callable[[bytes], None]], size: int, iterations: int
     return samples
 
 
-def run(quick: bool = False) -> dict:
-    """Measure add+cat latency; returns the figures and whether the p50 target holds."""
-    iterations = 50 if quick else 500
+def collect(iterations: int) -> dict[str, dict[str, list[float]]]:
+    """Raw add+cat latencies in seconds, ``{size: {"reused": [...], "baseline": [...]}}``.
+
+    Starts a node process in a temporary folder, warms up, measures both clients
+    interleaved, and stops the node (also when measuring fails).
+    """
     with tempfile.TemporaryDirectory(prefix="mbds-storage-bench-") as tmp:
         proc, url = _start_node(Path(tmp))
         try:
@@ -93,12 +99,22 @@ def run(quick: bool = False) -> dict:
 
                 ops = {"reused": reused, "baseline": fresh_connections}
                 _measure(ops, 1024, 10)  # warm-up
-                measured = {name: _measure(ops, size, iterations) for name, size in SIZES.items()}
-                results = {name: _summary(samples["reused"]) for name, samples in measured.items()}
-                baseline = {name: _summary(samples["baseline"]) for name, samples in measured.items()}
+                return {name: _measure(ops, size, iterations) for name, size in SIZES.items()}
         finally:
             proc.terminate()
-            proc.wait(timeout=15)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def run(quick: bool = False) -> dict:
+    """Measure add+cat latency; returns the figures and whether the p50 target holds."""
+    iterations = 50 if quick else 500
+    measured = collect(iterations)
+    results = {name: _summary(samples["reused"]) for name, samples in measured.items()}
+    baseline = {name: _summary(samples["baseline"]) for name, samples in measured.items()}
     return {
         "benchmark": "storage add+cat through a node process",
         "target_p50_ms": TARGET_P50_MS,
@@ -108,6 +124,22 @@ def run(quick: bool = False) -> dict:
         "speedup_p50": {name: round(baseline[name]["p50_ms"] / results[name]["p50_ms"], 2) for name in SIZES},
         "meets_target": all(r["p50_ms"] <= TARGET_P50_MS for r in results.values()),
     }
+
+
+@measurement("storage_p50_ms", estimate_s=(8, 30))
+def measure_storage(ctx: BenchContext) -> dict[str, Samples]:
+    """`mbds bench`: every add+cat latency of both sizes pooled (the median is the p50)."""
+    iterations = 50 if ctx.quick else 500
+    ctx.progress(f"storage node: {iterations} add+cat per size ({', '.join(SIZES)}), "
+                 "connection reused vs new, interleaved")
+    measured = collect(iterations)
+
+    def pooled(op: str) -> Samples:
+        per_size = {name: _summary(samples[op])["p50_ms"] for name, samples in measured.items()}
+        return Samples([s * 1000 for samples in measured.values() for s in samples[op]],
+                       extra={"p50_ms_by_size": per_size, "iterations_per_size": iterations})
+
+    return {"storage_p50_ms": pooled("reused"), "storage_p50_ms_new_connection": pooled("baseline")}
 
 
 def main(argv: list[str] | None = None) -> int:

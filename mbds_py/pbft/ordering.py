@@ -5,11 +5,12 @@ backup checks a fresh pre-prepare against the chain it would have after every
 earlier accepted pre-prepare of the view ("tentative head"); a pre-prepare
 whose predecessor has not arrived yet is deferred, not rejected.  At execution
 a committed block whose link or slips no longer fit the applied chain is an
-*orphan*: it changes nothing and its slips go back to the pool.  With the
-new-view rule in :mod:`.viewchange` (re-issued blocks that do not chain become
-null requests) a certified block is either applied or links to a parent that
-is never certified: a chain contract that accepts a certified header only on
-top of its stored head (and with a higher ``seq``) follows the applied chain.
+*orphan*: it changes nothing and its slips go back to the pool.  Orphans
+never carry a quorum certificate: a replica sends its COMMIT for ``seq`` only
+after executing every lower sequence number and checking that the block
+extends the executed head, so every certified block is applied by every honest
+replica.  A chain contract that accepts a certified header on top of its
+stored head therefore follows the applied chain exactly.
 
 COMMIT signatures bind ``(view, seq, digest)``: counting commits from
 different views could certify a digest that was never committed.
@@ -138,8 +139,8 @@ class OrderingService:
         if msg.view > s.view or not s.active:
             self.r.buffer_future(msg)
             return False
-        if msg.seq <= max(s.low, s.last_executed):
-            raise StaleMessage(f"seq {msg.seq} already executed or below the low water mark {s.low}")
+        if msg.seq <= s.low:
+            raise StaleMessage(f"seq {msg.seq} at or below the low water mark {s.low}")
         if msg.seq > s.high:
             raise StaleMessage(f"seq {msg.seq} above the high water mark {s.high}")
         return True
@@ -150,6 +151,8 @@ class OrderingService:
             raise MalformedMessage(f"PRE-PREPARE for view {pp.view} from non-primary {pp.sender}")
         if not self._check_current(pp):
             return
+        if pp.seq <= s.last_executed:
+            raise StaleMessage(f"seq {pp.seq} already executed")
         known = s.slots.get(pp.seq)
         known_pp = known.pre_prepare if known else s.deferred.get(pp.seq)
         if known_pp is not None:
@@ -259,7 +262,7 @@ class OrderingService:
         s = self.s
         s.slots[pp.seq] = Slot(pp.seq, pp, now)
         self.r.store.save_pre_prepare(pp)
-        if pp.block is not None:
+        if pp.block is not None and pp.seq > s.last_executed:
             s.pool.take(pp.block.slips, pp.seq, now)
         if not s.is_primary:
             prepare = self.r.sign(Prepare(s.view, pp.seq, pp.digest, s.me))
@@ -304,10 +307,38 @@ class OrderingService:
         cert = PreparedCert(slot.pre_prepare, tuple(votes[: q - 1]))
         s.prepared_certs[seq] = cert
         self.r.store.save_prepared(cert)
-        commit = self.r.sign(Commit(s.view, seq, slot.digest, s.me))
-        s.commits.add(commit)
-        self.r.broadcast(commit)
+        self.maybe_commit(now)
         self.check_committed(seq, now)
+
+    def maybe_commit(self, now: float) -> None:
+        """Send COMMIT for prepared slots once everything below them is executed.
+
+        A COMMIT is a vote that the block extends the *executed* chain, so a
+        quorum certificate always certifies a block that every honest replica
+        applies (never an orphan): the chain contract may accept any certified
+        header that links to its head.  Slots at or below ``last_executed``
+        (re-issued by a NEW-VIEW) are committed again so laggards can finish.
+        """
+        s = self.s
+        if not s.active:
+            return
+        for seq in sorted(k for k in s.slots if k <= s.last_executed + 1):
+            slot = s.slots[seq]
+            if not slot.prepared or slot.commit_sent:
+                continue
+            block = slot.block
+            if seq == s.last_executed + 1 and block is not None and (
+                not chains(s.head, block) or any(x.slip_id in s.applied_slips for x in block.slips)
+            ):
+                detail = f"prepared block at {seq} cannot extend the executed chain"
+                s.record_fault(Fault("invalid-pre-prepare", s.primary, detail))
+                self.r.view_change.start(s.view + 1, now)
+                return
+            slot.commit_sent = True
+            commit = self.r.sign(Commit(s.view, seq, slot.digest, s.me))
+            s.commits.add(commit)
+            self.r.broadcast(commit)
+            self.check_committed(seq, now)
 
     def check_committed(self, seq: int, now: float) -> None:
         s, q = self.s, self.cfg.quorum
@@ -318,6 +349,8 @@ class OrderingService:
         if len(votes) < q:
             return
         slot.committed = True
+        if seq <= s.last_executed:
+            return
         block = slot.block
         qc = None
         if block is not None:
@@ -337,6 +370,7 @@ class OrderingService:
         if executed:
             for seq in [k for k in s.committed if k <= s.last_executed]:
                 del s.committed[seq]
+            self.maybe_commit(now)
             self.retry_deferred(now)
             self.maybe_propose(now)
 
@@ -390,6 +424,7 @@ class OrderingService:
         for seq in [k for k in s.committed if k <= s.last_executed]:
             del s.committed[seq]
         self.execute_ready(now)
+        self.maybe_commit(now)
         self.retry_deferred(now)
         self.maybe_propose(now)
 

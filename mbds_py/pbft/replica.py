@@ -171,7 +171,9 @@ class Replica:
 
     def start(self) -> None:
         """Announce ourselves (STATUS) and arm the timer; call once before other inputs."""
-        self.catchup.tick(self.clock())
+        now = self.clock()
+        self.ordering.maybe_commit(now)
+        self.catchup.tick(now)
         self._refresh_wake()
 
     def on_request(self, slip: SlipEnvelope) -> str | None:
@@ -335,8 +337,7 @@ class Replica:
             if cert is not None and cert.view == s.view and cert.digest == pp.digest:
                 for prepare in cert.prepares:
                     s.prepares.add(prepare)
-                slot.prepared = True
-                s.commits.add(self.sign(Commit(s.view, pp.seq, pp.digest, self.me)))
+                slot.prepared = True  # COMMIT is (re)sent by maybe_commit in start()
 
 
 __all__ = ["Outbox", "RecordingOutbox", "Replica"]

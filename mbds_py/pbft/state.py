@@ -21,6 +21,7 @@ class Slot:
     """Accepted pre-prepare, block attached (None block = null request)."""
     accepted_at: float
     prepared: bool = False
+    commit_sent: bool = False
     committed: bool = False
 
     @property

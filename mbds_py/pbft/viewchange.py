@@ -14,10 +14,9 @@ includes, and every backup recomputes it:
 * MBDS rule: folding O over the checkpoint's head, a block that does not extend
   the chain (or repeats a slip) becomes a null request.  O's prefix is exactly
   what will execute before that block, so the block could only ever execute as
-  an orphan, which changes nothing: replacing it by null is safe.  (It may
-  even have been committed already, when its predecessor never was; its
-  certificate then names a parent that can never be certified, so no chain
-  contract can link it.)
+  an orphan, which changes nothing: replacing it by null is safe.  Such a block
+  was never committed, because a COMMIT is only sent for a block that extends
+  the executed chain (see :meth:`OrderingService.maybe_commit`).
 """
 
 from __future__ import annotations
@@ -43,8 +42,6 @@ class NewViewPlan:
     stable: StableCheckpoint
     entries: tuple[tuple[int, bytes, Block | None], ...]
     """(seq, digest, block) for every seq in (min_s, max_s]; null entries carry no block."""
-    parents: tuple[Head, ...] = ()
-    """Chain head before each entry (what a block at that seq would have to extend)."""
 
     @property
     def max_seq(self) -> int:
@@ -201,9 +198,8 @@ class ViewChangeService:
                 if current is None or (cert.view, cert.digest) > (current.view, current.digest):
                     best[cert.seq] = cert
         max_s = max(best, default=stable.seq)
-        head, used, entries, parents = stable.head, set(), [], []
+        head, used, entries = stable.head, set(), []
         for seq in range(stable.seq + 1, max_s + 1):
-            parents.append(head)
             cert = best.get(seq)
             block = cert.pre_prepare.block if cert is not None else None
             ids = {x.slip_id for x in block.slips} if block is not None else set()
@@ -214,7 +210,7 @@ class ViewChangeService:
                 used |= ids
             else:
                 entries.append((seq, NULL_DIGEST, None))
-        return NewViewPlan(stable, tuple(entries), tuple(parents))
+        return NewViewPlan(stable, tuple(entries))
 
     # --- installing ---------------------------------------------------------------------
 
@@ -258,20 +254,15 @@ class ViewChangeService:
         s.prepares.prune(below_view=nv.view)
         s.commits.prune(below_view=nv.view)
         s.pool.release_all(s.applied_slips)
-        o_set = {seq: (digest, parent) for (seq, digest, _), parent in zip(plan.entries, plan.parents)}
+        o_digest = {seq: digest for seq, digest, _ in plan.entries}
         for seq, entry in list(s.committed.items()):
-            digest, parent = o_set.get(seq, (entry.digest, None))
-            if digest == entry.digest:
-                continue
-            del s.committed[seq]
-            # Legitimate only if the block could never have been applied (it would be an orphan).
-            if digest != NULL_DIGEST or (entry.block is not None and parent is not None and chains(parent, entry.block)):
+            if o_digest.get(seq, entry.digest) != entry.digest:  # PBFT safety says: never
                 s.record_fault(Fault("diverged", s.me, f"committed seq {seq} differs from the new view's O set"))
+                del s.committed[seq]
         s.next_seq = plan.max_seq + 1
         s.last_progress = s.view_started = now
-        floor = max(s.last_executed, s.stable.seq)
         for pp, (seq, _, block) in zip(nv.pre_prepares, plan.entries):
-            if seq > floor:
+            if seq > s.stable.seq:  # executed ones too: laggards need our votes
                 self.r.ordering.accept(dataclasses.replace(pp, block=block), now)
         self.r.replay_future(nv.view, now)
         self.r.ordering.execute_ready(now)

@@ -69,15 +69,31 @@ def _api_answers(url: str) -> bool:
         return False
 
 
-def start_replica(devnet: Devnet, config_path: Path, config: NodeConfig, index: int, key: bytes) -> str:
+def start_replica(devnet: Devnet, config_path: Path, config: NodeConfig, index: int, key: bytes, *,
+                  wait: bool = True) -> str:
     """Launch (or relaunch after a crash) replica ``index``; returns its service name."""
     name = f"{config.chain}-replica-{index}"
     argv = [sys.executable, "-m", MARKER, "--config", str(config_path), "--index", str(index),
             "--log-level", "WARNING"]
     devnet.spawn_service(name, "replica", argv, port=index, marker=f"{MARKER} --config {config_path}",
                          probe=_api_answers, env={"MBDS_NODE_KEY": key.hex()},
-                         url=config.peers[index].http_url)
+                         url=config.peers[index].http_url, wait=wait)
     return name
+
+
+def start_clusters(devnet: Devnet, groups: Sequence[tuple[NodeConfig, Sequence[bytes]]]) -> list[ClusterHandle]:
+    """Launch several replica groups at once, then wait for all of them."""
+    handles = []
+    for config, keys in groups:
+        config_path = devnet.state_dir / "nodes" / f"{config.chain}.json"
+        config.save(config_path)
+        names = tuple(start_replica(devnet, config_path, config, i, k, wait=False) for i, k in enumerate(keys))
+        handles.append(ClusterHandle(config, config_path, names))
+    services = devnet.load_services()
+    for h in handles:
+        for name in h.service_names:
+            devnet.wait_service(services[name], _api_answers, timeout=90)
+    return handles
 
 
 def start_cluster(devnet: Devnet, config: NodeConfig, keys: Sequence[bytes]) -> ClusterHandle:
@@ -87,7 +103,10 @@ def start_cluster(devnet: Devnet, config: NodeConfig, keys: Sequence[bytes]) -> 
             raise DevnetError(f"key {i} is not validator {config.validators[i]}")
     config_path = devnet.state_dir / "nodes" / f"{config.chain}.json"
     config.save(config_path)
-    names = tuple(start_replica(devnet, config_path, config, i, k) for i, k in enumerate(keys))
+    names = tuple(start_replica(devnet, config_path, config, i, k, wait=False) for i, k in enumerate(keys))
+    services = devnet.load_services()
+    for name in names:  # launched together, waited together
+        devnet.wait_service(services[name], _api_answers, timeout=60)
     return ClusterHandle(config, config_path, names)
 
 

@@ -16,6 +16,7 @@ from tests.foundation.test_devnet import spec_file
 pytestmark = pytest.mark.xdist_group("devnet")
 
 KMC = Account.from_key(keccak(text="deploy-test/kmc")).address
+VALIDATORS = {"hospital-a": [Account.from_key(keccak(text=f"deploy-test/v{i}")).address for i in range(4)]}
 
 
 @pytest.fixture()
@@ -27,10 +28,11 @@ def devnet(tmp_path):
 
 
 def test_deploy_is_idempotent(devnet):
-    deployer = Deployer(devnet.spec, KMC)
+    deployer = Deployer(devnet.spec, KMC, VALIDATORS)
     table, created = deployer.deploy_all()
-    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry"]
-    again, created_again = Deployer(devnet.spec, KMC).deploy_all()
+    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry",
+                               "hospital-a/SlipLedger"]
+    again, created_again = Deployer(devnet.spec, KMC, VALIDATORS).deploy_all()
     assert created_again == []
     assert {c: {n: d.address for n, d in e.items()} for c, e in again.items()} == \
            {c: {n: d.address for n, d in e.items()} for c, e in table.items()}
@@ -41,12 +43,20 @@ def test_deploy_is_idempotent(devnet):
 
 
 def test_restarted_chain_gets_a_fresh_deployment(devnet):
-    deployer = Deployer(devnet.spec, KMC)
+    deployer = Deployer(devnet.spec, KMC, VALIDATORS)
     deployer.deploy_all()
     devnet.down()
     devnet.up()  # fresh chains: the recorded addresses hold no code any more
-    _table, created = Deployer(devnet.spec, KMC).deploy_all()
-    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry"]
+    _table, created = Deployer(devnet.spec, KMC, VALIDATORS).deploy_all()
+    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry",
+                               "hospital-a/SlipLedger"]
+
+
+def test_slip_ledger_needs_known_validators(devnet):
+    from mbds_py.errors import DeploymentError
+
+    with pytest.raises(DeploymentError, match="no PBFT validators known for 'hospital-a'"):
+        Deployer(devnet.spec, KMC).deploy_all()
 
 
 def test_deploy_without_devnet_says_what_to_run(tmp_path):
