@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ICreditRegistry} from "./interfaces/ICreditRegistry.sol";
+import {IConsortiumIndex} from "./interfaces/IConsortiumIndex.sol";
+
+/// @title ConsortiumIndex — DPoS-scheduled, ATN-attested blocks of consortium slips
+/// @notice Stores one word per block (its header hash) plus one word of chain state.
+/// The producer and attester sets come from the CreditRegistry, which this contract
+/// drives as its reporter: it advances the registry's round lazily, charges missed
+/// slots, rewards producers and attesters, and penalises rejected headers.
+contract ConsortiumIndex is IConsortiumIndex, EIP712 {
+    // ------------------------------------------------------------------
+    // Constants
+    // ------------------------------------------------------------------
+
+    bytes32 private constant BLOCK_HEADER_TYPEHASH = keccak256(
+        "ConsortiumBlockHeader(uint64 height,bytes32 prevHash,uint64 timestamp,uint64 slot,bytes32 producer,"
+        "bytes32 merkleRoot,uint32 itemCount,bytes32 patientsHash,bytes32 bodyCid)"
+    );
+    bytes32 private constant BLOCK_REJECTION_TYPEHASH = keccak256("BlockRejection(bytes32 headerHash)");
+
+    // ------------------------------------------------------------------
+    // Storage
+    // ------------------------------------------------------------------
+
+    ICreditRegistry private immutable _credit;
+    uint64 private immutable _genesisTime;
+    uint64 private immutable _slotSeconds;
+    uint64 private immutable _slotsPerRound;
+    uint256 private immutable _quorum;
+
+    mapping(uint64 height => bytes32 headerHash) private _headerHashes;
+    uint64 private _height;
+    uint64 private _nextSlot; // first slot whose fate (block or miss) is not settled
+    mapping(bytes32 headerHash => bool) private _reported;
+
+    constructor(ICreditRegistry credit_, uint64 genesisTime_, uint64 slotSeconds_, uint256 quorum_)
+        EIP712("MBDS ConsortiumIndex", "1")
+    {
+        uint256 atn = credit_.atnCount();
+        if (slotSeconds_ == 0 || quorum_ == 0 || quorum_ > atn) {
+            revert ConsortiumIndexInvalidConfig(slotSeconds_, quorum_, atn);
+        }
+        _credit = credit_;
+        _genesisTime = genesisTime_ == 0 ? uint64(block.timestamp) : genesisTime_;
+        _slotSeconds = slotSeconds_;
+        _slotsPerRound = uint64(credit_.rpnCount());
+        _quorum = quorum_;
+        // Slots before the deployment are nobody's fault.
+        if (block.timestamp > _genesisTime) _nextSlot = uint64((block.timestamp - _genesisTime) / slotSeconds_);
+    }
+
+    // ------------------------------------------------------------------
+    // Blocks
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumIndex
+    function commitBlock(BlockHeader calldata header, bytes32[] calldata patientIds, bytes[] calldata attestations)
+        external
+    {
+        uint64 slot = _currentSlot();
+        if (header.slot != slot) revert ConsortiumIndexWrongSlot(header.slot, slot);
+        _settleUpTo(slot);
+        bytes32 producerId = _checkProducer(header, slot);
+        _checkSequence(header, slot);
+        _checkPatients(header.patientsHash, patientIds);
+        bytes32 headerHash = _hashHeader(header);
+        bytes32[] memory attesters = _attesterIds(_hashTypedDataV4(headerHash), attestations, _quorum);
+
+        uint64 height = header.height;
+        _headerHashes[height] = headerHash;
+        _height = height;
+        _nextSlot = slot + 1;
+        emit BlockCommitted(height, headerHash, producerId, header, attesters);
+        for (uint256 i; i < patientIds.length; ++i) {
+            emit PatientIndexed(patientIds[i], height);
+        }
+
+        _credit.rewardBlock(producerId, attesters);
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function reportMissedSlots() external {
+        _settleUpTo(_currentSlot());
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function advanceRound() external {
+        _settleUpTo(_currentSlot());
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function reportInvalidBlock(
+        BlockHeader calldata header,
+        bytes calldata producerSignature,
+        bytes[] calldata rejections,
+        bytes[] calldata attestations
+    ) external {
+        _settleUpTo(_currentSlot()); // the ATN set of the current round judges
+        bytes32 headerHash = _hashHeader(header);
+        if (_reported[headerHash]) revert ConsortiumIndexAlreadyReported(headerHash);
+        bytes32 digest = _hashTypedDataV4(headerHash);
+        address producer = _credit.institution(header.producer).account;
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, producerSignature);
+        if (err != ECDSA.RecoverError.NoError || signer != producer) {
+            revert ConsortiumIndexBadProducerSignature(header.producer, signer);
+        }
+        bytes32[] memory rejecters =
+            _attesterIds(_hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum);
+        bytes32[] memory attesters = _attesterIds(digest, attestations, 0);
+
+        _reported[headerHash] = true;
+        emit BlockRejected(headerHash, header.slot, header.producer, rejecters, attesters);
+
+        _credit.penalise(header.producer, ICreditRegistry.Offence.InvalidBlock, headerHash);
+        for (uint256 i; i < attesters.length; ++i) {
+            _credit.penalise(attesters[i], ICreditRegistry.Offence.WrongAttestation, headerHash);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// @inheritdoc IConsortiumIndex
+    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
+        external
+        view
+        returns (bool)
+    {
+        bytes32 headerHash = _hashHeader(header);
+        if (header.height == 0 || _headerHashes[header.height] != headerHash) {
+            revert ConsortiumIndexHeaderNotCommitted(header.height, headerHash);
+        }
+        return MerkleProof.verifyCalldata(proof, header.merkleRoot, leaf);
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(slipHash, index, itemHash))));
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function hashHeader(BlockHeader calldata header) external pure returns (bytes32) {
+        return _hashHeader(header);
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function headerDigest(BlockHeader calldata header) external view returns (bytes32) {
+        return _hashTypedDataV4(_hashHeader(header));
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function rejectionDigest(bytes32 headerHash) external view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash)));
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function head() external view returns (uint64 height, bytes32 headerHash) {
+        return (_height, _headerHashes[_height]);
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function headerHashAt(uint64 height) external view returns (bytes32) {
+        return _headerHashes[height];
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function nextUnsettledSlot() external view returns (uint64) {
+        return _nextSlot;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function genesisTime() external view returns (uint64) {
+        return _genesisTime;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function slotSeconds() external view returns (uint64) {
+        return _slotSeconds;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function slotsPerRound() external view returns (uint64) {
+        return _slotsPerRound;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function quorum() external view returns (uint256) {
+        return _quorum;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function credit() external view returns (ICreditRegistry) {
+        return _credit;
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function currentSlot() external view returns (uint64) {
+        return _currentSlot();
+    }
+
+    /// @inheritdoc IConsortiumIndex
+    function producerOf(uint64 slot) external view returns (bytes32 id, address account) {
+        return _credit.rpnAt(slot % _slotsPerRound);
+    }
+
+    // ------------------------------------------------------------------
+    // Internal: clock and missed slots
+    // ------------------------------------------------------------------
+
+    function _currentSlot() private view returns (uint64) {
+        if (block.timestamp < _genesisTime) revert ConsortiumIndexBeforeGenesis(block.timestamp, _genesisTime);
+        return uint64((block.timestamp - _genesisTime) / _slotSeconds);
+    }
+
+    /// Settle every slot before `end`: charge the misses of the registry's round, move the
+    /// registry to the round of `end` (activating elections and replacements), then charge
+    /// the misses of that round. Whole rounds without any block are charged to nobody.
+    function _settleUpTo(uint64 end) private {
+        uint64 target = end / _slotsPerRound;
+        uint64 registryRound = _credit.round();
+        if (registryRound > target) revert ConsortiumIndexRegistryAhead(registryRound, target);
+        if (registryRound < target) {
+            _chargeMissed(registryRound, end);
+            _credit.advanceRound(target);
+        }
+        _chargeMissed(target, end);
+    }
+
+    function _chargeMissed(uint64 round_, uint64 end) private {
+        uint64 roundStart = round_ * _slotsPerRound;
+        uint64 first = _nextSlot < roundStart ? roundStart : _nextSlot;
+        uint64 last = roundStart + _slotsPerRound < end ? roundStart + _slotsPerRound : end;
+        if (first >= last) return;
+        _nextSlot = last;
+        if (_credit.rosterVersion() == 0) return; // no roster yet: nobody was scheduled
+        for (uint64 s = first; s < last; ++s) {
+            (bytes32 id,) = _credit.rpnAt(s - roundStart);
+            if (id == bytes32(0)) continue; // vacant seat
+            emit SlotMissed(s, id);
+            _credit.penalise(id, ICreditRegistry.Offence.MissedSlot, bytes32(uint256(s)));
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Internal: checks
+    // ------------------------------------------------------------------
+
+    function _checkProducer(BlockHeader calldata header, uint64 slot) private view returns (bytes32 producerId) {
+        address producer;
+        (producerId, producer) = _credit.rpnAt(slot % _slotsPerRound);
+        if (producer == address(0) || msg.sender != producer) {
+            revert ConsortiumIndexNotScheduledProducer(slot, producer, msg.sender);
+        }
+        if (header.producer != producerId) revert ConsortiumIndexWrongProducer(slot, producerId, header.producer);
+    }
+
+    function _checkSequence(BlockHeader calldata header, uint64 slot) private view {
+        uint64 expected = _height + 1;
+        if (header.height != expected) revert ConsortiumIndexWrongHeight(expected, header.height);
+        bytes32 prev = _headerHashes[_height];
+        if (header.prevHash != prev) revert ConsortiumIndexWrongPrevHash(prev, header.prevHash);
+        uint256 slotStart = uint256(_genesisTime) + uint256(slot) * _slotSeconds;
+        if (header.timestamp < slotStart || header.timestamp > block.timestamp) {
+            revert ConsortiumIndexTimestampOutOfSlot(header.timestamp, slotStart, block.timestamp);
+        }
+    }
+
+    function _checkPatients(bytes32 patientsHash, bytes32[] calldata patientIds) private pure {
+        for (uint256 i = 1; i < patientIds.length; ++i) {
+            if (patientIds[i] <= patientIds[i - 1]) revert ConsortiumIndexPatientsNotSorted(i, patientIds[i]);
+        }
+        bytes32 computed = keccak256(abi.encodePacked(patientIds));
+        if (computed != patientsHash) revert ConsortiumIndexPatientsMismatch(patientsHash, computed);
+    }
+
+    /// Recover the signers of `digest` (strictly ascending addresses, hence distinct), require
+    /// each to hold an ATN seat now and at least `minimum` of them; returns their institution IDs.
+    function _attesterIds(bytes32 digest, bytes[] calldata signatures, uint256 minimum)
+        private
+        view
+        returns (bytes32[] memory ids)
+    {
+        uint256 n = signatures.length;
+        if (n < minimum) revert ConsortiumIndexInsufficientAttestations(n, minimum);
+        address[] memory signers = new address[](n);
+        address previous;
+        for (uint256 i; i < n; ++i) {
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
+            if (err != ECDSA.RecoverError.NoError) revert ConsortiumIndexInvalidSignature(i);
+            if (signer <= previous) revert ConsortiumIndexSignersNotSorted(i, signer);
+            signers[i] = signer;
+            previous = signer;
+        }
+        if (n == 0) return ids;
+        ids = _credit.atnIdsOf(signers);
+        for (uint256 i; i < n; ++i) {
+            if (ids[i] == bytes32(0)) revert ConsortiumIndexNotAttester(signers[i]);
+        }
+    }
+
+    function _hashHeader(BlockHeader calldata h) private pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                BLOCK_HEADER_TYPEHASH,
+                h.height,
+                h.prevHash,
+                h.timestamp,
+                h.slot,
+                h.producer,
+                h.merkleRoot,
+                h.itemCount,
+                h.patientsHash,
+                h.bodyCid
+            )
+        );
+    }
+}

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ICreditRegistry} from "./ICreditRegistry.sol";
+
+/// @title IConsortiumIndex — DPoS blocks of consortium slips (paper Figure 4)
+/// @notice Time is cut into fixed-length slots from a genesis time; K slots make a
+/// round. The RPN scheduled for slot s is RPN seat `s mod K` of the CreditRegistry's
+/// roster for that round. A block is accepted only from that RPN's account, in
+/// its slot, extending the last committed header, with at least `quorum`
+/// EIP-712 attestations of the header by distinct current ATN accounts
+/// (signatures sorted by ascending signer address). Only the header hash is
+/// stored per height; summary items are proven against the header's Merkle root.
+///
+/// Block body: consortium slips of ≤ 10 summary items, each slip signed by the
+/// submitting (bridge) institution. Merkle leaves are the items:
+/// `keccak256(bytes.concat(keccak256(abi.encode(slipHash, itemIndex, itemHash))))`
+/// with `slipHash`/`itemHash` the EIP-712 struct hashes of
+/// `ConsortiumSlip(bytes32 slipId,uint64 timestamp,bytes32 origin,SummaryItem[] items)` and
+/// `SummaryItem(bytes32 patientId,bytes[] keywords,bytes32 hmiHash,uint64 chainId,uint64 blockHeight,bytes32 slipId)`;
+/// the tree is OpenZeppelin's StandardMerkleTree (sorted leaves, sorted pairs).
+///
+/// Patient lookup: every block emits one `PatientIndexed(patientId, height)` per
+/// distinct patient of its items (topic 1 = patient ID), so the proxy finds a
+/// patient's blocks with one `eth_getLogs` filtered on that topic. The list is
+/// committed in the attested header (`patientsHash`), so the index is as
+/// trustworthy as the block. Per distinct patient rather than per item: a
+/// patient's several records in one block cost one log, not several.
+///
+/// Misbehaviour costs credit: slots that passed without a block are charged to
+/// their RPN (by the next commit, or by anyone through `reportMissedSlots`);
+/// a header a quorum of ATNs rejected is charged to the producer that signed it
+/// and to every ATN shown to have attested it (`reportInvalidBlock`).
+interface IConsortiumIndex {
+    // ------------------------------------------------------------------
+    // Types
+    // ------------------------------------------------------------------
+
+    /// @notice A consortium block header (the private-chain header's shape, plus slot,
+    /// producer ID, item count and the patient-list commitment).
+    struct BlockHeader {
+        uint64 height; // 1, 2, 3, ... (0 is the genesis head)
+        bytes32 prevHash; // hashStruct of the previous header (zero for height 1)
+        uint64 timestamp; // seconds since the Unix epoch, within the slot
+        uint64 slot; // the slot the block was produced in
+        bytes32 producer; // institution ID of the producing RPN
+        bytes32 merkleRoot; // root over the item leaves (zero for an empty block)
+        uint32 itemCount; // number of summary items (leaves)
+        bytes32 patientsHash; // keccak256(abi.encodePacked(distinct patient IDs, ascending))
+        bytes32 bodyCid; // sha2-256 digest of the body's CID (CIDv0 multihash digest)
+    }
+
+    // ------------------------------------------------------------------
+    // Errors
+    // ------------------------------------------------------------------
+
+    /// @dev Zero slot length, or a quorum of zero or above the ATN count.
+    error ConsortiumIndexInvalidConfig(uint256 slotSeconds, uint256 quorum, uint256 atnCount);
+    /// @dev The clock has not reached the genesis time.
+    error ConsortiumIndexBeforeGenesis(uint256 timestamp, uint256 genesisTime);
+    /// @dev The header's slot is not the current slot.
+    error ConsortiumIndexWrongSlot(uint64 slot, uint64 currentSlot);
+    /// @dev The caller is not the account of the RPN scheduled for the slot (out of turn).
+    error ConsortiumIndexNotScheduledProducer(uint64 slot, address expected, address caller);
+    /// @dev The header names another producer than the scheduled RPN.
+    error ConsortiumIndexWrongProducer(uint64 slot, bytes32 expected, bytes32 producer);
+    /// @dev The header's height is not the next one.
+    error ConsortiumIndexWrongHeight(uint64 expected, uint64 height);
+    /// @dev The header does not extend the last committed header.
+    error ConsortiumIndexWrongPrevHash(bytes32 expected, bytes32 prevHash);
+    /// @dev The header's timestamp is before its slot or after the current time.
+    error ConsortiumIndexTimestampOutOfSlot(uint64 timestamp, uint256 slotStart, uint256 now_);
+    /// @dev Patient IDs must be strictly ascending (distinct).
+    error ConsortiumIndexPatientsNotSorted(uint256 index, bytes32 patientId);
+    /// @dev The patient IDs do not hash to the header's `patientsHash`.
+    error ConsortiumIndexPatientsMismatch(bytes32 patientsHash, bytes32 computed);
+    /// @dev A signature is malformed or not canonical.
+    error ConsortiumIndexInvalidSignature(uint256 index);
+    /// @dev Signatures must be sorted by strictly ascending signer address.
+    error ConsortiumIndexSignersNotSorted(uint256 index, address signer);
+    /// @dev A signer does not hold an ATN seat in the current round.
+    error ConsortiumIndexNotAttester(address signer);
+    /// @dev Fewer ATN signatures than the quorum.
+    error ConsortiumIndexInsufficientAttestations(uint256 count, uint256 quorum);
+    /// @dev The producer signature does not recover to the producer's account.
+    error ConsortiumIndexBadProducerSignature(bytes32 producer, address signer);
+    /// @dev This header was already reported as invalid.
+    error ConsortiumIndexAlreadyReported(bytes32 headerHash);
+    /// @dev The header is not the one committed at its height.
+    error ConsortiumIndexHeaderNotCommitted(uint64 height, bytes32 headerHash);
+    /// @dev The CreditRegistry is already in a later round than the clock.
+    error ConsortiumIndexRegistryAhead(uint64 registryRound, uint64 round);
+
+    // ------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------
+
+    /// @notice A block was committed; `attesters` are the ATN institution IDs that signed it.
+    event BlockCommitted(
+        uint64 indexed height, bytes32 indexed headerHash, bytes32 indexed producer, BlockHeader header, bytes32[] attesters
+    );
+    /// @notice The block at `height` holds items of `patientId` (one log per distinct patient per block).
+    event PatientIndexed(bytes32 indexed patientId, uint64 height);
+    /// @notice A slot passed without a block; its RPN was penalised.
+    event SlotMissed(uint64 indexed slot, bytes32 indexed producer);
+    /// @notice An ATN quorum rejected a producer-signed header; producer and shown attesters were penalised.
+    event BlockRejected(
+        bytes32 indexed headerHash, uint64 indexed slot, bytes32 indexed producer, bytes32[] rejecters, bytes32[] attesters
+    );
+
+    // ------------------------------------------------------------------
+    // Blocks
+    // ------------------------------------------------------------------
+
+    /// @notice Commit the next block. Only the scheduled RPN's account, in its slot, with ≥ quorum
+    /// ATN attestations over `headerDigest(header)` sorted by signer; `patientIds` are the block's
+    /// distinct patient IDs, ascending. Charges missed slots since the last block to their RPNs and
+    /// rewards the producer and the attesters.
+    function commitBlock(BlockHeader calldata header, bytes32[] calldata patientIds, bytes[] calldata attestations)
+        external;
+
+    /// @notice Charge every slot of the current round that passed without a block (anyone).
+    function reportMissedSlots() external;
+
+    /// @notice Bring the CreditRegistry to the current round (anyone); set changes apply at round boundaries.
+    function advanceRound() external;
+
+    /// @notice Penalise a producer for a header it signed that ≥ quorum current ATNs rejected
+    /// (`rejectionDigest(hashHeader(header))`, sorted by signer), and every current ATN whose
+    /// attestation of that header is shown in `attestations` (sorted by signer). Anyone; once per header.
+    function reportInvalidBlock(
+        BlockHeader calldata header,
+        bytes calldata producerSignature,
+        bytes[] calldata rejections,
+        bytes[] calldata attestations
+    ) external;
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// @notice True when `header` is committed and `leaf` is in its Merkle tree; reverts
+    /// with ConsortiumIndexHeaderNotCommitted for a header that is not committed.
+    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
+        external
+        view
+        returns (bool);
+
+    /// @notice The Merkle leaf of item `index` of the slip with struct hash `slipHash`.
+    function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32);
+
+    /// @notice EIP-712 hashStruct of a header (what `prevHash` refers to and what is stored).
+    function hashHeader(BlockHeader calldata header) external pure returns (bytes32);
+
+    /// @notice The EIP-712 digest an attestation (or the producer's signature) covers.
+    function headerDigest(BlockHeader calldata header) external view returns (bytes32);
+
+    /// @notice The EIP-712 digest of `BlockRejection(bytes32 headerHash)` an ATN signs to reject.
+    function rejectionDigest(bytes32 headerHash) external view returns (bytes32);
+
+    /// @notice The EIP-712 domain separator (also the domain of slip signatures).
+    function domainSeparator() external view returns (bytes32);
+
+    /// @notice Height and header hash of the last committed block.
+    function head() external view returns (uint64 height, bytes32 headerHash);
+
+    /// @notice The header hash committed at `height` (zero if none).
+    function headerHashAt(uint64 height) external view returns (bytes32);
+
+    /// @notice The first slot whose fate (block or miss) is not yet settled.
+    function nextUnsettledSlot() external view returns (uint64);
+
+    /// @notice The clock: genesis time, slot length, slots per round (K).
+    function genesisTime() external view returns (uint64);
+    function slotSeconds() external view returns (uint64);
+    function slotsPerRound() external view returns (uint64);
+    function quorum() external view returns (uint256);
+    function credit() external view returns (ICreditRegistry);
+
+    /// @notice The slot at the current block time.
+    function currentSlot() external view returns (uint64);
+
+    /// @notice The RPN scheduled for `slot`: seat `slot mod K` of the registry's active roster
+    /// (valid for slots of the registry's current round and, once advanced, later rounds).
+    function producerOf(uint64 slot) external view returns (bytes32 id, address account);
+}
