@@ -87,14 +87,23 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
         with narrator.step("register on every chain", "every participant on every chain") as s:
             n = net.register()
             s.actual = f"{n} registrations ({len(net.people)} participants × {len(spec.chains)} chains)"
-        with narrator.step("start PBFT replicas", "4 replica processes per private chain") as s:
-            clusters = net.start_private_chains()
-            s.actual = ", ".join(f"{c}: {len(h.api_urls)} replicas" for c, h in clusters.items())
+        with narrator.step("consortium election", f"credit-scored DPoS: {net.dpos.rpn_count} RPN, "
+                           f"{net.dpos.atn_count} ATN") as s:
+            seats = net.setup_consortium()
+            s.actual = f"RPN {', '.join(seats['rpn'])}; ATN {', '.join(seats['atn'])}"
+        with narrator.step("start nodes", "4 PBFT replicas per private chain + RPN/ATN consortium nodes") as s:
+            clusters = net.start_nodes()
+            s.actual = (", ".join(f"{c}: {len(h.api_urls)} replicas" for c, h in clusters.items())
+                        + f"; {len(net.consortium_nodes)} consortium nodes")
         with narrator.step("online consultation recorded", "doctor signs, patient confirms, PBFT commits, "
                            "receipt verifies on chain") as s:
             receipt = record_visit(net, "dr-zhao", "alice", "icd10|J06.9", "Online consultation: acute URTI")
             s.actual = (f"slip 0x{receipt.slip_id.hex()[:12]}… in block {receipt.height} of platform-c, "
                         f"anchored and proven against SlipLedger")
+        with narrator.step("summary indexed on the consortium", "bridge → RPN block → ATN cross-chain audit → "
+                           "ConsortiumIndex") as s:
+            items = wait_for_items(net, "alice", 1, timeout=90)
+            s.actual = f"{len(items)} item(s) of alice at consortium height(s) {sorted({i['height'] for i in items})}"
         urls = net.devnet.rpc_urls()
         out("")
         out(_table(["chain", "kind", "chain ID", "RPC URL", "contracts"],
@@ -117,6 +126,21 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
     out(_table(["step", "expected", "ok", "seconds"],
                [[st.name, st.expected, "yes" if st.ok else "NO", f"{st.seconds:.2f}"] for st in narrator.steps]))
     return narrator.steps
+
+
+def wait_for_items(net: Network, patient: str, count: int, timeout: float) -> list[dict]:
+    """Poll a consortium node until ``count`` summary items of ``patient`` are indexed."""
+    import requests
+
+    url = next(iter(net.consortium_nodes.values()))
+    pid = net.people[patient].id_hex
+
+    def items():
+        resp = requests.get(f"{url}/v1/items?patient={pid}", timeout=10)
+        found = resp.json().get("items", []) if resp.status_code == 200 else []
+        return found if len(found) >= count else None
+
+    return wait_until(items, timeout, f"{count} consortium item(s) of {patient}", interval=0.25)
 
 
 def record_visit(net: Network, doctor: str, patient: str, keyword: str, text: str, *, hmi: dict | None = None):

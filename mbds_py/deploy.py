@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from .chain.client import ChainClient
+from .consortium.credit import Incentives, Weights
 from .devnet import DEV_DEPLOYER_KEY, Devnet
 from .errors import DeploymentError
 from .spec import ChainSpec, NetworkSpec
@@ -33,8 +35,39 @@ PLAN: dict[str, list[tuple[str, DeployArgs]]] = {
         ("IdentityRegistry", lambda ctx: (ctx.kmc_address,)),
         ("SlipLedger", lambda ctx: (list(ctx.validators[ctx.chain.name]),)),
     ],
-    "consortium": [("IdentityRegistry", lambda ctx: (ctx.kmc_address,))],
+    "consortium": [
+        ("IdentityRegistry", lambda ctx: (ctx.kmc_address,)),
+        ("CreditRegistry", lambda ctx: (ctx.addresses["IdentityRegistry"], ctx.dpos.rpn_count, ctx.dpos.atn_count,
+                                        ctx.dpos.reserve, Weights().as_tuple(), Incentives().as_tuple())),
+        ("ConsortiumIndex", lambda ctx: (ctx.addresses["CreditRegistry"], int(time.time()), ctx.dpos.slot_seconds,
+                                         ctx.dpos.quorum)),
+        ("AccessPolicy", lambda ctx: _access_policy_args(ctx)),
+    ],
 }
+
+
+@dataclass(frozen=True)
+class DposParams:
+    """Consortium DPoS sizes: the paper's 101 RPN / 20 ATN, a small devnet by default."""
+
+    rpn_count: int = 5
+    atn_count: int = 3
+    reserve: int = 4
+    slot_seconds: int = 4
+    quorum: int = 2
+    # AccessPolicy (consortium chain)
+    request_ttl: int = 7 * 24 * 3600
+    emergency_window: int = 24 * 3600
+    emergency_max_duration: int = 24 * 3600
+    emergency_quorum: int = 2
+
+
+def _access_policy_args(ctx: "DeployContext") -> tuple:
+    """AccessPolicy(registry, requestTtl, emergencyApprovalWindow, emergencyMaxDuration, emergencyQuorum)."""
+    d = ctx.dpos
+    return (ctx.addresses["IdentityRegistry"], d.request_ttl, d.emergency_window, d.emergency_max_duration,
+            d.emergency_quorum)
+
 
 FUNDING_WEI = 10_000 * 10**18
 
@@ -45,6 +78,7 @@ class DeployContext:
     kmc_address: str
     addresses: dict[str, str]
     validators: dict[str, list[str]]  # private chain -> PBFT validator accounts
+    dpos: "DposParams"
 
 
 @dataclass(frozen=True)
@@ -72,10 +106,12 @@ def deployer_for(chain: ChainSpec) -> LocalAccount:
 class Deployer:
     """Deploys the PLAN onto every chain of a running devnet."""
 
-    def __init__(self, spec: NetworkSpec, kmc_address: str, validators: dict[str, list[str]] | None = None):
+    def __init__(self, spec: NetworkSpec, kmc_address: str, validators: dict[str, list[str]] | None = None,
+                 dpos: "DposParams | None" = None):
         self.spec = spec
         self.kmc_address = kmc_address
         self.validators = validators or {}
+        self.dpos = dpos or DposParams()
         self.file = spec.state_dir / "deployments.json"
 
     def load(self) -> dict[str, dict[str, Deployment]]:
@@ -112,7 +148,7 @@ class Deployer:
                 if chain.kind == "private" and name == "SlipLedger" and chain.name not in self.validators:
                     raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
                                           "the health authorities first (see mbds_py.network)")
-                ctx = DeployContext(chain, self.kmc_address, addresses, self.validators)
+                ctx = DeployContext(chain, self.kmc_address, addresses, self.validators, self.dpos)
                 address, receipt = client.deploy(name, art.abi, art.bytecode, deployer, *args(ctx))
                 code_hash = client.code_hash(address)
                 if code_hash is None:

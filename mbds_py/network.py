@@ -20,7 +20,7 @@ from eth_account import Account
 from .chain.client import ChainClient
 from .chain.identity import IdentityRegistryAgent
 from .chain.slip_ledger import SlipLedgerAgent
-from .deploy import Deployer, Deployment, deployer_for
+from .deploy import Deployer, Deployment, DposParams, deployer_for
 from .devnet import Devnet
 from .errors import IdentityError
 from .identity import Participant, Role
@@ -31,6 +31,14 @@ from .private.cluster import ClusterHandle, fund, node_config, start_clusters
 from .spec import NetworkSpec
 
 AUTHORITIES = ("nha", "pha", "mha")
+GOVERNOR = "nha"  # the health authority that governs the CreditRegistry in the devnet
+
+# Credit dimensions of the devnet institutions (hospital grade, information-center scale, enterprise strength).
+DEVNET_DIMENSIONS = {
+    "hospital-a": (9000, 8000, 7000), "hospital-b": (8500, 7500, 7000), "platform-c": (6000, 9000, 8500),
+    "nha": (9500, 9500, 9000), "pha": (9000, 8500, 8000), "mha": (8000, 8000, 7500),
+    "insurer": (4000, 6000, 9000), "research": (5000, 7000, 6000), "pharma": (3000, 5000, 9500),
+}
 
 
 @dataclass
@@ -43,6 +51,8 @@ class PrivateChainSettings:
     view_change_timeout: float = 5.0
     checkpoint_interval: int = 16
     anchor_grace: float = 2.0
+    bridge_every_blocks: int = 1
+    bridge_max_wait: float = 1.0
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Network:
     population: tuple[Member, ...] = DEFAULT_POPULATION
     settings: PrivateChainSettings = field(default_factory=PrivateChainSettings)
     scrypt_n: int | None = None
+    dpos: DposParams = field(default_factory=DposParams)
 
     def __post_init__(self) -> None:
         self.devnet = Devnet(self.spec)
@@ -60,6 +71,7 @@ class Network:
         self.people: dict[str, Participant] = {}
         self.deployments: dict[str, dict[str, Deployment]] = {}
         self.clusters: dict[str, ClusterHandle] = {}
+        self.consortium_nodes: dict[str, str] = {}  # institution name -> node URL
         self._keys: dict[str, ParticipantKeys] = {}
 
     # -- 1. population ------------------------------------------------------------------------
@@ -98,11 +110,56 @@ class Network:
 
     def deploy(self) -> list[str]:
         validators = {c.name: self.validators(c.name) for c in self.spec.private_chains}
-        # every validator submits anchoring transactions on its chains: fund them with the KMC account
-        funded = sorted({a for v in validators.values() for a in v})
-        self.deployments, created = Deployer(self.spec, self.kmc.account.address, validators).deploy_all(
+        # validators anchor on their chains; institutions and authorities act on the consortium chain
+        funded = sorted({a for v in validators.values() for a in v}
+                        | {p.address for p in self.people.values() if p.role.is_institution}
+                        | {p.address for p in self.people.values() if p.role in (Role.DOCTOR, Role.PATIENT)})
+        self.deployments, created = Deployer(self.spec, self.kmc.account.address, validators, self.dpos).deploy_all(
             fund=funded)
         return created
+
+    # -- consortium governance (idempotent) -----------------------------------------------------
+
+    def credit(self):
+        from .consortium.agents import CreditRegistryAgent
+
+        return CreditRegistryAgent(self.client(self.spec.consortium.name),
+                                   self.deployments[self.spec.consortium.name]["CreditRegistry"].address)
+
+    def consortium_index(self):
+        from .consortium.agents import ConsortiumIndexAgent
+
+        return ConsortiumIndexAgent(self.client(self.spec.consortium.name),
+                                    self.deployments[self.spec.consortium.name]["ConsortiumIndex"].address)
+
+    def setup_consortium(self) -> dict[str, list[str]]:
+        """Reporter, institutions with credit dimensions, willingness, and the first election."""
+        from .consortium.credit import Dimensions
+
+        credit, index = self.credit(), self.consortium_index()
+        governor = self.keys(GOVERNOR).account
+        if not credit.is_reporter(index.address):
+            credit.set_reporter(governor, index.address, True)
+        known = set(credit.institution_ids())
+        for name, dims in DEVNET_DIMENSIONS.items():
+            if name not in self.people:
+                continue
+            p = self.people[name]
+            if p.id not in known:
+                credit.register_institution(governor, p.id, Dimensions(*dims))
+            if not credit.institution(p.id).willing:
+                credit.set_willing(self.keys(name).account, True)
+        from .errors import ContractRevert
+
+        try:
+            credit.rpn_set()
+        except ContractRevert as exc:
+            if exc.error_name != "CreditRegistryNoRoster":
+                raise
+            credit.elect(governor)
+        names = {p.id: n for n, p in self.people.items()}
+        return {"rpn": [names.get(i, i.hex()) for i in credit.rpn_set()],
+                "atn": [names.get(i, i.hex()) for i in credit.atn_set()]}
 
     def client(self, chain: str) -> ChainClient:
         return ChainClient(self.devnet.rpc_urls()[chain], name=chain)
@@ -129,14 +186,40 @@ class Network:
     # -- 4. private chains ------------------------------------------------------------------------
 
     def start_private_chains(self) -> dict[str, ClusterHandle]:
+        """PBFT replica groups only (no consortium nodes, no bridge)."""
+        return self.start_nodes(consortium=False)
+
+    def start_nodes(self, *, consortium: bool = True) -> dict[str, ClusterHandle]:
+        """Replica groups of every private chain and (with ``consortium``) the RPN/ATN nodes.
+
+        Ports are allocated first, so each side's configuration can name the other's
+        endpoints: bridges post to consortium nodes, auditors query replicas.
+        """
+        from .consortium.node import ConsortiumNodeConfig, ConsortiumPeer, PrivateChainRef
+        from .devnet import free_port
+
         urls = self.devnet.rpc_urls()
         storage = self.devnet.storage_urls()
         s = self.settings
+        cons = self.spec.consortium
+        members: list[str] = []
+        cons_ports: dict[str, int] = {}
+        if consortium:
+            credit = self.credit()
+            seated = set(credit.rpn_set()) | set(credit.atn_set())
+            members = [n for n, p in self.people.items() if p.id in seated]
+            cons_ports = {n: free_port() for n in members}
+        cons_urls = [f"http://127.0.0.1:{cons_ports[n]}" for n in members]
         groups = []
         for chain in self.spec.private_chains:
             if chain.name in self.clusters:
                 continue
             inst = self.institution_of_chain(chain.name)
+            bridge = None
+            if consortium:
+                bridge = {"consortium_urls": cons_urls, "consortium_chain_id": cons.chain_id,
+                          "consortium_index": self.deployments[cons.name]["ConsortiumIndex"].address,
+                          "every_blocks": s.bridge_every_blocks, "max_wait": s.bridge_max_wait}
             config = node_config(
                 chain=chain.name, chain_id=chain.chain_id, rpc_url=urls[chain.name],
                 slip_ledger=self.deployments[chain.name]["SlipLedger"].address,
@@ -145,11 +228,27 @@ class Network:
                 data_dir=self.spec.state_dir / "nodes", storage=storage,
                 storage_replicas=self.spec.storage.replicas, max_slips=s.max_slips, max_wait=s.max_wait,
                 request_timeout=s.request_timeout, view_change_timeout=s.view_change_timeout,
-                checkpoint_interval=s.checkpoint_interval, anchor_grace=s.anchor_grace)
+                checkpoint_interval=s.checkpoint_interval, anchor_grace=s.anchor_grace, bridge=bridge)
             keys = [bytes(self.keys(n).account.key) for n in self.validator_names(chain.name)]
             groups.append((config, keys))
-        for handle in start_clusters(self.devnet, groups):
+        handles = start_clusters(self.devnet, groups)
+        for handle in handles:
             self.clusters[handle.config.chain] = handle
+        if consortium:
+            refs = tuple(PrivateChainRef(h.config.chain_id, h.config.rpc_url, h.config.slip_ledger,
+                                         tuple(h.api_urls)) for h in self.clusters.values())
+            peers = tuple(ConsortiumPeer(self.people[n].id_hex, f"http://127.0.0.1:{cons_ports[n]}") for n in members)
+            for n in members:
+                cfg = ConsortiumNodeConfig(
+                    rpc_url=urls[cons.name], credit_registry=self.deployments[cons.name]["CreditRegistry"].address,
+                    consortium_index=self.deployments[cons.name]["ConsortiumIndex"].address,
+                    institution_id=self.people[n].id_hex, host="127.0.0.1", port=cons_ports[n], peers=peers,
+                    private_chains=refs, storage=tuple(storage), storage_replicas=self.spec.storage.replicas,
+                    data_dir=str(self.spec.state_dir / "consortium"))
+                self.consortium_nodes[n] = start_consortium_node(self.devnet, n, cfg, bytes(self.keys(n).account.key))
+            services = self.devnet.load_services()
+            for n in members:
+                self.devnet.wait_service(services[f"consortium-{n}"], _consortium_answers, timeout=90)
         return self.clusters
 
     def hospital_api(self, chain: str) -> HospitalClient:
@@ -163,6 +262,29 @@ class Network:
 
     def stop(self) -> list[str]:
         return self.devnet.down()
+
+
+def _consortium_answers(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/v1/status", timeout=1.0).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_consortium_node(devnet: Devnet, name: str, config, key: bytes) -> str:
+    """Launch one consortium institution's DPoS node (key through the environment only)."""
+    import sys
+
+    path = devnet.state_dir / "consortium" / f"{name}.json"
+    config.save(path)
+    argv = [sys.executable, "-m", "mbds_py.consortium.node", "--config", str(path), "--port", str(config.port),
+            "--log-level", "WARNING"]
+    devnet.spawn_service(f"consortium-{name}", "consortium", argv, port=config.port,
+                         marker="mbds_py.consortium.node", probe=_consortium_answers, env={"MBDS_NODE_KEY": key.hex()},
+                         url=config.url, wait=False)
+    return config.url
 
 
 def fund_accounts(network: Network, chain: str, addresses: list[str]) -> None:

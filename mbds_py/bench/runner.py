@@ -149,14 +149,21 @@ def _memory_gib() -> float | None:
     return None
 
 
+def _load_avg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - no /proc/loadavg
+        return None
+
+
 def machine_info() -> dict[str, Any]:
-    """Cores, CPU model (``/proc/cpuinfo``), memory and OS of this machine."""
+    """Cores, CPU model (``/proc/cpuinfo``), memory, OS and the current 1-minute load average."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         usable = os.cpu_count()
     return {"cores": os.cpu_count(), "usable_cores": usable, "cpu_model": _cpu_model(),
-            "memory_gib": _memory_gib(), "os": platform.platform()}
+            "memory_gib": _memory_gib(), "os": platform.platform(), "load_avg_1m": _load_avg()}
 
 
 def _package(name: str) -> str | None:
@@ -304,6 +311,7 @@ def run(args: argparse.Namespace) -> int:
         progress.say(f"warning: {w}")
 
     started_at = dt.datetime.now(dt.timezone.utc)
+    load_at_start = _load_avg()
     results: dict[str, Measurement] = {}
     curve_results: dict[str, dict[str, Any]] = {}
     failed = False
@@ -357,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
                                        "reason": NOT_REGISTERED, "points": []}
 
     report = build_report(results, curve_results, mode=mode, started_at=started_at,
-                          duration_s=time.monotonic() - t_start, expected_s=expected, warnings=warnings)
+                          duration_s=time.monotonic() - t_start, expected_s=expected, warnings=warnings,
+                          load_at_start=load_at_start)
     print(text_table(report))
     if json_path is not None:
         _write(json_path, json.dumps(report, indent=2) + "\n")
@@ -384,8 +393,12 @@ def _write(path: Path, text: str) -> None:
 
 def build_report(results: Mapping[str, Measurement], curves: Mapping[str, Any], *, mode: str,
                  started_at: dt.datetime, duration_s: float, expected_s: float,
-                 warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """The JSON document: per key median and spread, plus machine and versions."""
+                 warnings: Sequence[str] = (), load_at_start: float | None = None) -> dict[str, Any]:
+    """The JSON document: per key median and spread, plus machine and versions.
+
+    The machine's load average is recorded at the start and the end of the run:
+    on a shared machine, other work inflates wall-clock figures.
+    """
     measurements = {}
     for key in CATALOGUE:
         m = results[key]
@@ -401,12 +414,19 @@ def build_report(results: Mapping[str, Measurement], curves: Mapping[str, Any], 
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": round(duration_s, 1),
         "expected_duration_s": round(expected_s, 1),
-        "machine": machine_info(),
+        "machine": _machine_with_load(load_at_start),
         "versions": versions(),
         "measurements": measurements,
         "curves": dict(curves),
         "warnings": list(warnings),
     }
+
+
+def _machine_with_load(load_at_start: float | None) -> dict[str, Any]:
+    machine = machine_info()
+    machine["load_avg_1m_at_end"] = machine.pop("load_avg_1m")
+    machine["load_avg_1m_at_start"] = load_at_start
+    return machine
 
 
 def fmt_number(value: float | None) -> str:
@@ -457,7 +477,9 @@ def _row(entry: Mapping[str, Any], measurements: Mapping[str, Any]) -> list[str]
 def _machine_line(report: Mapping[str, Any]) -> str:
     m, v = report["machine"], report["versions"]
     mem = f", {m['memory_gib']} GiB" if m.get("memory_gib") else ""
-    return (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable){mem}; {m['os']}  \n"
+    load = (f"; load average (1 min) {m.get('load_avg_1m_at_start')} at start, {m.get('load_avg_1m_at_end')} at end"
+            if m.get("load_avg_1m_at_end") is not None else "")
+    return (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable){mem}; {m['os']}{load}  \n"
             f"Versions: anvil {v.get('anvil')} · solc {v.get('solc')} ({v.get('solc_settings')}) · "
             f"Python {v.get('python')} · web3 {v.get('web3')} · py-arkworks-bls12381 {v.get('py-arkworks-bls12381')}"
             f" · py_ecc {v.get('py_ecc')}")

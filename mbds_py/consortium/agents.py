@@ -279,13 +279,18 @@ class ConsortiumIndexAgent:
     # -- transactions ------------------------------------------------------------------------------
 
     def commit_block(self, producer: LocalAccount, header: BlockHeader, patient_ids: Sequence[bytes],
-                     signatures: Sequence[bytes]) -> dict[str, Any]:
-        """``commitBlock``; ``signatures`` in ascending signer order (see ``ordered_signatures``)."""
-        fn = self.contract.functions.commitBlock(header.as_abi(), list(patient_ids), list(signatures))
-        return self._tx(fn, producer)
+                     signatures: Sequence[bytes], gas: int | None = None) -> dict[str, Any]:
+        """``commitBlock``; ``signatures`` in ascending signer order (see ``ordered_signatures``).
 
-    def commit(self, producer: LocalAccount, block: ConsortiumBlock, signatures: Sequence[bytes]) -> dict[str, Any]:
-        return self.commit_block(producer, block.header, block.patient_ids, signatures)
+        Pass ``gas`` to skip estimation: some nodes (Anvil) estimate against the last block's
+        timestamp, which may lie in an earlier slot than the block the transaction will be mined in.
+        """
+        fn = self.contract.functions.commitBlock(header.as_abi(), list(patient_ids), list(signatures))
+        return self._tx(fn, producer, gas=gas)
+
+    def commit(self, producer: LocalAccount, block: ConsortiumBlock, signatures: Sequence[bytes],
+               gas: int | None = None) -> dict[str, Any]:
+        return self.commit_block(producer, block.header, block.patient_ids, signatures, gas=gas)
 
     def report_missed_slots(self, sender: LocalAccount) -> dict[str, Any]:
         return self._tx(self.contract.functions.reportMissedSlots(), sender)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvalidCertificate, MalformedMessage, StaleMessage
 from .merkle import merkle_root
-from .messages import Blocks, Checkpoint, Fetch, Request, StableCheckpoint, Status
+from .messages import Blocks, Checkpoint, Fetch, StableCheckpoint, Status
 from .state import Fault, chains
 from .types import CertifiedBlock, Head
 
@@ -97,7 +97,7 @@ class CheckpointService:
         self.r.store.save_stable_checkpoint(stable)
         s.stable = stable
         seq = stable.seq
-        for table in (s.slots, s.deferred, s.prepared_certs, s.checkpoint_votes):
+        for table in (s.slots, s.deferred, s.prepared_certs, s.checkpoint_votes, s.executed_digests):
             for k in [k for k in table if k <= seq]:
                 del table[k]
         s.prepares.prune(up_to_seq=seq)
@@ -132,22 +132,18 @@ class CatchupService:
         self._resend_overdue_slips(now)
 
     def _resend_overdue_slips(self, now: float) -> None:
-        """Re-forward slips pending for long (the primary may never have got them)."""
+        """Broadcast slips pending for long: the primary may never have got them, and
+        the other backups start their request timers (censorship shows up everywhere)."""
         s, cfg = self.s, self.cfg
         if s.active and s.is_primary:
             return
         limit = now - cfg.max_wait - cfg.request_timeout / 2
         overdue = []
         for pending in s.pool.available.values():
-            if pending.first_seen > limit or len(overdue) >= cfg.max_slips:
+            if pending.first_seen > limit or len(overdue) >= 4 * cfg.max_slips:
                 break
             overdue.append(pending.slip)
-        for slip in overdue:
-            msg = self.r.sign(Request(slip, s.me))
-            if s.active:
-                self.r.send(s.primary, msg)
-            else:
-                self.r.broadcast(msg)
+        self.r.ordering.relay(overdue, to_all=True)
 
     def on_status(self, msg: Status, now: float) -> None:
         s = self.s

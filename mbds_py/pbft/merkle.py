@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from eth_abi import encode as abi_encode
-
 from .crypto import keccak256
 from .errors import EmptyMerkleTree, InvalidProof
 
@@ -25,6 +23,8 @@ def hash_pair(a: bytes, b: bytes) -> bytes:
 
 def standard_leaf(types: Sequence[str], values: Sequence[object]) -> bytes:
     """``StandardMerkleTree`` leaf: ``keccak256(keccak256(abi.encode(values)))``."""
+    from eth_abi import encode as abi_encode  # heavy import, only needed here
+
     return keccak256(keccak256(abi_encode(list(types), list(values))))
 
 

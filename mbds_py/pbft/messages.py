@@ -23,9 +23,9 @@ from .types import Block, CertifiedBlock, DigestScheme, Head, SlipEnvelope, _che
 @message(1)
 @dataclass(frozen=True)
 class Request:
-    """A slip relayed between replicas (clients hand slips to ``Replica.on_request``)."""
+    """Slips relayed between replicas (clients hand slips to ``Replica.on_request(s)``)."""
 
-    slip: SlipEnvelope
+    slips: tuple[SlipEnvelope, ...]
     sender: int
     signature: bytes = b""
 

@@ -43,7 +43,7 @@ class OrderingService:
 
     # --- requests ---------------------------------------------------------------------
 
-    def submit(self, slip: SlipEnvelope, now: float, *, relay: bool) -> str | None:
+    def submit(self, slip: SlipEnvelope, now: float) -> str | None:
         """Add a slip to the pool; returns why it was refused, or None."""
         s = self.s
         if slip.slip_id in s.applied_slips:
@@ -54,15 +54,25 @@ class OrderingService:
         if reason is not None:
             return reason
         s.pool.add(slip, now)
-        if relay:
-            self.r.broadcast(self.r.sign(Request(slip, s.me)))
-        self.maybe_propose(now)
         return None
 
+    def relay(self, slips: list[SlipEnvelope], *, to_all: bool = False) -> None:
+        """Forward slips in one signed REQUEST: to the primary, or to everyone."""
+        s = self.s
+        if not slips or (s.active and s.is_primary and not to_all):
+            return
+        msg = self.r.sign(Request(tuple(slips), s.me))
+        if to_all or not s.active:
+            self.r.broadcast(msg)
+        else:
+            self.r.send(s.primary, msg)
+
     def on_request(self, msg: Request, now: float) -> None:
-        reason = self.submit(msg.slip, now, relay=False)
-        if reason not in (None, "already-committed", "already-pending"):
-            self.r.reject("invalid-slip", msg.sender, reason)
+        for slip in msg.slips:
+            reason = self.submit(slip, now)
+            if reason not in (None, "already-committed", "already-pending"):
+                self.r.reject("invalid-slip", msg.sender, f"0x{slip.slip_id.hex()}: {reason}")
+        self.maybe_propose(now)
 
     # --- primary ----------------------------------------------------------------------
 
@@ -317,7 +327,8 @@ class OrderingService:
         quorum certificate always certifies a block that every honest replica
         applies (never an orphan): the chain contract may accept any certified
         header that links to its head.  Slots at or below ``last_executed``
-        (re-issued by a NEW-VIEW) are committed again so laggards can finish.
+        (re-issued by a NEW-VIEW) are committed again so laggards can finish,
+        if they hold exactly what was executed there.
         """
         s = self.s
         if not s.active:
@@ -325,6 +336,8 @@ class OrderingService:
         for seq in sorted(k for k in s.slots if k <= s.last_executed + 1):
             slot = s.slots[seq]
             if not slot.prepared or slot.commit_sent:
+                continue
+            if seq <= s.last_executed and s.executed_digests.get(seq) != slot.digest:
                 continue
             block = slot.block
             if seq == s.last_executed + 1 and block is not None and (
@@ -388,6 +401,7 @@ class OrderingService:
         self.r.store.save_executed(entry.seq, head, certified)
         before = s.head
         s.last_executed = entry.seq
+        s.executed_digests[entry.seq] = entry.digest
         s.last_progress = now
         if certified is not None:
             self._applied(certified, head)
@@ -412,6 +426,7 @@ class OrderingService:
         self.r.store.save_executed(header.seq, head, certified)
         old, before = s.last_executed, s.head
         s.last_executed = header.seq
+        s.executed_digests[header.seq] = digest
         s.last_progress = now
         self._applied(certified, head)
         self.r.checkpoints.on_advanced(old, header.seq, before, now)

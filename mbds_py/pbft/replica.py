@@ -4,6 +4,7 @@ Inputs (call them from one thread / one asyncio task)::
 
     replica.start()                  # once, after construction or restore
     replica.on_request(slip)         # a slip from a local client -> None or refusal reason
+    replica.on_requests(slips)       # ... a batch of them (one relayed REQUEST)
     replica.on_message(msg)          # a decoded message from a peer
     replica.on_wire(data)            # ... or its wire bytes
     replica.on_timer(now)            # when the time last passed to outbox.wake_at has come
@@ -178,10 +179,16 @@ class Replica:
 
     def on_request(self, slip: SlipEnvelope) -> str | None:
         """Submit a client slip; returns None if taken, else why not (duplicates are no-ops)."""
+        return self.on_requests([slip])[0]
+
+    def on_requests(self, slips: list[SlipEnvelope]) -> list[str | None]:
+        """Submit a batch of client slips (relayed to the primary in one signed REQUEST)."""
         now = self.clock()
-        reason = self.ordering.submit(slip, now, relay=True)
+        reasons = [self.ordering.submit(slip, now) for slip in slips]
+        self.ordering.relay([slip for slip, reason in zip(slips, reasons) if reason is None])
+        self.ordering.maybe_propose(now)
         self._refresh_wake()
-        return reason
+        return reasons
 
     def on_wire(self, data: bytes) -> None:
         """Decode and handle a message from the network."""
@@ -312,6 +319,7 @@ class Replica:
                 boundary += k
             if header.seq > s.stable.seq:
                 head = Head(header.height, self.config.scheme.header_digest(header), header.timestamp)
+                s.executed_digests[header.seq] = head.hash
         while boundary <= s.last_executed:
             self._own_checkpoint(boundary, head)
             boundary += k

@@ -10,6 +10,9 @@ the canonical codec.
 
 * safety: no two honest replicas applied different blocks at the same height,
   every applied block carries a valid quorum certificate, no slip twice;
+* certificates: every block for which a quorum of COMMIT signatures was ever
+  sent (anyone could assemble a certificate for the chain contract) is a
+  block the honest replicas applied;
 * liveness: after the faults stop, every submitted slip is applied exactly
   once at every running honest replica.
 """
@@ -28,7 +31,7 @@ from .crypto import FakeKeyring, keccak256
 from .messages import Commit, Message, PrePrepare, Prepare
 from .replica import Replica
 from .store import MemoryStore
-from .types import Block, CertifiedBlock, SlipEnvelope
+from .types import NULL_DIGEST, Block, CertifiedBlock, SlipEnvelope
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class SimResult:
     messages: int
     faults: dict[int, list]
     views: dict[int, int]
+    certifiable: set[bytes] = field(default_factory=set)
 
     def check(self) -> None:
         """Assert safety and liveness (see module docs)."""
@@ -115,6 +119,9 @@ class SimResult:
         for r, faults in self.faults.items():
             diverged = [f for f in faults if f.kind == "diverged"]
             assert r not in self.honest or not diverged, f"[{where}] SAFETY: replica {r}: {diverged[0].detail}"
+        applied = {digest for _, digest in by_height.values()}
+        rogue = self.certifiable - applied
+        assert not rogue, f"[{where}] SAFETY: {len(rogue)} certifiable block(s) never applied"
         for r in self.honest & self.running:
             got = [x.slip_id for cb in self.chains[r] for x in cb.block.slips]
             missing = self.submitted - set(got)
@@ -218,6 +225,8 @@ class Simulation:
         self.groups: tuple[frozenset[int], ...] = ()
         self.messages = 0
         self.submitted: dict[bytes, SlipEnvelope] = {}
+        self.commit_votes: dict[tuple[int, int, bytes], set[int]] = {}
+        self.certifiable: set[bytes] = set()
         self.done = False
         for i in range(sc.n):
             self._boot(i)
@@ -257,6 +266,11 @@ class Simulation:
     def transmit(self, src: int, dst: int, msg: Message) -> None:
         sc, rng = self.scenario, self.rng
         self.messages += 1
+        if type(msg) is Commit and msg.digest != NULL_DIGEST:
+            voters = self.commit_votes.setdefault((msg.view, msg.seq, msg.digest), set())
+            voters.add(src)
+            if len(voters) >= self.config.quorum:
+                self.certifiable.add(msg.digest)
         faulty = self.now < sc.faults_until
         if faulty and sc.loss and rng.random() < sc.loss:
             return
@@ -346,6 +360,7 @@ class Simulation:
             messages=self.messages,
             faults={i: list(r.faults) for i, r in self.replicas.items() if r is not None},
             views={i: r.view for i, r in self.replicas.items() if r is not None},
+            certifiable=self.certifiable,
         )
 
     def _register_and_submit(self, slip: SlipEnvelope) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import PbftConfig
@@ -140,6 +140,8 @@ class ReplicaState:
         self.last_executed = 0
         self.head: Head = config.genesis
         self.applied_slips: set[bytes] = set()
+        self.executed_digests: dict[int, bytes] = {}
+        """What was executed at each seq above the stable checkpoint (null digest included)."""
         self.last_progress = now
         # checkpoints
         self.stable = StableCheckpoint(0, config.genesis, ())

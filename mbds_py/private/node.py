@@ -92,6 +92,7 @@ class NodeConfig:
     anchor: bool = True
     anchor_grace: float = 3.0
     identity_ttl: float = 2.0
+    bridge: dict | None = None  # BridgeConfig fields; run by the institution's own replica
 
     @classmethod
     def load(cls, path: str | Path) -> "NodeConfig":
@@ -227,6 +228,15 @@ class ReplicaNode:
         self._anchor_queue: "queue.Queue[CertifiedBlock | None]" = queue.Queue()
         self._http: ThreadingHTTPServer | None = None
         self._blob_store = self._make_store()
+        self._stop_bridge = threading.Event()
+        self.bridge = None
+        if config.bridge and self.account.address.lower() == config.validators[0].lower():
+            from ..crypto.signing import EthSigner as RecordSigner
+            from .bridge import Bridge, BridgeConfig
+
+            bc = BridgeConfig(**{**config.bridge, "consortium_urls": tuple(config.bridge["consortium_urls"])})
+            self.bridge = Bridge(bc, config.chain_id, bytes.fromhex(config.hospital_id[2:]),
+                                 RecordSigner(private_key), self.index_db, self._db_lock)
 
     def _make_store(self):
         if not self.config.storage:
@@ -268,6 +278,8 @@ class ReplicaNode:
         self.stats.delivered_blocks += 1
         self.stats.delivered_slips += len(block.block.slips)
         self._anchor_queue.put(block)
+        if self.bridge is not None:
+            self.bridge.offer(block)
 
     # -- anchoring and publishing (a worker thread; web3 and HTTP are blocking) ----------------
 
@@ -436,10 +448,15 @@ class ReplicaNode:
         self._http = ThreadingHTTPServer((self.me.host, self.me.http_port), _handler_for(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+        if self.bridge is not None:
+            for cb in self.store.blocks_from(self.bridge.sent_height() + 1, 1 << 30):
+                self.bridge.offer(cb)
+            threading.Thread(target=self.bridge.run, args=(self._stop_bridge,), name="bridge", daemon=True).start()
         self.replica.start()
         log.info("replica %d of %s up: pbft %s:%d, api %s", self.index, self.config.chain, self.me.host,
                  self.me.port, self.me.http_url)
         await stop.wait()
+        self._stop_bridge.set()
         self._http.shutdown()
         await self.mesh.stop()
         self._anchor_queue.put(None)

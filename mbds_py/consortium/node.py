@@ -1,0 +1,500 @@
+"""`mbds consortium run`: one consortium institution's DPoS node as its own OS process.
+
+Every node keeps a mempool of consortium slips (submitted by the private
+chains' bridge nodes over HTTP and gossiped once to every peer) and follows the
+chain's ``BlockCommitted`` log.  In its slot the scheduled RPN builds a block of
+≤ 128 slips, sends it to the ATNs, and commits it to ``ConsortiumIndex`` with a
+quorum of attestations.  An ATN attests only after :func:`verify_block` passed,
+including the cross-chain check: every summary item's slip is proven, through
+the private chain's node, against the root committed in that chain's
+``SlipLedger``, and its patient, keywords and HMI hash match the slip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ..errors import ConfigError, MBDSError
+from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip, SummaryItem,
+                     attest, build_block, decode_body, encode_body, reject, verify_block)
+from .cid import cid_v0
+from .errors import InvalidBlock
+
+log = logging.getLogger("mbds.consortium")
+
+MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PrivateChainRef:
+    """How an auditor reaches a private chain to check an item."""
+
+    chain_id: int
+    rpc_url: str
+    slip_ledger: str
+    api_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConsortiumPeer:
+    institution_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ConsortiumNodeConfig:
+    rpc_url: str
+    credit_registry: str
+    consortium_index: str
+    institution_id: str
+    host: str
+    port: int
+    peers: tuple[ConsortiumPeer, ...]
+    private_chains: tuple[PrivateChainRef, ...]
+    storage: tuple[str, ...] = ()
+    storage_replicas: int = 1
+    data_dir: str = ".mbds/consortium"
+    max_slips: int = 128
+    poll_interval: float = 0.25
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ConsortiumNodeConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+            raw["peers"] = tuple(ConsortiumPeer(**p) for p in raw["peers"])
+            raw["private_chains"] = tuple(PrivateChainRef(**{**c, "api_urls": tuple(c["api_urls"])})
+                                          for c in raw["private_chains"])
+            raw["storage"] = tuple(raw.get("storage", ()))
+            return cls(**raw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"bad consortium node configuration: {exc}", path=str(path)) from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class ItemChecker:
+    """The auditor's cross-chain check of a summary item against its private chain."""
+
+    def __init__(self, chains: tuple[PrivateChainRef, ...]):
+        from ..chain.client import ChainClient
+        from ..chain.slip_ledger import SlipLedgerAgent
+
+        self.chains = {c.chain_id: c for c in chains}
+        self.ledgers = {c.chain_id: SlipLedgerAgent(ChainClient(c.rpc_url, name=f"chain-{c.chain_id}"), c.slip_ledger)
+                        for c in chains}
+        self.session = requests.Session()
+        self._ok: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, item: SummaryItem) -> bool:
+        from ..private.client import Receipt
+        from ..private.slip import TransactionSlip
+
+        key = item.struct_hash
+        with self._lock:
+            if key in self._ok:
+                return True
+        ref = self.chains.get(item.chain_id)
+        if ref is None:
+            return False
+        receipt = None
+        for url in ref.api_urls:
+            try:
+                resp = self.session.get(f"{url}/v1/slips/0x{item.slip_id.hex()}/receipt", timeout=5)
+            except requests.RequestException:
+                continue
+            if resp.status_code == 200:
+                receipt = Receipt.from_json(resp.json())
+                break
+            if resp.status_code == 404:
+                return False
+        if receipt is None or receipt.height != item.block_height:
+            return False
+        try:
+            if not self.ledgers[item.chain_id].verify_slip(receipt.header, receipt.proof, receipt.envelope):
+                return False
+            slip = TransactionSlip.from_bytes(receipt.payload)
+        except MBDSError:
+            return False
+        keywords = tuple(c.to_bytes() for c in slip.encrypted_keywords)
+        if (slip.patient_id, slip.hmi_hash, keywords) != (item.patient_id, item.hmi_hash, item.keywords):
+            return False
+        with self._lock:
+            self._ok.add(key)
+        return True
+
+
+class ConsortiumNode:
+    """Mempool, chain follower, producer (when RPN) and auditor (when ATN)."""
+
+    def __init__(self, config: ConsortiumNodeConfig, private_key: bytes):
+        from eth_account import Account
+
+        from ..chain.client import ChainClient
+        from .agents import ConsortiumIndexAgent, CreditRegistryAgent
+        from .eip712 import AccountSigner
+
+        self.config = config
+        self.account = Account.from_key(private_key)
+        self.signer = AccountSigner(self.account)
+        self.me = bytes.fromhex(config.institution_id[2:])
+        self.index = ConsortiumIndexAgent(ChainClient(config.rpc_url, name="consortium"), config.consortium_index)
+        self.credit = CreditRegistryAgent(ChainClient(config.rpc_url, name="consortium"), config.credit_registry)
+        self.domain = self.index.domain()
+        self.clock = self.index.clock()
+        self.quorum = self.index.quorum()
+        self.checker = ItemChecker(config.private_chains)
+        self.session = requests.Session()
+        self.pool = ThreadPoolExecutor(max_workers=8)
+        self.lock = threading.RLock()
+        self.mempool: dict[bytes, ConsortiumSlip] = {}
+        self.included: set[bytes] = set()
+        self.proposals: dict[bytes, ConsortiumBlock] = {}  # block hash -> block we saw as proposal
+        self.head: BlockHeader | None = None
+        self.next_evm_block = 0
+        self.attempted_slots: set[int] = set()
+        self.stats = {"produced": 0, "attested": 0, "rejected": 0, "committed_seen": 0, "missed": 0}
+        data = Path(config.data_dir) / config.institution_id[2:10]
+        data.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(data / "index.sqlite"), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(
+            "CREATE TABLE IF NOT EXISTS block (height INTEGER PRIMARY KEY, header BLOB, body BLOB);"
+            "CREATE TABLE IF NOT EXISTS item (patient BLOB, height INTEGER, slip INTEGER, idx INTEGER,"
+            " PRIMARY KEY (height, slip, idx));"
+            "CREATE INDEX IF NOT EXISTS item_patient ON item (patient);")
+        self._blob_store = self._make_store()
+        self._stop = threading.Event()
+
+    def _make_store(self):
+        if not self.config.storage:
+            return None
+        from ..storage.client import KuboClient
+        from ..storage.replicated import ReplicatedStore
+
+        return ReplicatedStore([KuboClient(u, timeout=10.0) for u in self.config.storage],
+                               replicas=min(self.config.storage_replicas, len(self.config.storage)))
+
+    # -- mempool ---------------------------------------------------------------------------
+
+    def account_of(self, institution_id: bytes) -> str | None:
+        try:
+            record = self.credit.institution(institution_id)
+        except MBDSError:
+            return None
+        return getattr(record, "account", None)
+
+    def submit(self, slip: ConsortiumSlip, *, gossip: bool) -> str:
+        with self.lock:
+            if slip.slip_id in self.mempool or slip.slip_id in self.included:
+                return "known"
+        account = self.account_of(slip.origin)
+        signer = slip.signer(self.domain)
+        if account is None or signer is None or signer.lower() != account.lower():
+            raise MBDSError(f"consortium slip 0x{slip.slip_id.hex()} is not signed by its origin institution")
+        if not 1 <= len(slip.items) <= 10:
+            raise MBDSError(f"a consortium slip carries 1..10 items, got {len(slip.items)}")
+        with self.lock:
+            self.mempool[slip.slip_id] = slip
+        if gossip:
+            body = encode_body([slip])
+            for peer in self.config.peers:
+                if peer.url != self.config.url:
+                    self.pool.submit(self._post_quietly, f"{peer.url}/v1/slips?gossip=0", body)
+        return "accepted"
+
+    def _post_quietly(self, url: str, body: bytes) -> None:
+        try:
+            self.session.post(url, data=body, timeout=5)
+        except requests.RequestException:
+            pass
+
+    # -- following the chain ------------------------------------------------------------------
+
+    def follow(self) -> None:
+        latest = self.index.client.w3.eth.block_number
+        if latest < self.next_evm_block:
+            return
+        for committed in self.index.committed_blocks(from_block=self.next_evm_block, to_block=latest):
+            self._apply(committed.header)
+        self.next_evm_block = latest + 1
+
+    def _apply(self, header: BlockHeader) -> None:
+        with self.lock:
+            block = self.proposals.pop(header.block_hash, None)
+        if block is None:
+            block = self._fetch_body(header)
+        with self.lock:
+            self.head = header
+            self.stats["committed_seen"] += 1
+            if block is not None:
+                for slip in block.slips:
+                    self.mempool.pop(slip.slip_id, None)
+                    self.included.add(slip.slip_id)
+        if block is not None:
+            rows = [(item.patient_id, header.height, s, i) for s, slip in enumerate(block.slips)
+                    for i, item in enumerate(slip.items)]
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO block VALUES (?, ?, ?)", (header.height, header.encode(),
+                                                                               block.body()))
+            self.db.executemany("INSERT OR IGNORE INTO item VALUES (?, ?, ?, ?)", rows)
+            self.db.execute("COMMIT")
+
+    def _fetch_body(self, header: BlockHeader) -> ConsortiumBlock | None:
+        if header.item_count == 0:
+            return ConsortiumBlock(header, ())
+        if self._blob_store is None:
+            return None
+        try:
+            return ConsortiumBlock(header, decode_body(self._blob_store.cat(cid_v0(header.body_cid))))
+        except MBDSError as exc:
+            log.warning("body of consortium block %d unavailable: %s", header.height, exc)
+            return None
+
+    # -- producing (RPN) --------------------------------------------------------------------------
+
+    def chain_now(self) -> int:
+        return int(time.time())
+
+    def maybe_produce(self) -> None:
+        now = self.chain_now()
+        slot = self.clock.slot_at(now)
+        if slot in self.attempted_slots or (self.head is not None and slot <= self.head.slot):
+            return
+        producer, _account = self.index.producer_of(slot)
+        if producer != self.me:
+            return
+        self.attempted_slots.add(slot)
+        if now >= self.clock.slot_end(slot) - 0:
+            return
+        with self.lock:
+            slips = list(self.mempool.values())[: self.config.max_slips]
+            prev = self.head
+        block = build_block(slips, prev=prev, slot=slot, producer=self.me, timestamp=self.clock.slot_start(slot))
+        if self._blob_store is not None and slips:
+            try:
+                self._blob_store.add(block.body())
+            except MBDSError as exc:
+                log.warning("cannot publish consortium body for slot %d: %s", slot, exc)
+                return
+        votes = AttestationSet(block.header.digest(self.domain), frozenset(self.credit.atn_accounts()))
+        proposal = json.dumps({"header": "0x" + block.header.encode().hex(), "body": "0x" + block.body().hex(),
+                               "producer": "0x" + self.me.hex()}).encode()
+        futures = [self.pool.submit(self._ask, peer.url, proposal) for peer in self.config.peers
+                   if peer.url != self.config.url]
+        for fut in futures:
+            att = fut.result()
+            if att is not None:
+                try:
+                    votes.add(att)
+                except MBDSError:
+                    pass
+        if len(votes) < self.quorum:
+            log.warning("slot %d: only %d of %d attestations", slot, len(votes), self.quorum)
+            return
+        try:
+            gas = 600_000 + 40_000 * len(block.patient_ids) + 4_000 * block.header.item_count
+            self.index.commit(self.account, block, votes.signatures(), gas=min(gas, 25_000_000))
+            with self.lock:
+                self.proposals[block.header.block_hash] = block
+            self.stats["produced"] += 1
+        except MBDSError as exc:
+            log.warning("commit for slot %d failed: %s", slot, exc)
+
+    def _ask(self, url: str, proposal: bytes) -> Attestation | None:
+        try:
+            resp = self.session.post(f"{url}/v1/proposals", data=proposal, timeout=5)
+        except requests.RequestException:
+            return None
+        if resp.status_code != 200:
+            return None
+        doc = resp.json()
+        return Attestation(doc["signer"], bytes.fromhex(doc["signature"][2:]))
+
+    # -- auditing (ATN) -----------------------------------------------------------------------------
+
+    def audit(self, header: BlockHeader, body: bytes) -> tuple[bool, Attestation, str]:
+        """Verify a proposal; returns (attested?, attestation or rejection, reason)."""
+        atns = [a.lower() for a in self.credit.atn_accounts()]
+        if self.account.address.lower() not in atns:
+            raise MBDSError("this node is not an audit node of the current round")
+        block = ConsortiumBlock(header, decode_body(body))
+        try:
+            self.follow()
+            verify_block(block, prev=self.head, clock=self.clock, rpn=self.credit.rpn_set(), domain=self.domain,
+                         account_of=self.account_of, check_item=self.checker)
+        except InvalidBlock as exc:
+            self.stats["rejected"] += 1
+            return False, reject(header, self.domain, self.signer), str(exc)
+        with self.lock:
+            self.proposals[header.block_hash] = block
+        self.stats["attested"] += 1
+        return True, attest(header, self.domain, self.signer), "ok"
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def items_of(self, patient_id: bytes) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT height, slip, idx FROM item WHERE patient = ? ORDER BY height, slip, idx",
+                               (patient_id,)).fetchall()
+        out = []
+        bodies: dict[int, tuple[BlockHeader, tuple[ConsortiumSlip, ...]]] = {}
+        for height, s, i in rows:
+            if height not in bodies:
+                h, b = self.db.execute("SELECT header, body FROM block WHERE height = ?", (height,)).fetchone()
+                bodies[height] = (BlockHeader.decode(h), decode_body(b))
+            header, slips = bodies[height]
+            item = slips[s].items[i]
+            proof = ConsortiumBlock(header, slips).item_proof(s, i)
+            out.append({"height": height, "slip": s, "index": i, "chain_id": item.chain_id,
+                        "block_height": item.block_height, "slip_id": "0x" + item.slip_id.hex(),
+                        "hmi_hash": "0x" + item.hmi_hash.hex(), "keywords": ["0x" + k.hex() for k in item.keywords],
+                        "header": "0x" + header.encode().hex(), "leaf": "0x" + proof.leaf.hex(),
+                        "proof": ["0x" + p.hex() for p in proof.proof]})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {"institution": "0x" + self.me.hex(), "head": self.head.height if self.head else 0,
+                "mempool": len(self.mempool), **self.stats}
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_for(self))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        log.info("consortium node %s up at %s", self.config.institution_id, self.config.url)
+        while not self._stop.is_set():
+            try:
+                self.follow()
+                self.maybe_produce()
+            except Exception as exc:  # noqa: BLE001 - keep the node alive; the chain may be restarting
+                log.warning("consortium loop: %s", exc)
+            self._stop.wait(self.config.poll_interval)
+        server.shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _handler_for(node: ConsortiumNode):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "mbds-consortium/1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("%s %s", self.command, self.path)
+
+        def _json(self, code: int, doc: Any) -> None:
+            data = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            size = int(self.headers.get("Content-Length") or 0)
+            if not 0 < size <= MAX_BODY:
+                raise MBDSError(f"request body must be 1..{MAX_BODY} bytes")
+            return self.rfile.read(size)
+
+        def do_GET(self) -> None:  # noqa: N802
+            path, _, query = self.path.partition("?")
+            try:
+                if path == "/v1/status":
+                    return self._json(200, node.status())
+                if path == "/v1/items":
+                    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                    pid = bytes.fromhex(params.get("patient", "")[2:])
+                    if len(pid) != 32:
+                        raise MBDSError("GET /v1/items needs ?patient=0x<32-byte participant ID>")
+                    node.follow()
+                    return self._json(200, {"items": node.items_of(pid)})
+                return self._json(404, {"error": f"unknown endpoint GET {path}"})
+            except (MBDSError, ValueError) as exc:
+                self._json(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001
+                log.exception("GET %s", self.path)
+                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            path, _, query = self.path.partition("?")
+            try:
+                if path == "/v1/slips":
+                    results = [node.submit(s, gossip="gossip=0" not in query) for s in decode_body(self._body())]
+                    return self._json(202, {"results": results})
+                if path == "/v1/proposals":
+                    doc = json.loads(self._body())
+                    header = BlockHeader.decode(bytes.fromhex(doc["header"][2:]))
+                    ok, att, reason = node.audit(header, bytes.fromhex(doc["body"][2:]))
+                    return self._json(200 if ok else 409, {"signer": att.signer, "signature": "0x" + att.signature.hex(),
+                                                           "attested": ok, "reason": reason})
+                return self._json(404, {"error": f"unknown endpoint POST {path}"})
+            except (MBDSError, ValueError, KeyError) as exc:
+                self._json(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001
+                log.exception("POST %s", self.path)
+                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    return Handler
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, help="consortium node configuration JSON")
+    parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def run_consortium_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = os.environ.get("MBDS_NODE_KEY")
+    if not key:
+        raise ConfigError("no institution key: set MBDS_NODE_KEY")
+    config = ConsortiumNodeConfig.load(args.config)
+    if args.port:
+        from dataclasses import replace
+
+        config = replace(config, port=args.port)
+    node = ConsortiumNode(config, bytes.fromhex(key.removeprefix("0x")))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: node.stop())
+    node.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m mbds_py.consortium.node"))
+    try:
+        return run_consortium_node(parser.parse_args(argv))
+    except MBDSError as exc:
+        print(f"mbds consortium node: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["ConsortiumNode", "ConsortiumNodeConfig", "ConsortiumPeer", "ItemChecker", "PrivateChainRef", "field"]

@@ -1,0 +1,225 @@
+"""A participant's key set: Ethereum account, Umbral PRE keys, PEKS keys.
+
+The secrets are three independent 32-byte values, as the KMC keystore holds
+them (``SecretBundle``): the secp256k1 account key, the Umbral
+``SecretKeyFactory`` seed and the PEKS scalar.  Every Umbral key is derived
+from the one factory:
+
+* ``mbds/identity`` — the identity PRE key registered on-chain; doctors encrypt
+  new records to it (Algorithm 1);
+* ``mbds/record/<record id>`` — one key per confirmed record, so a
+  re-encryption key made for one record opens no other (ARCHITECTURE §5);
+* ``mbds/kfrag-signing`` — signs the kfrags the patient hands to proxies.
+
+Patients, doctors and other delegatees all use this type for their own keys.
+Nothing secret appears in ``repr`` and the objects refuse to be pickled;
+``to_bytes`` is the one explicit export (keep it in a keystore).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import umbral_pre
+from py_arkworks_bls12381 import Scalar
+
+from ._codec import KIND_PATIENT_KEYS, KIND_PATIENT_SECRETS, Reader, Writer
+from .errors import MalformedDataError
+from .keywords import KeywordLike
+from .peks import PeksPublicKey, PeksSecretKey, Trapdoor
+from .signing import EthSigner, address_bytes, checksum_address
+
+IDENTITY_KEY_LABEL = b"mbds/identity"
+RECORD_KEY_PREFIX = b"mbds/record/"
+KFRAG_SIGNING_LABEL = b"mbds/kfrag-signing"
+UMBRAL_PUBLIC_KEY_SIZE = 33
+MAX_RECORD_LABEL = 256
+
+
+def umbral_public_key(value: umbral_pre.PublicKey | bytes, what: str = "Umbral public key") -> umbral_pre.PublicKey:
+    """Accept an Umbral ``PublicKey`` or its 33-byte compressed encoding."""
+    if isinstance(value, umbral_pre.PublicKey):
+        return value
+    if not isinstance(value, (bytes, bytearray)) or len(value) != UMBRAL_PUBLIC_KEY_SIZE:
+        raise MalformedDataError(f"{what}: expected a PublicKey or {UMBRAL_PUBLIC_KEY_SIZE} compressed bytes")
+    try:
+        return umbral_pre.PublicKey.from_compressed_bytes(bytes(value))
+    except ValueError as exc:
+        raise MalformedDataError(f"{what}: not a secp256k1 point ({exc})") from None
+
+
+def record_key_label(record_label: bytes) -> bytes:
+    """The factory label of a record's key (``record_label`` is normally the 32-byte record id)."""
+    if not isinstance(record_label, (bytes, bytearray)) or not 0 < len(record_label) <= MAX_RECORD_LABEL:
+        raise ValueError(f"record label must be 1-{MAX_RECORD_LABEL} bytes (normally the 32-byte record id)")
+    return RECORD_KEY_PREFIX + bytes(record_label)
+
+
+@dataclass(frozen=True)
+class PatientPublicKeys:
+    """PK_p: what the registry publishes for a participant (address, identity PRE key, PEKS key)."""
+
+    address: str
+    pre_key: bytes
+    peks_key: PeksPublicKey
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", checksum_address(self.address, "patient address"))
+        umbral_public_key(self.pre_key, "patient PRE key")  # validates
+        object.__setattr__(self, "pre_key", bytes(self.pre_key))
+        if not isinstance(self.peks_key, PeksPublicKey):
+            raise MalformedDataError("patient PEKS key: expected a PeksPublicKey")
+
+    @classmethod
+    def from_participant(cls, participant: Any) -> "PatientPublicKeys":
+        """From any record with ``address``, ``pre_key`` and ``peks_key`` bytes (e.g. ``identity.Participant``)."""
+        return cls(participant.address, participant.pre_key, PeksPublicKey.from_bytes(participant.peks_key))
+
+    @cached_property
+    def pre_public_key(self) -> umbral_pre.PublicKey:
+        return umbral_pre.PublicKey.from_compressed_bytes(self.pre_key)
+
+    def to_bytes(self) -> bytes:
+        return (Writer(KIND_PATIENT_KEYS).raw(address_bytes(self.address)).raw(self.pre_key)
+                .raw(self.peks_key.to_bytes()).getvalue())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PatientPublicKeys":
+        r = Reader(data, "patient public keys", KIND_PATIENT_KEYS)
+        address = checksum_address(r.raw(20))
+        pre = r.raw(UMBRAL_PUBLIC_KEY_SIZE)
+        peks = PeksPublicKey.from_bytes(r.raw(48))
+        r.done()
+        return cls(address, pre, peks)
+
+    def __repr__(self) -> str:
+        return f"PatientPublicKeys({self.address}, pre={self.pre_key.hex()[:16]}…)"
+
+
+class PatientSecrets:
+    """SK_p: account key + Umbral factory seed + PEKS key, with every key derived once."""
+
+    __slots__ = ("_account_key", "_umbral_seed", "_peks", "_factory", "_identity_sk", "_signer",
+                 "_kfrag_sk", "_kfrag_vk", "_public")
+
+    def __init__(self, account_key: bytes, umbral_seed: bytes, peks_key: PeksSecretKey | bytes):
+        if not isinstance(account_key, (bytes, bytearray)) or len(account_key) != 32:
+            raise MalformedDataError("account key: expected 32 bytes")
+        if not isinstance(umbral_seed, (bytes, bytearray)) or len(umbral_seed) != 32:
+            raise MalformedDataError("Umbral seed: expected 32 bytes")
+        self._account_key = bytes(account_key)
+        self._umbral_seed = bytes(umbral_seed)
+        self._peks = peks_key if isinstance(peks_key, PeksSecretKey) else PeksSecretKey.from_bytes(peks_key)
+        self._signer = EthSigner(self._account_key)
+        self._factory = umbral_pre.SecretKeyFactory.from_secure_randomness(self._umbral_seed)
+        self._identity_sk = self._factory.make_key(IDENTITY_KEY_LABEL)
+        self._kfrag_sk = self._factory.make_key(KFRAG_SIGNING_LABEL)
+        self._kfrag_vk = self._kfrag_sk.public_key()
+        self._public = PatientPublicKeys(self._signer.address,
+                                         self._identity_sk.public_key().to_compressed_bytes(),
+                                         self._peks.public_key())
+
+    @classmethod
+    def generate(cls) -> "PatientSecrets":
+        return cls(_valid_secp256k1_key(), secrets.token_bytes(32), PeksSecretKey.generate())
+
+    @classmethod
+    def derive(cls, seed: bytes) -> "PatientSecrets":
+        """Deterministic key set from one 32-byte seed (simulations, tests, recovery phrases)."""
+        if not isinstance(seed, (bytes, bytearray)) or len(seed) != 32:
+            raise MalformedDataError("seed: expected 32 bytes")
+        root = umbral_pre.SecretKeyFactory.from_secure_randomness(bytes(seed))
+        account = root.make_key(b"mbds/derive/account").to_be_bytes()
+        umbral_seed = root.make_secret(b"mbds/derive/umbral")[:32]
+        alpha = Scalar.from_be_bytes_mod_order(root.make_secret(b"mbds/derive/peks"))
+        if alpha.is_zero():  # pragma: no cover - probability 2^-255
+            raise MalformedDataError("seed derives a zero PEKS key; use another seed")
+        return cls(account, umbral_seed, PeksSecretKey(alpha))
+
+    # --- export ---
+
+    def to_bytes(self) -> bytes:
+        """The secrets (6-byte header + account key + Umbral seed + PEKS key).  Keep them encrypted."""
+        return (Writer(KIND_PATIENT_SECRETS).raw(self._account_key).raw(self._umbral_seed)
+                .raw(self._peks.to_bytes()).getvalue())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PatientSecrets":
+        r = Reader(data, "patient secrets", KIND_PATIENT_SECRETS)
+        account, seed, peks = r.raw(32), r.raw(32), r.raw(32)
+        r.done()
+        return cls(account, seed, peks)
+
+    # --- public side ---
+
+    @property
+    def address(self) -> str:
+        return self._signer.address
+
+    @property
+    def public_keys(self) -> PatientPublicKeys:
+        return self._public
+
+    @property
+    def kfrag_verifying_key(self) -> umbral_pre.PublicKey:
+        """The key proxies verify this participant's kfrags against."""
+        return self._kfrag_vk
+
+    def record_public_key(self, record_label: bytes) -> umbral_pre.PublicKey:
+        return self.record_secret_key(record_label).public_key()
+
+    # --- secret side (never logged) ---
+
+    @property
+    def signer(self) -> EthSigner:
+        """Signs EIP-712 digests with the account key."""
+        return self._signer
+
+    @property
+    def peks(self) -> PeksSecretKey:
+        return self._peks
+
+    @property
+    def identity_secret_key(self) -> umbral_pre.SecretKey:
+        """Opens what doctors encrypted to the registered PRE key; receives re-encrypted records."""
+        return self._identity_sk
+
+    @property
+    def kfrag_signer(self) -> umbral_pre.Signer:
+        return umbral_pre.Signer(self._kfrag_sk)
+
+    def record_secret_key(self, record_label: bytes) -> umbral_pre.SecretKey:
+        """The per-record key (deterministic from the factory seed and the record label)."""
+        return self._factory.make_key(record_key_label(record_label))
+
+    def trapdoor(self, keyword: KeywordLike) -> Trapdoor:
+        """T_w for a search (cached per keyword)."""
+        return self._peks.trapdoor(keyword)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PatientSecrets):
+            return NotImplemented
+        return hmac.compare_digest(self.to_bytes(), other.to_bytes())
+
+    def __hash__(self) -> int:
+        return hash(self._public)
+
+    def __repr__(self) -> str:
+        return f"PatientSecrets({self.address})"
+
+    def __reduce__(self):
+        raise TypeError("PatientSecrets is not picklable: export it explicitly with to_bytes() into a keystore")
+
+
+def _valid_secp256k1_key() -> bytes:
+    return umbral_pre.SecretKey.random().to_be_bytes()
+
+
+__all__ = [
+    "IDENTITY_KEY_LABEL", "KFRAG_SIGNING_LABEL", "RECORD_KEY_PREFIX", "PatientPublicKeys", "PatientSecrets",
+    "record_key_label", "umbral_public_key",
+]

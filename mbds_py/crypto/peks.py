@@ -1,0 +1,418 @@
+"""Public-key encryption with keyword search (Boneh–Di Crescenzo–Ostrovsky–Persiano 2004).
+
+BDOP PEKS on the asymmetric pairing e: G1 × G2 → GT of BLS12-381
+(``py_arkworks_bls12381``)::
+
+    secret key   α ∈ Z_q*                 public key   h = g^α ∈ G1
+    H1(w)        hash_to_curve G2 (RFC 9380, SSWU, DST below) of the canonical keyword
+    PEKS(h, w)   r ∈ Z_q*;  A = g^r ∈ G1,  B = H2(e(h^r, H1(w)))
+    Trapdoor     T_w = H1(w)^α ∈ G2
+    Test         H2(e(A, T_w)) == B
+
+``H1`` lands in G2 so that the ciphertexts stored on every chain are small
+(A = 48 bytes, B = 32 bytes) and parse fast; the trapdoor is 96 bytes.
+``H2`` is SHA-256 over a domain tag and the 576-byte GT encoding.
+Keywords are normalised first (:mod:`mbds_py.crypto.keywords`), so every
+spelling of one coded term matches.
+
+One Test costs one pairing.  The binding releases the GIL while pairing, so
+:func:`batch_test` and :func:`match_all` spread big batches over a thread pool
+(one thread per usable core) — no process start-up or pickling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TypeVar
+
+from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
+
+from .errors import MalformedDataError, QueryError
+from .keywords import Keyword, KeywordLike, to_keyword
+
+#: RFC 9380 domain-separation tag of H1 (suite BLS12381G2_XMD:SHA-256_SSWU_RO_).
+H1_DST = b"MBDS-PEKS-V01-CS01-with-BLS12381G2_XMD:SHA-256_SSWU_RO_"
+#: Domain tag of H2: GT → {0,1}^256.
+H2_TAG = b"MBDS-PEKS-V01-H2"
+#: Order q of G1, G2 and GT.
+GROUP_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+
+PUBLIC_KEY_SIZE = 48
+SECRET_KEY_SIZE = 32
+CIPHERTEXT_SIZE = 80
+TRAPDOOR_SIZE = 96
+
+#: Batches smaller than this are tested on the calling thread.
+PARALLEL_MIN_ITEMS = 8
+
+_G1 = G1Point()
+_G1_IDENTITY = G1Point.identity()
+_G2_IDENTITY = G2Point.identity()
+_TRAPDOOR_CACHE_SIZE = 1024
+
+R = TypeVar("R", bound=Hashable)
+
+
+# --- hashing -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16384)
+def _canonical_str(raw: str) -> str:
+    return Keyword.parse(raw).canonical
+
+
+def canonical_keyword(keyword: KeywordLike) -> str:
+    """The canonical ``system|code`` string PEKS hashes (cached for strings)."""
+    if isinstance(keyword, str):
+        return _canonical_str(keyword)
+    return to_keyword(keyword).canonical
+
+
+@lru_cache(maxsize=8192)
+def _h1(canonical: str) -> G2Point:
+    return G2Point.hash_to_curve(canonical.encode("utf-8"), H1_DST)
+
+
+def hash_keyword(keyword: KeywordLike) -> G2Point:
+    """H1(w): the keyword hashed to G2 (cached per canonical keyword)."""
+    return _h1(canonical_keyword(keyword))
+
+
+def _h2(value: GT) -> bytes:
+    return hashlib.sha256(H2_TAG + bytes.fromhex(str(value))).digest()
+
+
+def _random_scalar() -> Scalar:
+    while True:  # 512 random bits reduced mod q: negligible bias
+        s = Scalar.from_be_bytes_mod_order(secrets.token_bytes(64))
+        if not s.is_zero():
+            return s
+
+
+def clear_caches() -> None:
+    """Forget cached keyword hashes (they reveal which keywords this process handled)."""
+    _h1.cache_clear()
+    _canonical_str.cache_clear()
+
+
+# --- keys and ciphertexts ------------------------------------------------------------------
+
+
+def _check_size(data: object, size: int, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray)):
+        raise MalformedDataError(f"{what}: expected {size} bytes, got {type(data).__name__}")
+    if len(data) != size:
+        raise MalformedDataError(f"{what}: expected {size} bytes, got {len(data)}")
+    return bytes(data)
+
+
+def _g1_from_bytes(data: bytes, what: str) -> G1Point:
+    data = _check_size(data, PUBLIC_KEY_SIZE, what)
+    try:
+        point = G1Point.from_compressed_bytes(data)
+    except ValueError as exc:
+        raise MalformedDataError(f"{what}: not a point of the BLS12-381 G1 subgroup ({exc})") from None
+    if point == _G1_IDENTITY:
+        raise MalformedDataError(f"{what}: the identity point is not allowed")
+    return point
+
+
+@dataclass(frozen=True)
+class PeksPublicKey:
+    """h = g^α in G1 (48 bytes compressed)."""
+
+    point: G1Point
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.point, G1Point) or self.point == _G1_IDENTITY:
+            raise MalformedDataError("PEKS public key: expected a non-identity G1Point")
+
+    def to_bytes(self) -> bytes:
+        return self.point.to_compressed_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PeksPublicKey":
+        return cls(_g1_from_bytes(data, "PEKS public key"))
+
+    def __repr__(self) -> str:
+        return f"PeksPublicKey({self.to_bytes().hex()[:16]}…)"
+
+
+@dataclass(frozen=True)
+class PeksCiphertext:
+    """C_w = (A, B): A = g^r in G1 (48 bytes), B = H2(e(h^r, H1(w))) (32 bytes); 80 bytes encoded."""
+
+    a: G1Point
+    b: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.a, G1Point) or self.a == _G1_IDENTITY:
+            raise MalformedDataError("PEKS ciphertext: A must be a non-identity G1Point")
+        if not isinstance(self.b, bytes) or len(self.b) != 32:
+            raise MalformedDataError("PEKS ciphertext: B must be 32 bytes")
+
+    def to_bytes(self) -> bytes:
+        return self.a.to_compressed_bytes() + self.b
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PeksCiphertext":
+        data = _check_size(data, CIPHERTEXT_SIZE, "PEKS ciphertext")
+        return cls(_g1_from_bytes(data[:48], "PEKS ciphertext A"), data[48:])
+
+    def __repr__(self) -> str:
+        return f"PeksCiphertext({self.to_bytes().hex()[:16]}…)"
+
+
+@dataclass(frozen=True)
+class Trapdoor:
+    """T_w = H1(w)^α in G2 (96 bytes).  Whoever holds it can search for w: ``repr`` hides it."""
+
+    point: G2Point = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.point, G2Point) or self.point == _G2_IDENTITY:
+            raise MalformedDataError("PEKS trapdoor: expected a non-identity G2Point")
+
+    def to_bytes(self) -> bytes:
+        return self.point.to_compressed_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Trapdoor":
+        data = _check_size(data, TRAPDOOR_SIZE, "PEKS trapdoor")
+        try:
+            point = G2Point.from_compressed_bytes(data)
+        except ValueError as exc:
+            raise MalformedDataError(f"PEKS trapdoor: not a point of the BLS12-381 G2 subgroup ({exc})") from None
+        if point == _G2_IDENTITY:
+            raise MalformedDataError("PEKS trapdoor: the identity point is not allowed")
+        return cls(point)
+
+
+class PeksSecretKey:
+    """α ∈ Z_q*.  ``repr`` shows only the public key; trapdoors are cached per keyword."""
+
+    __slots__ = ("_alpha", "_public", "_trapdoors", "_lock")
+
+    def __init__(self, alpha: Scalar):
+        if not isinstance(alpha, Scalar) or alpha.is_zero():
+            raise MalformedDataError("PEKS secret key: expected a non-zero Scalar")
+        self._alpha = alpha
+        self._public = PeksPublicKey(_G1 * alpha)
+        self._trapdoors: dict[str, Trapdoor] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def generate(cls) -> "PeksSecretKey":
+        return cls(_random_scalar())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PeksSecretKey":
+        """From the 32-byte big-endian scalar (must be in [1, q))."""
+        data = _check_size(data, SECRET_KEY_SIZE, "PEKS secret key")
+        try:
+            alpha = Scalar.from_be_bytes(data)
+        except ValueError:
+            raise MalformedDataError("PEKS secret key: the scalar is not below the group order") from None
+        if alpha.is_zero():
+            raise MalformedDataError("PEKS secret key: the scalar must not be zero")
+        return cls(alpha)
+
+    def to_bytes(self) -> bytes:
+        return self._alpha.to_be_bytes()
+
+    def public_key(self) -> PeksPublicKey:
+        return self._public
+
+    def trapdoor(self, keyword: KeywordLike) -> Trapdoor:
+        """T_w = H1(w)^α, cached per canonical keyword (bounded)."""
+        canonical = canonical_keyword(keyword)
+        cached = self._trapdoors.get(canonical)
+        if cached is not None:
+            return cached
+        td = Trapdoor(_h1(canonical) * self._alpha)
+        with self._lock:
+            if len(self._trapdoors) >= _TRAPDOOR_CACHE_SIZE:
+                del self._trapdoors[next(iter(self._trapdoors))]
+            self._trapdoors[canonical] = td
+        return td
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PeksSecretKey):
+            return NotImplemented
+        return hmac.compare_digest(self.to_bytes(), other.to_bytes())
+
+    def __hash__(self) -> int:
+        return hash(self._public)
+
+    def __repr__(self) -> str:
+        return f"PeksSecretKey(public={self._public.to_bytes().hex()[:16]}…)"
+
+    def __reduce__(self):  # never pickle a secret by accident
+        raise TypeError("PeksSecretKey is not picklable: serialise it explicitly with to_bytes()")
+
+
+# --- the four algorithms -------------------------------------------------------------------
+
+
+def _encrypt_with(pk: PeksPublicKey, h1w: G2Point, r: Scalar) -> PeksCiphertext:
+    return PeksCiphertext(_G1 * r, _h2(GT.pairing(pk.point * r, h1w)))
+
+
+def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike) -> PeksCiphertext:
+    """PEKS(pk, w) with fresh randomness."""
+    if not isinstance(pk, PeksPublicKey):
+        raise TypeError(f"peks_encrypt needs a PeksPublicKey, got {type(pk).__name__}")
+    return _encrypt_with(pk, hash_keyword(keyword), _random_scalar())
+
+
+def trapdoor(sk: PeksSecretKey, keyword: KeywordLike) -> Trapdoor:
+    """Trapdoor(sk, w) = H1(w)^α."""
+    return sk.trapdoor(keyword)
+
+
+def _test(td_point: G2Point, ct: PeksCiphertext) -> bool:
+    return hmac.compare_digest(_h2(GT.pairing(ct.a, td_point)), ct.b)
+
+
+def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
+    """Test(T_w, C): True iff C encrypts the trapdoor's keyword under the trapdoor's key."""
+    if not isinstance(trapdoor, Trapdoor) or not isinstance(ciphertext, PeksCiphertext):
+        raise TypeError(f"test needs (Trapdoor, PeksCiphertext), got ({type(trapdoor).__name__}, "
+                        f"{type(ciphertext).__name__})")
+    return _test(trapdoor.point, ciphertext)
+
+
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
+peks_test = test
+
+
+# --- batches on all cores ------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _reset_pool_after_fork() -> None:
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_pool_after_fork)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mbds-peks")
+            _pool_size = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _plan(items: int, workers: int | None) -> int:
+    if workers is None:
+        workers = usable_cores() if items >= PARALLEL_MIN_ITEMS else 1
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+    return max(1, min(workers, items))
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _map_chunks(fn: Callable[[Sequence[T]], list[U]], items: Sequence[T], workers: int) -> list[U]:
+    if workers <= 1:
+        return fn(items)
+    size = -(-len(items) // workers)
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    out: list[U] = []
+    for part in _executor(workers).map(fn, chunks):
+        out.extend(part)
+    return out
+
+
+def batch_test(trapdoor: Trapdoor, ciphertexts: Iterable[PeksCiphertext], *,
+               workers: int | None = None) -> list[bool]:
+    """``[test(trapdoor, c) for c in ciphertexts]``, on all cores when the batch is big enough.
+
+    ``workers=None`` uses one thread per usable core for ≥ PARALLEL_MIN_ITEMS items;
+    ``workers=1`` forces the calling thread.
+    """
+    if not isinstance(trapdoor, Trapdoor):
+        raise TypeError(f"batch_test needs a Trapdoor, got {type(trapdoor).__name__}")
+    cts = list(ciphertexts)
+    for c in cts:
+        if not isinstance(c, PeksCiphertext):
+            raise TypeError(f"batch_test needs PeksCiphertext items, got {type(c).__name__}")
+    if not cts:
+        return []
+    point = trapdoor.point
+    return _map_chunks(lambda chunk: [_test(point, c) for c in chunk], cts, _plan(len(cts), workers))
+
+
+def _matches_all(points: Sequence[G2Point], cts: Sequence[PeksCiphertext]) -> bool:
+    remaining = list(cts)
+    for point in points:
+        for i, c in enumerate(remaining):
+            if _test(point, c):
+                # distinct trapdoors are distinct keywords: a matched ciphertext cannot match another
+                del remaining[i]
+                break
+        else:
+            return False
+    return True
+
+
+def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCiphertext]], *,
+              workers: int | None = None) -> list[R]:
+    """Conjunctive search: the record ids (in mapping order) whose ciphertexts match every trapdoor."""
+    points: list[G2Point] = []
+    seen: set[bytes] = set()
+    for td in trapdoors:
+        if not isinstance(td, Trapdoor):
+            raise TypeError(f"match_all needs Trapdoor items, got {type(td).__name__}")
+        key = td.to_bytes()
+        if key not in seen:
+            seen.add(key)
+            points.append(td.point)
+    if not points:
+        raise QueryError("match_all needs at least one trapdoor: an empty conjunction would match every record")
+    items = list(records.items())
+    for rid, cts in items:
+        if isinstance(cts, (bytes, str)) or not all(isinstance(c, PeksCiphertext) for c in cts):
+            raise TypeError(f"record {rid!r}: expected a sequence of PeksCiphertext")
+    if not items:
+        return []
+    flags = _map_chunks(lambda chunk: [_matches_all(points, cts) for _, cts in chunk], items,
+                        _plan(len(items) * len(points), workers))
+    return [rid for (rid, _), ok in zip(items, flags) if ok]
+
+
+__all__ = [
+    "CIPHERTEXT_SIZE", "GROUP_ORDER", "H1_DST", "H2_TAG", "PARALLEL_MIN_ITEMS", "PUBLIC_KEY_SIZE",
+    "SECRET_KEY_SIZE", "TRAPDOOR_SIZE",
+    "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "Trapdoor",
+    "batch_test", "canonical_keyword", "clear_caches", "hash_keyword", "match_all", "peks_encrypt", "peks_test",
+    "test", "trapdoor", "usable_cores",
+]

@@ -1,0 +1,220 @@
+"""The bench harness with fake measurements: registration, report shape, teardown (no figures asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mbds_py.bench import registry, runner
+from mbds_py.bench.context import BenchContext
+from mbds_py.bench.registry import CATALOGUE, CURVES, MEASUREMENTS, BenchmarkError, KeySpec, Samples, curve, measurement
+
+
+@pytest.fixture()
+def isolated(monkeypatch):
+    """An empty registry (catalogue kept), no module discovery, no version probes; restored afterwards."""
+    saved = (dict(CATALOGUE), dict(MEASUREMENTS), dict(CURVES))
+    MEASUREMENTS.clear()
+    CURVES.clear()
+    monkeypatch.setattr(runner, "discover", lambda: [])
+    monkeypatch.setattr(runner, "versions", lambda: {"anvil": "test", "solc": "test"})
+    yield
+    for live, old in zip((CATALOGUE, MEASUREMENTS, CURVES), saved):
+        live.clear()
+        live.update(old)
+
+
+def args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def register_fake_gas():
+    @measurement("gas_per_slip", estimate_s=(0, 0))
+    def fake(ctx):
+        ctx.progress("fake gas")
+        return {"gas_per_slip": Samples([700.0, 710.0, 705.0], extra={"slips_per_block": 128}),
+                "naive_gas_per_slip": [46_000.0] * 4}
+
+    return fake
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+# --- registration ----------------------------------------------------------------------------------
+
+
+def test_measurement_takes_unit_target_and_baseline_from_the_catalogue(isolated):
+    register_fake_gas()
+    spec = MEASUREMENTS["gas_per_slip"]
+    assert spec.keys == ("gas_per_slip", "naive_gas_per_slip")
+    assert CATALOGUE["gas_per_slip"].target == "<=600" and CATALOGUE["gas_per_slip"].unit == "gas/slip"
+
+
+def test_a_key_outside_the_catalogue_needs_a_unit(isolated):
+    with pytest.raises(BenchmarkError, match="give its unit"):
+        measurement("replica_rss_mb")(lambda ctx: [1.0])
+
+
+def test_a_new_key_with_a_new_baseline_declares_both(isolated):
+    measurement("replica_rss_mb", unit="MB", target="<=300", baseline="replica_rss_mb_naive")(lambda ctx: {})
+    assert CATALOGUE["replica_rss_mb"] == KeySpec("replica_rss_mb", "MB", "<=300", "replica_rss_mb_naive")
+    assert CATALOGUE["replica_rss_mb_naive"].unit == "MB"
+
+
+def test_a_key_cannot_be_measured_by_two_functions(isolated):
+    register_fake_gas()
+
+    def other(ctx):
+        return [1.0]
+
+    with pytest.raises(BenchmarkError, match="already measured by"):
+        measurement("naive_gas_per_slip")(other)
+
+
+def test_a_malformed_target_is_rejected_at_registration(isolated):
+    with pytest.raises(ValueError, match="operator and a number"):
+        measurement("pbft_slips_per_s", target="fast")(lambda ctx: [1.0])
+
+
+def test_a_curve_needs_a_known_panel(isolated):
+    with pytest.raises(BenchmarkError, match="unknown panel"):
+        curve("x", panel="nowhere", label="x", unit="ms")
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def test_run_reports_registered_keys_with_figures_and_the_rest_as_not_measured(isolated, tmp_path, capsys):
+    register_fake_gas()
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert runner.run(args("--quick", "--json", str(out_json), "--markdown", str(out_md))) == 0
+
+    report = json.loads(out_json.read_text())
+    assert report["schema"] == runner.SCHEMA and report["mode"] == "quick"
+    assert set(report["machine"]) >= {"cores", "usable_cores", "cpu_model"}
+    assert set(report["versions"]) >= {"anvil", "solc"}
+    ms = report["measurements"]
+    assert set(ms) == set(CATALOGUE)
+    gas = ms["gas_per_slip"]
+    assert gas["status"] == "measured" and gas["median"] == 705.0 and gas["n"] == 3
+    assert gas["spread"] == {"q1": 702.5, "q3": 707.5, "iqr": 5.0, "min": 700.0, "max": 710.0}
+    assert gas["ratio_to_baseline"] == pytest.approx(705 / 46_000, rel=1e-5)
+    assert gas["meets_target"] is False and gas["extra"] == {"slips_per_block": 128}
+    for key in set(ms) - {"gas_per_slip", "naive_gas_per_slip"}:
+        assert ms[key]["median"] is None and ms[key]["spread"] is None, key
+        assert ms[key]["status"] == "not measured" and ms[key]["reason"], key
+
+    md = out_md.read_text()
+    assert "| `gas_per_slip` | 705.0 gas/slip |" in md and "≤ 600" in md and "(65.2× lower)" in md
+    assert "| `pbft_slips_per_s` | — |" in md and "not measured" in md
+    err = capsys.readouterr().err
+    assert "expected duration" in err and "[1/1] gas_per_slip, naive_gas_per_slip" in err and "fake gas" in err
+
+
+def test_a_failing_measurement_is_reported_failed_and_its_processes_are_killed(isolated, tmp_path):
+    started = {}
+
+    @measurement("storage_p50_ms", estimate_s=(0, 0))
+    def broken(ctx):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+        started["pid"] = ctx.track(proc).pid
+        raise RuntimeError("node did not start")
+
+    out = tmp_path / "b.json"
+    assert runner.run(args("--quick", "--json", str(out))) == 1
+    deadline = time.monotonic() + 10
+    while alive(started["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(started["pid"])
+    ms = json.loads(out.read_text())["measurements"]
+    for key in ("storage_p50_ms", "storage_p50_ms_new_connection"):
+        assert ms[key]["status"] == "failed" and ms[key]["median"] is None
+        assert ms[key]["reason"] == "RuntimeError: node did not start"
+
+
+def test_only_runs_the_selected_keys_and_marks_registered_others_skipped(isolated, tmp_path):
+    register_fake_gas()
+    calls = []
+    measurement("storage_p50_ms", estimate_s=(0, 0))(lambda ctx: calls.append(1) or [1.0])
+    out = tmp_path / "b.json"
+    assert runner.run(args("--only", "naive_gas_per_slip", "--json", str(out))) == 0
+    ms = json.loads(out.read_text())["measurements"]
+    assert calls == [] and ms["gas_per_slip"]["status"] == "measured"  # a baseline runs with its key
+    assert ms["storage_p50_ms"]["status"] == "skipped" and ms["storage_p50_ms"]["reason"] == "not selected by --only"
+
+
+def test_only_with_an_unknown_key_exits_2(isolated, capsys):
+    assert runner.run(args("--only", "gas_per_slipp")) == 2
+    assert "unknown key(s) for --only: gas_per_slipp" in capsys.readouterr().err
+
+
+def test_a_function_returning_an_unregistered_key_fails(isolated, tmp_path):
+    measurement("gas_per_item", estimate_s=(0, 0))(lambda ctx: {"gas_per_item": [1.0], "gas_per_wish": [2.0]})
+    out = tmp_path / "b.json"
+    assert runner.run(args("--json", str(out))) == 1
+    entry = json.loads(out.read_text())["measurements"]["gas_per_item"]
+    assert entry["status"] == "failed" and "gas_per_wish" in entry["reason"]
+
+
+def test_plot_draws_registered_series_and_names_the_missing_pbft_hook(isolated, tmp_path):
+    pytest.importorskip("matplotlib")
+
+    @curve("fake_gas", panel="anchor_gas", label="fake", unit="gas/slip", estimate_s=(0, 0))
+    def fake_curve(ctx, xs):
+        return {x: [1000.0 / x, 1100.0 / x] for x in xs}
+
+    out_png, out_json = tmp_path / "b.png", tmp_path / "b.json"
+    assert runner.run(args("--quick", "--plot", str(out_png), "--json", str(out_json))) == 0
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = json.loads(out_json.read_text())["curves"]
+    assert [p["x"] for p in curves["fake_gas"]["points"]] == list(registry.PANELS["anchor_gas"].x_quick)
+    assert curves["pbft_slips_per_s"]["status"] == "not measured"
+
+
+def test_main_parses_the_documented_options(tmp_path):
+    a = args("--quick", "--json", "a.json", "--markdown", "a.md", "--plot", "a.png",
+             "--only", "gas_per_slip, peks_test_ms")
+    assert a.quick and str(a.json) == "a.json" and str(a.markdown) == "a.md" and str(a.plot) == "a.png"
+    assert a.only == ["gas_per_slip", "peks_test_ms"]
+
+
+# --- context -----------------------------------------------------------------------------------------
+
+
+def test_repeat_discards_the_warm_up_calls():
+    values = iter(range(100))
+    with BenchContext(quick=True) as ctx:
+        assert ctx.repeat(lambda: next(values), reps=3, warmup=2) == [2.0, 3.0, 4.0]
+        assert len(ctx.time_ms(lambda: None, reps=4)) == 4
+
+
+def test_close_runs_every_cleanup_newest_first_even_if_one_fails():
+    order = []
+    ctx = BenchContext(quick=True)
+    ctx.on_close(lambda: order.append("first"))
+    ctx.on_close(lambda: (_ for _ in ()).throw(OSError("stuck")))
+    ctx.on_close(lambda: order.append("last"))
+    with pytest.raises(OSError, match="stuck"):
+        ctx.close()
+    assert order == ["last", "first"]
+
+
+def test_tmpdir_is_removed_on_close():
+    with BenchContext(quick=True) as ctx:
+        folder = ctx.tmpdir
+        (folder / "x").write_text("y")
+    assert not os.path.exists(folder)
