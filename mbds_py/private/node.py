@@ -187,6 +187,7 @@ class NodeStats:
     delivered_slips: int = 0
     anchored: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    commit_latency_ms: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 class ReplicaNode:
@@ -277,6 +278,10 @@ class ReplicaNode:
             self.index_db.execute("COMMIT")
         self.stats.delivered_blocks += 1
         self.stats.delivered_slips += len(block.block.slips)
+        # commit latency: from the primary's proposal (header timestamp, ms) to delivery here
+        self.stats.commit_latency_ms.append((header.height, len(block.block.slips),
+                                             time.time() * 1000 - header.timestamp))
+        del self.stats.commit_latency_ms[:-2000]
         self._anchor_queue.put(block)
         if self.bridge is not None:
             self.bridge.offer(block)
@@ -359,6 +364,7 @@ class ReplicaNode:
             raise InvalidSlip(f"patient {record.header.patient.address} is not registered")
         slip = TransactionSlip(self.validator.hospital_id, doctor.id, patient.id, record)
         slip_id = self.validator.check(slip)
+        self.validator.remember(slip)
         if self.receipt_location(slip_id) is not None:
             return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
         reason = self.call_in_loop(self.replica.on_request, SlipEnvelope(slip_id, slip.to_bytes()))
@@ -430,6 +436,7 @@ class ReplicaNode:
         return {"chain": self.config.chain, "replica": self.index, "view": r.view, "primary": r.is_primary,
                 "head": r.head.height, "delivered_slips": self.stats.delivered_slips,
                 "anchored": self.stats.anchored, "uptime": time.time() - self.stats.started,
+                "commit_latency_ms": self.stats.commit_latency_ms[-500:],
                 "peers_connected": sum(1 for link in self.mesh.links.values() if link.connected)}
 
     # -- lifecycle -------------------------------------------------------------------------

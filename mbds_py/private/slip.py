@@ -17,6 +17,7 @@ from ..crypto.confirmation import ConfirmedRecord
 from ..crypto.signing import Eip712Domain
 from ..errors import CryptoError, InvalidSlip, MBDSError
 from ..identity import Role
+from ..pbft.crypto import keccak256 as keccak
 from ..pbft.types import SlipEnvelope
 
 SLIP_VERSION = 1
@@ -130,41 +131,75 @@ class SlipValidator:
         self.domain = domain
         self.identities = identities
         self.committed = committed
+        # signatures already verified, by (slip ID, keccak of the slip bytes): each replica sees a slip
+        # on the client API, in the relayed REQUEST and in the PRE-PREPARE, and checks it only once
+        self._verified: dict[bytes, bytes] = {}
+        self._parsed: dict[bytes, TransactionSlip] = {}  # handed over from the client API to the core
+        self._checked: dict[bytes, tuple] = {}  # keccak(slip bytes) -> what the identity re-check needs
+
+    def remember(self, slip: TransactionSlip) -> None:
+        """Keep a parsed slip for the core's check of the same bytes (saves a re-parse)."""
+        if len(self._parsed) > 4096:
+            self._parsed.pop(next(iter(self._parsed)))
+        self._parsed[slip.to_bytes()] = slip
 
     def check(self, slip: TransactionSlip) -> bytes:
         """Return the slip ID or raise :class:`InvalidSlip` saying which check failed."""
         header = slip.record.header
-        try:
-            slip_id = slip.record.verify(self.domain)
-        except CryptoError as exc:
-            raise InvalidSlip(f"signature check failed: {exc}") from exc
+        fingerprint = keccak(slip.to_bytes())
+        slip_id = self._verified.get(fingerprint)
+        if slip_id is None:
+            try:
+                slip_id = slip.record.verify(self.domain)
+            except CryptoError as exc:
+                raise InvalidSlip(f"signature check failed: {exc}") from exc
+            if len(self._verified) >= 100_000:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[fingerprint] = slip_id
         if slip.hospital_id != self.hospital_id:
             raise InvalidSlip(f"slip is for hospital 0x{slip.hospital_id.hex()}, this chain is 0x{self.hospital_id.hex()}")
-        doctor = self.identities.by_address(header.doctor)
-        if doctor is None or doctor.role is not Role.DOCTOR:
-            raise InvalidSlip(f"doctor {header.doctor} is not a registered doctor")
-        if doctor.suspended:
-            raise InvalidSlip(f"doctor {header.doctor} is suspended")
-        if doctor.institution != self.hospital_id:
-            raise InvalidSlip(f"doctor {header.doctor} does not belong to this hospital")
-        if doctor.id != slip.doctor_id:
-            raise InvalidSlip("slip doctor ID does not match the doctor's registered ID")
-        patient = self.identities.by_address(header.patient.address)
-        if patient is None or patient.role is not Role.PATIENT:
-            raise InvalidSlip(f"patient {header.patient.address} is not a registered patient")
-        if patient.suspended:
-            raise InvalidSlip(f"patient {header.patient.address} is suspended")
-        if patient.id != slip.patient_id:
-            raise InvalidSlip("slip patient ID does not match the patient's registered ID")
+        self._check_people(header.doctor, header.patient.address, slip.doctor_id, slip.patient_id)
         if self.committed is not None and self.committed.contains(slip_id):
             raise InvalidSlip(f"duplicate slip 0x{slip_id.hex()}: already committed")
         return slip_id
 
+    def _check_people(self, doctor_address: str, patient_address: str, doctor_id: bytes, patient_id: bytes) -> None:
+        doctor = self.identities.by_address(doctor_address)
+        if doctor is None or doctor.role is not Role.DOCTOR:
+            raise InvalidSlip(f"doctor {doctor_address} is not a registered doctor")
+        if doctor.suspended:
+            raise InvalidSlip(f"doctor {doctor_address} is suspended")
+        if doctor.institution != self.hospital_id:
+            raise InvalidSlip(f"doctor {doctor_address} does not belong to this hospital")
+        if doctor.id != doctor_id:
+            raise InvalidSlip("slip doctor ID does not match the doctor's registered ID")
+        patient = self.identities.by_address(patient_address)
+        if patient is None or patient.role is not Role.PATIENT:
+            raise InvalidSlip(f"patient {patient_address} is not a registered patient")
+        if patient.suspended:
+            raise InvalidSlip(f"patient {patient_address} is suspended")
+        if patient.id != patient_id:
+            raise InvalidSlip("slip patient ID does not match the patient's registered ID")
+
     def check_envelope(self, env: SlipEnvelope) -> str | None:
-        """Adapter for the PBFT core's ``validate_slip`` hook: None if valid, else the reason."""
+        """Adapter for the PBFT core's ``validate_slip`` hook: None if valid, else the reason.
+
+        A slip whose bytes were fully checked before (client API, relayed REQUEST) is not
+        parsed again for the PRE-PREPARE: only the identity checks, which can change, rerun.
+        """
+        fingerprint = keccak(env.payload)
+        known = self._checked.get(fingerprint)
         try:
-            slip = TransactionSlip.from_bytes(env.payload)
-            slip_id = self.check(slip)
+            if known is not None:
+                slip_id, doctor, patient, doctor_id, patient_id = known
+                self._check_people(doctor, patient, doctor_id, patient_id)
+            else:
+                slip = self._parsed.pop(env.payload, None) or TransactionSlip.from_bytes(env.payload)
+                slip_id = self.check(slip)
+                if len(self._checked) >= 100_000:
+                    self._checked.pop(next(iter(self._checked)))
+                self._checked[fingerprint] = (slip_id, slip.record.header.doctor, slip.record.header.patient.address,
+                                              slip.doctor_id, slip.patient_id)
         except InvalidSlip as exc:
             return str(exc)
         if slip_id != env.slip_id:
