@@ -97,6 +97,18 @@ def cmd_node(args: argparse.Namespace) -> int:
     return run_node(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import run
+
+    return run(args)
+
+
+def cmd_consortium(args: argparse.Namespace) -> int:
+    from .consortium.node import run_consortium_node
+
+    return run_consortium_node(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     node_arguments(nd_sub.add_parser("run", help="run one replica (key: MBDS_NODE_KEY or --keystore)"))
     nd_sub.choices["run"].set_defaults(func=cmd_node)
+
+    cs = sub.add_parser("consortium", help="a consortium institution's DPoS node (RPN/ATN)")
+    cs_sub = cs.add_subparsers(dest="consortium_action", required=True)
+    from .consortium.node import add_arguments as consortium_arguments
+
+    consortium_arguments(cs_sub.add_parser("run", help="run one consortium node (key: MBDS_NODE_KEY)"))
+    cs_sub.choices["run"].set_defaults(func=cmd_consortium)
+
+    b = sub.add_parser("bench", help="measure the system beside its baselines")
+    from .bench.runner import add_arguments as bench_arguments
+
+    bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
     demo.add_argument("--spec")
