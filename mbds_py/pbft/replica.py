@@ -41,7 +41,7 @@ from .messages import (
     ViewChange,
 )
 from .ordering import OrderingService
-from .state import ReplicaState, Slot
+from .state import Fault, ReplicaState, Slot
 from .store import ReplicaStore
 from .types import CertifiedBlock, Head, SlipEnvelope
 from .viewchange import ViewChangeService
@@ -236,11 +236,13 @@ class Replica:
         return self.state.active and self.state.is_primary
 
     @property
-    def head(self):
+    def head(self) -> Head:
+        """Tip of the applied chain."""
         return self.state.head
 
     @property
-    def faults(self):
+    def faults(self) -> list[Fault]:
+        """Evidence of misbehaviour seen so far (equivocation, double votes, invalid blocks)."""
         return self.state.faults
 
     # --- helpers for the services -----------------------------------------------------
