@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -230,6 +231,8 @@ class ReplicaNode:
         self._http: ThreadingHTTPServer | None = None
         self._blob_store = self._make_store()
         self._stop_bridge = threading.Event()
+        self._ingest: list[tuple[SlipEnvelope, concurrent.futures.Future]] = []
+        self._ingest_lock = threading.Lock()
         self.bridge = None
         if config.bridge and self.account.address.lower() == config.validators[0].lower():
             from ..crypto.signing import EthSigner as RecordSigner
@@ -349,6 +352,31 @@ class ReplicaNode:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
+    def submit_to_replica(self, env: SlipEnvelope, timeout: float = 10.0) -> str | None:
+        """Queue a validated slip; the loop hands every queued slip to the replica in one batch
+        (one signed REQUEST to the primary per batch instead of one per slip)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._ingest_lock:
+            self._ingest.append((env, fut))
+            first = len(self._ingest) == 1
+        if first:
+            self.loop.call_soon_threadsafe(self._drain_ingest)
+        return fut.result(timeout)
+
+    def _drain_ingest(self) -> None:
+        with self._ingest_lock:
+            batch, self._ingest = self._ingest, []
+        if not batch:
+            return
+        try:
+            reasons = self.replica.on_requests([env for env, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - report to every waiting client
+            for _env, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_env, fut), reason in zip(batch, reasons):
+            fut.set_result(reason)
+
     def submit_confirmed(self, data: bytes) -> dict[str, Any]:
         """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
         try:
@@ -367,7 +395,7 @@ class ReplicaNode:
         self.validator.remember(slip)
         if self.receipt_location(slip_id) is not None:
             return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
-        reason = self.call_in_loop(self.replica.on_request, SlipEnvelope(slip_id, slip.to_bytes()))
+        reason = self.submit_to_replica(SlipEnvelope(slip_id, slip.to_bytes()))
         if reason not in (None, "already-pending", "already-committed"):
             raise InvalidSlip(reason)
         with self._db_lock:

@@ -16,6 +16,8 @@ from tests.foundation.test_devnet import spec_file
 pytestmark = pytest.mark.xdist_group("devnet")
 
 KMC = Account.from_key(keccak(text="deploy-test/kmc")).address
+EXPECTED = ["consortium/AccessPolicy", "consortium/ConsortiumIndex", "consortium/CreditRegistry",
+            "consortium/IdentityRegistry", "hospital-a/IdentityRegistry", "hospital-a/SlipLedger"]
 VALIDATORS = {"hospital-a": [Account.from_key(keccak(text=f"deploy-test/v{i}")).address for i in range(4)]}
 
 
@@ -30,8 +32,7 @@ def devnet(tmp_path):
 def test_deploy_is_idempotent(devnet):
     deployer = Deployer(devnet.spec, KMC, VALIDATORS)
     table, created = deployer.deploy_all()
-    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry",
-                               "hospital-a/SlipLedger"]
+    assert sorted(created) == EXPECTED
     again, created_again = Deployer(devnet.spec, KMC, VALIDATORS).deploy_all()
     assert created_again == []
     assert {c: {n: d.address for n, d in e.items()} for c, e in again.items()} == \
@@ -48,8 +49,7 @@ def test_restarted_chain_gets_a_fresh_deployment(devnet):
     devnet.down()
     devnet.up()  # fresh chains: the recorded addresses hold no code any more
     _table, created = Deployer(devnet.spec, KMC, VALIDATORS).deploy_all()
-    assert sorted(created) == ["consortium/IdentityRegistry", "hospital-a/IdentityRegistry",
-                               "hospital-a/SlipLedger"]
+    assert sorted(created) == EXPECTED
 
 
 def test_slip_ledger_needs_known_validators(devnet):
