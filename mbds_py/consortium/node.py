@@ -23,13 +23,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from ..errors import ConfigError, MBDSError
+from ..httpjson import JsonHandler
 from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip, SummaryItem,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
 from .cid import cid_v0
@@ -398,63 +399,43 @@ class ConsortiumNode:
 
 
 def _handler_for(node: ConsortiumNode):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "mbds-consortium/1"
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("%s %s", self.command, self.path)
-
-        def _json(self, code: int, doc: Any) -> None:
-            data = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> bytes:
-            size = int(self.headers.get("Content-Length") or 0)
-            if not 0 < size <= MAX_BODY:
-                raise MBDSError(f"request body must be 1..{MAX_BODY} bytes")
-            return self.rfile.read(size)
+        max_body = MAX_BODY
+        log = logging.getLogger("mbds.consortium.http")
 
         def do_GET(self) -> None:  # noqa: N802
-            path, _, query = self.path.partition("?")
             try:
-                if path == "/v1/status":
-                    return self._json(200, node.status())
-                if path == "/v1/items":
-                    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                parts, params = self.route
+                if parts == ["v1", "status"]:
+                    return self.send_json(200, node.status())
+                if parts == ["v1", "items"]:
                     pid = bytes.fromhex(params.get("patient", "")[2:])
                     if len(pid) != 32:
                         raise MBDSError("GET /v1/items needs ?patient=0x<32-byte participant ID>")
                     node.follow()
-                    return self._json(200, {"items": node.items_of(pid)})
-                return self._json(404, {"error": f"unknown endpoint GET {path}"})
-            except (MBDSError, ValueError) as exc:
-                self._json(400, {"error": str(exc)})
+                    return self.send_json(200, {"items": node.items_of(pid)})
+                return self.send_json(404, {"error": f"unknown endpoint GET {self.path}"})
             except Exception as exc:  # noqa: BLE001
-                log.exception("GET %s", self.path)
-                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+                self.fail(exc)
 
         def do_POST(self) -> None:  # noqa: N802
-            path, _, query = self.path.partition("?")
             try:
-                if path == "/v1/slips":
-                    results = [node.submit(s, gossip="gossip=0" not in query) for s in decode_body(self._body())]
-                    return self._json(202, {"results": results})
-                if path == "/v1/proposals":
-                    doc = json.loads(self._body())
+                parts, params = self.route
+                if parts == ["v1", "slips"]:
+                    gossip = params.get("gossip") != "0"
+                    results = [node.submit(s, gossip=gossip) for s in decode_body(self.read_body())]
+                    return self.send_json(202, {"results": results})
+                if parts == ["v1", "proposals"]:
+                    doc = json.loads(self.read_body())
                     header = BlockHeader.decode(bytes.fromhex(doc["header"][2:]))
                     ok, att, reason = node.audit(header, bytes.fromhex(doc["body"][2:]))
-                    return self._json(200 if ok else 409, {"signer": att.signer, "signature": "0x" + att.signature.hex(),
-                                                           "attested": ok, "reason": reason})
-                return self._json(404, {"error": f"unknown endpoint POST {path}"})
-            except (MBDSError, ValueError, KeyError) as exc:
-                self._json(400, {"error": str(exc)})
+                    return self.send_json(200 if ok else 409, {"signer": att.signer,
+                                                               "signature": "0x" + att.signature.hex(),
+                                                               "attested": ok, "reason": reason})
+                return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
             except Exception as exc:  # noqa: BLE001
-                log.exception("POST %s", self.path)
-                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+                self.fail(exc)
 
     return Handler
 

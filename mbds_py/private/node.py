@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ..crypto.confirmation import ConfirmedRecord
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..errors import ConfigError, InvalidSlip, MBDSError
+from ..httpjson import JsonHandler
 from ..identity import Role
 from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
@@ -511,32 +512,10 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def _handler_for(node: ReplicaNode):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "mbds-node/1"
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # no request bodies in logs
-            log.debug("%s %s", self.command, self.path)
-
-        def _json(self, code: int, doc: Any) -> None:
-            data = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _bytes(self, code: int, data: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> bytes:
-            size = int(self.headers.get("Content-Length") or 0)
-            if size <= 0 or size > MAX_BODY:
-                raise InvalidSlip(f"request body must be 1..{MAX_BODY} bytes, got {size}")
-            return self.rfile.read(size)
+        max_body = MAX_BODY
+        log = logging.getLogger("mbds.node.http")
 
         def _hex_id(self, text: str) -> bytes:
             try:
@@ -549,45 +528,37 @@ def _handler_for(node: ReplicaNode):
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             try:
-                path, _, query = self.path.partition("?")
-                parts = [p for p in path.split("/") if p]
+                parts, params = self.route
                 if parts == ["v1", "status"]:
-                    return self._json(200, node.call_in_loop(node.status))
+                    return self.send_json(200, node.call_in_loop(node.status))
                 if parts[:2] == ["v1", "slips"] and len(parts) == 4 and parts[3] == "receipt":
                     receipt = node.receipt(self._hex_id(parts[2]))
                     if receipt is None:
-                        return self._json(404, {"status": "not-committed", "slip_id": parts[2]})
-                    return self._json(200, receipt)
+                        return self.send_json(404, {"status": "not-committed", "slip_id": parts[2]})
+                    return self.send_json(200, receipt)
                 if parts == ["v1", "records"]:
-                    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
                     if "patient" not in params:
                         raise InvalidSlip("GET /v1/records needs ?patient=0x…")
-                    return self._json(200, {"pending": node.pending_for(params["patient"])})
+                    return self.send_json(200, {"pending": node.pending_for(params["patient"])})
                 if parts[:2] == ["v1", "records"] and len(parts) == 3:
                     data = node.pending_envelope(self._hex_id(parts[2]))
                     if data is None:
-                        return self._json(404, {"error": "no pending record with this ID"})
-                    return self._bytes(200, data)
-                return self._json(404, {"error": f"unknown endpoint GET {path}"})
-            except InvalidSlip as exc:
-                self._json(400, {"error": str(exc)})
+                        return self.send_json(404, {"error": "no pending record with this ID"})
+                    return self.send_bytes(200, data)
+                return self.send_json(404, {"error": f"unknown endpoint GET {self.path}"})
             except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
-                log.exception("GET %s failed", self.path)
-                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+                self.fail(exc)
 
         def do_POST(self) -> None:  # noqa: N802
             try:
-                parts = [p for p in self.path.split("?")[0].split("/") if p]
+                parts, _params = self.route
                 if parts == ["v1", "slips"]:
-                    return self._json(202, node.submit_confirmed(self._body()))
+                    return self.send_json(202, node.submit_confirmed(self.read_body()))
                 if parts == ["v1", "records"]:
-                    return self._json(201, node.submit_envelope(self._body()))
-                return self._json(404, {"error": f"unknown endpoint POST {self.path}"})
-            except (InvalidSlip, MBDSError) as exc:
-                self._json(400, {"error": str(exc)})
+                    return self.send_json(201, node.submit_envelope(self.read_body()))
+                return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
             except Exception as exc:  # noqa: BLE001
-                log.exception("POST %s failed", self.path)
-                self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+                self.fail(exc)
 
     return Handler
 

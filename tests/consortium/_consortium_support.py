@@ -32,29 +32,13 @@ from mbds_py.consortium.cid import default_cid_of
 from mbds_py.errors import ContractRevert
 from mbds_py.identity import Participant, Role
 from tests.conftest import peks_key, pre_key
+from tests.helpers import reverts
 
 ZERO32 = bytes(32)
 INSTITUTION_ROLES = (Role.HOSPITAL, Role.INTERNET_PLATFORM, Role.INSURER, Role.RESEARCH_INSTITUTE,
                      Role.PHARMA_COMPANY, Role.AUTHORITY_MUNICIPAL)
 
 
-def reverts(name: str, *args):
-    """Context manager asserting a ContractRevert with this custom error (and args, if given)."""
-
-    class _Ctx:
-        def __enter__(self):
-            self.raises = pytest.raises(ContractRevert)
-            self.info = self.raises.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.raises.__exit__(*exc)
-            assert self.info.value.error_name == name, str(self.info.value)
-            if args:
-                assert self.info.value.args_decoded == args, str(self.info.value)
-            return handled
-
-    return _Ctx()
 
 
 def fund(client: ChainClient, address: str) -> None:

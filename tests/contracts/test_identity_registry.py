@@ -9,6 +9,7 @@ from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.errors import ContractRevert
 from mbds_py.identity import Participant, Role
 from tests.conftest import peks_key, pre_key
+from tests.helpers import reverts
 
 ZERO32 = b"\x00" * 32
 
@@ -35,23 +36,6 @@ def population(registry, kmc, make_account):
     return {"hospital": hospital, "authority": authority, "doctor": doctor, "patient": patient}
 
 
-def reverts(name: str, *args):
-    """Context manager asserting a ContractRevert with this custom error (and args, if given)."""
-
-    class _Ctx:
-        def __enter__(self):
-            self.raises = pytest.raises(ContractRevert)
-            self.info = self.raises.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.raises.__exit__(*exc)
-            assert self.info.value.error_name == name, str(self.info.value)
-            if args:
-                assert self.info.value.args_decoded == args
-            return handled
-
-    return _Ctx()
 
 
 # -- register ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from mbds_py.pbft.merkle import merkle_proof, merkle_root
 from mbds_py.pbft.types import (BlockHeader, CommitSignature, QuorumCertificate, SlipEnvelope, ZERO32,
                                 commit_vote_digest, header_struct_hash, slip_leaf)
 from mbds_py.toolchain import artifact
+from tests.helpers import reverts
 
 N_VALIDATORS = 4  # the hospital + national, provincial, municipal authorities
 
@@ -67,21 +68,6 @@ def addresses(signers) -> list[bytes]:
     return [s.address for s in signers]
 
 
-def reverts(name: str, *args):
-    class _Ctx:
-        def __enter__(self):
-            self.raises = pytest.raises(ContractRevert)
-            self.info = self.raises.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.raises.__exit__(*exc)
-            assert self.info.value.error_name == name, str(self.info.value)
-            if args:
-                assert self.info.value.args_decoded == args, self.info.value.args_decoded
-            return handled
-
-    return _Ctx()
 
 
 def test_python_and_contract_agree_on_hashes(ledger):

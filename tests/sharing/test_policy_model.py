@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.helpers import raises_named
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import given, settings
@@ -44,21 +46,10 @@ def decide(s: PolicyState, grantee=DOC_B, rec=R1, action=Action.READ, t=T0, kw=Z
     return s.evaluate(patient, grantee, rec, action, t, keyword_set_hash=kw)
 
 
+
 def violation(name: str, *args):
-    class _Ctx:
-        def __enter__(self):
-            self.raises = pytest.raises(PolicyViolation)
-            self.info = self.raises.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.raises.__exit__(*exc)
-            assert self.info.value.error_name == name, str(self.info.value)
-            if args:
-                assert self.info.value.args_decoded == args
-            return handled
-
-    return _Ctx()
+    """Assert the model refuses with the contract's custom error ``name``."""
+    return raises_named(PolicyViolation, name, *args)
 
 
 # -- hashing ----------------------------------------------------------------------------------------
