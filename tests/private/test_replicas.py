@@ -117,3 +117,30 @@ def test_sigkill_primary_while_streaming_then_restart_catches_up(testbed):
     restarted = testbed.api(primary)
     wait_until(lambda: restarted.status()["head"] >= top, 90, "the restarted replica to catch up")
     assert restarted.receipt(receipts[-1].slip_id.hex()) is not None
+
+
+def test_auditor_cross_chain_check_accepts_real_items_and_refuses_forged_ones(testbed):
+    """An ATN proves each summary item against the private chain before attesting (issue 5)."""
+    from dataclasses import replace
+
+    from eth_utils import keccak
+
+    from mbds_py.consortium.blocks import SummaryItem
+    from mbds_py.consortium.node import ItemChecker, PrivateChainRef
+    from mbds_py.private.slip import TransactionSlip
+
+    api = testbed.api()
+    slip_id = api.submit_confirmed(testbed.record(7, tag="audit")[1].to_bytes())
+    receipt = api.wait_receipt(slip_id, timeout=60)
+    wait_until(lambda: anchored(testbed, receipt.height), 60, "anchoring")
+    slip = TransactionSlip.from_bytes(receipt.payload)
+    cfg = testbed.cluster.config
+    checker = ItemChecker((PrivateChainRef(cfg.chain_id, cfg.rpc_url, cfg.slip_ledger, tuple(testbed.cluster.api_urls)),))
+    real = SummaryItem(slip.patient_id, tuple(c.to_bytes() for c in slip.encrypted_keywords), slip.hmi_hash,
+                       cfg.chain_id, receipt.height, receipt.slip_id)
+    assert checker(real)
+    assert not checker(replace(real, slip_id=keccak(text="absent slip")))  # not on the private chain
+    assert not checker(replace(real, hmi_hash=keccak(text="other record")))  # summary does not match the slip
+    assert not checker(replace(real, patient_id=keccak(text="someone else")))
+    assert not checker(replace(real, block_height=receipt.height + 5))  # wrong block
+    assert not checker(replace(real, chain_id=99999))  # unknown private chain
