@@ -26,8 +26,12 @@ contract SlipLedger is ISlipLedger, EIP712 {
     // ------------------------------------------------------------------
 
     mapping(uint64 height => bytes32 headerHash) private _headerHashes;
+    // One slot: the head height, the validator-set epoch and its size.
     uint64 private _height;
     uint64 private _epoch;
+    uint32 private _validatorCount;
+    /// keccak256(abi.encodePacked(validators)): certificates name the set in calldata.
+    bytes32 private _validatorSetHash;
     address[] private _validators;
     mapping(address account => uint64 epochPlusOne) private _validatorEpoch; // member iff == _epoch + 1
 
@@ -35,35 +39,36 @@ contract SlipLedger is ISlipLedger, EIP712 {
         _setValidators(initialValidators);
     }
 
-    modifier onlyValidator() {
-        if (!isValidator(msg.sender)) revert SlipLedgerNotValidator(msg.sender);
-        _;
-    }
-
     // ------------------------------------------------------------------
     // Blocks
     // ------------------------------------------------------------------
 
     /// @inheritdoc ISlipLedger
-    function commitBlock(BlockHeader calldata header, uint64 viewNumber, CommitSignature[] calldata signatures)
-        external
-        onlyValidator
-    {
+    function commitBlock(
+        BlockHeader calldata header,
+        uint64 viewNumber,
+        address[] calldata validatorSet,
+        bytes calldata signerIndexes,
+        bytes calldata signatures
+    ) external {
+        _checkValidatorSet(validatorSet);
+        _checkCaller(validatorSet);
         bytes32 headerHash = _hashHeader(header);
         uint64 height = header.height;
-        if (height <= _height && height != 0) {
+        uint64 head = _height;
+        if (height <= head && height != 0) {
             bytes32 committed = _headerHashes[height];
             if (committed == headerHash) return; // idempotent re-submission
             revert SlipLedgerForkedHeader(height, committed, headerHash);
         }
-        if (height != _height + 1) revert SlipLedgerOutOfOrder(_height + 1, height);
-        bytes32 expectedPrev = _headerHashes[_height];
+        if (height != head + 1) revert SlipLedgerOutOfOrder(head + 1, height);
+        bytes32 expectedPrev = _headerHashes[head];
         if (header.prevHash != expectedPrev) revert SlipLedgerPrevHashMismatch(height, expectedPrev, header.prevHash);
-        _checkQuorum(_commitDigest(headerHash, viewNumber, header.seq), signatures);
+        _checkQuorum(_commitDigest(headerHash, viewNumber, header.seq), validatorSet, signerIndexes, signatures);
 
         _headerHashes[height] = headerHash;
         _height = height;
-        emit BlockCommitted(height, headerHash, header.merkleRoot, header.bodyCid, msg.sender);
+        emit BlockCommitted(height, headerHash, header.merkleRoot);
     }
 
     // ------------------------------------------------------------------
@@ -71,16 +76,20 @@ contract SlipLedger is ISlipLedger, EIP712 {
     // ------------------------------------------------------------------
 
     /// @inheritdoc ISlipLedger
-    function changeValidators(address[] calldata newValidators, CommitSignature[] calldata signatures)
-        external
-        onlyValidator
-    {
+    function changeValidators(
+        address[] calldata newValidators,
+        address[] calldata validatorSet,
+        bytes calldata signerIndexes,
+        bytes calldata signatures
+    ) external {
+        _checkValidatorSet(validatorSet);
+        _checkCaller(validatorSet);
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(VALIDATOR_SET_CHANGE_TYPEHASH, _epoch + 1, keccak256(abi.encodePacked(newValidators)))
             )
         );
-        _checkQuorum(digest, signatures);
+        _checkQuorum(digest, validatorSet, signerIndexes, signatures);
         _setValidators(newValidators);
     }
 
@@ -141,10 +150,7 @@ contract SlipLedger is ISlipLedger, EIP712 {
 
     /// @inheritdoc ISlipLedger
     function quorum() public view returns (uint256) {
-        uint256 n = _validators.length;
-        // ⌈(n + f + 1) / 2⌉ with f = ⌊(n − 1)/3⌋: any two quorums share f + 1 replicas (2f + 1 when n = 3f + 1),
-        // the same rule as the PBFT core (mbds_py.pbft.config.PbftConfig.quorum).
-        return (n + (n - 1) / 3 + 2) / 2;
+        return _quorum(_validatorCount);
     }
 
     /// @inheritdoc ISlipLedger
@@ -173,21 +179,58 @@ contract SlipLedger is ISlipLedger, EIP712 {
         return keccak256(abi.encode(_domainSeparatorV4(), headerHash, uint256(viewNumber), uint256(seq)));
     }
 
-    /// @dev Signatures sorted by strictly ascending signer make distinctness an O(n) check.
-    function _checkQuorum(bytes32 digest, CommitSignature[] calldata signatures) private view {
-        uint256 needed = quorum();
-        if (signatures.length < needed) revert SlipLedgerInsufficientSignatures(signatures.length, needed);
-        address previous = address(0);
-        for (uint256 i = 0; i < signatures.length; ++i) {
-            address signer = signatures[i].signer;
-            if (signer == previous) revert SlipLedgerDuplicateSignature(signer);
-            if (signer < previous) revert SlipLedgerUnsortedSignatures(previous, signer);
-            if (!isValidator(signer)) revert SlipLedgerNonValidatorSignature(signer);
-            (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i].signature);
-            if (err != ECDSA.RecoverError.NoError || recovered != signer) {
-                revert SlipLedgerInvalidSignature(signer, recovered);
+    /// @dev ⌈(n + f + 1) / 2⌉ with f = ⌊(n − 1)/3⌋: any two quorums share f + 1 replicas (2f + 1 when
+    /// n = 3f + 1), the same rule as the PBFT core (mbds_py.pbft.config.PbftConfig.quorum).
+    function _quorum(uint256 n) private pure returns (uint256) {
+        return (n + (n - 1) / 3 + 2) / 2;
+    }
+
+    function _checkValidatorSet(address[] calldata validatorSet) private view {
+        bytes32 given = keccak256(abi.encodePacked(validatorSet));
+        bytes32 current = _validatorSetHash;
+        if (given != current) revert SlipLedgerUnknownValidatorSet(given, current);
+    }
+
+    function _checkCaller(address[] calldata validatorSet) private view {
+        for (uint256 i = 0; i < validatorSet.length; ++i) {
+            if (validatorSet[i] == msg.sender) return;
+        }
+        revert SlipLedgerNotValidator(msg.sender);
+    }
+
+    /// @dev Strictly ascending signer indexes make distinctness an O(n) check; the set itself was
+    /// checked against its stored hash, so no storage is read per signature.
+    function _checkQuorum(
+        bytes32 digest,
+        address[] calldata validatorSet,
+        bytes calldata signerIndexes,
+        bytes calldata signatures
+    ) private pure {
+        uint256 n = validatorSet.length;
+        uint256 k = signerIndexes.length;
+        if (signatures.length != k * 65) revert SlipLedgerMalformedSignatures(k, signatures.length);
+        uint256 needed = _quorum(n);
+        if (k < needed) revert SlipLedgerInsufficientSignatures(k, needed);
+        uint256 previous;
+        for (uint256 i = 0; i < k; ++i) {
+            uint256 index = uint8(signerIndexes[i]);
+            if (index >= n) revert SlipLedgerSignerIndexOutOfRange(index, n);
+            if (i > 0) {
+                if (index == previous) revert SlipLedgerDuplicateSignature(validatorSet[index]);
+                if (index < previous) revert SlipLedgerUnsortedSignatures(previous, index);
             }
-            previous = signer;
+            _checkSignature(digest, validatorSet[index], signatures[i * 65:i * 65 + 65]);
+            previous = index;
+        }
+    }
+
+    /// @dev A signature by any other key — another header or view, a non-validator, tampering —
+    /// does not recover to the validator it is listed for.
+    function _checkSignature(bytes32 digest, address signer, bytes calldata sig) private pure {
+        (address recovered, ECDSA.RecoverError err,) =
+            ECDSA.tryRecover(digest, uint8(sig[64]), bytes32(sig[0:32]), bytes32(sig[32:64]));
+        if (err != ECDSA.RecoverError.NoError || recovered != signer) {
+            revert SlipLedgerInvalidSignature(signer, recovered);
         }
     }
 
@@ -201,6 +244,8 @@ contract SlipLedger is ISlipLedger, EIP712 {
             _validatorEpoch[v] = next + 1;
         }
         _epoch = next;
+        _validatorCount = uint32(n);
+        _validatorSetHash = keccak256(abi.encodePacked(newValidators));
         _validators = newValidators;
         emit ValidatorSetChanged(next, newValidators);
     }

@@ -22,27 +22,26 @@ interface ISlipLedger {
         bytes bodyCid; // content address of the block body in storage
     }
 
-    /// @notice One validator's COMMIT signature over the commit digest.
-    struct CommitSignature {
-        address signer;
-        bytes signature;
-    }
-
     // ------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------
 
     /// @dev The caller is not a current validator.
     error SlipLedgerNotValidator(address caller);
+    /// @dev The validator list passed in calldata is not the current set.
+    error SlipLedgerUnknownValidatorSet(bytes32 given, bytes32 current);
+    /// @dev Signer indexes and signatures do not line up (one 65-byte signature per index).
+    error SlipLedgerMalformedSignatures(uint256 indexes, uint256 signatureBytes);
     /// @dev Fewer distinct validator signatures than the quorum.
     error SlipLedgerInsufficientSignatures(uint256 got, uint256 needed);
     /// @dev The same signer appears twice.
     error SlipLedgerDuplicateSignature(address signer);
-    /// @dev Signatures must be sorted by ascending signer address.
-    error SlipLedgerUnsortedSignatures(address previous, address signer);
-    /// @dev A signature's signer is not a current validator.
-    error SlipLedgerNonValidatorSignature(address signer);
-    /// @dev A signature does not recover to its claimed signer (wrong header, view or tampering).
+    /// @dev Signer indexes must be strictly ascending.
+    error SlipLedgerUnsortedSignatures(uint256 previousIndex, uint256 index);
+    /// @dev A signer index outside the validator set: the claimed signer is not a validator.
+    error SlipLedgerSignerIndexOutOfRange(uint256 index, uint256 validators);
+    /// @dev A signature does not recover to the validator it is listed for (another header or view,
+    /// a non-validator's key, or tampering).
     error SlipLedgerInvalidSignature(address signer, address recovered);
     /// @dev The header's height is not the next one.
     error SlipLedgerOutOfOrder(uint64 expected, uint64 got);
@@ -59,10 +58,8 @@ interface ISlipLedger {
     // Events
     // ------------------------------------------------------------------
 
-    /// @notice A certified header was committed.
-    event BlockCommitted(
-        uint64 indexed height, bytes32 indexed headerHash, bytes32 merkleRoot, bytes bodyCid, address indexed submitter
-    );
+    /// @notice A certified header was committed (the full header is in the transaction's calldata).
+    event BlockCommitted(uint64 indexed height, bytes32 indexed headerHash, bytes32 merkleRoot);
     /// @notice The validator set changed by a quorum of the previous set.
     event ValidatorSetChanged(uint64 indexed epoch, address[] validators);
 
@@ -70,13 +67,26 @@ interface ISlipLedger {
     // Functions
     // ------------------------------------------------------------------
 
-    /// @notice Commit the next header with its quorum certificate (COMMIT signatures of `viewNumber`).
+    /// @notice Commit the next header with its quorum certificate: the COMMIT signatures of
+    /// `viewNumber`, one 65-byte signature per signer index (ascending; 1 byte each) of
+    /// `validatorSet`, the current set passed in calldata and checked against its stored hash.
     /// Re-submitting an already committed header is a no-op. Validators only.
-    function commitBlock(BlockHeader calldata header, uint64 viewNumber, CommitSignature[] calldata signatures) external;
+    function commitBlock(
+        BlockHeader calldata header,
+        uint64 viewNumber,
+        address[] calldata validatorSet,
+        bytes calldata signerIndexes,
+        bytes calldata signatures
+    ) external;
 
     /// @notice Replace the validator set; a quorum of the current set signs
     /// `ValidatorSetChange(uint64 epoch,address[] validators)` for the next epoch. Validators only.
-    function changeValidators(address[] calldata validators, CommitSignature[] calldata signatures) external;
+    function changeValidators(
+        address[] calldata newValidators,
+        address[] calldata validatorSet,
+        bytes calldata signerIndexes,
+        bytes calldata signatures
+    ) external;
 
     /// @notice True when `header` is committed and `leaf` is in its Merkle tree.
     function verifyLeaf(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)

@@ -19,11 +19,14 @@ def header_tuple(h: BlockHeader) -> tuple:
     return (h.height, h.seq, h.prev_hash, h.timestamp, to_checksum_address(h.creator), h.merkle_root, h.body_cid)
 
 
-def signatures_for(qc: QuorumCertificate, validators: Sequence[bytes]) -> list[tuple[str, bytes]]:
-    """The certificate's signatures as (signer, signature), sorted by signer address as the contract requires."""
-    pairs = [(validators[s.signer], s.signature) for s in qc.signatures]
-    pairs.sort(key=lambda p: p[0])
-    return [(to_checksum_address(addr), sig) for addr, sig in pairs]
+def pack_signatures(signed: Sequence[tuple[int, bytes]]) -> tuple[bytes, bytes]:
+    """(signer indexes, concatenated 65-byte signatures), ascending by validator index as the contract requires."""
+    ordered = sorted(signed, key=lambda p: p[0])
+    return bytes(i for i, _ in ordered), b"".join(sig for _, sig in ordered)
+
+
+def set_of(validators: Sequence[bytes | str]) -> list[str]:
+    return [to_checksum_address(v) for v in validators]
 
 
 class SlipLedgerAgent:
@@ -35,16 +38,18 @@ class SlipLedgerAgent:
         self.contract = client.contract(CONTRACT, address, artifact(CONTRACT).abi)
 
     def commit_function(self, qc: QuorumCertificate, validators: Sequence[bytes]) -> Any:
-        return self.contract.functions.commitBlock(header_tuple(qc.header), qc.view, signatures_for(qc, validators))
+        indexes, sigs = pack_signatures([(s.signer, s.signature) for s in qc.signatures])
+        return self.contract.functions.commitBlock(header_tuple(qc.header), qc.view, set_of(validators), indexes, sigs)
 
     def commit(self, sender: LocalAccount, qc: QuorumCertificate, validators: Sequence[bytes]) -> dict[str, Any]:
         """Submit a certified header (idempotent: an already committed header is a no-op)."""
         return self.client.transact(self.commit_function(qc, validators), sender, contract=CONTRACT)
 
-    def change_validators(self, sender: LocalAccount, new_validators: Sequence[str],
-                          signatures: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
-        fn = self.contract.functions.changeValidators([to_checksum_address(v) for v in new_validators],
-                                                      sorted(signatures, key=lambda p: bytes.fromhex(p[0][2:])))
+    def change_validators(self, sender: LocalAccount, new_validators: Sequence[str], current: Sequence[str],
+                          signatures: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
+        """Replace the set; ``signatures`` are (index in ``current``, signature) of a quorum of ``current``."""
+        indexes, sigs = pack_signatures(signatures)
+        fn = self.contract.functions.changeValidators(set_of(new_validators), set_of(current), indexes, sigs)
         return self.client.transact(fn, sender, contract=CONTRACT)
 
     # -- views ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from mbds_py.chain.slip_ledger import SlipLedgerAgent, header_tuple
+from mbds_py.chain.slip_ledger import SlipLedgerAgent, header_tuple, set_of
 from mbds_py.errors import ContractRevert
 from mbds_py.pbft.crypto import EthSigner
 from mbds_py.pbft.merkle import merkle_proof, merkle_root
@@ -65,7 +65,8 @@ def certify(ledger: SlipLedgerAgent, header: BlockHeader, signers, which=(0, 1, 
 
 
 def addresses(signers) -> list[bytes]:
-    return [s.address for s in signers]
+    """The current validator set (the first N_VALIDATORS keys; the rest are spares)."""
+    return [s.address for s in signers[:N_VALIDATORS]]
 
 
 
@@ -83,8 +84,7 @@ def test_commit_block_stores_header_and_proves_slips(ledger, signers):
     h = header_for(1, ZERO32, body)
     receipt = ledger.commit(account(1), certify(ledger, h, signers), addresses(signers))
     (ev,) = ledger.events(receipt, "BlockCommitted")
-    assert ev == {"height": 1, "headerHash": header_struct_hash(h), "merkleRoot": h.merkle_root,
-                  "bodyCid": h.body_cid, "submitter": account(1).address}
+    assert ev == {"height": 1, "headerHash": header_struct_hash(h), "merkleRoot": h.merkle_root}
     assert ledger.head() == (1, header_struct_hash(h))
     leaves = [slip_leaf(s) for s in body]
     for i, s in enumerate(body):
@@ -122,24 +122,64 @@ def test_too_few_signatures_reverts(ledger, signers):
 
 def test_duplicate_signature_reverts(ledger, signers):
     h = header_for(1, ZERO32, slips(2))
+    qc = certify(ledger, h, signers, which=(0, 1, 1))
+    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, current_set(), bytes([0, 1, 1]),
+                                               b"".join(s.signature for s in qc.signatures))
     with reverts("SlipLedgerDuplicateSignature", account(1).address):
-        ledger.commit(account(0), certify(ledger, h, signers, which=(0, 1, 1)), addresses(signers))
+        ledger.client.transact(fn, account(0), contract="SlipLedger")
+
+
+def current_set() -> list[str]:
+    return [account(i).address for i in range(N_VALIDATORS)]
 
 
 def test_unsorted_signatures_revert(ledger, signers):
     h = header_for(1, ZERO32, slips(2))
     qc = certify(ledger, h, signers)
-    pairs = sorted(((account(s.signer).address, s.signature) for s in qc.signatures), reverse=True)
-    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, pairs)
-    with reverts("SlipLedgerUnsortedSignatures", pairs[0][0], pairs[1][0]):
+    ordered = sorted(qc.signatures, key=lambda s: s.signer, reverse=True)
+    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, current_set(), bytes(s.signer for s in ordered),
+                                               b"".join(s.signature for s in ordered))
+    with reverts("SlipLedgerUnsortedSignatures", 2, 1):
+        ledger.client.transact(fn, account(0), contract="SlipLedger")
+
+
+def test_signatures_not_lining_up_with_indexes_revert(ledger, signers):
+    h = header_for(1, ZERO32, slips(2))
+    qc = certify(ledger, h, signers)
+    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, current_set(), bytes([0, 1, 2]),
+                                               b"".join(s.signature for s in qc.signatures)[:-1])
+    with reverts("SlipLedgerMalformedSignatures", 3, 194):
+        ledger.client.transact(fn, account(0), contract="SlipLedger")
+
+
+def test_signer_index_outside_the_set_reverts(ledger, signers):
+    h = header_for(1, ZERO32, slips(2))
+    qc = certify(ledger, h, signers)
+    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, current_set(), bytes([0, 1, 7]),
+                                               b"".join(s.signature for s in qc.signatures))
+    with reverts("SlipLedgerSignerIndexOutOfRange", 7, 4):
+        ledger.client.transact(fn, account(0), contract="SlipLedger")
+
+
+def test_certificate_naming_another_validator_set_reverts(ledger, signers):
+    h = header_for(1, ZERO32, slips(2))
+    qc = certify(ledger, h, signers)
+    forged_set = current_set()[:3] + [account(N_VALIDATORS).address]  # swap in an outsider
+    fn = ledger.contract.functions.commitBlock(header_tuple(h), 0, forged_set, bytes([0, 1, 2]),
+                                               b"".join(s.signature for s in qc.signatures))
+    given = keccak(b"".join(bytes(12) + bytes.fromhex(a[2:]) for a in forged_set))  # abi.encodePacked pads
+    current = keccak(b"".join(bytes(12) + bytes.fromhex(a[2:]) for a in current_set()))
+    with reverts("SlipLedgerUnknownValidatorSet", given, current):
         ledger.client.transact(fn, account(0), contract="SlipLedger")
 
 
 def test_non_validator_signature_reverts(ledger, signers):
     h = header_for(1, ZERO32, slips(2))
-    outsider = N_VALIDATORS  # a spare key, not in the set
-    with reverts("SlipLedgerNonValidatorSignature", account(outsider).address):
-        ledger.commit(account(0), certify(ledger, h, signers, which=(0, 1, outsider)), addresses(signers))
+    outsider = N_VALIDATORS  # a spare key, not in the set, signing in validator 2's place
+    qc = certify(ledger, h, signers, which=(0, 1, outsider))
+    forged = QuorumCertificate(h, 0, qc.signatures[:2] + (CommitSignature(2, qc.signatures[2].signature),))
+    with reverts("SlipLedgerInvalidSignature", account(2).address, account(outsider).address):
+        ledger.commit(account(0), forged, addresses(signers))
 
 
 def test_signatures_for_another_header_revert(ledger, signers):
@@ -201,53 +241,61 @@ def change_signatures(ledger, new_set: list[str], which, signers, epoch: int):
               "verifyingContract": ledger.address}
     types = {"ValidatorSetChange": [{"name": "epoch", "type": "uint64"}, {"name": "validators", "type": "address[]"}]}
     msg = encode_typed_data(domain, types, {"epoch": epoch, "validators": new_set})
-    return [(account(i).address, Account.sign_message(msg, key(f"validator-{i}")).signature) for i in which]
+    return [(i, Account.sign_message(msg, key(f"validator-{i}")).signature) for i in which]
 
 
 def test_validator_set_changes_with_quorum_and_event(ledger, signers):
     new_set = [account(i).address for i in (0, 1, 2, 4)]  # validator 3 replaced by spare 4
-    receipt = ledger.change_validators(account(0), new_set, change_signatures(ledger, new_set, (0, 1, 3), signers, 1))
+    receipt = ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 3), signers, 1))
     (ev,) = ledger.events(receipt, "ValidatorSetChanged")
     assert ev == {"epoch": 1, "validators": new_set}
     assert ledger.epoch() == 1 and ledger.validators() == new_set
+    new_vals = [s.address for s in (signers[0], signers[1], signers[2], signers[4])]
     h = header_for(1, ZERO32, slips(2))
-    with reverts("SlipLedgerNonValidatorSignature", account(3).address):
-        ledger.commit(account(0), certify(ledger, h, signers, which=(1, 2, 3)), addresses(signers))
-    ledger.commit(account(4), certify(ledger, h, signers, which=(1, 2, 4)), addresses(signers))
+    digest = commit_vote_digest(ledger.domain_separator(), 0, h.seq, header_struct_hash(h))
+
+    def qc_from(pairs):  # (index in the new set, key that signs)
+        return QuorumCertificate(h, 0, tuple(CommitSignature(idx, signers[who].sign(digest)) for idx, who in pairs))
+
+    with reverts("SlipLedgerUnknownValidatorSet"):  # the old set is no longer accepted
+        ledger.commit(account(0), qc_from([(1, 1), (2, 2), (3, 3)]), addresses(signers))
+    with reverts("SlipLedgerInvalidSignature", account(4).address, account(3).address):  # removed key: no vote
+        ledger.commit(account(0), qc_from([(1, 1), (2, 2), (3, 3)]), new_vals)
+    ledger.commit(account(4), qc_from([(1, 1), (2, 2), (3, 4)]), new_vals)
     with reverts("SlipLedgerNotValidator", account(3).address):
-        ledger.commit(account(3), certify(ledger, h, signers, which=(1, 2, 4)), addresses(signers))
+        ledger.commit(account(3), qc_from([(1, 1), (2, 2), (3, 4)]), new_vals)
 
 
 def test_validator_change_needs_quorum(ledger, signers):
     new_set = [account(i).address for i in (0, 1, 2, 4)]
     with reverts("SlipLedgerInsufficientSignatures", 2, 3):
-        ledger.change_validators(account(0), new_set, change_signatures(ledger, new_set, (0, 1), signers, 1))
+        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1), signers, 1))
 
 
 def test_validator_change_signed_for_another_set_reverts(ledger, signers):
     new_set = [account(i).address for i in (0, 1, 2, 4)]
     other = [account(i).address for i in (0, 1, 2, 5)]
     with reverts("SlipLedgerInvalidSignature"):
-        ledger.change_validators(account(0), new_set, change_signatures(ledger, other, (0, 1, 2), signers, 1))
+        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, other, (0, 1, 2), signers, 1))
 
 
 def test_validator_change_by_outsider_reverts(ledger, signers, make_account):
     outsider = make_account("outsider")
     new_set = [account(i).address for i in (0, 1, 2, 4)]
     with reverts("SlipLedgerNotValidator", outsider.address):
-        ledger.change_validators(outsider, new_set, change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        ledger.change_validators(outsider, new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
 
 
 def test_validator_set_below_four_reverts(ledger, signers):
     new_set = [account(i).address for i in (0, 1, 2)]
     with reverts("SlipLedgerInvalidValidatorSet", 3):
-        ledger.change_validators(account(0), new_set, change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
 
 
 def test_validator_set_with_duplicate_reverts(ledger, signers):
     new_set = [account(i).address for i in (0, 1, 2, 2)]
     with reverts("SlipLedgerInvalidValidatorSet", 4):
-        ledger.change_validators(account(0), new_set, change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
 
 
 def test_anchor_gas_is_reported_for_a_128_slip_block(ledger, signers, record_property):
