@@ -81,7 +81,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep)
+    steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep, sharing=args.sharing)
     return 0 if all(s.ok for s in steps) else 1
 
 
@@ -107,6 +107,12 @@ def cmd_consortium(args: argparse.Namespace) -> int:
     from .consortium.node import run_consortium_node
 
     return run_consortium_node(args)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from .sharing.proxy import run_proxy
+
+    return run_proxy(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     consortium_arguments(cs_sub.add_parser("run", help="run one consortium node (key: MBDS_NODE_KEY)"))
     cs_sub.choices["run"].set_defaults(func=cmd_consortium)
 
+    px = sub.add_parser("proxy", help="a re-encryption proxy of an authority center")
+    px_sub = px.add_subparsers(dest="proxy_action", required=True)
+    from .sharing.proxy import add_arguments as proxy_arguments
+
+    proxy_arguments(px_sub.add_parser("run", help="run one proxy (key: MBDS_PROXY_KEY)"))
+    px_sub.choices["run"].set_defaults(func=cmd_proxy)
+
     b = sub.add_parser("bench", help="measure the system beside its baselines")
     from .bench.runner import add_arguments as bench_arguments
 
@@ -159,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--spec")
     demo.add_argument("--json", metavar="FILE", help="write each step's expected/actual outcome and timing")
     demo.add_argument("--keep", action="store_true", help="leave the devnet running")
+    demo.add_argument("--no-sharing", dest="sharing", action="store_false",
+                      help="stop after indexing (skip the proxies, the hybrid journey and the policy script)")
     demo.set_defaults(func=cmd_demo)
     return p
 

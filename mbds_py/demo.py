@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .crypto import HmiEnvelope, build_envelope, confirm_record, review_envelope
 from .network import Network, PrivateChainSettings
@@ -62,7 +62,7 @@ class Narrator:
 
 
 def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep: bool = False,
-             out: Callable[[str], None] = print) -> list[Step]:
+             out: Callable[[str], None] = print, sharing: bool = True) -> list[Step]:
     """Run the demo end to end; always tears the devnet down unless ``keep``."""
     workdir = Path(tempfile.mkdtemp(prefix="mbds-demo-"))
     spec = load_spec(spec_path, state_dir=workdir / "devnet")
@@ -104,6 +104,11 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
                            "ConsortiumIndex") as s:
             items = wait_for_items(net, "alice", 1, timeout=90)
             s.actual = f"{len(items)} item(s) of alice at consortium height(s) {sorted({i['height'] for i in items})}"
+        if sharing:
+            from .sharing.journey import run_journey, run_policy_script
+
+            world = run_journey(net, narrator, out=out)  # the paper's hybrid journey (starts the proxies)
+            run_policy_script(net, narrator, world=world)  # grant / revoke / threshold / emergency / expiry
         urls = net.devnet.rpc_urls()
         out("")
         out(_table(["chain", "kind", "chain ID", "RPC URL", "contracts"],
@@ -143,16 +148,23 @@ def wait_for_items(net: Network, patient: str, count: int, timeout: float) -> li
     return wait_until(items, timeout, f"{count} consortium item(s) of {patient}", interval=0.25)
 
 
-def record_visit(net: Network, doctor: str, patient: str, keyword: str, text: str, *, hmi: dict | None = None):
-    """Algorithms 1-2 end to end: the doctor writes, the patient reviews and confirms, PBFT commits."""
+def record_visit(net: Network, doctor: str, patient: str, keywords: str | Sequence[str], text: str, *,
+                 record_type: str = "consultation", hmi: dict | None = None):
+    """Algorithms 1-2 end to end: the doctor writes, the patient reviews and confirms, PBFT commits.
+
+    ``keywords`` are coded terms (``system|code``), one PEKS ciphertext each.  Returns the receipt,
+    verified against the chain's SlipLedger.
+    """
+    keywords = [keywords] if isinstance(keywords, str) else list(keywords)
     chain = net.chain_of(doctor)
     api = net.hospital_api(chain)
     domain = net.clusters[chain].config.record_domain
     doc, pat = net.keys(doctor), net.keys(patient)
+    codings = [{"system": k.split("|")[0], "code": k.split("|")[1]} for k in keywords]
     document = hmi or {"resourceType": "Condition", "subject": {"display": patient}, "note": [{"text": text}],
-                       "code": {"coding": [{"system": keyword.split("|")[0], "code": keyword.split("|")[1]}]}}
-    env = build_envelope(document, [keyword], pat.secrets.public_keys, doc.secrets.signer,
-                         timestamp=int(time.time()), record_type="consultation", text=text, domain=domain)
+                       "code": {"coding": codings}}
+    env = build_envelope(document, keywords, pat.secrets.public_keys, doc.secrets.signer,
+                         timestamp=int(time.time()), record_type=record_type, text=text, domain=domain)
     record_id = api.submit_envelope(env.to_bytes())  # pending the patient's confirmation
     pending = HospitalClient(api.urls).envelope(record_id)
     reviewed = review_envelope(HmiEnvelope.from_bytes(pending), pat.secrets, domain=domain,

@@ -1,0 +1,669 @@
+"""Patient and doctor sides of data sharing (paper Algorithm 3) over the threshold proxies.
+
+* :class:`PatientClient` — grants, approves, rejects and revokes on
+  ``AccessPolicy``; issues trapdoors; issues, for each granted record, the
+  m-of-n Umbral kfrags (one per proxy) with the storage address re-encrypted to
+  each proxy's PRE key (Algorithm 3 step 3); re-issues keys after a revoke for
+  the records still granted; serves approved emergencies; lists its audit trail.
+* :class:`DoctorClient` — requests access (or emergency access), searches
+  through a proxy with the patient's trapdoors (step 2), asks every proxy for
+  its capsule fragment, verifies the fragments and decrypts with ≥ m of them
+  (steps 4–5), and combines several records into one timeline (step 6).
+
+Everything the proxies return is checked: slips against the private chain's
+``SlipLedger`` root, the stored ciphertext against the hash the patient
+confirmed, each cfrag against the record key the patient signed and the
+doctor's own key.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as _secrets
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+import requests
+
+from ..crypto import (HmiPayload, PatientSecrets, decrypt_storage_address, load_cfrag, make_record_kfrags,
+                      open_record, open_shared_record, pre_encrypt)
+from ..crypto._hash import keccak256 as keccak
+from ..crypto.errors import CapsuleFragVerificationError, MalformedDataError
+from ..crypto.signing import recover_address
+from ..errors import IntegrityError, MBDSError
+from .agent import AccessPolicyAgent, Who
+from .policy import AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope, keyword_set_hash
+from .proxy import (DEFAULT_THRESHOLD, ChainRef, ProxyRefused, Refusal, deposit_digest, info_digest, read_digest)
+
+
+class SharingError(MBDSError, RuntimeError):
+    """A sharing step could not be completed (too few proxies answered, nothing to share…)."""
+
+
+class ThresholdNotMet(SharingError):
+    """Fewer than m proxies produced a valid capsule fragment; ``refusals`` says what each one said."""
+
+    def __init__(self, message: str, refusals: Sequence[ProxyRefused] = ()):
+        self.refusals = tuple(refusals)
+        super().__init__(message)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + bytes(b).hex()
+
+
+def _b(text: str) -> bytes:
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+# ---------------------------------------------------------------------------------------------
+# proxies
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProxyInfo:
+    name: str
+    address: str
+    pre_key: bytes
+    url: str
+
+
+class ProxyClient:
+    """HTTP client of one proxy; refusals come back as :class:`ProxyRefused` with the proxy's code."""
+
+    def __init__(self, url: str, *, timeout: float = 15.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._info: ProxyInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"ProxyClient({self.url})"
+
+    def info(self, policy: AccessPolicyAgent | None = None) -> ProxyInfo:
+        """The proxy's name, account and PRE key; the key binding is signature-checked, the account
+        checked as a registered proxy on chain when ``policy`` is given."""
+        if self._info is None:
+            doc = self._call("GET", "/v1/info")
+            pre_key = _b(doc["pre_key"])
+            signer = recover_address(info_digest(doc["address"], doc["name"], pre_key), _b(doc["signature"]))
+            if signer != doc["address"]:
+                raise IntegrityError(f"proxy at {self.url}: PRE key is not signed by its account")
+            if policy is not None and not policy.is_proxy(doc["address"]):
+                raise IntegrityError(f"proxy at {self.url} ({doc['address']}) is not registered in AccessPolicy")
+            self._info = ProxyInfo(doc["name"], doc["address"], pre_key, self.url)
+        return self._info
+
+    @property
+    def name(self) -> str:
+        return self._info.name if self._info else self.url
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/status")
+
+    def search(self, patient: bytes, trapdoors: Sequence[bytes]) -> list[dict[str, Any]]:
+        return self._call("POST", "/v1/search", {"patient": _hex(patient),
+                                                 "trapdoors": [_hex(t) for t in trapdoors]})["matches"]
+
+    def deposit(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/kfrags", doc)
+
+    def reencrypt(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/reencrypt", doc)
+
+    def _call(self, method: str, path: str, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            resp = self.session.request(method, self.url + path, data=None if doc is None else json.dumps(doc),
+                                        headers={"Content-Type": "application/json"}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ProxyRefused(Refusal.UNAVAILABLE, f"{exc.__class__.__name__}", proxy=self.name) from None
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ProxyRefused(Refusal.UNAVAILABLE, f"HTTP {resp.status_code} without JSON", proxy=self.name) from None
+        if resp.status_code != 200:
+            code = body.get("code", Refusal.UNAVAILABLE.value)
+            try:
+                refusal = Refusal(code)
+            except ValueError:
+                refusal = Refusal.UNAVAILABLE
+            message = str(body.get("error", ""))
+            if message.startswith("refused ("):  # the proxy's own words, without its prefix
+                message = message.split("): ", 1)[-1]
+            raise ProxyRefused(refusal, message, proxy=self.name)
+        return body
+
+
+# ---------------------------------------------------------------------------------------------
+# the directory: where things are
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnedSlip:
+    """A slip proven against its chain's SlipLedger (what a client holds after checking a receipt)."""
+
+    chain: ChainRef
+    slip_id: bytes
+    height: int
+    slip: Any  # TransactionSlip
+
+    @property
+    def record(self):
+        return self.slip.record
+
+
+class Directory:
+    """Policy agent, proxies, private chains, consortium nodes and storage of one MBDS network."""
+
+    def __init__(self, policy: AccessPolicyAgent, proxy_urls: Sequence[str], chains: Sequence[ChainRef],
+                 consortium_nodes: Sequence[str], storage_urls: Sequence[str], *, storage_replicas: int = 1,
+                 threshold: int = DEFAULT_THRESHOLD, names: dict[bytes, str] | None = None):
+        self.policy = policy
+        self.proxies = [ProxyClient(u) for u in proxy_urls]
+        self.chains = {c.chain_id: c for c in chains}
+        self.consortium_nodes = list(consortium_nodes)
+        self.storage_urls = list(storage_urls)
+        self.storage_replicas = storage_replicas
+        self.threshold = threshold
+        self.names = dict(names or {})  # participant ID -> label, for narration only
+        self._ledgers: dict[int, Any] = {}
+        self._slips: dict[tuple[int, bytes], OwnedSlip] = {}
+        self._pre_keys: dict[bytes, bytes] = {}
+        self._store = None
+        self._down: dict[str, float] = {}
+        self.pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(self.proxies)), thread_name_prefix="sharing")
+
+    def preferred(self, proxies: list[ProxyClient]) -> list[ProxyClient]:
+        """Proxies in order, those seen unavailable in the last 10 s last."""
+        now = time.monotonic()
+        return sorted(proxies, key=lambda p: self._down.get(p.url, 0.0) > now - 10.0)
+
+    def note(self, proxy: ProxyClient, *, ok: bool) -> None:
+        if ok:
+            self._down.pop(proxy.url, None)
+        else:
+            self._down[proxy.url] = time.monotonic()
+
+    def name_of(self, participant: bytes) -> str:
+        return self.names.get(participant, "0x" + participant.hex()[:12] + "…")
+
+    def ledger(self, chain_id: int):
+        from ..chain.client import ChainClient
+        from ..chain.slip_ledger import SlipLedgerAgent
+
+        if chain_id not in self._ledgers:
+            c = self.chains[chain_id]
+            self._ledgers[chain_id] = SlipLedgerAgent(ChainClient(c.rpc_url, name=c.name), c.slip_ledger)
+        return self._ledgers[chain_id]
+
+    def store(self):
+        from ..storage.client import KuboClient
+        from ..storage.replicated import ReplicatedStore
+
+        if self._store is None:
+            replicas = max(1, min(self.storage_replicas, len(self.storage_urls)))
+            self._store = ReplicatedStore([KuboClient(u) for u in self.storage_urls], replicas=replicas)
+        return self._store
+
+    def pre_key(self, participant: bytes) -> bytes:
+        """A participant's registered PRE public key (consortium IdentityRegistry)."""
+        if participant not in self._pre_keys:
+            raw = self.policy.client.call(self.policy.registry.functions.participant(participant),
+                                          contract="IdentityRegistry")
+            self._pre_keys[participant] = bytes(raw[7])
+        return self._pre_keys[participant]
+
+    def proven_slip(self, chain_id: int, slip_id: bytes, receipt_json: dict[str, Any] | None = None) -> OwnedSlip:
+        """The slip, from ``receipt_json`` or the chain's replicas, proven against SlipLedger (cached)."""
+        from ..private.client import HospitalClient, Receipt, verify_receipt
+        from ..private.slip import TransactionSlip
+
+        key = (chain_id, slip_id)
+        if key in self._slips:
+            return self._slips[key]
+        chain = self.chains[chain_id]
+        receipt = Receipt.from_json(receipt_json) if receipt_json else HospitalClient(chain.api_urls).receipt(_hex(slip_id))
+        if receipt is None:
+            raise SharingError(f"slip {_hex(slip_id)} is not committed on {chain.name}")
+        verify_receipt(receipt, self.ledger(chain_id))
+        slip = TransactionSlip.from_bytes(receipt.payload)
+        if receipt.slip_id != slip_id or slip.slip_id(chain.domain) != slip_id:
+            raise IntegrityError(f"{chain.name} returned another slip for {_hex(slip_id)}")
+        owned = OwnedSlip(chain, slip_id, receipt.height, slip)
+        self._slips[key] = owned
+        return owned
+
+    def consortium_items(self, patient: bytes) -> list[dict[str, Any]]:
+        for url in self.consortium_nodes:
+            try:
+                resp = requests.get(f"{url}/v1/items?patient={_hex(patient)}", timeout=10)
+            except requests.RequestException:
+                continue
+            if resp.status_code == 200:
+                return resp.json().get("items", [])
+        raise SharingError("no consortium node answered")
+
+    def proxy_infos(self) -> list[ProxyInfo | None]:
+        """Each proxy's verified info, None for a proxy that does not answer."""
+        out = []
+        for p in self.proxies:
+            try:
+                out.append(p.info(self.policy))
+            except ProxyRefused:
+                out.append(None)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the patient
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _OwnRecord:
+    owned: OwnedSlip
+    address: str
+    keyword_set_hash: bytes
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """Keys issued for one grantee: records and how many proxies took each."""
+
+    grantee: bytes
+    epoch: int
+    records: tuple[bytes, ...]
+    proxies: int
+
+
+class PatientClient:
+    """The patient's side: policy on chain, trapdoors, and kfrags for the proxies."""
+
+    def __init__(self, keys: Any, directory: Directory):
+        self.secrets: PatientSecrets = keys.secrets
+        self.account = keys.account
+        self.id: bytes = keys.participant.id
+        self.directory = directory
+        self.policy = directory.policy
+        self._own: dict[bytes, _OwnRecord] = {}
+        self._issued: dict[bytes, set[bytes]] = {}
+
+    # -- records --------------------------------------------------------------------------------
+
+    def records(self) -> dict[bytes, _OwnRecord]:
+        """This patient's committed records, from the consortium index, each slip proven on its chain."""
+        for item in self.directory.consortium_items(self.id):
+            rid = _b(item["slip_id"])
+            if rid not in self._own:
+                self._own[rid] = self._open(self.directory.proven_slip(int(item["chain_id"]), rid))
+        return self._own
+
+    def _open(self, owned: OwnedSlip) -> _OwnRecord:
+        domain = owned.chain.domain
+        address = decrypt_storage_address(owned.record, self.secrets, domain=domain)
+        payload = open_record(owned.record, self.directory.store().cat(address), self.secrets, domain=domain)
+        return _OwnRecord(owned, address, keyword_set_hash(payload.keywords), payload.keywords)
+
+    def record_ids(self, *, keyword: str | None = None) -> list[bytes]:
+        """Record IDs (optionally those carrying ``keyword``), oldest first."""
+        from ..crypto import normalize_keyword
+
+        recs = sorted(self.records().items(), key=lambda kv: kv[1].owned.slip.timestamp)
+        if keyword is None:
+            return [rid for rid, _ in recs]
+        canon = normalize_keyword(keyword)
+        return [rid for rid, r in recs if canon in r.keywords]
+
+    # -- trapdoors ------------------------------------------------------------------------------
+
+    def trapdoor(self, keyword: str) -> bytes:
+        """T_w for the doctor (Algorithm 3 step 1)."""
+        return self.secrets.trapdoor(keyword).to_bytes()
+
+    def trapdoors(self, *keywords: str) -> list[bytes]:
+        return [self.trapdoor(k) for k in keywords]
+
+    # -- policy -----------------------------------------------------------------------------------
+
+    def grant(self, grantee: Who, *, records: Sequence[bytes] | None = None, duration: int = 3600,
+              actions: int = Action.READ, issue: bool = True) -> dict[str, Any]:
+        """Grant on chain (all records, or the listed ones), then issue the proxies their keys."""
+        gid = self.policy.resolve(grantee)
+        if records is None:
+            receipt = self.policy.grant(self.account, gid, actions=actions, duration=duration)
+        else:
+            receipt = self.policy.grant_records(self.account, gid, list(records), actions=actions, duration=duration)
+        issued = self.issue_keys(gid, list(records) if records is not None else self.record_ids()) if issue else None
+        return {"receipt": receipt, "gas": receipt["gasUsed"], "issued": issued}
+
+    def pending_requests(self) -> list[AccessRequest]:
+        """Requests addressed to this patient still awaiting a decision."""
+        logs = self.policy._logs("AccessRequested", {"patient": self.id}, 0)  # noqa: SLF001
+        now = self.policy.now()
+        reqs = [self.policy.request(log["args"]["requestId"], reason=log["args"]["reason"]) for log in logs]
+        return [r for r in reqs if r.state_at(now) is RequestState.REQUESTED]
+
+    def approve(self, request_id: int, *, issue: bool = True) -> dict[str, Any]:
+        """Approve a doctor's request on chain and issue the keys its scope covers."""
+        req = self.policy.request(request_id)
+        receipt = self.policy.approve_request(self.account, request_id)
+        issued = None
+        if issue:
+            if req.scope is Scope.RECORD:
+                rids = [req.target]
+            elif req.scope is Scope.KEYWORD_SET:
+                rids = [rid for rid, r in self.records().items() if r.keyword_set_hash == req.target]
+            else:
+                rids = self.record_ids()
+            issued = self.issue_keys(req.requester, rids)
+        return {"receipt": receipt, "gas": receipt["gasUsed"], "issued": issued, "request": req}
+
+    def reject(self, request_id: int, reason: str) -> dict[str, Any]:
+        return self.policy.reject_request(self.account, request_id, reason)
+
+    def revoke(self, grantee: Who, *, record: bytes | None = None, reissue: bool = True) -> dict[str, Any]:
+        """Revoke one record's grant (or all of the grantee's); the epoch moves, so the keys of the
+        grantee's other records still granted are re-issued for the new epoch (unless ``reissue=False``)."""
+        gid = self.policy.resolve(grantee)
+        if record is None:
+            receipt = self.policy.revoke_all(self.account, gid)
+        else:
+            receipt = self.policy.revoke(self.account, gid, scope=Scope.RECORD, target=record)
+        reissued = None
+        if reissue:
+            still = [rid for rid in sorted(self._issued.get(gid, ())) if rid != record]
+            if record is None:
+                still = []
+            if still:
+                decisions = self.policy.check_access_many(
+                    self.id, gid, [(rid, self._own[rid].keyword_set_hash) for rid in still], Action.READ)
+                still = [rid for rid, d in zip(still, decisions) if d.allowed]
+            reissued = self.issue_keys(gid, still) if still else None
+        if record is None:
+            self._issued.pop(gid, None)
+        else:
+            self._issued.get(gid, set()).discard(record)
+        return {"receipt": receipt, "gas": receipt["gasUsed"], "reissued": reissued}
+
+    def serve_emergencies(self) -> list[int]:
+        """Issue keys for every record to each grantee of an active emergency access (the patient's
+        client does this when notified; the proxies still check the emergency window on chain)."""
+        logs = self.policy._logs("EmergencyAccessActivated", {"patient": self.id}, 0)  # noqa: SLF001
+        now = self.policy.now()
+        served = []
+        for log in logs:
+            a = log["args"]
+            if a["activatedAt"] <= now < a["expiresAt"]:
+                self.issue_keys(bytes(a["grantee"]), self.record_ids())
+                served.append(a["emergencyId"])
+        return served
+
+    def audit_trail(self, *, record: bytes | None = None) -> list[AccessEvent]:
+        """Every re-encryption of this patient's records, oldest first (one event per proxy)."""
+        return self.policy.audit_trail(patient=self.id, record_id=record)
+
+    # -- Algorithm 3 step 3: kfrags and addresses for the proxies -----------------------------------
+
+    def issue_keys(self, grantee: Who, record_ids: Iterable[bytes]) -> Issued:
+        """One kfrag per proxy (m-of-n) per record, with the address encrypted to each proxy."""
+        gid = self.policy.resolve(grantee)
+        rids = list(record_ids)
+        infos = self.directory.proxy_infos()
+        live = [(i, p, info) for i, (p, info) in enumerate(zip(self.directory.proxies, infos)) if info is not None]
+        m, n = self.directory.threshold, len(self.directory.proxies)
+        if len(live) < m:
+            raise ThresholdNotMet(f"only {len(live)} of {n} proxies answer; {m} are needed to share")
+        epoch = self.policy.epoch(self.id, gid)
+        grantee_pk = self.directory.pre_key(gid)
+        own = self.records() if any(r not in self._own for r in rids) else self._own
+        jobs = []
+        for rid in rids:
+            rec = own.get(rid)
+            if rec is None:
+                raise SharingError(f"record {_hex(rid)} is not one of this patient's committed records")
+            kfrags = make_record_kfrags(self.secrets, rid, grantee_pk, m, n)
+            for i, proxy, info in live:
+                jobs.append((proxy, self._deposit_doc(info, gid, rec, epoch, bytes(kfrags[i]))))
+        results = list(self.directory.pool.map(lambda job: _try(job[0].deposit, job[1]), jobs))
+        per_record = len(live)
+        failures = [r for r in results if isinstance(r, ProxyRefused)]
+        for k, rid in enumerate(rids):
+            ok = sum(1 for r in results[k * per_record:(k + 1) * per_record] if not isinstance(r, ProxyRefused))
+            if ok < m:
+                raise ThresholdNotMet(f"record {_hex(rid)}: only {ok} proxies took their key share ({m} needed)",
+                                      failures)
+        self._issued.setdefault(gid, set()).update(rids)
+        return Issued(gid, epoch, tuple(rids), per_record)
+
+    def _deposit_doc(self, info: ProxyInfo, grantee: bytes, rec: _OwnRecord, epoch: int,
+                     kfrag: bytes) -> dict[str, Any]:
+        encrypted = pre_encrypt(info.pre_key, rec.address.encode()).to_bytes()
+        ts = int(time.time())
+        chain_id = rec.owned.chain.chain_id
+        digest = deposit_digest(info.address, self.id, grantee, rec.owned.slip_id, chain_id, epoch,
+                                rec.keyword_set_hash, kfrag, encrypted, ts)
+        return {"patient": _hex(self.id), "grantee": _hex(grantee), "record_id": _hex(rec.owned.slip_id),
+                "chain_id": chain_id, "epoch": epoch, "keyword_set_hash": _hex(rec.keyword_set_hash),
+                "kfrag": _hex(kfrag), "encrypted_address": _hex(encrypted), "timestamp": ts,
+                "signature": _hex(self.secrets.signer.sign_digest(digest))}
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except ProxyRefused as exc:
+        return exc
+
+
+# ---------------------------------------------------------------------------------------------
+# the doctor
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """A slip the proxies found for a search, proven against its private chain."""
+
+    chain_id: int
+    chain: str
+    block_height: int
+    slip_id: bytes
+    consortium_height: int
+    owned: OwnedSlip
+
+
+@dataclass(frozen=True)
+class SharedRecord:
+    """One decrypted record (M_i) with where it came from and the on-chain audit of its re-encryption."""
+
+    record_id: bytes
+    chain: str
+    chain_id: int
+    timestamp: int
+    record_type: str
+    text: str
+    doctor: str  # the signing doctor's address
+    payload: HmiPayload = field(repr=False)
+    audits: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def hmi(self) -> Any:
+        return self.payload.hmi_json()
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return self.payload.keywords
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """M = Combine(M_1 … M_n): a patient's records from every chain, oldest first."""
+
+    entries: tuple[SharedRecord, ...]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def lines(self, names: dict[str, str] | None = None) -> list[str]:
+        names = names or {}
+        out = []
+        for e in self.entries:
+            when = datetime.fromtimestamp(e.timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            out.append(f"{when} [{e.chain}] {e.record_type} by {names.get(e.doctor, e.doctor)}: {e.text} "
+                       f"({', '.join(e.keywords)})")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def combine(records: Iterable[SharedRecord]) -> Timeline:
+    """Algorithm 3 step 6: one timeline, sorted by the records' time (then chain and id), duplicates dropped."""
+    unique = {r.record_id: r for r in records}
+    return Timeline(tuple(sorted(unique.values(), key=lambda r: (r.timestamp, r.chain_id, r.record_id))))
+
+
+class DoctorClient:
+    """The data user's side: requests, search through a proxy, threshold decryption, combination."""
+
+    def __init__(self, keys: Any, directory: Directory):
+        self.secrets: PatientSecrets = keys.secrets
+        self.account = keys.account
+        self.id: bytes = keys.participant.id
+        self.directory = directory
+        self.policy = directory.policy
+
+    # -- asking ---------------------------------------------------------------------------------
+
+    def request_access(self, patient: Who, *, record: bytes | None = None, duration: int = 3600,
+                       reason: str = "") -> AccessRequest:
+        """Ask the patient for read access to one record (or all of them)."""
+        if record is None:
+            return self.policy.request_access(self.account, patient, duration=duration, reason=reason)
+        return self.policy.request_access(self.account, patient, scope=Scope.RECORD, target=record,
+                                          duration=duration, reason=reason)
+
+    def request_emergency(self, patient: Who, *, duration: int, reason: str) -> EmergencyAccess:
+        return self.policy.request_emergency(self.account, patient, duration, reason)
+
+    # -- Algorithm 3 step 2: search ---------------------------------------------------------------
+
+    def search(self, patient: Who, trapdoors: Sequence[bytes]) -> list[Match]:
+        """Ask the proxies in turn (the first that answers) for the slips matching every trapdoor."""
+        pid = self.policy.resolve(patient)
+        last: ProxyRefused | None = None
+        for proxy in self.directory.proxies:
+            try:
+                found = proxy.search(pid, trapdoors)
+            except ProxyRefused as exc:
+                if exc.code is not Refusal.UNAVAILABLE:
+                    raise
+                last = exc
+                continue
+            out = []
+            for m in found:
+                owned = self.directory.proven_slip(int(m["chain_id"]), _b(m["slip_id"]), m["receipt"])
+                if owned.slip.patient_id != pid:
+                    raise IntegrityError(f"proxy {proxy.name} returned a slip of another patient")
+                out.append(Match(owned.chain.chain_id, owned.chain.name, owned.height, owned.slip_id,
+                                 int(m["consortium_height"]), owned))
+            return out
+        raise ThresholdNotMet(f"no proxy answered the search ({last})", [last] if last else [])
+
+    # -- Algorithm 3 steps 4-5: re-encryption and decryption ---------------------------------------
+
+    def read_record(self, patient: Who, match: Match | tuple[int, bytes], *, action: int = Action.READ,
+                    proxies: Sequence[ProxyClient] | None = None) -> SharedRecord:
+        """Collect ≥ m verified capsule fragments for one record and decrypt it.
+
+        Asks m proxies in parallel (those not seen failing recently first) and the others only if
+        fewer than m valid fragments came back, so one proxy down still serves.
+        """
+        pid = self.policy.resolve(patient) if not isinstance(patient, bytes) else patient
+        owned = match.owned if isinstance(match, Match) else self.directory.proven_slip(*match)
+        record = owned.record
+        m = self.directory.threshold
+        pending = self.directory.preferred(list(proxies if proxies is not None else self.directory.proxies))
+        refusals: list[ProxyRefused] = []
+        cfrags: list[Any] = []
+        audits: list[dict[str, Any]] = []
+        blob = ciphertext = None
+        while len(cfrags) < m and pending:
+            batch, pending = pending[:m - len(cfrags)], pending[m - len(cfrags):]
+            answers = list(self.directory.pool.map(lambda p: self._ask(p, pid, owned, action), batch))
+            for proxy, a in zip(batch, answers):
+                if isinstance(a, ProxyRefused):
+                    self.directory.note(proxy, ok=a.code is not Refusal.UNAVAILABLE)
+                    refusals.append(a)
+                    continue
+                self.directory.note(proxy, ok=True)
+                if ciphertext is None:
+                    candidate = _b(a["blob"])
+                    if keccak(candidate) != record.record_ciphertext_hash:
+                        refusals.append(ProxyRefused(Refusal.INTEGRITY, "returned a ciphertext other than the one "
+                                                     "the patient confirmed", proxy=proxy.name))
+                        continue
+                    blob, ciphertext = candidate, record.load_ciphertext(candidate)
+                try:
+                    cfrags.append(load_cfrag(_b(a["cfrag"]), capsule=ciphertext.capsule,
+                                             verifying_pk=record.kfrag_verifying_key, delegating_pk=record.record_key,
+                                             receiving_pk=self.secrets.public_keys.pre_key))
+                    audits.append(a["audit"])
+                except (CapsuleFragVerificationError, MalformedDataError) as exc:
+                    refusals.append(ProxyRefused(Refusal.INTEGRITY, f"invalid capsule fragment: {exc}",
+                                                 proxy=proxy.name))
+            if refusals and all(r.code not in (Refusal.UNAVAILABLE, Refusal.NO_KEY, Refusal.INTEGRITY)
+                                for r in refusals) and not cfrags:
+                break  # the policy said no: the other proxies read the same chain
+        if len(cfrags) < m:
+            _raise_refusal(refusals, len(cfrags), m, owned)
+        payload = open_shared_record(record, blob, receiving_sk=self.secrets.identity_secret_key, cfrags=cfrags[:m])
+        h = record.header
+        return SharedRecord(owned.slip_id, owned.chain.name, owned.chain.chain_id, h.timestamp, h.record_type,
+                            h.text, h.doctor, payload, tuple(audits))
+
+    def _ask(self, proxy: ProxyClient, patient: bytes, owned: OwnedSlip, action: int) -> dict[str, Any] | ProxyRefused:
+        try:
+            return proxy.reencrypt(self._read_doc(proxy.info(), patient, owned, action))
+        except ProxyRefused as exc:
+            return exc
+
+    def _read_doc(self, info: ProxyInfo, patient: bytes, owned: OwnedSlip, action: int) -> dict[str, Any]:
+        ts, nonce = int(time.time()), _secrets.token_bytes(16)
+        digest = read_digest(info.address, patient, self.id, owned.slip_id, owned.chain.chain_id, action, ts, nonce)
+        return {"patient": _hex(patient), "grantee": _hex(self.id), "record_id": _hex(owned.slip_id),
+                "chain_id": owned.chain.chain_id, "action": int(action), "timestamp": ts, "nonce": _hex(nonce),
+                "signature": _hex(self.secrets.signer.sign_digest(digest))}
+
+    def read(self, patient: Who, trapdoors: Sequence[bytes]) -> list[SharedRecord]:
+        """Search, then read every match (Algorithm 3 steps 2-5)."""
+        return [self.read_record(patient, m) for m in self.search(patient, trapdoors)]
+
+    def history(self, patient: Who, trapdoors: Sequence[bytes]) -> Timeline:
+        """Search, read and combine (Algorithm 3 whole)."""
+        return combine(self.read(patient, trapdoors))
+
+
+def _raise_refusal(refusals: list[ProxyRefused], got: int, m: int, owned: OwnedSlip) -> None:
+    """Raise the policy's refusal if the proxies gave one, else ThresholdNotMet."""
+    decisive = [r for r in refusals if r.code is not Refusal.UNAVAILABLE]
+    if decisive:
+        code, _ = Counter(r.code for r in decisive).most_common(1)[0]
+        first = next(r for r in decisive if r.code is code)
+        first.refusals = tuple(refusals)  # type: ignore[attr-defined]
+        raise first
+    raise ThresholdNotMet(f"record {_hex(owned.slip_id)} on {owned.chain.name}: {got} valid capsule fragment(s), "
+                          f"{m} needed ({'; '.join(str(r) for r in refusals) or 'no proxy answered'})", refusals)
+
+
+__all__ = [
+    "Directory", "DoctorClient", "Issued", "Match", "OwnedSlip", "PatientClient", "ProxyClient", "ProxyInfo",
+    "SharedRecord", "SharingError", "ThresholdNotMet", "Timeline", "combine",
+]

@@ -1,0 +1,1015 @@
+"""The re-encryption proxy run by each health-authority center (paper Algorithm 3, design §3 step 5, §5).
+
+``python -m mbds_py.sharing.proxy --config F --port P`` (``mbds proxy run``); the
+proxy's key set (account + Umbral + PEKS, :class:`~mbds_py.crypto.PatientSecrets`)
+comes only from the environment variable ``MBDS_PROXY_KEY`` (hex of ``to_bytes()``).
+
+What one proxy does:
+
+* **search** (``POST /v1/search``) — the doctor hands over the patient (ID or
+  account address) and one or more PEKS trapdoors the patient issued; the
+  proxy tests that patient's summary items from a consortium node (a
+  conjunctive query: every trapdoor must match one of an item's keywords),
+  proves each hit's item against the header committed in ``ConsortiumIndex``,
+  fetches the slip from the private chain's replicas and proves it against the
+  ``SlipLedger`` root (``verify_receipt``), then checks the slip *is* the item
+  (patient, H(M), keyword ciphertexts, height).  It returns the slips'
+  locations and receipts.
+* **key custody** (``POST /v1/kfrags``) — the patient deposits, for one
+  (record, grantee, revocation epoch), this proxy's share of the m-of-n Umbral
+  kfrags and the record's storage address encrypted to the proxy's PRE key
+  (Algorithm 3 step 3).  The deposit is signed by the patient's account and
+  the kfrag is verified against the record key and kfrag-verifying key the
+  patient signed into the slip, and the grantee's registered PRE key.
+* **re-encryption** (``POST /v1/reencrypt``) — a doctor-signed request for one
+  record.  Before **every** re-encryption: abnormal-rate check (a requester far
+  above its normal rate is suspended on chain), ``checkAccess`` on chain
+  (window, action, scope, suspension) and the key's epoch must be the current
+  one; then C_M is fetched from storage and checked against the slip's hash,
+  the capsule is re-encrypted and the access is recorded on chain
+  (``recordAccess`` re-checks atomically and reverts if not allowed); only then
+  does the capsule fragment leave the proxy.
+* **revocation** — a watcher follows ``AccessRevoked`` / ``AllAccessRevoked``
+  and deletes the kfrags the revoke covers; keys of the pair's other records
+  become stale (older epoch) and are refused until the patient re-issues them.
+
+One proxy alone cannot open anything: it holds one kfrag of an m-of-n split
+(default 2-of-3) and never sees the plaintext.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Sequence
+
+import requests
+
+from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
+from ..crypto._hash import keccak256 as keccak
+from ..crypto.errors import CiphertextMismatchError
+from ..crypto.pre import UmbralCiphertext
+from ..crypto.signing import Eip712Domain, recover_address
+from ..errors import ConfigError, CryptoError, IntegrityError, MBDSError, PolicyDenied, StorageError
+from .policy import ZERO32, Action, Reason, Scope
+
+log = logging.getLogger("mbds.proxy")
+
+PROXY_KEY_ENV = "MBDS_PROXY_KEY"
+MARKER = "mbds_py.sharing.proxy"
+DEFAULT_THRESHOLD = 2
+MAX_BODY = 4 * 1024 * 1024
+
+# Domain tags of what proxies and their clients sign (each digest names the proxy it is for).
+TAG_INFO = b"MBDS proxy info v1"
+TAG_DEPOSIT = b"MBDS proxy kfrag deposit v1"
+TAG_READ = b"MBDS proxy re-encryption request v1"
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals
+# ---------------------------------------------------------------------------------------------
+
+
+class Refusal(str, Enum):
+    """Why a proxy refused; the policy reasons keep the names of :class:`Reason`."""
+
+    NO_GRANT = "no-grant"
+    NOT_YET_VALID = "not-yet-valid"
+    EXPIRED = "expired"
+    ACTION_NOT_ALLOWED = "action-not-allowed"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    OUT_OF_SCOPE = "out-of-scope"
+    STALE_EPOCH = "stale-epoch"  # the key held is for an older revocation epoch
+    NO_KEY = "no-key"  # allowed on chain, but the patient has not deposited a key with this proxy
+    INTEGRITY = "integrity"  # stored ciphertext or slip does not match what was confirmed
+    UNAUTHENTICATED = "unauthenticated"
+    BAD_REQUEST = "bad-request"
+    UNAVAILABLE = "unavailable"  # chain, storage or replicas did not answer
+
+    @classmethod
+    def of(cls, reason: Reason) -> "Refusal":
+        return _BY_REASON[Reason(reason)]
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP.get(self, 403)
+
+
+_BY_REASON = {
+    Reason.NO_GRANT: Refusal.NO_GRANT, Reason.NOT_YET_VALID: Refusal.NOT_YET_VALID, Reason.EXPIRED: Refusal.EXPIRED,
+    Reason.ACTION_NOT_ALLOWED: Refusal.ACTION_NOT_ALLOWED, Reason.REVOKED: Refusal.REVOKED,
+    Reason.GRANTEE_SUSPENDED: Refusal.SUSPENDED, Reason.OUT_OF_SCOPE: Refusal.OUT_OF_SCOPE,
+}
+_HTTP = {Refusal.STALE_EPOCH: 409, Refusal.NO_KEY: 409, Refusal.INTEGRITY: 422, Refusal.UNAUTHENTICATED: 401,
+         Refusal.BAD_REQUEST: 400, Refusal.UNAVAILABLE: 503}
+_HINTS = {
+    Refusal.STALE_EPOCH: "the key this proxy holds is for an older revocation epoch; the patient must re-issue it",
+    Refusal.NO_KEY: "the patient has not deposited a re-encryption key for this record and grantee here",
+    Refusal.INTEGRITY: "the stored ciphertext or slip does not match what the patient confirmed",
+}
+
+
+class ProxyRefused(PolicyDenied):
+    """A proxy refused a request; ``code`` is the :class:`Refusal`, ``proxy`` who refused."""
+
+    def __init__(self, code: Refusal | str, message: str = "", *, proxy: str = ""):
+        self.code = Refusal(code)
+        self.proxy = proxy
+        hint = _HINTS.get(self.code) or next((r.message for r, c in _BY_REASON.items() if c is self.code), "")
+        text = message or hint or self.code.value
+        super().__init__(f"{'proxy ' + proxy + ': ' if proxy else ''}refused ({self.code.value}): {text}")
+
+    @property
+    def reason(self) -> Reason | None:
+        """The policy reason, when the refusal is the policy's."""
+        return next((r for r, c in _BY_REASON.items() if c is self.code), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": str(self), "code": self.code.value}
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration (no secrets)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainRef:
+    """A private chain as a proxy (or client) reaches it: replica APIs and the SlipLedger it anchors in."""
+
+    name: str
+    chain_id: int
+    rpc_url: str
+    slip_ledger: str
+    api_urls: tuple[str, ...]
+
+    @property
+    def domain(self) -> Eip712Domain:
+        """EIP-712 domain of the records on this chain (record id = slip id)."""
+        return Eip712Domain(self.chain_id, self.slip_ledger)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """One authority center's proxy."""
+
+    name: str  # the authority running it, e.g. "nha"
+    consortium_rpc: str
+    access_policy: str
+    consortium_index: str
+    consortium_nodes: tuple[str, ...]
+    private_chains: tuple[ChainRef, ...]
+    storage: tuple[str, ...]
+    storage_replicas: int = 1
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: str = ".mbds/proxies"
+    rate_limit: int = 60  # re-encryptions per requester per window before suspension
+    rate_window: float = 60.0
+    watch_interval: float = 0.5
+    request_skew: float = 300.0  # seconds a signed request stays valid
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ProxyConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+            raw["private_chains"] = tuple(ChainRef(**{**c, "api_urls": tuple(c["api_urls"])})
+                                          for c in raw["private_chains"])
+            raw["consortium_nodes"] = tuple(raw["consortium_nodes"])
+            raw["storage"] = tuple(raw["storage"])
+            return cls(**raw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"bad proxy configuration: {exc}", path=str(path)) from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# what is signed (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def _u64(v: int) -> bytes:
+    return int(v).to_bytes(8, "big")
+
+
+def _addr(address: str) -> bytes:
+    return bytes.fromhex(address[2:])
+
+
+def info_digest(proxy: str, name: str, pre_key: bytes) -> bytes:
+    """What a proxy signs to bind its PRE key to its (on-chain registered) account."""
+    return keccak(TAG_INFO + _addr(proxy) + pre_key + name.encode())
+
+
+def deposit_digest(proxy: str, patient: bytes, grantee: bytes, record_id: bytes, chain_id: int, epoch: int,
+                   keyword_set_hash: bytes, kfrag: bytes, encrypted_address: bytes, timestamp: int) -> bytes:
+    """What the patient signs when depositing a kfrag with ``proxy``."""
+    return keccak(TAG_DEPOSIT + _addr(proxy) + patient + grantee + record_id + _u64(chain_id) + _u64(epoch)
+                  + keyword_set_hash + keccak(kfrag) + keccak(encrypted_address) + _u64(timestamp))
+
+
+def read_digest(proxy: str, patient: bytes, grantee: bytes, record_id: bytes, chain_id: int, action: int,
+                timestamp: int, nonce: bytes) -> bytes:
+    """What the grantee signs to ask ``proxy`` for one re-encryption."""
+    return keccak(TAG_READ + _addr(proxy) + patient + grantee + record_id + _u64(chain_id) + bytes([int(action)])
+                  + _u64(timestamp) + nonce)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + bytes(b).hex()
+
+
+def _unhex(text: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(text, str):
+        raise ProxyRefused(Refusal.BAD_REQUEST, f"{what}: expected a 0x-hex string")
+    try:
+        raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raise ProxyRefused(Refusal.BAD_REQUEST, f"{what}: not hex") from None
+    if size is not None and len(raw) != size:
+        raise ProxyRefused(Refusal.BAD_REQUEST, f"{what}: expected {size} bytes, got {len(raw)}")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# key custody (SQLite, survives restarts)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldKey:
+    patient: bytes
+    grantee: bytes
+    record_id: bytes
+    epoch: int
+    chain_id: int
+    kfrag: bytes
+    encrypted_address: bytes
+    keyword_set_hash: bytes
+
+
+class KeyStore:
+    """kfrags by (patient, grantee, record, epoch); the last seen chain block for the revocation watcher."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS kfrag (patient BLOB, grantee BLOB, record BLOB, epoch INTEGER, "
+                        "chain_id INTEGER, kfrag BLOB, address BLOB, kwhash BLOB, "
+                        "PRIMARY KEY (patient, grantee, record, epoch))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+        self.lock = threading.Lock()
+
+    def put(self, k: HeldKey) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO kfrag VALUES (?,?,?,?,?,?,?,?)",
+                            (k.patient, k.grantee, k.record_id, k.epoch, k.chain_id, k.kfrag, k.encrypted_address,
+                             k.keyword_set_hash))
+            self.db.execute("DELETE FROM kfrag WHERE patient=? AND grantee=? AND record=? AND epoch<?",
+                            (k.patient, k.grantee, k.record_id, k.epoch))
+
+    def newest(self, patient: bytes, grantee: bytes, record_id: bytes) -> HeldKey | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM kfrag WHERE patient=? AND grantee=? AND record=? "
+                                  "ORDER BY epoch DESC LIMIT 1", (patient, grantee, record_id)).fetchone()
+        return None if row is None else HeldKey(*row[:3], row[3], row[4], row[5], row[6], row[7])
+
+    def delete(self, patient: bytes, grantee: bytes, *, record_id: bytes | None = None,
+               keyword_set_hash: bytes | None = None) -> int:
+        sql, args = "DELETE FROM kfrag WHERE patient=? AND grantee=?", [patient, grantee]
+        if record_id is not None:
+            sql, args = sql + " AND record=?", args + [record_id]
+        if keyword_set_hash is not None:
+            sql, args = sql + " AND kwhash=?", args + [keyword_set_hash]
+        with self.lock:
+            return self.db.execute(sql, args).rowcount
+
+    def count(self) -> int:
+        with self.lock:
+            return self.db.execute("SELECT COUNT(*) FROM kfrag").fetchone()[0]
+
+    def get_meta(self, key: str, default: int = 0) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def set_meta(self, key: str, value: int) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, int(value)))
+
+
+# ---------------------------------------------------------------------------------------------
+# abnormal-access detection (pure; the clock is passed in)
+# ---------------------------------------------------------------------------------------------
+
+
+class RateMonitor:
+    """Re-encryptions per requester in a sliding window; over ``limit`` is abnormal (paper: access times)."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self._seen: dict[bytes, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, requester: bytes, now: float) -> int:
+        """Count one access; returns the count in the window (including this one)."""
+        with self._lock:
+            q = self._seen.setdefault(requester, deque())
+            q.append(now)
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            return len(q)
+
+    def abnormal(self, count: int) -> bool:
+        return count > self.limit
+
+    def forget_before(self, requester: bytes, t: float) -> int:
+        """Drop the hits before ``t`` (e.g. those a suspension already answered); returns the count left."""
+        with self._lock:
+            q = self._seen.get(requester, deque())
+            while q and q[0] < t:
+                q.popleft()
+            return len(q)
+
+    def reset(self, requester: bytes) -> None:
+        with self._lock:
+            self._seen.pop(requester, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the service
+# ---------------------------------------------------------------------------------------------
+
+
+class AuditSender:
+    """Sends the proxy's ``recordAccess`` transactions over raw JSON-RPC, with its own nonce.
+
+    The hot path of every re-encryption: no gas estimation (the transaction
+    itself re-checks the policy and reverts if the access is not allowed, which
+    keeps check and audit atomic), a cached gas price, one ``eth_sendRawTransaction``
+    and a receipt poll.  A reverted transaction is replayed as ``eth_call`` to
+    decode the contract's custom error.
+    """
+
+    GAS = 250_000
+    AUDIT_TYPES = ("uint8", "uint8", "uint64", "address", "uint48")  # AccessRecorded's unindexed fields
+
+    def __init__(self, policy: Any, account: Any):
+        from eth_utils import event_signature_to_log_topic
+
+        self.policy = policy
+        self.account = account
+        self.provider = policy.client.w3.provider
+        self.chain_id = policy.client.chain_id
+        self.topic = event_signature_to_log_topic("AccessRecorded(bytes32,bytes32,bytes32,uint8,uint8,uint64,address,uint48)")
+        self._nonce: int | None = None
+        self._gas_price: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        resp = self.provider.make_request(method, params)
+        if "error" in resp:
+            raise MBDSError(f"{method}: {resp['error']}")
+        return resp["result"]
+
+    def _price(self) -> int:
+        now = time.monotonic()
+        if self._gas_price is None or now - self._gas_price[0] > 5.0:
+            self._gas_price = (now, 2 * int(self._rpc("eth_gasPrice", []), 16) + 1)
+        return self._gas_price[1]
+
+    def record_access(self, patient: bytes, grantee: bytes, record_id: bytes, keyword_set_hash: bytes, action: int,
+                      epoch: int) -> dict[str, Any]:
+        """Send ``recordAccess``; the decoded ``AccessRecorded`` or :class:`AccessPolicyRefusal`."""
+        from eth_abi import decode as abi_decode
+
+        data = self.policy._methods["recordAccess"].encode(  # noqa: SLF001 - the agent's precomputed selector
+            (patient, grantee, record_id, keyword_set_hash, action, epoch))
+        with self._lock:
+            for attempt in range(2):
+                if self._nonce is None:
+                    self._nonce = int(self._rpc("eth_getTransactionCount", [self.account.address, "pending"]), 16)
+                tx = {"to": self.policy.address, "data": data, "gas": self.GAS, "gasPrice": self._price(),
+                      "nonce": self._nonce, "chainId": self.chain_id, "value": 0}
+                raw = self.account.sign_transaction(tx).raw_transaction
+                try:
+                    tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+                except MBDSError:
+                    self._nonce, self._gas_price = None, None  # resynchronise and retry once
+                    if attempt:
+                        raise
+                    continue
+                self._nonce += 1
+                break
+        deadline = time.monotonic() + 30
+        receipt = None
+        while receipt is None:
+            receipt = self._rpc("eth_getTransactionReceipt", [tx_hash])
+            if receipt is None:
+                if time.monotonic() > deadline:
+                    raise MBDSError(f"recordAccess {tx_hash} not mined within 30 s")
+                time.sleep(0.002)
+        if int(receipt["status"], 16) != 1:
+            self._raise_revert(data, int(receipt["blockNumber"], 16))
+        for log_ in receipt["logs"]:
+            if log_["topics"] and bytes.fromhex(log_["topics"][0][2:]) == self.topic:
+                action_, basis, epoch_, proxy, at = abi_decode(list(self.AUDIT_TYPES), bytes.fromhex(log_["data"][2:]))
+                return {"tx": tx_hash, "block": int(receipt["blockNumber"], 16), "epoch": epoch_, "basis": basis,
+                        "proxy": self.account.address, "at": at}
+        raise MBDSError(f"recordAccess {tx_hash} emitted no AccessRecorded")
+
+    def _raise_revert(self, data: bytes, block: int) -> None:
+        from ..errors import ContractRevert
+        from .agent import AccessPolicyRefusal
+
+        resp = self.provider.make_request("eth_call", [{"from": self.account.address, "to": self.policy.address,
+                                                        "data": "0x" + data.hex()}, hex(block - 1)])
+        err = (resp.get("error") or {}).get("data")
+        if isinstance(err, str) and err.startswith("0x") and len(err) >= 10:
+            revert = self.policy.client.errors.decode(bytes.fromhex(err[2:]), "AccessPolicy")
+            if revert.error_name in ("AccessPolicyAccessDenied", "AccessPolicyStaleEpoch"):
+                raise AccessPolicyRefusal(revert)
+            raise revert
+        raise ContractRevert("AccessPolicy", "UnknownError", (), "recordAccess reverted")
+
+
+@dataclass
+class VerifiedSlip:
+    """A slip proven against its chain's SlipLedger root."""
+
+    chain: ChainRef
+    receipt_json: dict[str, Any]
+    slip: Any  # TransactionSlip
+    height: int
+
+
+class ProxyService:
+    """One proxy's state and its operations (the HTTP handler only parses and answers)."""
+
+    def __init__(self, config: ProxyConfig, keys: PatientSecrets):
+        from eth_account import Account
+
+        from ..chain.client import ChainClient
+        from ..chain.slip_ledger import SlipLedgerAgent
+        from ..consortium.agents import ConsortiumIndexAgent
+        from ..storage.client import KuboClient
+        from ..storage.replicated import ReplicatedStore
+        from .agent import AccessPolicyAgent
+
+        self.config = config
+        self.keys = keys
+        self.account = Account.from_key(keys.to_bytes()[6:38])  # the key set's account key (after the header)
+        if self.account.address != keys.address:
+            raise ConfigError("proxy key set: account key does not match its address")
+        self.client = ChainClient(config.consortium_rpc, name="consortium")
+        self.policy = AccessPolicyAgent(self.client, config.access_policy)
+        self.index = ConsortiumIndexAgent(self.client, config.consortium_index)
+        self.chains = {c.chain_id: c for c in config.private_chains}
+        self.ledgers = {c.chain_id: SlipLedgerAgent(ChainClient(c.rpc_url, name=c.name), c.slip_ledger)
+                        for c in config.private_chains}
+        replicas = max(1, min(config.storage_replicas, len(config.storage)))
+        self.store = ReplicatedStore([KuboClient(u) for u in config.storage], replicas=replicas)
+        self.keystore = KeyStore(Path(config.data_dir) / f"{config.name}.sqlite")
+        self.monitor = RateMonitor(config.rate_limit, config.rate_window)
+        self.session = requests.Session()
+        self.audit = AuditSender(self.policy, self.account)
+        self._kfrags: dict[tuple[bytes, bytes, bytes, int], Any] = {}  # verified kfrags by key
+        self._pre_keys: dict[bytes, tuple[float, bytes]] = {}
+        self._slips: dict[tuple[int, bytes], VerifiedSlip] = {}
+        self._headers: set[bytes] = set()
+        self._ids: dict[str, bytes] = {}
+        self._nonces: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.stats = {"searches": 0, "reencryptions": 0, "refusals": 0, "deposits": 0, "deleted": 0,
+                      "suspensions": 0}
+
+    # -- identity ----------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    @property
+    def pre_key(self) -> bytes:
+        return self.keys.public_keys.pre_key
+
+    def info(self) -> dict[str, Any]:
+        sig = self.keys.signer.sign_digest(info_digest(self.address, self.config.name, self.pre_key))
+        return {"name": self.config.name, "address": self.address, "pre_key": _hex(self.pre_key),
+                "signature": _hex(sig), "access_policy": self.policy.address}
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.config.name, "address": self.address, "keys": self.keystore.count(), **self.stats}
+
+    def _participant(self, address: str) -> bytes:
+        pid = self._ids.get(address)
+        if pid is None:
+            try:
+                pid = self.policy.resolve(address)
+            except LookupError as exc:
+                raise ProxyRefused(Refusal.UNAUTHENTICATED, str(exc)) from None
+            self._ids[address] = pid
+        return pid
+
+    def _resolve(self, who: Any, what: str) -> bytes:
+        if isinstance(who, str) and len(who) == 42:
+            try:
+                return self.policy.resolve(who)
+            except (LookupError, ValueError) as exc:
+                raise ProxyRefused(Refusal.BAD_REQUEST, f"{what}: {exc}") from None
+        return _unhex(who, what, 32)
+
+    def _fresh(self, timestamp: int, nonce: bytes) -> None:
+        now = time.time()
+        if abs(now - timestamp) > self.config.request_skew:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, "request timestamp is too far from the proxy's clock")
+        with self._lock:
+            for n, t in [(n, t) for n, t in self._nonces.items() if t < now - 2 * self.config.request_skew]:
+                del self._nonces[n]
+            if nonce in self._nonces:
+                raise ProxyRefused(Refusal.UNAUTHENTICATED, "replayed request (nonce already used)")
+            self._nonces[nonce] = now
+
+    # -- fetching and proving -----------------------------------------------------------------------
+
+    def verified_slip(self, chain_id: int, slip_id: bytes) -> VerifiedSlip:
+        """The slip from its chain's replicas, proven against SlipLedger (cached: committed slips never change)."""
+        from ..private.client import HospitalClient, NodeUnavailable, verify_receipt
+        from ..private.slip import TransactionSlip
+
+        key = (chain_id, slip_id)
+        hit = self._slips.get(key)
+        if hit is not None:
+            return hit
+        chain = self.chains.get(chain_id)
+        if chain is None:
+            raise ProxyRefused(Refusal.BAD_REQUEST, f"unknown private chain {chain_id}")
+        try:
+            receipt = HospitalClient(chain.api_urls, timeout=5).receipt(_hex(slip_id))
+        except (NodeUnavailable, MBDSError) as exc:
+            raise ProxyRefused(Refusal.UNAVAILABLE, f"{chain.name}: {exc}") from None
+        if receipt is None:
+            raise ProxyRefused(Refusal.BAD_REQUEST, f"slip {_hex(slip_id)} is not committed on {chain.name}")
+        try:
+            verify_receipt(receipt, self.ledgers[chain_id])
+            slip = TransactionSlip.from_bytes(receipt.payload)
+        except (IntegrityError, MBDSError) as exc:
+            raise ProxyRefused(Refusal.INTEGRITY, f"{chain.name}: {exc}") from None
+        if receipt.slip_id != slip_id or slip.slip_id(chain.domain) != slip_id:
+            raise ProxyRefused(Refusal.INTEGRITY, f"{chain.name} served another slip for {_hex(slip_id)}")
+        doc = {"slip_id": _hex(receipt.slip_id), "chain": receipt.chain, "height": receipt.height,
+               "header": _receipt_header(receipt), "proof": [_hex(p) for p in receipt.proof],
+               "payload": _hex(receipt.payload), "body_cid": receipt.body_cid, "anchor_tx": receipt.anchor_tx}
+        verified = VerifiedSlip(chain, doc, slip, receipt.height)
+        self._slips[key] = verified
+        return verified
+
+    def _verify_item(self, item: dict[str, Any]) -> None:
+        """The item's Merkle proof against a header committed in ConsortiumIndex."""
+        from ..consortium.blocks import BlockHeader
+        from ..consortium.merkle import verify
+
+        header = BlockHeader.decode(_unhex(item["header"], "header"))
+        if header.block_hash not in self._headers:
+            if self.index.header_hash_at(header.height) != header.block_hash:
+                raise ProxyRefused(Refusal.INTEGRITY, f"consortium header {header.height} is not committed on chain")
+            self._headers.add(header.block_hash)
+        if not verify([_unhex(p, "proof") for p in item["proof"]], header.merkle_root, _unhex(item["leaf"], "leaf")):
+            raise ProxyRefused(Refusal.INTEGRITY, f"item proof does not verify against consortium block "
+                                                  f"{header.height}")
+
+    def consortium_items(self, patient: bytes) -> list[dict[str, Any]]:
+        errors = []
+        for url in self.config.consortium_nodes:
+            try:
+                resp = self.session.get(f"{url}/v1/items?patient={_hex(patient)}", timeout=10)
+            except requests.RequestException as exc:
+                errors.append(f"{url}: {exc.__class__.__name__}")
+                continue
+            if resp.status_code == 200:
+                return resp.json().get("items", [])
+            errors.append(f"{url}: HTTP {resp.status_code}")
+        raise ProxyRefused(Refusal.UNAVAILABLE, f"no consortium node answered: {'; '.join(errors)}")
+
+    # -- Algorithm 3 step 2: search ------------------------------------------------------------------
+
+    def search(self, patient: bytes, trapdoors: Sequence[Trapdoor]) -> list[dict[str, Any]]:
+        """Slips of ``patient`` whose keywords match every trapdoor, each proven on both chains."""
+        if not trapdoors:
+            raise ProxyRefused(Refusal.BAD_REQUEST, "a search needs at least one trapdoor")
+        items = self.consortium_items(patient)
+        hits = match_items(items, trapdoors)
+        out, seen = [], set()
+        for i in hits:
+            item = items[i]
+            slip_id, chain_id = _unhex(item["slip_id"], "slip_id", 32), int(item["chain_id"])
+            if (chain_id, slip_id) in seen:
+                continue
+            self._verify_item(item)
+            v = self.verified_slip(chain_id, slip_id)
+            keywords = [c.to_bytes() for c in v.slip.encrypted_keywords]
+            if (v.slip.patient_id != patient or v.slip.hmi_hash != _unhex(item["hmi_hash"], "hmi_hash")
+                    or keywords != [_unhex(k, "keyword") for k in item["keywords"]]
+                    or v.height != int(item["block_height"])):
+                raise ProxyRefused(Refusal.INTEGRITY, f"consortium item of slip {_hex(slip_id)} does not match "
+                                                      f"the slip committed on {v.chain.name}")
+            seen.add((chain_id, slip_id))
+            out.append({"chain_id": chain_id, "chain": v.chain.name, "block_height": v.height,
+                        "slip_id": _hex(slip_id), "consortium_height": int(item["height"]), "receipt": v.receipt_json})
+        with self._lock:
+            self.stats["searches"] += 1
+        return out
+
+    # -- Algorithm 3 step 3: the patient's kfrags -----------------------------------------------------
+
+    def deposit(self, doc: dict[str, Any]) -> dict[str, Any]:
+        patient = _unhex(doc.get("patient"), "patient", 32)
+        grantee = _unhex(doc.get("grantee"), "grantee", 32)
+        record_id = _unhex(doc.get("record_id"), "record_id", 32)
+        chain_id, epoch, ts = int(doc.get("chain_id", -1)), int(doc.get("epoch", -1)), int(doc.get("timestamp", 0))
+        kw = _unhex(doc.get("keyword_set_hash", _hex(ZERO32)), "keyword_set_hash", 32)
+        kfrag_raw = _unhex(doc.get("kfrag"), "kfrag")
+        addr_ct = _unhex(doc.get("encrypted_address"), "encrypted_address")
+        sig = _unhex(doc.get("signature"), "signature", 65)
+        if epoch < 0:
+            raise ProxyRefused(Refusal.BAD_REQUEST, "epoch missing")
+        digest = deposit_digest(self.address, patient, grantee, record_id, chain_id, epoch, kw, kfrag_raw, addr_ct,
+                                ts)
+        self._fresh(ts, digest)
+        try:
+            signer = recover_address(digest, sig)
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, str(exc)) from None
+        if self._participant(signer) != patient:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, "the deposit is not signed by the patient")
+        v = self.verified_slip(chain_id, record_id)
+        if v.slip.patient_id != patient:
+            raise ProxyRefused(Refusal.BAD_REQUEST, "the record is not this patient's")
+        grantee_pre = self._pre_key_of(grantee)
+        held = HeldKey(patient, grantee, record_id, epoch, chain_id, kfrag_raw, addr_ct, kw)
+        try:
+            verified = load_kfrag(kfrag_raw, verifying_pk=v.slip.record.kfrag_verifying_key,
+                                  delegating_pk=v.slip.record.record_key, receiving_pk=grantee_pre)
+            UmbralCiphertext.from_bytes(addr_ct)
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.BAD_REQUEST, f"kfrag rejected: {exc}") from None
+        self.keystore.put(held)
+        self._kfrags[(patient, grantee, record_id, epoch)] = ((kfrag_raw, grantee_pre), verified)
+        with self._lock:
+            self.stats["deposits"] += 1
+        return {"stored": True, "epoch": epoch}
+
+    def _pre_key_of(self, participant: bytes) -> bytes:
+        """A participant's registered PRE key (re-read after 30 s: keys may rotate)."""
+        hit = self._pre_keys.get(participant)
+        if hit is None or time.monotonic() - hit[0] > 30.0:
+            raw = self.client.call(self.policy.registry.functions.participant(participant),
+                                   contract="IdentityRegistry")
+            hit = (time.monotonic(), bytes(raw[7]))
+            self._pre_keys[participant] = hit
+        return hit[1]
+
+    def _kfrag(self, held: HeldKey, record: Any) -> Any:
+        """The held kfrag as a VerifiedKeyFrag (verified once per key; re-verified if the grantee's key rotated)."""
+        key = (held.patient, held.grantee, held.record_id, held.epoch)
+        receiving = self._pre_key_of(held.grantee)
+        hit = self._kfrags.get(key)
+        if hit is not None and hit[0] == (held.kfrag, receiving):
+            return hit[1]
+        verified = load_kfrag(held.kfrag, verifying_pk=record.kfrag_verifying_key, delegating_pk=record.record_key,
+                              receiving_pk=receiving)
+        self._kfrags[key] = ((held.kfrag, receiving), verified)
+        return verified
+
+    # -- Algorithm 3 step 4: re-encryption -------------------------------------------------------------
+
+    def reencrypt(self, doc: dict[str, Any]) -> dict[str, Any]:
+        patient = _unhex(doc.get("patient"), "patient", 32)
+        grantee = _unhex(doc.get("grantee"), "grantee", 32)
+        record_id = _unhex(doc.get("record_id"), "record_id", 32)
+        chain_id, action, ts = int(doc.get("chain_id", -1)), int(doc.get("action", Action.READ)), int(doc.get("timestamp", 0))
+        nonce = _unhex(doc.get("nonce"), "nonce", 16)
+        sig = _unhex(doc.get("signature"), "signature", 65)
+        t0 = time.perf_counter()
+        marks: dict[str, float] = {}
+
+        def mark(name: str) -> None:
+            marks[name] = round((time.perf_counter() - t0) * 1000, 2)
+
+        digest = read_digest(self.address, patient, grantee, record_id, chain_id, action, ts, nonce)
+        try:
+            signer = recover_address(digest, sig)
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, str(exc)) from None
+        if self._participant(signer) != grantee:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, "the request is not signed by the grantee")
+        self._fresh(ts, nonce)
+        self._watch_rate(grantee)
+        mark("authenticated")
+
+        held = self.keystore.newest(patient, grantee, record_id)
+        kw = held.keyword_set_hash if held else ZERO32
+        decision = self.policy.check_access(patient, grantee, record_id, action, keyword_set_hash=kw)
+        mark("checked")
+        if not decision.allowed:
+            raise ProxyRefused(Refusal.of(decision.reason))
+        if held is None:
+            raise ProxyRefused(Refusal.NO_KEY)
+        if held.epoch != decision.epoch:
+            raise ProxyRefused(Refusal.STALE_EPOCH, f"key for epoch {held.epoch}, the policy is at epoch "
+                                                    f"{decision.epoch}; the patient must re-issue it")
+        v = self.verified_slip(held.chain_id, record_id)
+        record = v.slip.record
+        try:
+            address = pre_decrypt(self.keys.identity_secret_key, UmbralCiphertext.from_bytes(held.encrypted_address))
+            blob = self.store.cat(address.decode())
+            ciphertext = record.load_ciphertext(blob)
+            mark("fetched")
+        except CiphertextMismatchError as exc:
+            raise ProxyRefused(Refusal.INTEGRITY, str(exc)) from None
+        except (IntegrityError, CryptoError, UnicodeDecodeError, ValueError) as exc:
+            raise ProxyRefused(Refusal.INTEGRITY, f"stored record unusable: {exc}") from None
+        except StorageError as exc:
+            raise ProxyRefused(Refusal.UNAVAILABLE, f"storage: {exc}") from None
+        try:
+            kfrag = self._kfrag(held, record)
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.NO_KEY, f"the held kfrag no longer verifies ({exc}); the patient must "
+                                               "re-issue it") from None
+        cfrag = reencrypt(ciphertext.capsule, kfrag)
+        mark("reencrypted")
+        from .agent import AccessPolicyRefusal
+
+        try:
+            audit = self.audit.record_access(patient, grantee, record_id, kw, action, held.epoch)
+        except AccessPolicyRefusal as exc:
+            code = Refusal.STALE_EPOCH if exc.error_name == "AccessPolicyStaleEpoch" else Refusal.of(exc.reason)
+            raise ProxyRefused(code, str(exc)) from None
+        mark("recorded")
+        with self._lock:
+            self.stats["reencryptions"] += 1
+        return {"cfrag": _hex(bytes(cfrag)), "blob": _hex(blob), "chain_id": held.chain_id,
+                "receipt": v.receipt_json,
+                "audit": audit,
+                "timings_ms": marks}
+
+    def _watch_rate(self, grantee: bytes) -> None:
+        """Count the access; far above the normal rate → suspend on chain (hits a suspension by any proxy
+        already answered are not counted twice)."""
+        count = self.monitor.hit(grantee, time.time())
+        if not self.monitor.abnormal(count):
+            return
+        last = self._last_suspension(grantee)
+        if last is not None:
+            count = self.monitor.forget_before(grantee, last)
+            if not self.monitor.abnormal(count):
+                return
+        self.monitor.reset(grantee)
+        reason = (f"abnormal access: {count} re-encryptions within {self.config.rate_window:.0f}s at proxy "
+                  f"{self.config.name} (limit {self.config.rate_limit})")
+        if not self.policy.is_suspended(grantee):
+            self.policy.suspend_requester(self.account, grantee, reason)
+            with self._lock:
+                self.stats["suspensions"] += 1
+            log.warning("suspended 0x%s…: %s", grantee.hex()[:12], reason)
+        raise ProxyRefused(Refusal.SUSPENDED, reason)
+
+    def _last_suspension(self, requester: bytes) -> int | None:
+        """Chain time of the requester's latest ``RequesterSuspended`` (rare path: only when abnormal)."""
+        logs = self.policy._logs("RequesterSuspended", {"requester": requester}, 0)  # noqa: SLF001
+        if not logs:
+            return None
+        return self.policy._block_time(logs[-1]["blockNumber"])  # noqa: SLF001
+
+    # -- revocations ---------------------------------------------------------------------------------
+
+    def watch_revocations(self) -> int:
+        """Delete the kfrags every new revoke covers (one ``eth_getLogs`` per new block range)."""
+        head = self.client.w3.eth.block_number
+        start = self.keystore.get_meta("last_block", -1) + 1
+        if start > head:
+            return 0
+        revoked, revoked_all = self.policy.contract.events.AccessRevoked(), self.policy.contract.events.AllAccessRevoked()
+        topics = {revoked.topic: revoked, revoked_all.topic: revoked_all}
+        raw = self.client.w3.eth.get_logs({"address": self.policy.address, "fromBlock": start, "toBlock": head,
+                                           "topics": [list(topics)]})
+        deleted = 0
+        for entry in raw:
+            event = topics.get(_topic_hex(entry["topics"][0]))
+            if event is None:
+                continue
+            a = event.process_log(entry)["args"]
+            p, g = bytes(a["patient"]), bytes(a["grantee"])
+            if event is revoked_all:
+                deleted += self.keystore.delete(p, g)
+                continue
+            scope, target = Scope(a["scope"]), bytes(a["target"])
+            if scope is Scope.ALL:
+                deleted += self.keystore.delete(p, g)
+            elif scope is Scope.RECORD:
+                deleted += self.keystore.delete(p, g, record_id=target)
+            else:
+                deleted += self.keystore.delete(p, g, keyword_set_hash=target)
+        self.keystore.set_meta("last_block", head)
+        if deleted:
+            with self._lock:
+                self.stats["deleted"] += deleted
+            log.info("revocations: deleted %d kfrag(s)", deleted)
+        return deleted
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_for(self))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        log.info("proxy %s (%s) up at %s", self.config.name, self.address, self.config.url)
+        while not self._stop.is_set():
+            try:
+                self.watch_revocations()
+            except Exception as exc:  # noqa: BLE001 - keep serving; the chain may be restarting
+                log.warning("revocation watcher: %s", exc)
+            self._stop.wait(self.config.watch_interval)
+        server.shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _topic_hex(topic: Any) -> str:
+    raw = bytes(topic) if not isinstance(topic, str) else bytes.fromhex(topic.removeprefix("0x"))
+    return "0x" + raw.hex()
+
+
+def match_items(items: Sequence[dict[str, Any]], trapdoors: Sequence[Trapdoor]) -> list[int]:
+    """Indexes of the consortium items (as ``GET /v1/items`` returns them) whose keyword ciphertexts
+    match every trapdoor (PEKS conjunction, on all cores for big batches)."""
+    by_index: dict[int, list[PeksCiphertext]] = {}
+    for i, item in enumerate(items):
+        try:
+            by_index[i] = [PeksCiphertext.from_bytes(_unhex(k, "keyword")) for k in item["keywords"]]
+        except (CryptoError, ProxyRefused):
+            log.warning("skipping a malformed keyword ciphertext in item %s", item.get("slip_id"))
+    return match_all(trapdoors, by_index)
+
+
+def _receipt_header(receipt: Any) -> dict[str, Any]:
+    h = receipt.header
+    return {"height": h.height, "seq": h.seq, "prev_hash": _hex(h.prev_hash), "timestamp": h.timestamp,
+            "creator": _hex(h.creator), "merkle_root": _hex(h.merkle_root), "body_cid": _hex(h.body_cid)}
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def _handler_for(proxy: ProxyService):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "mbds-proxy/1"
+        protocol_version = "HTTP/1.1"
+        # one write per response and no Nagle: headers and body in separate segments would meet the
+        # client's delayed ACK (a 40 ms stall per request on loopback)
+        wbufsize = -1
+        disable_nagle_algorithm = True
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("%s %s", self.command, self.path)
+
+        def _json(self, code: int, doc: Any) -> None:
+            data = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _doc(self) -> dict[str, Any]:
+            size = int(self.headers.get("Content-Length") or 0)
+            if not 0 < size <= MAX_BODY:
+                raise ProxyRefused(Refusal.BAD_REQUEST, f"request body must be 1..{MAX_BODY} bytes")
+            try:
+                doc = json.loads(self.rfile.read(size))
+            except ValueError:
+                raise ProxyRefused(Refusal.BAD_REQUEST, "request body is not JSON") from None
+            if not isinstance(doc, dict):
+                raise ProxyRefused(Refusal.BAD_REQUEST, "request body must be a JSON object")
+            return doc
+
+        def _answer(self, fn) -> None:
+            try:
+                self._json(200, fn())
+            except ProxyRefused as exc:
+                with proxy._lock:  # noqa: SLF001
+                    proxy.stats["refusals"] += 1
+                self._json(exc.code.http_status, exc.as_json())
+            except (MBDSError, ValueError, KeyError, TypeError) as exc:
+                self._json(400, {"error": f"{type(exc).__name__}: {exc}", "code": Refusal.BAD_REQUEST.value})
+            except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
+                log.exception("%s %s failed", self.command, self.path)
+                self._json(500, {"error": f"{type(exc).__name__}: {exc}", "code": Refusal.UNAVAILABLE.value})
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = self.path.partition("?")[0]
+            if path == "/v1/info":
+                return self._answer(proxy.info)
+            if path == "/v1/status":
+                return self._answer(proxy.status)
+            self._json(404, {"error": f"unknown endpoint GET {path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.partition("?")[0]
+            if path == "/v1/search":
+                def search() -> dict[str, Any]:
+                    doc = self._doc()
+                    patient = proxy._resolve(doc.get("patient"), "patient")  # noqa: SLF001
+                    try:
+                        tds = [Trapdoor.from_bytes(_unhex(t, "trapdoor")) for t in doc.get("trapdoors", [])]
+                    except CryptoError as exc:
+                        raise ProxyRefused(Refusal.BAD_REQUEST, f"trapdoor: {exc}") from None
+                    return {"matches": proxy.search(patient, tds)}
+                return self._answer(search)
+            if path == "/v1/kfrags":
+                return self._answer(lambda: proxy.deposit(self._doc()))
+            if path == "/v1/reencrypt":
+                return self._answer(lambda: proxy.reencrypt(self._doc()))
+            self._json(404, {"error": f"unknown endpoint POST {path}"})
+
+    return Handler
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
+    parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def load_proxy_keys() -> PatientSecrets:
+    raw = os.environ.get(PROXY_KEY_ENV)
+    if not raw:
+        raise ConfigError(f"no proxy key: set {PROXY_KEY_ENV} to the hex of the proxy's key set")
+    return PatientSecrets.from_bytes(bytes.fromhex(raw.removeprefix("0x")))
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ProxyConfig.load(args.config)
+    if args.port:
+        config = replace(config, port=args.port)
+    service = ProxyService(config, load_proxy_keys())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.stop())
+    service.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog=f"python -m {MARKER}"))
+    try:
+        return run_proxy(parser.parse_args(argv))
+    except MBDSError as exc:
+        print(f"mbds proxy: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD", "MARKER", "PROXY_KEY_ENV",
+    "ChainRef", "HeldKey", "KeyStore", "ProxyConfig", "ProxyRefused", "ProxyService", "RateMonitor", "Refusal",
+    "add_arguments", "deposit_digest", "info_digest", "load_proxy_keys", "main", "match_items", "read_digest",
+    "run_proxy",
+]
