@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 from .context import BenchContext
-from .registry import Samples, measurement
+from .registry import Samples, curve, measurement
 
 CHAIN_ID = 43170
 
@@ -124,3 +124,24 @@ def pbft(ctx: BenchContext):
                                                     "p50_ms": latencies[len(latencies) // 2] if latencies else None}),
         "ingest_records_per_s": Samples(ingest, extra={"note": "generation and chain phases timed back to back"}),
     }
+
+
+@curve("pbft_slips_per_s", panel="throughput", label="PBFT commit, 4 replica processes", unit="slips/s",
+       estimate_s=(60, 180))
+def pbft_curve(ctx: BenchContext, sizes) -> dict[int, list[float]]:
+    """Committed slips/s as the block size grows: one fresh replica group per size."""
+    from ..private.testbed import private_testbed
+
+    per_size = 64 if ctx.quick else 384
+    out: dict[int, list[float]] = {}
+    for n in sizes:
+        ctx.progress(f"pbft curve: {per_size} slips in blocks of ≤ {n}")
+        tmp = Path(tempfile.mkdtemp(prefix=f"mbds-bench-pbft-{n}-"))
+        with private_testbed(tmp, CHAIN_ID + n, max_slips=n, max_wait=0.05, request_timeout=10.0,
+                             view_change_timeout=10.0, checkpoint_interval=16, anchor_grace=5.0,
+                             identity_ttl=30.0) as bed:
+            domain = bed.cluster.config.record_domain
+            records, _ = generate(domain.chain_id, domain.verifying_contract, per_size, f"curve{n}-")
+            rate, _ = run_once(bed, records)
+            out[n] = [rate]
+    return out
