@@ -13,9 +13,7 @@ each step idempotent:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from eth_account import Account
 
 from .chain.client import ChainClient
 from .chain.identity import IdentityRegistryAgent
@@ -296,4 +294,4 @@ def role_members(network: Network, role: Role) -> list[Participant]:
     return [p for p in network.people.values() if p.role is role]
 
 
-__all__ = ["Network", "PrivateChainSettings", "fund_accounts", "role_members", "Account", "Path"]
+__all__ = ["Network", "PrivateChainSettings", "fund_accounts", "role_members"]

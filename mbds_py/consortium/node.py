@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -478,4 +478,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["ConsortiumNode", "ConsortiumNodeConfig", "ConsortiumPeer", "ItemChecker", "PrivateChainRef", "field"]
+__all__ = ["ConsortiumNode", "ConsortiumNodeConfig", "ConsortiumPeer", "ItemChecker", "PrivateChainRef"]

@@ -25,7 +25,7 @@ from typing import Iterator, Protocol
 
 from .codec import decode, decode_message, encode, encode_message
 from .errors import ReplicaStoreError
-from .messages import Checkpoint, NewView, PrePrepare, PreparedCert, StableCheckpoint
+from .messages import NewView, PrePrepare, PreparedCert, StableCheckpoint
 from .types import CertifiedBlock, Head
 
 

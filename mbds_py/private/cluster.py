@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -122,5 +122,5 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-__all__ = ["ClusterHandle", "deploy_slip_ledger", "fund", "node_config", "start_cluster", "start_replica",
-           "wait_until", "replace"]
+__all__ = ["ClusterHandle", "deploy_slip_ledger", "fund", "node_config", "start_cluster", "start_clusters",
+           "start_replica", "wait_until"]

@@ -189,7 +189,7 @@ def step_offline_visit(world: SharingWorld) -> str:
 
 def step_referral(world: SharingWorld) -> str:
     """alice grants dr-wang both records; he reads them (two searches, two chains) and writes his own."""
-    alice, wang = world.patients["alice"], world.doctors["dr-wang"]
+    alice = world.patients["alice"]
     alice.grant(world.pid("dr-wang"), records=[world.records["online-consultation"], world.records["offline-visit"]],
                 duration=3600)
     read = read_keyword(world, "dr-wang", "alice", COUGH) + read_keyword(world, "dr-wang", "alice", PNEUMONIA)
@@ -215,7 +215,7 @@ def step_conjunctive_search(world: SharingWorld) -> str:
 
 def step_online_follow_up(world: SharingWorld) -> Timeline:
     """dr-zhao, on the platform again, gets alice's grant and reads the whole history from three chains."""
-    alice, zhao = world.patients["alice"], world.doctors["dr-zhao"]
+    alice = world.patients["alice"]
     labels = ["online-consultation", "offline-visit", "referral"]
     alice.grant(world.pid("dr-zhao"), records=[world.records[k] for k in labels], duration=3600)
     timeline = combine(read_keyword(world, "dr-zhao", "alice", COUGH) + read_keyword(world, "dr-zhao", "alice", PNEUMONIA))
