@@ -258,6 +258,16 @@ class Network:
         inst = next(m for m in self.population if m.name == member.institution)
         return inst.chain  # type: ignore[return-value]
 
+    def bring_up(self) -> "Network":
+        """Every step in order (devnet, population, contracts, registrations, election, nodes); idempotent."""
+        self.devnet.up()
+        self.enroll()
+        self.deploy()
+        self.register()
+        self.setup_consortium()
+        self.start_nodes()
+        return self
+
     def stop(self) -> list[str]:
         return self.devnet.down()
 

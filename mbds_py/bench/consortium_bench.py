@@ -243,12 +243,7 @@ def measure_consortium_items(ctx: BenchContext) -> Samples:
     try:
         ctx.progress("devnet up, enroll, deploy, register, consortium election, start nodes")
         t0 = time.perf_counter()
-        net.devnet.up()
-        net.enroll()
-        net.deploy()
-        net.register()
-        net.setup_consortium()
-        net.start_nodes()
+        net.bring_up()
         setup_s = time.perf_counter() - t0
         ctx.progress(f"network ready in {setup_s:.1f}s; warm-up: 1 record to consortium finality")
         _run_once(net, _build_confirmed(net, 1, "warm-"), timeout=180)

@@ -54,12 +54,7 @@ class ShareBench:
         ctx.on_close(net.stop)  # registered first: a half-started network is torn down too
         t0 = time.perf_counter()
         ctx.progress("network: 3 private chains x 4 PBFT replicas, DPoS consortium, storage (about 40 s)")
-        net.devnet.up()
-        net.enroll()
-        net.deploy()
-        net.register()
-        net.setup_consortium()
-        net.start_nodes()
+        net.bring_up()
         self.world = world = journey.setup_sharing(net, rate_limit=10**6)
         ctx.progress(f"network and 3 proxies up in {time.perf_counter() - t0:.0f}s; writing one record")
         journey.write(world, "bench", "dr-zhao", "alice", [journey.COUGH], "Online consultation: cough")

@@ -51,7 +51,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,6 +63,7 @@ from ..crypto.errors import CiphertextMismatchError
 from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
 from ..errors import ConfigError, CryptoError, IntegrityError, MBDSError, PolicyDenied, StorageError
+from ..httpjson import JsonHandler
 from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
@@ -889,24 +890,11 @@ def _receipt_header(receipt: Any) -> dict[str, Any]:
 
 
 def _handler_for(proxy: ProxyService):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "mbds-proxy/1"
         protocol_version = "HTTP/1.1"
-        # one write per response and no Nagle: headers and body in separate segments would meet the
-        # client's delayed ACK (a 40 ms stall per request on loopback)
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("%s %s", self.command, self.path)
-
-        def _json(self, code: int, doc: Any) -> None:
-            data = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+        log = logging.getLogger("mbds.proxy.http")
+        _json = JsonHandler.send_json
 
         def _doc(self) -> dict[str, Any]:
             size = int(self.headers.get("Content-Length") or 0)

@@ -37,12 +37,7 @@ def world(tmp_path_factory):
     net = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16),
                   settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10)
     try:
-        net.devnet.up()
-        net.enroll()
-        net.deploy()
-        net.register()
-        net.setup_consortium()
-        net.start_nodes()
+        net.bring_up()
         yield journey.setup_sharing(net)
     finally:
         net.stop()
