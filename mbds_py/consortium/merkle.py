@@ -1,21 +1,16 @@
-"""OpenZeppelin-compatible Merkle tree (``StandardMerkleTree`` layout, ``MerkleProof`` verification).
+"""Merkle trees of consortium items: the private chain's OpenZeppelin-compatible tree (``mbds_py.pbft.merkle``)
+with leaf lookup by value and an all-zero root for an empty block.
 
 Leaves are 32-byte hashes (already double-hashed by the caller, see
-:func:`mbds_py.consortium.blocks.item_leaf`); leaves are sorted, inner nodes hash
-the sorted pair (``Hashes.commutativeKeccak256``), and the tree is the array-backed
-complete binary tree of ``@openzeppelin/merkle-tree``. A proof verifies on-chain
-with ``MerkleProof.verify(proof, root, leaf)``.
+:func:`mbds_py.consortium.blocks.item_leaf`); they are sorted, inner nodes hash the
+sorted pair, and a proof verifies on-chain with ``MerkleProof.verify(proof, root, leaf)``.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from eth_utils import keccak
-
-
-def hash_pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b) if a <= b else keccak(b + a)
+from ..pbft.merkle import hash_pair, make_tree, process_proof, verify
 
 
 class MerkleTree:
@@ -24,16 +19,9 @@ class MerkleTree:
     def __init__(self, leaves: Sequence[bytes]):
         if not leaves:
             raise ValueError("a Merkle tree needs at least one leaf")
-        if any(len(leaf) != 32 for leaf in leaves):
-            raise ValueError("Merkle leaves are 32-byte hashes")
         ordered = sorted(leaves)
-        size = 2 * len(ordered) - 1
-        tree: list[bytes] = [b""] * size
-        for i, leaf in enumerate(ordered):
-            tree[size - 1 - i] = leaf
-        for i in range(size - 1 - len(ordered), -1, -1):
-            tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
-        self._tree = tree
+        self._tree = make_tree(ordered)  # raises a ValueError for a leaf that is not 32 bytes
+        size = len(self._tree)
         self._position = {leaf: size - 1 - i for i, leaf in enumerate(ordered)}
 
     @property
@@ -53,18 +41,6 @@ class MerkleTree:
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """Root over the leaves; 32 zero bytes for no leaves (an empty block)."""
     return MerkleTree(leaves).root if leaves else bytes(32)
-
-
-def process_proof(proof: Sequence[bytes], leaf: bytes) -> bytes:
-    computed = leaf
-    for node in proof:
-        computed = hash_pair(computed, node)
-    return computed
-
-
-def verify(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
-    """``MerkleProof.verify``."""
-    return process_proof(proof, leaf) == root
 
 
 __all__ = ["MerkleTree", "hash_pair", "merkle_root", "process_proof", "verify"]
