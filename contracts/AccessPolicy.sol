@@ -356,6 +356,18 @@ contract AccessPolicy is IAccessPolicy {
         emit AccessRecorded(patient, grantee, recordId, action, basis, current, msg.sender, Time.timestamp());
     }
 
+    /// @inheritdoc IAccessPolicy
+    function recordDenial(bytes32 patient, bytes32 grantee, bytes32 recordId, bytes32 keywordSetHash, uint8 action)
+        external
+        onlyProxy
+        returns (AccessReason reason)
+    {
+        _checkAction(action);
+        (reason,,) = _evaluate(patient, grantee, recordId, keywordSetHash, action);
+        if (reason == AccessReason.Ok) revert AccessPolicyAccessAllowed(patient, grantee, recordId, action);
+        emit AccessDenied(patient, grantee, recordId, action, reason, msg.sender, Time.timestamp());
+    }
+
     // ------------------------------------------------------------------
     // Views
     // ------------------------------------------------------------------

@@ -179,6 +179,8 @@ interface IAccessPolicy {
     error AccessPolicyAccessDenied(bytes32 patient, bytes32 grantee, bytes32 recordId, uint8 action, AccessReason reason);
     /// @dev The re-encryption key was issued for an older revocation epoch.
     error AccessPolicyStaleEpoch(bytes32 patient, bytes32 grantee, uint64 epoch, uint64 currentEpoch);
+    /// @notice `recordDenial` was called for an access the policy allows: a refusal cannot be forged.
+    error AccessPolicyAccessAllowed(bytes32 patient, bytes32 grantee, bytes32 recordId, uint8 action);
 
     // ------------------------------------------------------------------
     // Events
@@ -260,6 +262,17 @@ interface IAccessPolicy {
         uint8 action,
         Basis basis,
         uint64 epoch,
+        address proxy,
+        uint48 at
+    );
+    /// @notice A proxy refused an authenticated request because the policy denies it (the audit trail
+    /// of refused attempts).
+    event AccessDenied(
+        bytes32 indexed patient,
+        bytes32 indexed grantee,
+        bytes32 indexed recordId,
+        uint8 action,
+        AccessReason reason,
         address proxy,
         uint48 at
     );
@@ -369,6 +382,12 @@ interface IAccessPolicy {
         uint8 action,
         uint64 epoch
     ) external;
+
+    /// @notice Record one refused attempt: reverts with `AccessPolicyAccessAllowed` unless the policy
+    /// denies it now, so proxies cannot invent refusals. Registered proxies only.
+    function recordDenial(bytes32 patient, bytes32 grantee, bytes32 recordId, bytes32 keywordSetHash, uint8 action)
+        external
+        returns (AccessReason reason);
 
     // ------------------------------------------------------------------
     // Views

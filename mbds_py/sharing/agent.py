@@ -22,7 +22,7 @@ from web3.logs import DISCARD
 from ..chain.client import ChainClient
 from ..errors import ChainError, ContractRevert, PolicyDenied
 from ..toolchain import artifact
-from .policy import (ZERO32, AccessEvent, AccessRequest, Action, Basis, Decision, EmergencyAccess, EmergencyState,
+from .policy import (ZERO32, AccessDenial, AccessEvent, AccessRequest, Action, Basis, Decision, EmergencyAccess, EmergencyState,
                      Grant, PolicyConfig, PolicyState, PresetRule, Reason, RequestState, Revocation, Scope)
 
 CONTRACT = "AccessPolicy"
@@ -279,6 +279,15 @@ class AccessPolicyAgent:
         (ev,) = self.events(receipt, "AccessRecorded")
         return _access_event(ev, receipt["blockNumber"], bytes(receipt["transactionHash"]))
 
+    def record_denial(self, proxy: LocalAccount, patient: Who, grantee: Who, record_id: bytes, action: int, *,
+                      keyword_set_hash: bytes = ZERO32) -> AccessDenial:
+        """Audit one refused attempt; the contract re-checks that the policy denies it
+        (``AccessPolicyAccessAllowed`` otherwise)."""
+        receipt = self.transact("recordDenial", proxy, self.resolve(patient), self.resolve(grantee), record_id,
+                                keyword_set_hash, action)
+        (ev,) = self.events(receipt, "AccessDenied")
+        return _denial(ev, receipt["blockNumber"], bytes(receipt["transactionHash"]))
+
     # -- views ------------------------------------------------------------------------------------
 
     def check_access(self, patient: Who, grantee: Who, record_id: bytes, action: int, *,
@@ -372,6 +381,15 @@ class AccessPolicyAgent:
         return [_access_event(log["args"], log["blockNumber"], bytes(log["transactionHash"]))
                 for log in self._logs("AccessRecorded", filters, from_block, to_block)]
 
+    def denials(self, *, patient: Who | None = None, grantee: Who | None = None, record_id: bytes | None = None,
+                from_block: int = 0, to_block: int | str = "latest") -> list[AccessDenial]:
+        """Every refused attempt (``AccessDenied``) matching the filters, oldest first."""
+        filters = {"patient": None if patient is None else self.resolve(patient),
+                   "grantee": None if grantee is None else self.resolve(grantee),
+                   "recordId": record_id}
+        return [_denial(log["args"], log["blockNumber"], bytes(log["transactionHash"]))
+                for log in self._logs("AccessDenied", filters, from_block, to_block)]
+
     def grant_history(self, patient: Who, *, grantee: Who | None = None,
                       from_block: int = 0) -> list[Grant | Revocation]:
         """Grants and revocations of ``patient`` from the logs, in chain order."""
@@ -426,6 +444,11 @@ def replay(history: Iterable[Grant | Revocation]) -> PolicyState:
 def _access_event(a: Any, block_number: int, tx_hash: bytes) -> AccessEvent:
     return AccessEvent(bytes(a["patient"]), bytes(a["grantee"]), bytes(a["recordId"]), Action(a["action"]),
                        Basis(a["basis"]), a["epoch"], a["proxy"], a["at"], block_number, tx_hash)
+
+
+def _denial(a: Any, block_number: int, tx_hash: bytes) -> AccessDenial:
+    return AccessDenial(bytes(a["patient"]), bytes(a["grantee"]), bytes(a["recordId"]), Action(a["action"]),
+                        Reason(a["reason"]), a["proxy"], a["at"], block_number, tx_hash)
 
 
 __all__ = ["AccessPolicyAgent", "AccessPolicyRefusal", "replay"]

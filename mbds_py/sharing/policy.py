@@ -306,6 +306,21 @@ class AccessEvent:
 
 
 @dataclass(frozen=True)
+class AccessDenial:
+    """One refused attempt in the audit trail: a proxy refused an authenticated request (``AccessDenied``)."""
+
+    patient: bytes
+    grantee: bytes
+    record_id: bytes
+    action: Action
+    reason: Reason
+    proxy: str
+    at: int
+    block_number: int = 0
+    tx_hash: bytes = b""
+
+
+@dataclass(frozen=True)
 class Revocation:
     """A revoke of one grant (``AccessRevoked``) or of all of a grantee's (``AllAccessRevoked``)."""
 
@@ -780,7 +795,7 @@ def evaluate(state: PolicyState, patient: bytes, grantee: bytes, record_id: byte
 
 __all__ = [
     "ALL_ACTIONS", "DAY", "HOUR", "UINT48_MAX", "ZERO32",
-    "AccessEvent", "AccessRequest", "Action", "Basis", "Decision", "EmergencyAccess", "EmergencyState", "Grant",
+    "AccessDenial", "AccessEvent", "AccessRequest", "Action", "Basis", "Decision", "EmergencyAccess", "EmergencyState", "Grant",
     "Identity", "PolicyConfig", "PolicyState", "PresetRule", "Reason", "RequestState", "Revocation", "Scope",
     "Tally", "check_action", "check_actions", "check_scope", "check_window", "denial", "evaluate", "grant_key",
     "keyword_set_hash", "valid_at",

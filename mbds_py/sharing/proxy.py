@@ -409,6 +409,23 @@ class AuditSender:
 
         data = self.policy._methods["recordAccess"].encode(  # noqa: SLF001 - the agent's precomputed selector
             (patient, grantee, record_id, keyword_set_hash, action, epoch))
+        tx_hash, receipt = self._send(data, "recordAccess")
+        for log_ in receipt["logs"]:
+            if log_["topics"] and bytes.fromhex(log_["topics"][0][2:]) == self.topic:
+                action_, basis, epoch_, proxy, at = abi_decode(list(self.AUDIT_TYPES), bytes.fromhex(log_["data"][2:]))
+                return {"tx": tx_hash, "block": int(receipt["blockNumber"], 16), "epoch": epoch_, "basis": basis,
+                        "proxy": self.account.address, "at": at}
+        raise MBDSError(f"recordAccess {tx_hash} emitted no AccessRecorded")
+
+    def record_denial(self, patient: bytes, grantee: bytes, record_id: bytes, keyword_set_hash: bytes,
+                      action: int) -> str:
+        """Send ``recordDenial`` (the audit of a refused attempt); returns the transaction hash."""
+        data = self.policy._methods["recordDenial"].encode(  # noqa: SLF001
+            (patient, grantee, record_id, keyword_set_hash, action))
+        return self._send(data, "recordDenial")[0]
+
+    def _send(self, data: bytes, what: str) -> tuple[str, dict[str, Any]]:
+        """Sign and send one transaction to AccessPolicy; wait for its successful receipt."""
         with self._lock:
             for attempt in range(2):
                 if self._nonce is None:
@@ -431,16 +448,11 @@ class AuditSender:
             receipt = self._rpc("eth_getTransactionReceipt", [tx_hash])
             if receipt is None:
                 if time.monotonic() > deadline:
-                    raise MBDSError(f"recordAccess {tx_hash} not mined within 30 s")
+                    raise MBDSError(f"{what} {tx_hash} not mined within 30 s")
                 time.sleep(0.002)
         if int(receipt["status"], 16) != 1:
             self._raise_revert(data, int(receipt["blockNumber"], 16))
-        for log_ in receipt["logs"]:
-            if log_["topics"] and bytes.fromhex(log_["topics"][0][2:]) == self.topic:
-                action_, basis, epoch_, proxy, at = abi_decode(list(self.AUDIT_TYPES), bytes.fromhex(log_["data"][2:]))
-                return {"tx": tx_hash, "block": int(receipt["blockNumber"], 16), "epoch": epoch_, "basis": basis,
-                        "proxy": self.account.address, "at": at}
-        raise MBDSError(f"recordAccess {tx_hash} emitted no AccessRecorded")
+        return tx_hash, receipt
 
     def _raise_revert(self, data: bytes, block: int) -> None:
         from ..errors import ContractRevert
@@ -505,7 +517,7 @@ class ProxyService:
         self._nonces: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.stats = {"searches": 0, "reencryptions": 0, "refusals": 0, "deposits": 0, "deleted": 0,
+        self.stats = {"searches": 0, "reencryptions": 0, "refusals": 0, "denials": 0, "deposits": 0, "deleted": 0,
                       "suspensions": 0}
 
     # -- identity ----------------------------------------------------------------------------------
@@ -737,6 +749,7 @@ class ProxyService:
         decision = self.policy.check_access(patient, grantee, record_id, action, keyword_set_hash=kw)
         mark("checked")
         if not decision.allowed:
+            self._audit_denial(patient, grantee, record_id, kw, action)
             raise ProxyRefused(Refusal.of(decision.reason))
         if held is None:
             raise ProxyRefused(Refusal.NO_KEY)
@@ -777,6 +790,16 @@ class ProxyService:
                 "receipt": v.receipt_json,
                 "audit": audit,
                 "timings_ms": marks}
+
+    def _audit_denial(self, patient: bytes, grantee: bytes, record_id: bytes, kw: bytes, action: int) -> None:
+        """Put an authenticated, refused attempt on the audit trail (``recordDenial``); the refusal stands
+        even if the audit cannot be sent (the failure is logged)."""
+        try:
+            self.audit.record_denial(patient, grantee, record_id, kw, action)
+            with self._lock:
+                self.stats["denials"] += 1
+        except MBDSError as exc:  # e.g. the policy changed in between (AccessPolicyAccessAllowed)
+            log.warning("refused attempt of 0x%s… not audited: %s", grantee.hex()[:12], exc)
 
     def _watch_rate(self, grantee: bytes) -> None:
         """Count the access; far above the normal rate → suspend on chain (hits a suspension by any proxy

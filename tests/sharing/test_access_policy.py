@@ -732,6 +732,37 @@ def test_audit_trail_filters_by_record_and_grantee(world):
     assert world.policy.audit_trail(patient=world.id("patient-2")) == []
 
 
+def test_record_denial_audits_a_refused_attempt_with_its_reason(world):
+    grant(world, "doctor-b1")
+    world.policy.revoke(world.acct("patient"), world.id("doctor-b1"), scope=Scope.RECORD, target=R1)
+    denial = world.policy.record_denial(world.proxy, world.id("patient"), world.id("doctor-b1"), R1, Action.READ)
+    assert (denial.patient, denial.grantee, denial.record_id, denial.action, denial.reason, denial.proxy) == (
+        world.id("patient"), world.id("doctor-b1"), R1, Action.READ, Reason.REVOKED, world.proxy.address)
+    assert denial.at == world.now()
+    assert world.policy.denials(patient=world.id("patient")) == [denial]
+    assert world.policy.denials(record_id=R2) == []
+    assert world.policy.audit_trail(patient=world.id("patient")) == []  # a refusal is not an access
+
+
+def test_record_denial_without_any_grant_names_no_grant(world):
+    denial = world.policy.record_denial(world.proxy, world.id("patient"), world.id("doctor-b1"), R2, Action.READ)
+    assert denial.reason is Reason.NO_GRANT
+
+
+def test_record_denial_cannot_forge_a_refusal_of_an_allowed_access(world):
+    grant(world, "doctor-b1")
+    with reverts("AccessPolicyAccessAllowed", world.id("patient"), world.id("doctor-b1"), R1, int(Action.READ)):
+        world.policy.record_denial(world.proxy, world.id("patient"), world.id("doctor-b1"), R1, Action.READ)
+    assert world.policy.denials(patient=world.id("patient")) == []
+
+
+def test_record_denial_reverts_for_non_proxy(world):
+    for label in ("doctor-b1", "authority-national", "patient"):
+        acct = world.acct(label)
+        with reverts("AccessPolicyNotProxy", acct.address):
+            world.policy.record_denial(acct, world.id("patient"), world.id("doctor-b1"), R1, Action.READ)
+
+
 def test_record_access_reverts_for_non_proxy(world):
     grant(world, "doctor-b1")
     for label in ("doctor-b1", "authority-national", "patient"):

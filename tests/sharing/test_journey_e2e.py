@@ -102,6 +102,11 @@ def test_one_hospital_scenario(world):
     bob.revoke(world.pid("dr-li"))  # revokeAll: the expiry test re-grants one record to dr-li
     refused = expect_refusal(Refusal.REVOKED, lambda: read_label(world, "dr-li", "bob", "bob-diabetes"))
     assert refused.reason is Reason.REVOKED
+    # the refused attempt is on the audit trail too, once per proxy asked, with the policy's reason
+    denials = world.directory.policy.denials(patient=world.pid("bob"), grantee=world.pid("dr-li"),
+                                   record_id=world.records["bob-diabetes"])
+    assert len(denials) == len(refused.refusals) >= 1
+    assert {d.reason for d in denials} == {Reason.REVOKED}
     assert li.search(world.pid("bob"), bob.trapdoors(journey.DIABETES))  # search is not access
 
 
