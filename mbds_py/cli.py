@@ -14,7 +14,7 @@ from .errors import MBDSError
 def _spec(args: argparse.Namespace):
     from .spec import load_spec
 
-    return load_spec(args.spec)
+    return load_spec(args.spec, state_dir=getattr(args, "state_dir", None))
 
 
 def _passphrase(env: str, prompt: str) -> str:
@@ -81,7 +81,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep, sharing=args.sharing)
+    passphrase = None
+    if args.keep:  # a network left running is only useful if its participants can unlock their keys
+        passphrase = _passphrase("MBDS_PASSPHRASE", "Passphrase for the participants' keystores: ")
+    steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep, sharing=args.sharing,
+                     state_dir=args.state_dir, passphrase=passphrase)
     return 0 if all(s.ok for s in steps) else 1
 
 
@@ -115,6 +119,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return run_proxy(args)
 
 
+def cmd_portal(args: argparse.Namespace) -> int:
+    from .portal.server import run_portal
+
+    return run_portal(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,11 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devnet", help="start, inspect or stop the chains of a network spec")
     d.add_argument("action", choices=["up", "status", "down"])
     d.add_argument("--spec", help="network spec TOML (default: the embedded devnet)")
+    d.add_argument("--state-dir", help="the network's state folder (default: the spec's devnet.state_dir)")
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)
 
     dep = sub.add_parser("deploy", help="deploy each chain's contracts (idempotent)")
     dep.add_argument("--spec")
+    dep.add_argument("--state-dir", help="the network's state folder (default: the spec's devnet.state_dir)")
     dep.set_defaults(func=cmd_deploy)
 
     c = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
@@ -168,10 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 
+    po = sub.add_parser("portal", help="the web portal (online client) of one patient or doctor, on localhost")
+    from .portal.server import add_arguments as portal_arguments
+
+    portal_arguments(po)
+    po.set_defaults(func=cmd_portal)
+
     demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
     demo.add_argument("--spec")
     demo.add_argument("--json", metavar="FILE", help="write each step's expected/actual outcome and timing")
-    demo.add_argument("--keep", action="store_true", help="leave the devnet running")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the network running (keystore passphrase from MBDS_PASSPHRASE or a prompt)")
+    demo.add_argument("--state-dir", help="where the network keeps its state (default: a temporary folder)")
     demo.add_argument("--no-sharing", dest="sharing", action="store_false",
                       help="stop after indexing (skip the proxies, the hybrid journey and the policy script)")
     demo.set_defaults(func=cmd_demo)

@@ -62,13 +62,19 @@ class Narrator:
 
 
 def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep: bool = False,
-             out: Callable[[str], None] = print, sharing: bool = True) -> list[Step]:
-    """Run the demo end to end; always tears the devnet down unless ``keep``."""
-    workdir = Path(tempfile.mkdtemp(prefix="mbds-demo-"))
+             out: Callable[[str], None] = print, sharing: bool = True, state_dir: str | None = None,
+             passphrase: str | None = None) -> list[Step]:
+    """Run the demo end to end; always tears the devnet down unless ``keep``.
+
+    ``passphrase`` encrypts every participant's keystore (a random one, never shown, by default);
+    ``state_dir`` keeps the network's state there instead of a temporary folder.
+    """
+    workdir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="mbds-demo-"))
     spec = load_spec(spec_path, state_dir=workdir / "devnet")
     narrator = Narrator(out)
     # held in memory only, for this run's keystores; passed to no file and no log
-    net = Network(spec, secrets.token_urlsafe(24), settings=PrivateChainSettings(max_slips=32, max_wait=0.5))
+    net = Network(spec, passphrase or secrets.token_urlsafe(24),
+                  settings=PrivateChainSettings(max_slips=32, max_wait=0.5))
     try:
         with narrator.step("devnet up", f"{len(spec.chains)} chains and {spec.storage.nodes} storage nodes answer") as s:
             state = net.devnet.up()
@@ -125,11 +131,17 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
             with narrator.step("devnet down", "no process left") as s:
                 stopped = net.stop()
                 s.actual = f"stopped {len(stopped)} processes"
-            shutil.rmtree(workdir, ignore_errors=True)
+            if not state_dir:
+                shutil.rmtree(workdir, ignore_errors=True)
         if json_file:
             Path(json_file).write_text(json.dumps([asdict(st) for st in narrator.steps], indent=2))
     out(_table(["step", "expected", "ok", "seconds"],
                [[st.name, st.expected, "yes" if st.ok else "NO", f"{st.seconds:.2f}"] for st in narrator.steps]))
+    if keep:
+        out(f"\nThe network keeps running (state: {spec.state_dir}). Web portals, one per participant:\n"
+            f"  mbds portal --as alice --state-dir {spec.state_dir}\n"
+            f"  mbds portal --as dr-li --state-dir {spec.state_dir}\n"
+            f"Stop it with: mbds devnet down --state-dir {spec.state_dir}")
     return narrator.steps
 
 

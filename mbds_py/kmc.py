@@ -91,9 +91,7 @@ class KeyManagementCenter:
         return hmac.new(self._pepper, normal.encode(), hashlib.sha256).digest()
 
     def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise IdentityError(f"bad participant name {name!r}: use 1-63 lower-case letters, digits, '-' or '_'")
-        return self.directory / "participants" / f"{name}.json"
+        return participant_keystore(self.directory, name)
 
     def enroll(self, name: str, role: Role, real_identity: str, passphrase: str, *,
                institution: Participant | None = None) -> Participant:
@@ -146,8 +144,7 @@ class KeyManagementCenter:
 
     def load(self, name: str) -> Participant:
         """The public record of an enrolled participant (no passphrase needed)."""
-        doc = read_keystore(self._path(name))
-        return _participant_from_public(doc.get("public", {}), self._path(name))
+        return load_participant(self._path(name))
 
     def participants(self) -> list[Participant]:
         folder = self.directory / "participants"
@@ -157,10 +154,31 @@ class KeyManagementCenter:
 
     def unlock(self, name: str, passphrase: str) -> ParticipantKeys:
         """Decrypt a participant's key set (wrong passphrase → KeystoreError)."""
-        path = self._path(name)
-        bundle = decrypt_bundle(read_keystore(path), passphrase, source=str(path))
-        account, factory, peks_sk, _pre, _peks = derive_public(bundle)
-        return ParticipantKeys(self.load(name), account, factory, peks_sk, bundle.umbral_seed)
+        return unlock_participant(self._path(name), passphrase)
+
+
+def participant_keystore(kmc_dir: Path, name: str) -> Path:
+    """Where the KMC in ``kmc_dir`` keeps ``name``'s keystore."""
+    if not _NAME.match(name):
+        raise IdentityError(f"bad participant name {name!r}: use 1-63 lower-case letters, digits, '-' or '_'")
+    return Path(kmc_dir) / "participants" / f"{name}.json"
+
+
+def load_participant(path: Path) -> Participant:
+    """The public part of one participant keystore (no passphrase needed)."""
+    return _participant_from_public(read_keystore(path).get("public", {}), path)
+
+
+def unlock_participant(path: Path, passphrase: str) -> ParticipantKeys:
+    """Decrypt one participant keystore with its own passphrase — what a participant's client does,
+    without the KMC's secrets (wrong passphrase → KeystoreError)."""
+    doc = read_keystore(path)
+    bundle = decrypt_bundle(doc, passphrase, source=str(path))
+    account, factory, peks_sk, _pre, _peks = derive_public(bundle)
+    participant = _participant_from_public(doc.get("public", {}), path)
+    if participant.address != account.address:
+        raise KeystoreError(f"{path}: the public section does not match the decrypted key")
+    return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed)
 
 
 def _participant_from_public(pub: dict, path: Path) -> Participant:
@@ -174,4 +192,5 @@ def _participant_from_public(pub: dict, path: Path) -> Participant:
         raise KeystoreError(f"{path}: malformed public section ({exc})") from exc
 
 
-__all__ = ["KeyManagementCenter", "ParticipantKeys", "PeksPublicKey"]
+__all__ = ["KeyManagementCenter", "ParticipantKeys", "PeksPublicKey", "load_participant", "participant_keystore",
+           "unlock_participant"]

@@ -36,7 +36,8 @@ from ..crypto.errors import CapsuleFragVerificationError, MalformedDataError
 from ..crypto.signing import recover_address
 from ..errors import IntegrityError, MBDSError
 from .agent import AccessPolicyAgent, Who
-from .policy import AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope, keyword_set_hash
+from .policy import (ZERO32, AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope,
+                     keyword_set_hash)
 from .proxy import (DEFAULT_THRESHOLD, ChainRef, ProxyRefused, Refusal, deposit_digest, info_digest, read_digest)
 
 
@@ -368,28 +369,33 @@ class PatientClient:
     def reject(self, request_id: int, reason: str) -> dict[str, Any]:
         return self.policy.reject_request(self.account, request_id, reason)
 
-    def revoke(self, grantee: Who, *, record: bytes | None = None, reissue: bool = True) -> dict[str, Any]:
-        """Revoke one record's grant (or all of the grantee's); the epoch moves, so the keys of the
-        grantee's other records still granted are re-issued for the new epoch (unless ``reissue=False``)."""
+    def revoke(self, grantee: Who, *, record: bytes | None = None, scope: Scope | None = None,
+               target: bytes | None = None, reissue: bool = True) -> dict[str, Any]:
+        """Revoke one grant (``record``, or ``scope``/``target``) or, with neither, all of the grantee's.
+
+        The epoch moves, so the keys of the grantee's records still allowed by its other grants are
+        re-issued for the new epoch (unless ``reissue=False``); which records those are is asked of the
+        chain, so it holds across client restarts.
+        """
         gid = self.policy.resolve(grantee)
-        if record is None:
+        if record is not None:
+            scope, target = Scope.RECORD, record
+        if scope is None:
             receipt = self.policy.revoke_all(self.account, gid)
         else:
-            receipt = self.policy.revoke(self.account, gid, scope=Scope.RECORD, target=record)
+            receipt = self.policy.revoke(self.account, gid, scope=scope, target=target if target is not None else ZERO32)
         reissued = None
-        if reissue:
-            still = [rid for rid in sorted(self._issued.get(gid, ())) if rid != record]
-            if record is None:
-                still = []
-            if still:
-                decisions = self.policy.check_access_many(
-                    self.id, gid, [(rid, self._own[rid].keyword_set_hash) for rid in still], Action.READ)
-                still = [rid for rid, d in zip(still, decisions) if d.allowed]
+        if reissue and scope is not None:
+            own = self.records()
+            candidates = sorted(own)
+            decisions = self.policy.check_access_many(
+                self.id, gid, [(rid, own[rid].keyword_set_hash) for rid in candidates], Action.READ)
+            still = [rid for rid, d in zip(candidates, decisions) if d.allowed]
             reissued = self.issue_keys(gid, still) if still else None
-        if record is None:
+        if scope is None:
             self._issued.pop(gid, None)
-        else:
-            self._issued.get(gid, set()).discard(record)
+        elif scope is Scope.RECORD:
+            self._issued.get(gid, set()).discard(target)
         return {"receipt": receipt, "gas": receipt["gasUsed"], "reissued": reissued}
 
     def serve_emergencies(self) -> list[int]:
