@@ -283,7 +283,13 @@ class Portal:
         return self._names.get(bytes(participant), _hex(participant)[:14] + "…")
 
     def label_address(self, address: str) -> str:
-        return self._by_address.get(address.lower(), address)
+        """A participant's or a proxy's name for an account address (the address itself if unknown)."""
+        key = address.lower()
+        if key not in self._by_address:
+            for info in self.directory.proxy_infos():
+                if info is not None:
+                    self._by_address.setdefault(info.address.lower(), f"proxy of {info.name}")
+        return self._by_address.get(key, address)
 
     def resolve(self, who: str) -> bytes:
         """A participant from a form field: an enrolled name or a 0x participant ID."""
@@ -451,9 +457,10 @@ class Portal:
         for m in todo:
             try:
                 rec = self.doctor.read_record(patient, m)
-            except MBDSError:
-                with self.lock_:
-                    self._memory.read.pop(m.slip_id, None)
+            except ProxyRefused as exc:
+                if exc.code is not Refusal.UNAVAILABLE:  # the policy said no: forget what was read before
+                    with self.lock_:
+                        self._memory.read.pop(m.slip_id, None)
                 raise
             with self.lock_:
                 self._memory.read[m.slip_id] = rec

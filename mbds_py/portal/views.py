@@ -12,7 +12,8 @@ import json
 from html import escape
 from typing import Callable
 
-from ..sharing.policy import RequestState, Scope
+from ..crypto.keywords import ICD10, ICD10_CM, LOINC, SNOMED_CT
+from ..sharing.policy import RequestState
 from .app import DOCTOR, PATIENT, Flash, Portal, ReceiptCheck, describe_actions, describe_scope, explain, utc
 
 PATIENT_SECTIONS = ("records", "requests", "grants", "emergency", "audit", "trapdoor")
@@ -34,6 +35,18 @@ def short(b: bytes, n: int = 10) -> str:
 
 def full(b: bytes) -> str:
     return "0x" + bytes(b).hex()
+
+
+_SYSTEMS = {ICD10: "ICD-10", ICD10_CM: "ICD-10-CM", SNOMED_CT: "SNOMED CT", LOINC: "LOINC"}
+
+
+def keywords(words: tuple[str, ...] | list[str]) -> str:
+    """Normalised keywords for people: ``http://loinc.org|24627-2`` → ``LOINC 24627-2``."""
+    out = []
+    for w in words:
+        system, _, code = w.partition("|")
+        out.append(f"{_SYSTEMS[system]} {code}" if system in _SYSTEMS and code else w)
+    return ", ".join(out)
 
 
 def sections_of(role: str) -> tuple[str, ...]:
@@ -131,12 +144,18 @@ def _button_form(action: str, csrf: str, label: str, fields: dict[str, str], *, 
             f'<button type="submit" id="{h(id_)}" class="{h(cls)}">{h(label)}</button></form>')
 
 
-def _table(caption: str, head: list[str], rows: list[str], *, empty: str, id_: str) -> str:
+Row = tuple[str, list[str]]  # (attributes of the <tr>, cells' inner HTML)
+
+
+def _table(caption: str, head: list[str], rows: list[Row], *, empty: str, id_: str, attrs: str = "") -> str:
+    """A table whose cells carry their column name (``data-label``): on a phone each row stacks."""
     if not rows:
         return f'<p class="empty" id="{h(id_)}-empty">{h(empty)}</p>'
     ths = "".join(f'<th scope="col">{h(c)}</th>' for c in head)
-    return (f'<div class="scroll"><table id="{h(id_)}"><caption>{h(caption)}</caption>'
-            f'<thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    body = "".join(f'<tr {tr}>' + "".join(f'<td data-label="{h(col)}">{cell}</td>' for col, cell in zip(head, cells))
+                   + "</tr>" for tr, cells in rows)
+    return (f'<div class="scroll"><table id="{h(id_)}" class="stack" {attrs}><caption>{h(caption)}</caption>'
+            f'<thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,11 +167,10 @@ def _records(portal: Portal, csrf: str) -> str:
     rows = []
     for r in portal.records():
         rid = full(r.record_id)
-        rows.append(
-            f'<tr data-record="{rid}"><td>{h(utc(r.time))}</td><td>{h(r.chain)}</td><td>{h(r.record_type)}</td>'
-            f'<td>{h(r.text)}</td><td>{h(", ".join(r.keywords))}</td><td>{h(r.doctor)}</td>'
-            f'<td class="mono" title="{rid}">{h(short(r.record_id))}</td>'
-            f'<td>{_button_form("receipt", csrf, "Check receipt", {"record": rid}, id_="receipt-" + rid)}</td></tr>')
+        rows.append((f'data-record="{rid}"', [
+            h(utc(r.time)), h(r.chain), h(r.record_type), h(r.text), h(keywords(r.keywords)), h(r.doctor),
+            f'<span class="mono" title="{rid}">{h(short(r.record_id))}</span>',
+            _button_form("receipt", csrf, "Check receipt", {"record": rid}, id_="receipt-" + rid)]))
     return _table("Committed records, decrypted in this portal", ["Time", "Hospital / platform", "Type", "Summary",
                   "Keywords", "Doctor", "Record", "On chain"], rows,
                   empty="No committed record yet.", id_="records-table")
@@ -168,11 +186,10 @@ def _requests_patient(portal: Portal, csrf: str) -> str:
                   f'<label for="reject-reason-{rid}" class="sr-only">Reason to reject request {rid}</label>'
                   f'<input id="reject-reason-{rid}" name="reason" placeholder="reason (optional)" maxlength="200">'
                   f'<button type="submit" id="reject-{rid}" class="secondary">Reject</button></form>')
-        rows.append(
-            f'<tr data-request="{rid}"><td>#{rid}</td><td>{h(row.requester)}</td>'
-            f'<td>{h(describe_scope(r.scope, r.target))}</td><td>{h(describe_actions(r.actions))}</td>'
-            f'<td>{h(utc(r.expires_at))}</td><td>{h(r.reason)}</td><td>{h(utc(r.deadline))}</td>'
-            f'<td>{_button_form("approve", csrf, "Approve", {"request": rid}, id_="approve-" + rid)}{reject}</td></tr>')
+        rows.append((f'data-request="{rid}"', [
+            f"#{rid}", h(row.requester), h(describe_scope(r.scope, r.target)), h(describe_actions(r.actions)),
+            h(utc(r.expires_at)), h(r.reason), h(utc(r.deadline)),
+            _button_form("approve", csrf, "Approve", {"request": rid}, id_="approve-" + rid) + reject]))
     return _table("Requests awaiting your decision", ["Request", "From", "Scope", "Actions", "Access until",
                   "Reason", "Decide before", "Decision"], rows, empty="No request awaits your decision.",
                   id_="requests-table")
@@ -183,18 +200,18 @@ def _grants(portal: Portal, csrf: str) -> str:
     for i, row in enumerate(portal.grants()):
         g = row.grant
         fields = {"grantee": full(g.grantee), "scope": str(int(g.scope)), "target": full(g.target)}
-        rows.append(
-            f'<tr data-grantee="{h(row.grantee)}"><td>{h(row.grantee)}</td><td>{h(describe_scope(g.scope, g.target))}</td>'
-            f'<td>{h(describe_actions(g.actions))}</td><td>{h(utc(g.not_before))}</td><td>{h(utc(g.expires_at))}</td>'
-            f'<td>{_button_form("revoke", csrf, "Revoke", fields, id_=f"revoke-{i}", cls="danger")}</td></tr>')
-    return _table("Active grants", ["Grantee", "Scope", "Actions", "From", "Until", ""], rows,
+        rows.append((f'data-grantee="{h(row.grantee)}"', [
+            h(row.grantee), h(describe_scope(g.scope, g.target)), h(describe_actions(g.actions)), h(utc(g.not_before)),
+            h(utc(g.expires_at)), _button_form("revoke", csrf, f"Revoke {row.grantee}", fields, id_=f"revoke-{i}",
+                                               cls="danger")]))
+    return _table("Active grants", ["Grantee", "Scope", "Actions", "From", "Until", "Revoke"], rows,
                   empty="Nobody may read your records.", id_="grants-table")
 
 
 def _emergency(portal: Portal, csrf: str) -> str:
-    rows = [f'<tr><td>#{e.id}</td><td>{h(e.grantee)}</td><td>{h(e.state.name.lower())}</td><td>{e.approvals}</td>'
-            f'<td>{h(utc(e.activated_at)) if e.activated_at else "—"}</td>'
-            f'<td>{h(utc(e.expires_at)) if e.expires_at else "—"}</td><td>{h(e.reason)}</td></tr>'
+    rows = [(f'data-emergency="{e.id}"', [f"#{e.id}", h(e.grantee), h(e.state.name.lower()), str(e.approvals),
+                                          h(utc(e.activated_at)) if e.activated_at else "—",
+                                          h(utc(e.expires_at)) if e.expires_at else "—", h(e.reason)])
             for e in portal.emergencies()]
     return _table("Break-glass requests approved by the health authorities", ["Emergency", "Doctor", "State",
                   "Approvals", "Active from", "Until", "Reason"], rows, empty="No emergency access.",
@@ -205,16 +222,22 @@ def _audit(portal: Portal, csrf: str) -> str:
     trail = portal.audit()
     if not trail:
         return '<p class="empty" id="audit-empty">Nobody has read or tried to read your records.</p>'
+    titles = {r.record_id: f"{r.record_type} of {utc(r.time)} at {r.chain}" for r in _safe_records(portal)}
     out = []
     for rid, rows in sorted(trail.items(), key=lambda kv: kv[1][0].at):
-        trs = "".join(f'<tr class="{h(r.outcome)}"><td>{h(utc(r.at))}</td><td>{h(r.who)}</td><td>{h(r.outcome)}</td>'
-                      f'<td>{h(r.detail)}</td><td>{h(r.proxy)}</td><td class="mono">{h(short(r.tx_hash))}</td></tr>'
-                      for r in rows)
-        out.append(f'<div class="scroll"><table class="audit" data-record="{full(rid)}"><caption>Record '
-                   f'{h(short(rid))}</caption><thead><tr><th scope="col">Time</th><th scope="col">Who</th>'
-                   f'<th scope="col">Outcome</th><th scope="col">Detail</th><th scope="col">Proxy</th>'
-                   f'<th scope="col">Transaction</th></tr></thead><tbody>{trs}</tbody></table></div>')
+        cells = [(f'class="{h(r.outcome)}"', [h(utc(r.at)), h(r.who), h(r.outcome), h(r.detail), h(r.proxy),
+                                             f'<span class="mono">{h(short(r.tx_hash))}</span>']) for r in rows]
+        out.append(_table(f"Record {short(rid)}" + (f" — {titles[rid]}" if rid in titles else ""),
+                          ["Time", "Who", "Outcome", "Detail", "Proxy", "Transaction"], cells, empty="",
+                          id_="audit-" + full(rid), attrs=f'data-record="{full(rid)}"'))
     return "".join(out)
+
+
+def _safe_records(portal: Portal) -> list:
+    try:
+        return portal.records()
+    except Exception:  # noqa: BLE001 - titles are a convenience; the trail itself comes from the chain
+        return []
 
 
 def _trapdoor(portal: Portal, csrf: str) -> str:
@@ -256,10 +279,10 @@ def _ask(portal: Portal, csrf: str) -> str:
 
 
 def _requests_doctor(portal: Portal, csrf: str) -> str:
-    rows = [f'<tr data-request="{row.request.id}" class="{h(row.state.name.lower())}"><td>#{row.request.id}</td>'
-            f'<td>{h(row.patient)}</td><td>{h(describe_scope(row.request.scope, row.request.target))}</td>'
-            f'<td class="state">{h(_state(row.state))}</td><td>{h(utc(row.request.deadline))}</td>'
-            f'<td>{h(row.request.reason)}</td></tr>' for row in portal.my_requests()]
+    rows = [(f'data-request="{row.request.id}" class="{h(row.state.name.lower())}"', [
+        f"#{row.request.id}", h(row.patient), h(describe_scope(row.request.scope, row.request.target)),
+        f'<span class="state">{h(_state(row.state))}</span>', h(utc(row.request.deadline)), h(row.request.reason)])
+        for row in portal.my_requests()]
     return _table("Your requests", ["Request", "Patient", "Scope", "Status", "Decide before", "Reason"], rows,
                   empty="You have sent no request.", id_="my-requests-table")
 
@@ -278,11 +301,12 @@ def _search(portal: Portal, csrf: str) -> str:
             f'<label for="search-trapdoors">Trapdoors the patient issued (one per line; all must match)</label>'
             f'<textarea id="search-trapdoors" name="trapdoors" rows="3" required></textarea>'
             f'<button type="submit" id="search-go">Search</button></form>')
-    rows = [f'<tr data-record="{full(m.slip_id)}"><td>{h(m.chain)}</td><td>{m.block_height}</td>'
-            f'<td class="mono">{h(short(m.slip_id))}</td><td>{m.consortium_height}</td>'
-            f'<td>{_button_form("read", csrf, "Read", {"record": full(m.slip_id)}, id_="read-" + full(m.slip_id))}</td></tr>'
-            for m in matches]
-    table = _table("Matches (slips proven against their chain)", ["Chain", "Block", "Record", "Consortium block", ""],
+    rows = [(f'data-record="{full(m.slip_id)}"', [
+        h(m.chain), str(m.block_height), f'<span class="mono">{h(short(m.slip_id))}</span>', str(m.consortium_height),
+        _button_form("read", csrf, "Read", {"record": full(m.slip_id)}, id_="read-" + full(m.slip_id))])
+        for m in matches]
+    table = _table("Matches (slips proven against their chain)", ["Chain", "Block", "Record", "Consortium block",
+                                                                  "Read"],
                    rows, empty="No search yet." if patient is None else "No match.", id_="matches-table")
     read_all = _button_form("read", csrf, "Read all into one timeline", {"record": ""}, id_="read-all") if matches else ""
     return form + table + read_all
@@ -298,7 +322,7 @@ def _timeline(portal: Portal, csrf: str) -> str:
         items.append(
             f'<li data-record="{full(e.record_id)}"><p><time>{h(utc(e.timestamp))}</time> · <strong>{h(e.chain)}</strong>'
             f' · {h(e.record_type)} by {h(portal.label_address(e.doctor))}</p><p class="text">{h(e.text)}</p>'
-            f'<p>Keywords: {h(", ".join(e.keywords))}</p><details><summary>Health record</summary>'
+            f'<p>Keywords: {h(keywords(e.keywords))}</p><details><summary>Health record</summary>'
             f'<pre>{h(hmi)}</pre></details></li>')
     return (f'<p>Combined from {len({e.chain for e in entries})} chain(s), oldest first; held in memory only.</p>'
             f'<ol class="timeline" id="timeline-list">{"".join(items)}</ol>'
