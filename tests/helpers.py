@@ -1,13 +1,16 @@
-"""Assertion helpers shared by the contract and model tests."""
+"""Helpers shared by the tests: revert assertions, a whole live network."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from mbds_py.errors import ContractRevert
+
+if TYPE_CHECKING:
+    from mbds_py.network import Network
 
 
 @contextmanager
@@ -24,3 +27,20 @@ def raises_named(exc_type: type[BaseException], name: str, *args) -> Iterator[py
 def reverts(name: str, *args):
     """Assert a contract call reverts with the custom error ``name`` (and these decoded arguments)."""
     return raises_named(ContractRevert, name, *args)
+
+
+@contextmanager
+def live_network(work) -> Iterator["Network"]:
+    """A whole network (devnet, contracts, registrations, election, replicas, consortium nodes) in ``work``,
+    with a random passphrase and cheap keystores; stopped on exit."""
+    import secrets
+
+    from mbds_py.network import Network, PrivateChainSettings
+    from mbds_py.spec import load_spec
+
+    net = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16),
+                  settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10)
+    try:
+        yield net.bring_up()
+    finally:
+        net.stop()

@@ -375,20 +375,21 @@ class AccessPolicyAgent:
     def audit_trail(self, *, patient: Who | None = None, grantee: Who | None = None, record_id: bytes | None = None,
                     from_block: int = 0, to_block: int | str = "latest") -> list[AccessEvent]:
         """Every recorded access (``AccessRecorded``) matching the filters, oldest first."""
-        filters = {"patient": None if patient is None else self.resolve(patient),
-                   "grantee": None if grantee is None else self.resolve(grantee),
-                   "recordId": record_id}
         return [_access_event(log["args"], log["blockNumber"], bytes(log["transactionHash"]))
-                for log in self._logs("AccessRecorded", filters, from_block, to_block)]
+                for log in self._access_logs("AccessRecorded", patient, grantee, record_id, from_block, to_block)]
 
     def denials(self, *, patient: Who | None = None, grantee: Who | None = None, record_id: bytes | None = None,
                 from_block: int = 0, to_block: int | str = "latest") -> list[AccessDenial]:
         """Every refused attempt (``AccessDenied``) matching the filters, oldest first."""
+        return [_denial(log["args"], log["blockNumber"], bytes(log["transactionHash"]))
+                for log in self._access_logs("AccessDenied", patient, grantee, record_id, from_block, to_block)]
+
+    def _access_logs(self, name: str, patient: Who | None, grantee: Who | None, record_id: bytes | None,
+                     from_block: int, to_block: int | str) -> list:
         filters = {"patient": None if patient is None else self.resolve(patient),
                    "grantee": None if grantee is None else self.resolve(grantee),
                    "recordId": record_id}
-        return [_denial(log["args"], log["blockNumber"], bytes(log["transactionHash"]))
-                for log in self._logs("AccessDenied", filters, from_block, to_block)]
+        return self._logs(name, filters, from_block, to_block)
 
     def grant_history(self, patient: Who, *, grantee: Who | None = None,
                       from_block: int = 0) -> list[Grant | Revocation]:

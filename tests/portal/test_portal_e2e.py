@@ -12,7 +12,6 @@ down, an expired request, the consortium chain down.  Screenshots of both views 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from mbds_py.demo import record_visit, wait_for_items
-from mbds_py.network import Network, PrivateChainSettings
+from mbds_py.network import Network
 from mbds_py.sharing.launch import policy_agent, restart_proxy, start_proxies, stop_proxy
 from mbds_py.sharing.policy import RequestState
-from mbds_py.spec import load_spec
+from tests.helpers import live_network
 from tests.portal.browser import Page, artifacts_dir, chromium, full_page_screenshot, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("portal-e2e")]
@@ -36,18 +35,12 @@ PNEUMONIA = "icd10|J18.9"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    work = tmp_path_factory.mktemp("portal-e2e")
-    network = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16),
-                      settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10)
-    try:
-        network.bring_up()
+    with live_network(tmp_path_factory.mktemp("portal-e2e")) as network:
         start_proxies(network)
         record_visit(network, "dr-zhao", "alice", ["icd10|R05"], COUGH_TEXT)
         record_visit(network, "dr-li", "alice", [PNEUMONIA, "loinc|24627-2"], CT_TEXT)
         wait_for_items(network, "alice", 2, timeout=90)
         yield network
-    finally:
-        network.stop()
 
 
 class PortalProcess:

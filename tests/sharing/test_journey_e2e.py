@@ -10,7 +10,6 @@ Every refusal asserts the proxies' specific code.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 
 import pytest
@@ -18,7 +17,6 @@ import pytest
 from mbds_py.crypto import decrypt_reencrypted, load_cfrag, make_record_kfrags
 from mbds_py.crypto.errors import DecryptionError
 from mbds_py.demo import Narrator
-from mbds_py.network import Network, PrivateChainSettings
 from mbds_py.sharing import journey
 from mbds_py.sharing.agent import AccessPolicyRefusal
 from mbds_py.sharing.clients import ThresholdNotMet, combine
@@ -26,21 +24,15 @@ from mbds_py.sharing.journey import expect_refusal, read_label
 from mbds_py.sharing.launch import policy_agent, proxy_keys
 from mbds_py.sharing.policy import Action, Basis, Reason
 from mbds_py.sharing.proxy import ProxyRefused, Refusal
-from mbds_py.spec import load_spec
+from tests.helpers import live_network
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    work = tmp_path_factory.mktemp("sharing-e2e")
-    net = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16),
-                  settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10)
-    try:
-        net.bring_up()
+    with live_network(tmp_path_factory.mktemp("sharing-e2e")) as net:
         yield journey.setup_sharing(net)
-    finally:
-        net.stop()
 
 
 @pytest.fixture(scope="module")
