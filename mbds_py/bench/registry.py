@@ -21,6 +21,12 @@ two are always measured in the same run.  The runner imports every module of
 the ``mbds_py.bench`` package (and those named in ``MBDS_BENCH_MODULES``,
 comma-separated) before it runs, so putting the module there is all it takes.
 
+A function that shares an expensive resource of the run (``ctx.network()``, a
+replica group made with ``ctx.resource``) names it in ``uses``: the runner runs
+the selected users of a resource back to back — in catalogue order from the first
+of them, curves included — and releases the resource after the last one, so its
+idle processes do not weigh on the measurements that follow.
+
 Plot series are registered the same way with :func:`curve` on one of the
 :data:`PANELS`; e.g. the PBFT throughput hook is
 ``@curve("pbft_slips_per_s", panel="throughput", label="PBFT, 4 replicas", unit="slips/s")``
@@ -116,6 +122,8 @@ class MeasurementSpec:
     fn: MeasureFn
     estimate_s: tuple[float, float]
     """Expected seconds (quick, full), for the duration stated up front."""
+    uses: tuple[str, ...] = ()
+    """Shared resources of the run it uses (released by the runner after the last user)."""
 
     @property
     def name(self) -> str:
@@ -132,11 +140,12 @@ def _origin(fn: Callable[..., Any]) -> str:
 
 def measurement(key: str, *, unit: str | None = None, target: str | None = None, baseline: str | None = None,
                 also: Sequence[str] = (), estimate_s: tuple[float, float] = (10.0, 60.0),
-                description: str = "") -> Callable[[MeasureFn], MeasureFn]:
+                description: str = "", uses: Sequence[str] = ()) -> Callable[[MeasureFn], MeasureFn]:
     """Register ``fn(ctx)`` as the measurement of ``key`` (and of its ``baseline`` and ``also`` keys).
 
     ``unit``, ``target`` and ``baseline`` default to the catalogue's; a key not
     in the catalogue needs a ``unit``.  A new baseline key inherits the unit.
+    ``uses`` names the shared resources of the run it uses (see the module docstring).
     """
 
     def register(fn: MeasureFn) -> MeasureFn:
@@ -158,7 +167,8 @@ def measurement(key: str, *, unit: str | None = None, target: str | None = None,
             if k not in CATALOGUE:
                 raise BenchmarkError(f"{k!r} (also measured by {key}) is not in the catalogue: "
                                      "register it as its own key or add it to CATALOGUE")
-        MEASUREMENTS[key] = MeasurementSpec(key, keys, fn, (float(estimate_s[0]), float(estimate_s[1])))
+        MEASUREMENTS[key] = MeasurementSpec(key, keys, fn, (float(estimate_s[0]), float(estimate_s[1])),
+                                            tuple(uses))
         return fn
 
     return register
@@ -185,7 +195,7 @@ PANELS: dict[str, Panel] = {
     "anchor_gas": Panel("anchor_gas", "Anchoring cost vs block size", "slips per block", "gas per slip",
                         (8, 16, 32), (8, 16, 32, 64, 128), log_x=True, log_y=True),
     "throughput": Panel("throughput", "Throughput vs block size", "slips per block", "slips/s",
-                        (8, 16, 32), (8, 16, 32, 64, 128), log_x=True, log_y=True),
+                        (8, 32, 128), (8, 16, 32, 64, 128), log_x=True, log_y=True),
     "peks_search": Panel("peks_search", "PEKS search vs a patient's items", "items", "search time (ms)",
                          (100, 200, 400), (100, 300, 1000, 3000, 10000), log_x=True, log_y=True),
 }
@@ -203,6 +213,8 @@ class CurveSpec:
     unit: str
     fn: CurveFn
     estimate_s: tuple[float, float]
+    uses: tuple[str, ...] = ()
+    """Shared resources of the run it uses (see :class:`MeasurementSpec`)."""
 
 
 CURVES: dict[str, CurveSpec] = {}
@@ -216,7 +228,7 @@ Until a function is registered under the name, the report lists it as not measur
 
 
 def curve(name: str, *, panel: str, label: str, unit: str,
-          estimate_s: tuple[float, float] = (5.0, 30.0)) -> Callable[[CurveFn], CurveFn]:
+          estimate_s: tuple[float, float] = (5.0, 30.0), uses: Sequence[str] = ()) -> Callable[[CurveFn], CurveFn]:
     """Register ``fn(ctx, xs) -> {x: samples}`` as the series ``name`` of ``panel`` (see :data:`PANELS`)."""
     if panel not in PANELS:
         raise BenchmarkError(f"unknown panel {panel!r}; one of {', '.join(PANELS)}")
@@ -225,7 +237,8 @@ def curve(name: str, *, panel: str, label: str, unit: str,
         owner = CURVES.get(name)
         if owner is not None and _origin(owner.fn) != _origin(fn):
             raise BenchmarkError(f"curve {name!r} is already registered by {_origin(owner.fn)}")
-        CURVES[name] = CurveSpec(name, panel, label, unit, fn, (float(estimate_s[0]), float(estimate_s[1])))
+        CURVES[name] = CurveSpec(name, panel, label, unit, fn, (float(estimate_s[0]), float(estimate_s[1])),
+                                 tuple(uses))
         return fn
 
     return register

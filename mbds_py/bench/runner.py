@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, Union
 
 from . import registry
 from .context import BenchContext
@@ -44,7 +44,7 @@ from .stats import FAILED, NOT_MEASURED, SKIPPED, Measurement, Target, spread
 from .stats import median as _median
 
 SCHEMA = "mbds-bench/1"
-STARTUP_S = 10.0  # imports, chain start, compile cache, version probes, report files
+STARTUP_S = 8.0  # imports, version probes, teardown, report files
 CORE_MODULES = {"runner", "registry", "context", "stats", "plot"}
 NOT_REGISTERED = "no measurement registered yet (the module that provides it has not landed)"
 
@@ -205,6 +205,42 @@ def versions() -> dict[str, Any]:
 # --- running ----------------------------------------------------------------------------------------------
 
 
+def _import_pyplot() -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        importlib.import_module("matplotlib.pyplot")
+    except ImportError:  # write_plot reports it
+        pass
+
+
+class _Background:
+    """Call ``fn`` in a daemon thread; :meth:`result` joins and returns its value (or raises its error)."""
+
+    def __init__(self, fn: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._error = exc
+
+        self._thread = threading.Thread(target=target, name="mbds-bench-background", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
     """Turn SIGTERM into SystemExit while the run lasts, so the ``finally`` teardown runs."""
@@ -283,6 +319,75 @@ def _curve_points(samples_by_x: Mapping[int, Sequence[float]]) -> list[dict[str,
     return points
 
 
+Step = Union[MeasurementSpec, registry.CurveSpec]
+
+
+def plan(functions: Sequence[MeasurementSpec], curves: Sequence[registry.CurveSpec]) -> list[Step]:
+    """Measurements in catalogue order, then plot series; the users of a shared resource back to back.
+
+    When a step uses a resource (``uses``), every later step that uses it is pulled up
+    right behind it (in their own order, transitively), so the resource can be released
+    after the last of them instead of idling under unrelated measurements.
+    """
+    base: list[Step] = [*functions, *curves]
+    out: list[Step] = []
+    placed: set[int] = set()
+    for step in base:
+        if id(step) in placed:
+            continue
+        queue = [step]
+        while queue:
+            s = queue.pop(0)
+            if id(s) in placed:
+                continue
+            placed.add(id(s))
+            out.append(s)
+            queue += [o for o in base if id(o) not in placed and set(o.uses) & set(s.uses)]
+    return out
+
+
+def _run_measurement(spec: MeasurementSpec, ctx: BenchContext, progress: _Progress, index: int, total: int,
+                     results: dict[str, Measurement]) -> bool:
+    """Run one measuring function; on failure its keys are reported failed.  True when it ran."""
+    quick = ctx.quick
+    t = progress.step(index, total, ", ".join(spec.keys), spec.estimate_s[0 if quick else 1])
+    try:
+        results.update(_measurements_of(spec, spec.fn(ctx)))
+        progress.done(t)
+        return True
+    except Exception as exc:  # noqa: BLE001 - report it and go on with the others
+        traceback.print_exc(file=progress.out)
+        reason = f"{type(exc).__name__}: {exc}"
+        for key in spec.keys:
+            ks = CATALOGUE[key]
+            results[key] = Measurement.unavailable(key, ks.unit, reason, status=FAILED,
+                                                   target=ks.target, baseline=ks.baseline)
+        progress.done(t, "FAILED")
+        return False
+
+
+def _run_curve(c: registry.CurveSpec, ctx: BenchContext, progress: _Progress, index: int, total: int,
+               curve_results: dict[str, dict[str, Any]]) -> bool:
+    """Run one plot series over its panel's load points.  True when it ran."""
+    quick = ctx.quick
+    panel = PANELS[c.panel]
+    xs = panel.x_quick if quick else panel.x_full
+    t = progress.step(index, total, f"plot series {c.name} at {panel.x_label} = {', '.join(map(str, xs))}",
+                      c.estimate_s[0 if quick else 1])
+    entry: dict[str, Any] = {"panel": c.panel, "label": c.label, "unit": c.unit}
+    ok = True
+    try:
+        entry.update(status="measured", points=_curve_points(c.fn(ctx, xs)))
+        progress.done(t)
+    except Exception as exc:  # noqa: BLE001
+        ok = False
+        traceback.print_exc(file=progress.out)
+        entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}", points=[])
+        progress.done(t, "FAILED")
+    curve_results[c.name] = entry
+    return ok
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmarks ``args`` select (see :func:`add_arguments`); write the requested files."""
     quick = bool(getattr(args, "quick", False))
@@ -315,42 +420,33 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Measurement] = {}
     curve_results: dict[str, dict[str, Any]] = {}
     failed = False
-    total = len(functions) + len(curves)
+    steps = plan(functions, curves)
+    last_use = {r: i for i, step in enumerate(steps) for r in step.uses}
+    total = len(steps)
     with _sigterm_unwinds():
         ctx = BenchContext(quick=quick, out=err)
         try:
-            for i, spec in enumerate(functions, 1):
-                t = progress.step(i, total, ", ".join(spec.keys), spec.estimate_s[0 if quick else 1])
-                try:
-                    results.update(_measurements_of(spec, spec.fn(ctx)))
-                    progress.done(t)
-                except Exception as exc:  # noqa: BLE001 - report it and go on with the others
-                    failed = True
-                    traceback.print_exc(file=err)
-                    reason = f"{type(exc).__name__}: {exc}"
-                    for key in spec.keys:
-                        ks = CATALOGUE[key]
-                        results[key] = Measurement.unavailable(key, ks.unit, reason, status=FAILED,
-                                                               target=ks.target, baseline=ks.baseline)
-                    progress.done(t, "FAILED")
-            for j, c in enumerate(curves, len(functions) + 1):
-                panel = PANELS[c.panel]
-                xs = panel.x_quick if quick else panel.x_full
-                t = progress.step(j, total, f"plot series {c.name} at {panel.x_label} = {', '.join(map(str, xs))}",
-                                  c.estimate_s[0 if quick else 1])
-                entry: dict[str, Any] = {"panel": c.panel, "label": c.label, "unit": c.unit}
-                try:
-                    entry.update(status="measured", points=_curve_points(c.fn(ctx, xs)))
-                    progress.done(t)
-                except Exception as exc:  # noqa: BLE001
-                    failed = True
-                    traceback.print_exc(file=err)
-                    entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}", points=[])
-                    progress.done(t, "FAILED")
-                curve_results[c.name] = entry
+            for i, step in enumerate(steps):
+                if isinstance(step, MeasurementSpec):
+                    failed |= not _run_measurement(step, ctx, progress, i + 1, total, results)
+                else:
+                    failed |= not _run_curve(step, ctx, progress, i + 1, total, curve_results)
+                for r in step.uses:
+                    if last_use[r] == i and ctx.has(r):
+                        progress.say(f"      releasing {r} (no later step uses it)")
+                        try:
+                            ctx.release(r)
+                        except Exception:  # noqa: BLE001 - what is left is killed at teardown
+                            traceback.print_exc(file=err)
         finally:
             progress.say("tearing down")
-            ctx.close()
+            probe = _Background(versions)  # the version probes (solc-js starts a Node process) meanwhile
+            if plot_path is not None:
+                _Background(_import_pyplot)  # and matplotlib's import, a few seconds
+            try:
+                ctx.close()
+            finally:
+                probe.join()
     for key, ks in CATALOGUE.items():
         if key in results:
             continue
@@ -366,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_report(results, curve_results, mode=mode, started_at=started_at,
                           duration_s=time.monotonic() - t_start, expected_s=expected, warnings=warnings,
-                          load_at_start=load_at_start)
+                          load_at_start=load_at_start, version_info=probe.result())
     print(text_table(report))
     if json_path is not None:
         _write(json_path, json.dumps(report, indent=2) + "\n")
@@ -393,7 +489,8 @@ def _write(path: Path, text: str) -> None:
 
 def build_report(results: Mapping[str, Measurement], curves: Mapping[str, Any], *, mode: str,
                  started_at: dt.datetime, duration_s: float, expected_s: float,
-                 warnings: Sequence[str] = (), load_at_start: float | None = None) -> dict[str, Any]:
+                 warnings: Sequence[str] = (), load_at_start: float | None = None,
+                 version_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document: per key median and spread, plus machine and versions.
 
     The machine's load average is recorded at the start and the end of the run:
@@ -415,7 +512,7 @@ def build_report(results: Mapping[str, Measurement], curves: Mapping[str, Any], 
         "duration_s": round(duration_s, 1),
         "expected_duration_s": round(expected_s, 1),
         "machine": _machine_with_load(load_at_start),
-        "versions": versions(),
+        "versions": dict(version_info) if version_info is not None else versions(),
         "measurements": measurements,
         "curves": dict(curves),
         "warnings": list(warnings),

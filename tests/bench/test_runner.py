@@ -218,3 +218,101 @@ def test_tmpdir_is_removed_on_close():
         folder = ctx.tmpdir
         (folder / "x").write_text("y")
     assert not os.path.exists(folder)
+
+
+def test_resource_cleanups_belong_to_it_and_release_runs_them_early():
+    order = []
+    with BenchContext(quick=True) as ctx:
+        ctx.on_close(lambda: order.append("run"))
+
+        def make():
+            ctx.on_close(lambda: order.append("net stopped"))
+            ctx.on_close(lambda: order.append("net killed"))
+            return "net"
+
+        assert ctx.resource("net", make) == "net" and ctx.resource("net", make) == "net"
+        assert ctx.has("net")
+        ctx.release("net")
+        assert order == ["net killed", "net stopped"] and not ctx.has("net")
+        ctx.release("net")  # twice, or never made: nothing to do
+        assert order == ["net killed", "net stopped"]
+    assert order == ["net killed", "net stopped", "run"]
+
+
+def test_a_resource_that_fails_is_torn_down_at_once_and_not_made_twice():
+    calls, order = [], []
+
+    def make():
+        calls.append(1)
+        ctx.on_close(lambda: order.append("half-started network stopped"))
+        raise OSError("no port")
+
+    with BenchContext(quick=True) as ctx:
+        with pytest.raises(OSError, match="no port"):
+            ctx.resource("net", make)
+        assert order == ["half-started network stopped"]
+        with pytest.raises(RuntimeError, match="could not be made earlier in this run: OSError: no port"):
+            ctx.resource("net", make)
+        assert calls == [1]
+
+
+def test_tmpdir_first_used_by_a_resource_outlives_its_release():
+    with BenchContext(quick=True) as ctx:
+        folder = ctx.resource("net", lambda: ctx.tmpdir)
+        ctx.release("net")
+        assert folder.is_dir()
+    assert not folder.exists()
+
+
+def test_users_of_a_shared_resource_run_back_to_back_and_it_is_released_after_the_last(isolated, tmp_path):
+    """Catalogue order, except that later users of a resource are pulled up behind its first user."""
+    log = []
+
+    def fake(key, uses=()):
+        def fn(ctx):
+            if uses:
+                ctx.resource("devnet", lambda: ctx.on_close(lambda: log.append("devnet released")) or "net")
+            log.append(key)
+            return [1.0]
+
+        measurement(key, unit="ms", estimate_s=(0, 0), uses=uses)(fn)
+
+    fake("storage_p50_ms")
+    fake("share_p50_ms", uses=("devnet",))
+    fake("gas_per_item")
+    fake("consortium_items_per_s", uses=("devnet",))
+    fake("pbft_slips_per_s")
+
+    @curve("fake_throughput", panel="throughput", label="fake", unit="slips/s", estimate_s=(0, 0), uses=("devnet",))
+    def fake_curve(ctx, xs):
+        ctx.resource("devnet", lambda: "net")
+        log.append("curve")
+        return {x: [1.0] for x in xs}
+
+    out_png, out_json = tmp_path / "b.png", tmp_path / "b.json"
+    assert runner.run(args("--quick", "--json", str(out_json))) == 0
+    assert log == ["pbft_slips_per_s", "share_p50_ms", "consortium_items_per_s", "devnet released",
+                   "storage_p50_ms", "gas_per_item"]
+    log.clear()
+    pytest.importorskip("matplotlib")
+    assert runner.run(args("--quick", "--plot", str(out_png), "--json", str(out_json))) == 0
+    assert log == ["pbft_slips_per_s", "share_p50_ms", "consortium_items_per_s", "curve", "devnet released",
+                   "storage_p50_ms", "gas_per_item"]
+    assert json.loads(out_json.read_text())["curves"]["fake_throughput"]["status"] == "measured"
+
+
+def test_kill_devnet_kills_service_process_groups_and_reaps_them(tmp_path):
+    from types import SimpleNamespace
+
+    from mbds_py.bench.context import kill_devnet
+
+    procs = {n: subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"],
+                                 start_new_session=True) for n in ("replica-0", "replica-1", "proxy")}
+    devnet = SimpleNamespace(load_services=lambda: {n: SimpleNamespace(pid=p.pid) for n, p in procs.items()},
+                             load_state=lambda: {})
+    kill_devnet(devnet, ("replica-0", "replica-1"))
+    assert not alive(procs["replica-0"].pid) and not alive(procs["replica-1"].pid)
+    assert alive(procs["proxy"].pid)
+    kill_devnet(devnet)
+    assert not alive(procs["proxy"].pid)
