@@ -9,7 +9,8 @@ stderr, and tears down everything the run started (chains, processes, folders)
 in a ``finally``, also on Ctrl-C or SIGTERM.  Each key is reported as the
 median and spread of its samples (see :mod:`mbds_py.bench.stats`); a key of the
 catalogue that nothing measures yet is ``null`` with status "not measured".
-The table goes to stdout; ``--json`` / ``--markdown`` / ``--plot`` write files.
+The table goes to stdout; ``--json`` / ``--markdown`` / ``--plot`` write files (a Markdown
+file with the generated-section markers keeps its text outside them, see :func:`splice_markdown`).
 The exit status is 0 when every selected measurement ran (targets missed are
 reported, not failures), 1 when one failed, 2 for bad arguments.
 
@@ -467,7 +468,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         _write(json_path, json.dumps(report, indent=2) + "\n")
     if md_path is not None:
-        _write(md_path, markdown(report))
+        _write(md_path, splice_markdown(md_path, markdown(report)))
     if plot_path is not None:
         from .plot import write_plot
 
@@ -477,6 +478,24 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             progress.say(f"wrote {path}")
     return 1 if failed else 0
+
+
+MD_BEGIN = "<!-- mbds bench: generated from here -->"
+MD_END = "<!-- mbds bench: generated up to here -->"
+
+
+def splice_markdown(path: Path, generated: str) -> str:
+    """The text to write to ``path``: the report alone, or — when the file already has the
+    :data:`MD_BEGIN` / :data:`MD_END` markers — the file with only the part between them replaced,
+    so a hand-written page (docs/benchmarks.md) keeps its prose around the figures."""
+    try:
+        current = path.read_text(encoding="utf-8")
+    except OSError:
+        return generated
+    start, end = current.find(MD_BEGIN), current.find(MD_END)
+    if start < 0 or end < start:
+        return generated
+    return f"{current[:start]}{MD_BEGIN}\n{generated}{current[end:]}"
 
 
 def _write(path: Path, text: str) -> None:

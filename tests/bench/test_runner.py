@@ -316,3 +316,17 @@ def test_kill_devnet_kills_service_process_groups_and_reaps_them(tmp_path):
     assert alive(procs["proxy"].pid)
     kill_devnet(devnet)
     assert not alive(procs["proxy"].pid)
+
+
+def test_markdown_replaces_only_the_marked_section_of_an_existing_page(isolated, tmp_path):
+    register_fake_gas()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\nprose before\n\n{runner.MD_BEGIN}\nold table\n{runner.MD_END}\n\nprose after\n")
+    assert runner.run(args("--quick", "--markdown", str(page))) == 0
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\nprose before\n\n" + runner.MD_BEGIN + "\nRun: ")
+    assert text.endswith(runner.MD_END + "\n\nprose after\n")
+    assert "old table" not in text and "| `gas_per_slip` | 705.0 gas/slip |" in text
+    plain = tmp_path / "new.md"
+    assert runner.run(args("--quick", "--markdown", str(plain))) == 0
+    assert plain.read_text().startswith("Run: ") and runner.MD_BEGIN not in plain.read_text()
