@@ -157,21 +157,32 @@ class ChainClient:
 
     def send(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
              value: int = 0) -> bytes:
-        """Sign and broadcast without waiting; returns the transaction hash."""
+        """Sign and broadcast without waiting; returns the transaction hash.
+
+        The nonce is tracked locally; when the node says it is stale (the same account also sent from
+        another client), it is re-read and the transaction re-signed once.
+        """
         params: dict[str, Any] = {"from": sender.address, "chainId": self.chain_id, "value": value}
         try:
             if gas is None:
                 gas = int(fn.estimate_gas(params) * 1.2) + 10_000
-            params.update(gas=gas, gasPrice=self._gas_price(), nonce=self._next_nonce(sender.address))
-            tx = fn.build_transaction(params)
         except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
             raise self._translate(exc, contract) from None
-        signed = sender.sign_transaction(tx)
-        try:
-            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Web3RPCError as exc:
-            self._forget_nonce(sender.address)
-            raise self._translate(exc, contract) from None
+        for attempt in range(2):
+            try:
+                params.update(gas=gas, gasPrice=self._gas_price(), nonce=self._next_nonce(sender.address))
+                tx = fn.build_transaction(params)
+            except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
+                raise self._translate(exc, contract) from None
+            signed = sender.sign_transaction(tx)
+            try:
+                return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as exc:
+                self._forget_nonce(sender.address)
+                if attempt == 0 and "nonce too low" in str(exc).lower():
+                    continue
+                raise self._translate(exc, contract) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def wait(self, tx_hash: bytes, *, contract: str = "contract", timeout: float = 120) -> dict[str, Any]:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.01)

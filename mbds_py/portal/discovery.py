@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from ..deploy import Deployer
 from ..devnet import Devnet
-from ..errors import ConfigError, DeploymentError
+from ..errors import ChainError, ConfigError, DeploymentError
 from ..identity import Participant
 from ..kmc import load_participant, participant_keystore
 from ..private.node import NodeConfig
@@ -59,7 +61,13 @@ class NetworkView:
 
     def directory(self, *, threshold: int = DEFAULT_THRESHOLD) -> Directory:
         """Clients' view: policy agent, proxies, chains, consortium nodes and storage."""
-        policy = AccessPolicyAgent(ChainClient(self.consortium_rpc, name=self.spec.consortium.name), self.access_policy)
+        try:
+            policy = AccessPolicyAgent(ChainClient(self.consortium_rpc, name=self.spec.consortium.name),
+                                       self.access_policy)
+        except (requests.RequestException, OSError) as exc:
+            raise ChainError(f"the consortium chain at {self.consortium_rpc} does not answer "
+                             f"({exc.__class__.__name__}); is the network running? (`mbds devnet status "
+                             f"--state-dir {self.spec.state_dir}`)") from None
         return Directory(policy, list(self.proxy_urls), list(self.chains), list(self.consortium_nodes),
                          list(self.storage_urls), storage_replicas=self.spec.storage.replicas, threshold=threshold,
                          names=self.names())

@@ -175,3 +175,22 @@ def test_static_files_only_from_the_static_folder(portal_url):
     assert requests.get(url + "/static/..%2Fapp.py").status_code == 404
     assert requests.get(url + "/static/app.py").status_code == 404
     assert Path(__file__).exists()
+
+
+def test_a_chain_that_is_down_at_start_is_named(view):
+    import dataclasses
+
+    from mbds_py.errors import ChainError
+
+    dead = dataclasses.replace(view, consortium_rpc="http://127.0.0.1:9")
+    with pytest.raises(ChainError, match=r"the consortium chain at http://127.0.0.1:9 does not answer .*"
+                                         r"is the network running\?"):
+        Portal(dead, "alice")
+
+
+def test_a_state_folder_without_a_network_is_named(tmp_path):
+    from mbds_py.errors import ConfigError
+    from mbds_py.portal.discovery import discover
+
+    with pytest.raises(ConfigError, match=r"no running network under .* start one with `mbds demo --keep"):
+        discover(load_spec(None, state_dir=tmp_path / "nothing"))
