@@ -102,6 +102,20 @@ class PortalState:
         if p.role == DOCTOR and update.event in ("AccessRevoked", "AllAccessRevoked") and update.counterpart:
             p.drop_revoked(update.counterpart)
         self.broadcaster.publish(update)
+        if p.role == PATIENT and update.event == "EmergencyAccessActivated" and update.counterpart:
+            threading.Thread(target=self._serve_emergency, args=(update.counterpart,), daemon=True,
+                             name="portal-emergency").start()
+
+    def _serve_emergency(self, grantee: bytes) -> None:
+        """The patient's online client serves an activated break-glass access: key shares for every record."""
+        p = self.portal
+        try:
+            with p.lock_:
+                n = p.serve_emergency(grantee)
+            message = f"Emergency access of {p.label(grantee)}: key shares for {n} record(s) issued to the proxies."
+        except Exception as exc:  # noqa: BLE001 - reported on the page; the chain still bounds the window
+            message = f"Emergency access of {p.label(grantee)} could not be served: {explain(exc)}"
+        self.broadcaster.publish(Update("EmergencyServed", ("emergency", "audit"), message, grantee))
 
     def stop(self) -> None:
         if self.watcher is not None:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -62,7 +63,10 @@ class Page:
         self.timeout = timeout
 
     def wait(self, predicate, what: str):
-        return WebDriverWait(self.d, self.timeout, poll_frequency=0.1).until(lambda d: predicate(), message=what)
+        """Until ``predicate()`` is true; a section swapped in by a live update meanwhile is just re-read."""
+        return WebDriverWait(self.d, self.timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: predicate(), message=what)
 
     def open(self) -> None:
         self.d.get(self.url)
@@ -74,8 +78,14 @@ class Page:
         return self.d.find_elements(By.CSS_SELECTOR, selector)
 
     def text(self, id_: str) -> str:
-        found = self.d.find_elements(By.ID, id_)
-        return found[0].text if found else ""
+        """The element's visible text ('' if absent), read in one step (live updates replace sections)."""
+        return self.d.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''",
+                                     id_)
+
+    def texts(self, selector: str) -> list[str]:
+        """The visible text of every element matching ``selector``, read in one step."""
+        return self.d.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText)", selector)
 
     def unlock(self, passphrase: str) -> None:
         field = self.by_id("passphrase")

@@ -192,14 +192,73 @@ def test_approve_read_revoke_refused_and_the_audit_trail_shows_both_reads(net, p
 
     # the audit trail shows both reads: the one served and the one refused (one line per proxy)
     def trail():
-        return [r.text for r in patient.css(f'table[data-record="{record_id}"] tr.read, '
-                                            f'table[data-record="{record_id}"] tr.refused')]
+        return patient.texts(f'table[data-record="{record_id}"] tr.read, table[data-record="{record_id}"] tr.refused')
     patient.wait(lambda: any("refused" in t for t in trail()), "the refused read on the audit trail")
     lines = trail()
     assert sum("dr-li" in t and "read by grant" in t for t in lines) == 2
     assert sum("dr-li" in t and "refused" in t and "revoked" in t for t in lines) == 2
     full_page_screenshot(patient.d, artifacts_dir() / "patient-view.png")
     assert (artifacts_dir() / "patient-view.png").stat().st_size > 10_000
+
+
+def test_the_patient_rejects_a_request_and_the_doctor_sees_it_live(patient, doctor):
+    request_id = _request_access(doctor, "Insurance paperwork")
+    doctor.mark()
+    patient.wait(lambda: patient.css(f"#reject-{request_id}"), "the request on the patient's page")
+    patient.fill(f"reject-reason-{request_id}", "not needed for my care")
+    patient.click(f"reject-{request_id}")
+    assert patient.flash() == f"Rejected request #{request_id}."
+    row = f'#my-requests-table tr[data-request="{request_id}"]'
+    doctor.wait(lambda: any("rejected" in t for t in doctor.texts(row)), "the rejection to arrive live")
+    assert doctor.still_marked()
+
+
+def test_an_emergency_access_shows_on_the_patients_page_and_her_portal_serves_it(net, patient, doctor):
+    """Break-glass: two health authorities approve; alice's online portal issues the key shares itself."""
+    policy = policy_agent(net)
+    patient.mark()
+    emergency = policy.request_emergency(net.keys("dr-li").account, net.people["alice"].id, 3600,
+                                         "unconscious patient in the emergency room")
+    for authority in ("nha", "pha"):
+        policy.approve_emergency(net.keys(authority).account, emergency.id)
+    row = f'#emergency-table tr[data-emergency="{emergency.id}"]'
+    patient.wait(lambda: any("active" in t for t in patient.texts(row)), "the emergency to show live")
+    patient.wait(lambda: "key shares for 2 record(s) issued" in patient.text("live"),
+                 "the portal to serve the emergency")
+    assert "unconscious patient" in patient.texts(row)[0] and patient.still_marked()
+    doctor.open()
+    record_id = doctor.css("#matches-table tr[data-record]")[0].get_attribute("data-record")
+    doctor.click(f"read-{record_id}")
+    assert doctor.flash().startswith("Read 1 record(s) of alice"), doctor.flash()
+    audit = f'table[data-record="{record_id}"] tr.read'
+    patient.wait(lambda: any("by emergency" in t for t in patient.texts(audit)), "the emergency read audited")
+
+
+def test_the_pages_are_accessible_and_fit_a_phone(patient, doctor):
+    for page in (patient, doctor):
+        page.open()
+        unlabelled = page.d.execute_script("""
+            return [...document.querySelectorAll('input:not([type=hidden]), textarea, select')]
+              .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id || e.name);""")
+        assert unlabelled == []
+        nameless = page.d.execute_script("""
+            return [...document.querySelectorAll('button')].filter(b => !b.textContent.trim()).length;""")
+        assert nameless == 0
+        assert page.d.execute_script("return document.documentElement.lang") == "en"
+        assert page.css("#live[aria-live=polite]") and page.css("main#main") and page.css("nav[aria-label]")
+        overflow = page.d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow}px wider than a phone screen"
+
+
+def test_the_unlock_form_works_from_the_keyboard(net, portals, browsers):
+    """A fresh browser: the passphrase typed and Enter pressed, no mouse."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = Page(browsers[0], portals["alice"].url)
+    page.d.delete_all_cookies()
+    page.open()
+    page.by_id("passphrase").send_keys(net.passphrase + Keys.ENTER)
+    page.wait(lambda: page.css("#records"), "the unlocked page")
 
 
 def test_receipt_check_verifies_the_inclusion_proof_against_the_anchored_root(patient):
