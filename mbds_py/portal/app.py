@@ -228,7 +228,7 @@ class Portal:
         self._keys: ParticipantKeys | None = None
         self._client: PatientClient | DoctorClient | None = None
         self._memory = _Memory()
-        self.lock_ = threading.RLock()
+        self.mutex = threading.RLock()
         self.directory = view.directory()
         self._names = view.names()
         self._by_address = {p.address.lower(): n for n, p in view.participants.items()}
@@ -242,7 +242,7 @@ class Portal:
     def unlock(self, passphrase: str) -> None:
         """Decrypt the keystore (KeystoreError on a wrong passphrase; nothing else changes)."""
         keys = self._unlock(self.keystore, passphrase)
-        with self.lock_:
+        with self.mutex:
             self._keys = keys
             self._client = (PatientClient if self.role == PATIENT else DoctorClient)(keys, self.directory)
 
@@ -256,7 +256,7 @@ class Portal:
 
     def lock(self) -> None:
         """Forget the keys and everything decrypted."""
-        with self.lock_:
+        with self.mutex:
             self._keys, self._client, self._memory = None, None, _Memory()
 
     @property
@@ -442,7 +442,7 @@ class Portal:
         if not tds:
             raise PortalError("paste at least one trapdoor the patient issued")
         matches = self.doctor.search(pid, tds)
-        with self.lock_:
+        with self.mutex:
             self._memory = _Memory(pid, matches, {k: v for k, v in self._memory.read.items()
                                                   if self._memory.patient == pid})
         return Flash("ok" if matches else "info",
@@ -466,10 +466,10 @@ class Portal:
                 rec = self.doctor.read_record(patient, m)
             except ProxyRefused as exc:
                 if exc.code is not Refusal.UNAVAILABLE:  # the policy said no: forget what was read before
-                    with self.lock_:
+                    with self.mutex:
                         self._memory.read.pop(m.slip_id, None)
                 raise
-            with self.lock_:
+            with self.mutex:
                 self._memory.read[m.slip_id] = rec
             done.append(rec)
         return Flash("ok", f"Read {len(done)} record(s) of {self.label(patient)} through the threshold proxies; "
@@ -482,20 +482,20 @@ class Portal:
         """After a revoke: forget the records of ``patient`` this doctor may no longer read; returns how many."""
         from ..sharing.policy import keyword_set_hash
 
-        with self.lock_:
+        with self.mutex:
             held = [r for r in self._memory.read.values() if self._memory.patient == patient]
         if not held:
             return 0
         decisions = self.policy.check_access_many(
             patient, self.id, [(r.record_id, keyword_set_hash(r.keywords)) for r in held], Action.READ)
         gone = [r.record_id for r, d in zip(held, decisions) if not d.allowed]
-        with self.lock_:
+        with self.mutex:
             for rid in gone:
                 self._memory.read.pop(rid, None)
         return len(gone)
 
     def forget(self) -> None:
-        with self.lock_:
+        with self.mutex:
             self._memory = _Memory()
 
 

@@ -22,6 +22,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +42,7 @@ STATIC = Path(__file__).with_name("static")
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 COOKIE = "mbds_portal"
 MAX_FORM = 64 * 1024
+MAX_FAILURES, LOCKOUT_SECONDS = 5, 30.0  # wrong passphrases in a row, then a pause
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
@@ -68,6 +70,22 @@ class PortalState:
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     watcher: ChainWatcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failures: int = 0  # wrong passphrases in a row
+    locked_out_until: float = 0.0
+
+    def throttled(self) -> float:
+        """Seconds left before another passphrase may be tried (after MAX_FAILURES wrong ones in a row)."""
+        return max(0.0, self.locked_out_until - time.monotonic())
+
+    def note_unlock(self, ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.failures = 0
+                return
+            self.failures += 1
+            if self.failures >= MAX_FAILURES:
+                self.failures = 0
+                self.locked_out_until = time.monotonic() + LOCKOUT_SECONDS
 
     def new_session(self) -> str:
         token = secrets.token_urlsafe(32)
@@ -110,7 +128,7 @@ class PortalState:
         """The patient's online client serves an activated break-glass access: key shares for every record."""
         p = self.portal
         try:
-            with p.lock_:
+            with p.mutex:
                 n = p.serve_emergency(grantee)
             message = f"Emergency access of {p.label(grantee)}: key shares for {n} record(s) issued to the proxies."
         except Exception as exc:  # noqa: BLE001 - reported on the page; the chain still bounds the window
@@ -280,6 +298,10 @@ class PortalHandler(JsonHandler):
     def _unlock(self, form: dict[str, str]) -> None:
         portal = self.state.portal
         passphrase = form.get("passphrase", "")
+        wait = self.state.throttled()
+        if wait:
+            return self._html(429, unlock_page(portal, f"Too many wrong passphrases: try again in {wait:.0f} s. "
+                                                       "Nothing was unlocked."))
         try:
             if portal.unlocked:
                 if not portal.verify(passphrase):
@@ -289,10 +311,12 @@ class PortalHandler(JsonHandler):
                 self.state.start_watcher()
         except KeystoreError as exc:
             log.info("unlock refused for %s", portal.name)  # never the passphrase
+            self.state.note_unlock(False)
             return self._html(401, unlock_page(portal, explain(exc)))
         except MBDSError as exc:
             return self._html(503, unlock_page(portal, explain(exc)))
         log.info("%s unlocked", portal.name)
+        self.state.note_unlock(True)
         return self._redirect("/", self._cookie(self.state.new_session()))
 
     def _act(self, action: str, form: dict[str, str]) -> tuple[Flash, str]:
@@ -317,7 +341,7 @@ class PortalHandler(JsonHandler):
             return Flash("error", f"Unknown action {action!r} for a {p.role}. Nothing changed."), "main"
         _role, anchor, run = handlers[action]
         try:
-            with p.lock_:
+            with p.mutex:
                 return run(), anchor
         except (MBDSError, OSError, ValueError) as exc:
             log.info("%s: %s refused (%s)", p.name, action, exc.__class__.__name__)

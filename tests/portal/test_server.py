@@ -6,6 +6,7 @@ keystores written by a real KMC; nothing here needs the full network (the e2e te
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -194,3 +195,13 @@ def test_a_state_folder_without_a_network_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match=r"no running network under .* start one with `mbds demo --keep"):
         discover(load_spec(None, state_dir=tmp_path / "nothing"))
+
+
+def test_wrong_passphrases_in_a_row_pause_further_attempts(portal_url):
+    url, portal = portal_url
+    for _ in range(5):
+        assert requests.post(url + "/unlock", data={"passphrase": "guess"}).status_code == 401
+    resp = requests.post(url + "/unlock", data={"passphrase": PASSPHRASE}, allow_redirects=False)
+    assert resp.status_code == 429
+    assert re.search(r"Too many wrong passphrases: try again in (30|[12]\d) s\. Nothing was unlocked\.", resp.text)
+    assert not portal.unlocked
