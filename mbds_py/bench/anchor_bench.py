@@ -157,7 +157,7 @@ def anchor_bench(ctx: BenchContext) -> AnchorBench:
     return ctx.resource("anchor-bench", lambda: AnchorBench(ctx.chain()))
 
 
-@measurement("gas_per_slip", estimate_s=(2, 20))
+@measurement("gas_per_slip", estimate_s=(2, 10))
 def measure_gas(ctx: BenchContext) -> dict[str, Samples]:
     bench = anchor_bench(ctx)
     ctx.progress(f"SlipLedger: {ctx.reps} blocks of {BLOCK_SLIPS} slips, n={N_VALIDATORS}, "
@@ -179,7 +179,7 @@ def measure_gas(ctx: BenchContext) -> dict[str, Samples]:
 
 
 @curve("anchor_gas_per_slip", panel="anchor_gas", label="SlipLedger (certified block)", unit="gas/slip",
-       estimate_s=(1, 15))
+       estimate_s=(1, 3))
 def curve_gas(ctx: BenchContext, sizes: Sequence[int]) -> dict[int, list[float]]:
     reps = 2 if ctx.quick else 5
     return {n: [a.gas_per_slip for a in blocks] for n, blocks in anchor_bench(ctx).sweep(sizes, reps).items()}

@@ -159,7 +159,7 @@ class GasBench:
             client.revert(snap)
 
 
-@measurement("gas_per_item", estimate_s=(5, 15))
+@measurement("gas_per_item", estimate_s=(5, 8))
 def measure_gas_per_item(ctx: BenchContext) -> Samples:
     ctx.progress(f"ConsortiumIndex: {INSTITUTIONS} institutions, K={RPN} RPN, M={ATN} ATN, quorum {QUORUM}")
     bench = ctx.resource("consortium-gas-bench", lambda: GasBench(ctx.chain()))
@@ -234,7 +234,7 @@ def _run_once(net: Any, records: list[bytes], timeout: float) -> float:
     return time.perf_counter() - t0
 
 
-@measurement("consortium_items_per_s", estimate_s=(8, 60), uses=(NETWORK,))
+@measurement("consortium_items_per_s", estimate_s=(8, 45), uses=(NETWORK,))
 def measure_consortium_items(ctx: BenchContext) -> Samples:
     n = 20 if ctx.quick else 100
     reps = 1 if ctx.quick else 3

@@ -138,7 +138,7 @@ def shared_testbed(ctx: BenchContext):
     return ctx.resource(TESTBED, lambda: testbed(ctx, BLOCK_SLIPS, CHAIN_ID))
 
 
-@measurement("pbft_slips_per_s", also=("pbft_commit_p99_ms", "ingest_records_per_s"), estimate_s=(16, 240),
+@measurement("pbft_slips_per_s", also=("pbft_commit_p99_ms", "ingest_records_per_s"), estimate_s=(16, 150),
              uses=(TESTBED,))
 def pbft(ctx: BenchContext):
     per_run = 256 if ctx.quick else 1024
@@ -178,7 +178,7 @@ def pbft(ctx: BenchContext):
 
 
 @curve("pbft_slips_per_s", panel="throughput", label="PBFT commit, 4 replica processes", unit="slips/s",
-       estimate_s=(9, 180), uses=(TESTBED,))
+       estimate_s=(9, 90), uses=(TESTBED,))
 def pbft_curve(ctx: BenchContext, sizes) -> dict[int, list[float]]:
     """Committed slips/s as the block size grows.
 

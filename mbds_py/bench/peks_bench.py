@@ -23,7 +23,7 @@ from .context import BenchContext
 from .registry import Samples, curve, measurement
 
 
-@measurement("peks_test_ms", estimate_s=(4, 70))
+@measurement("peks_test_ms", estimate_s=(4, 60))
 def measure_peks(ctx: BenchContext) -> dict[str, Samples]:
     runs = 1 if ctx.quick else 5  # each run: the median of its own repetitions (3 quick, 25 full)
     results = []
@@ -60,7 +60,7 @@ class _Patient:
 
 
 @curve("peks_search_ms", panel="peks_search", label=f"batch_test, {usable_cores()} core(s)", unit="ms",
-       estimate_s=(6, 80))
+       estimate_s=(6, 70))
 def curve_peks_search(ctx: BenchContext, sizes: Sequence[int]) -> dict[int, list[float]]:
     ctx.progress(f"encrypting {max(sizes)} PEKS items")
     patient = _Patient(max(sizes))

@@ -84,7 +84,7 @@ def share_bench(ctx: BenchContext) -> ShareBench:
     return ctx.resource("share-bench", lambda: ShareBench(ctx))
 
 
-@measurement("share_p50_ms", estimate_s=(42, 90), uses=(NETWORK,))
+@measurement("share_p50_ms", estimate_s=(42, 60), uses=(NETWORK,))
 def measure_share(ctx: BenchContext) -> dict[str, Samples]:
     bench = share_bench(ctx)
     reps = 15 if ctx.quick else 60
@@ -104,7 +104,7 @@ def measure_share(ctx: BenchContext) -> dict[str, Samples]:
     }
 
 
-@measurement("share_search_1000_items_ms", unit="ms", estimate_s=(5, 40))
+@measurement("share_search_1000_items_ms", unit="ms", estimate_s=(5, 35))
 def measure_search_1000(ctx: BenchContext) -> Samples:
     """Full run: a checked search (warm-up), one more warm-up, 7 timed; quick: the checked search is the sample."""
     from ..crypto import PatientSecrets, peks_encrypt
@@ -127,7 +127,7 @@ def measure_search_1000(ctx: BenchContext) -> Samples:
     return Samples(samples, extra={"items": 1000, "ciphertexts": 3000})
 
 
-@measurement("share_gas_grant", unit="gas", also=("share_gas_revoke", "share_gas_record_access"), estimate_s=(1, 10),
+@measurement("share_gas_grant", unit="gas", also=("share_gas_revoke", "share_gas_record_access"), estimate_s=(1, 2),
              uses=(NETWORK,))
 def measure_gas(ctx: BenchContext) -> dict[str, Samples]:
     bench = share_bench(ctx)

@@ -126,7 +126,7 @@ def run(quick: bool = False) -> dict:
     }
 
 
-@measurement("storage_p50_ms", estimate_s=(4, 30))
+@measurement("storage_p50_ms", estimate_s=(4, 25))
 def measure_storage(ctx: BenchContext) -> dict[str, Samples]:
     """`mbds bench`: every add+cat latency of both sizes pooled (the median is the p50)."""
     iterations = 50 if ctx.quick else 500
