@@ -47,6 +47,8 @@ def test_quick_bench_json_has_figures_for_every_registered_key_and_reasons_for_t
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "expected duration" in done.stderr and "tearing down" in done.stderr
+    # the sharing and consortium measurements share one devnet, stopped after the last of them
+    assert done.stderr.count("devnet up in") == 1 and "releasing devnet-network" in done.stderr
     assert bench_processes() == []
 
     report = json.loads(out_json.read_text())
@@ -73,3 +75,6 @@ def test_quick_bench_json_has_figures_for_every_registered_key_and_reasons_for_t
         curves = report["curves"]
         assert curves["anchor_gas_per_slip"]["status"] == "measured"
         assert curves["peks_search_ms"]["status"] == "measured"
+        # quick: two block sizes, the largest on the PBFT measurement's own testbed
+        assert curves["pbft_slips_per_s"]["status"] == "measured"
+        assert [p["x"] for p in curves["pbft_slips_per_s"]["points"]] == [8, 128]
