@@ -427,6 +427,26 @@ class Portal:
         return Flash("ok", f"Request #{req.id} sent to {self.label(pid)}; it awaits the patient's decision "
                            f"(until {utc(req.deadline)}).")
 
+    def request_emergency(self, patient: str, minutes: int, reason: str) -> Flash:
+        """Break-glass: ask the health authorities (k of n approve) for time-boxed read access."""
+        pid = self.resolve(patient)
+        if not (reason or "").strip():
+            raise PortalError("an emergency request needs a reason; it is shown to the patient and the authorities")
+        e = self.doctor.request_emergency(pid, duration=minutes * 60, reason=reason.strip())
+        return Flash("ok", f"Emergency request #{e.id} for {self.label(pid)} sent to the health authorities; it is "
+                           f"active once enough of them approve (before {utc(e.deadline)}), and the patient is "
+                           "notified.")
+
+    def my_emergencies(self) -> list[EmergencyRow]:
+        logs = self.policy._logs("EmergencyAccessRequested", {"grantee": self.id}, 0)  # noqa: SLF001
+        now = self.policy.now()
+        rows = []
+        for log in reversed(logs):
+            e = self.policy.emergency(log["args"]["emergencyId"], reason=log["args"]["reason"])
+            rows.append(EmergencyRow(e.id, self.label(e.patient), e.state_at(now), e.reason, e.approvals,
+                                     e.activated_at, e.expires_at))
+        return rows
+
     def my_requests(self) -> list[RequestRow]:
         logs = self.policy._logs("AccessRequested", {"requester": self.id}, 0)  # noqa: SLF001
         now = self.policy.now()

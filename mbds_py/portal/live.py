@@ -32,8 +32,8 @@ _SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "AllAccessRevoked": (("grants",), ("timeline",)),
     "AccessRecorded": (("audit",), ()),
     "AccessDenied": (("audit",), ()),
-    "EmergencyAccessRequested": (("emergency",), ()),
-    "EmergencyAccessActivated": (("emergency",), ()),
+    "EmergencyAccessRequested": (("emergency",), ("break-glass",)),
+    "EmergencyAccessActivated": (("emergency",), ("break-glass",)),
     "PatientIndexed": (("records",), ()),
 }
 
@@ -75,8 +75,10 @@ def affected(event: str, args: dict[str, Any], me: bytes, role: str, label: Call
         "AllAccessRevoked": f"All access of {who} revoked." if role == PATIENT else f"{who} revoked all your access.",
         "AccessRecorded": f"{who} read one of your records.",
         "AccessDenied": f"{who} was refused access to one of your records.",
-        "EmergencyAccessRequested": f"Emergency access requested by {who}.",
-        "EmergencyAccessActivated": f"Emergency access of {who} is active.",
+        "EmergencyAccessRequested": f"Emergency access requested by {who}." if role == PATIENT
+        else f"Emergency request #{args.get('emergencyId')} sent.",
+        "EmergencyAccessActivated": f"Emergency access of {who} is active." if role == PATIENT
+        else f"Your emergency access to {who}'s records is active.",
         "PatientIndexed": "A new record of yours was committed.",
     }
     return Update(event, sections, messages[event], counterpart)

@@ -332,6 +332,9 @@ class PortalHandler(JsonHandler):
                                                                                              "record ID")))),
             "request": (DOCTOR, "requests", lambda: p.request_access(form.get("patient", ""), form.get("record", ""),
                                                                      _int(form, "minutes"), form.get("reason", ""))),
+            "emergency": (DOCTOR, "break-glass", lambda: p.request_emergency(form.get("patient", ""),
+                                                                          _int(form, "minutes"),
+                                                                          form.get("reason", ""))),
             "search": (DOCTOR, "search", lambda: p.search(form.get("patient", ""), form.get("trapdoors", ""))),
             "read": (DOCTOR, "timeline", lambda: p.read(parse_id(form["record"], "record ID")
                                                         if form.get("record") else None)),

@@ -17,11 +17,12 @@ from ..sharing.policy import RequestState
 from .app import DOCTOR, PATIENT, Flash, Portal, ReceiptCheck, describe_actions, describe_scope, explain, utc
 
 PATIENT_SECTIONS = ("records", "requests", "grants", "emergency", "audit", "trapdoor")
-DOCTOR_SECTIONS = ("ask", "requests", "search", "timeline")
+DOCTOR_SECTIONS = ("ask", "requests", "search", "timeline", "break-glass")
 TITLES = {
     "records": "My records", "requests": "Access requests", "grants": "Who may read my records",
     "emergency": "Emergency accesses", "audit": "Audit trail", "trapdoor": "Let a doctor search",
     "ask": "Request access", "search": "Search a patient's records", "timeline": "Records you may read",
+    "break-glass": "Emergency access (break-glass)",
 }
 
 
@@ -329,11 +330,30 @@ def _timeline(portal: Portal, csrf: str) -> str:
             + _button_form("forget", csrf, "Forget what I read", {}, id_="forget", cls="secondary"))
 
 
+def _break_glass(portal: Portal, csrf: str) -> str:
+    form = (f'<p>For an emergency only: two health authorities must approve; the patient is notified and every '
+            f'read is audited as an emergency.</p><form method="post" action="/do/emergency">{_csrf(csrf)}'
+            f'<label for="emergency-patient">Patient (name or 0x ID)</label>'
+            f'<input id="emergency-patient" name="patient" list="patients-e" required>'
+            f'{_datalist("patients-e", portal.patients())}'
+            f'<label for="emergency-minutes">For how long (minutes)</label>'
+            f'<input id="emergency-minutes" name="minutes" type="number" min="1" value="60" required>'
+            f'<label for="emergency-reason">Reason</label>'
+            f'<input id="emergency-reason" name="reason" maxlength="200" required>'
+            f'<button type="submit" id="emergency-send" class="danger">Request emergency access</button></form>')
+    rows = [(f'data-emergency="{e.id}"', [f"#{e.id}", h(e.grantee), h(e.state.name.lower()), str(e.approvals),
+                                          h(utc(e.expires_at)) if e.expires_at else "—", h(e.reason)])
+            for e in portal.my_emergencies()]
+    return form + _table("Your emergency requests", ["Emergency", "Patient", "State", "Approvals", "Until",
+                                                      "Reason"], rows, empty="No emergency request.",
+                         id_="my-emergencies-table")
+
+
 _RENDERERS: dict[tuple[str, str], Callable[[Portal, str], str]] = {
     (PATIENT, "records"): _records, (PATIENT, "requests"): _requests_patient, (PATIENT, "grants"): _grants,
     (PATIENT, "emergency"): _emergency, (PATIENT, "audit"): _audit, (PATIENT, "trapdoor"): _trapdoor,
     (DOCTOR, "ask"): _ask, (DOCTOR, "requests"): _requests_doctor, (DOCTOR, "search"): _search,
-    (DOCTOR, "timeline"): _timeline,
+    (DOCTOR, "timeline"): _timeline, (DOCTOR, "break-glass"): _break_glass,
 }
 
 __all__ = ["DOCTOR_SECTIONS", "PATIENT_SECTIONS", "h", "main_page", "page", "receipt_flash", "section",

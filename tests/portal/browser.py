@@ -91,7 +91,7 @@ class Page:
         field = self.by_id("passphrase")
         field.clear()
         field.send_keys(passphrase)
-        self.by_id("unlock").click()
+        self.click("unlock")
 
     def wait_live(self) -> None:
         """Until the page's event stream is connected (live updates flow from then on)."""

@@ -50,6 +50,14 @@ def test_a_new_consortium_item_refreshes_the_patients_records():
     assert u.sections == ("records",)
 
 
+def test_the_doctor_follows_his_own_emergency_request():
+    args = {"emergencyId": 3, "patient": ALICE, "grantee": LI, "activatedAt": 1, "expiresAt": 2}
+    u = affected("EmergencyAccessActivated", args, LI, DOCTOR, label)
+    assert (u.sections, u.message) == (("break-glass",), "Your emergency access to alice's records is active.")
+    p = affected("EmergencyAccessActivated", args, ALICE, PATIENT, label)
+    assert (p.sections, p.message) == (("emergency",), "Emergency access of dr-li is active.")
+
+
 def test_unknown_events_are_ignored():
     assert affected("ProxyAdded", {"proxy": "0x0", "authority": ALICE}, ALICE, PATIENT, label) is None
 

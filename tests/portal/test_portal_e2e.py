@@ -215,13 +215,22 @@ def test_the_patient_rejects_a_request_and_the_doctor_sees_it_live(patient, doct
 
 def test_an_emergency_access_shows_on_the_patients_page_and_her_portal_serves_it(net, patient, doctor):
     """Break-glass: two health authorities approve; alice's online portal issues the key shares itself."""
-    policy = policy_agent(net)
     patient.mark()
-    emergency = policy.request_emergency(net.keys("dr-li").account, net.people["alice"].id, 3600,
-                                         "unconscious patient in the emergency room")
-    for authority in ("nha", "pha"):
-        policy.approve_emergency(net.keys(authority).account, emergency.id)
-    row = f'#emergency-table tr[data-emergency="{emergency.id}"]'
+    doctor.fill("emergency-patient", "alice")
+    doctor.fill("emergency-minutes", "60")
+    doctor.fill("emergency-reason", "unconscious patient in the emergency room")
+    doctor.click("emergency-send")
+    assert doctor.flash().startswith("Emergency request #"), doctor.flash()
+    emergency_id = int(doctor.flash().split()[2].lstrip("#"))
+    assert "pending" in doctor.texts(f'#my-emergencies-table tr[data-emergency="{emergency_id}"]')[0]
+    doctor.mark()
+    policy = policy_agent(net)
+    for authority in ("nha", "pha"):  # the health authorities approve (no portal of theirs)
+        policy.approve_emergency(net.keys(authority).account, emergency_id)
+    doctor.wait(lambda: any("active" in t for t in doctor.texts(f'#my-emergencies-table tr[data-emergency="'
+                                                               f'{emergency_id}"]')), "the activation on the doctor's page")
+    assert doctor.still_marked()
+    row = f'#emergency-table tr[data-emergency="{emergency_id}"]'
     patient.wait(lambda: any("active" in t for t in patient.texts(row)), "the emergency to show live")
     patient.wait(lambda: "key shares for 2 record(s) issued" in patient.text("live"),
                  "the portal to serve the emergency")
