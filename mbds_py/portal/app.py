@@ -213,7 +213,7 @@ class _Memory:
 class Portal:
     """One participant (a patient or a doctor) on one network."""
 
-    def __init__(self, view: NetworkView, name: str, *, unlock: Callable[..., ParticipantKeys] = unlock_participant):
+    def __init__(self, view: NetworkView, name: str):
         self.view = view
         self.name = name
         self.keystore = view.keystore(name)
@@ -224,7 +224,6 @@ class Portal:
             self.role = DOCTOR
         else:
             raise PortalError(f"{name} is a {self.participant.role.label}: the portal serves patients and doctors")
-        self._unlock = unlock
         self._keys: ParticipantKeys | None = None
         self._client: PatientClient | DoctorClient | None = None
         self._memory = _Memory()
@@ -232,6 +231,7 @@ class Portal:
         self.directory = view.directory()
         self._names = view.names()
         self._by_address = {p.address.lower(): n for n, p in view.participants.items()}
+        self._proxies_named = False
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ class Portal:
 
     def unlock(self, passphrase: str) -> None:
         """Decrypt the keystore (KeystoreError on a wrong passphrase; nothing else changes)."""
-        keys = self._unlock(self.keystore, passphrase)
+        keys = unlock_participant(self.keystore, passphrase)
         with self.mutex:
             self._keys = keys
             self._client = (PatientClient if self.role == PATIENT else DoctorClient)(keys, self.directory)
@@ -249,7 +249,7 @@ class Portal:
     def verify(self, passphrase: str) -> bool:
         """True when ``passphrase`` opens the keystore (a second browser must prove it too)."""
         try:
-            self._unlock(self.keystore, passphrase)
+            unlock_participant(self.keystore, passphrase)
         except KeystoreError:
             return False
         return True
@@ -285,10 +285,12 @@ class Portal:
     def label_address(self, address: str) -> str:
         """A participant's or a proxy's name for an account address (the address itself if unknown)."""
         key = address.lower()
-        if key not in self._by_address:
-            for info in self.directory.proxy_infos():
+        if key not in self._by_address and not self._proxies_named:
+            infos = self.directory.proxy_infos()
+            for info in infos:
                 if info is not None:
                     self._by_address.setdefault(info.address.lower(), f"proxy of {info.name}")
+            self._proxies_named = all(info is not None for info in infos)  # ask again only if one was down
         return self._by_address.get(key, address)
 
     def resolve(self, who: str) -> bytes:
@@ -330,12 +332,16 @@ class Portal:
         return [GrantRow(g, self.label(g.grantee)) for g in sorted(live, key=lambda g: -g.since)]
 
     def emergencies(self) -> list[EmergencyRow]:
-        logs = self.policy._logs("EmergencyAccessRequested", {"patient": self.id}, 0)  # noqa: SLF001
+        """Break-glass requests naming this patient (the doctor's name in each row), oldest first."""
+        return self._emergency_rows({"patient": self.id}, lambda e: e.grantee)
+
+    def _emergency_rows(self, filters: dict[str, bytes], other: Callable[..., bytes]) -> list[EmergencyRow]:
+        logs = self.policy._logs("EmergencyAccessRequested", filters, 0)  # noqa: SLF001
         now = self.policy.now()
         rows = []
         for log in logs:
             e = self.policy.emergency(log["args"]["emergencyId"], reason=log["args"]["reason"])
-            rows.append(EmergencyRow(e.id, self.label(e.grantee), e.state_at(now), e.reason, e.approvals,
+            rows.append(EmergencyRow(e.id, self.label(other(e)), e.state_at(now), e.reason, e.approvals,
                                      e.activated_at, e.expires_at))
         return rows
 
@@ -354,7 +360,7 @@ class Portal:
         basis = {Basis.GRANT: "grant", Basis.PRESET_RULE: "preset rule", Basis.EMERGENCY: "emergency"}.get(
             ev.basis, ev.basis.name.lower())
         return AuditRow(ev.record_id, ev.at, self.label(ev.grantee), self.label_address(ev.proxy), "read",
-                        f"{_actions(ev.action)} by {basis}", ev.tx_hash)
+                        f"{describe_actions(ev.action)} by {basis}", ev.tx_hash)
 
     def _denial_row(self, d: AccessDenial) -> AuditRow:
         return AuditRow(d.record_id, d.at, self.label(d.grantee), self.label_address(d.proxy), "refused",
@@ -380,7 +386,7 @@ class Portal:
         out = self.patient.revoke(grantee, scope=scope, target=target)
         again = out["reissued"]
         extra = f"; keys of {len(again.records)} record(s) still granted re-issued" if again else ""
-        return Flash("ok", f"Revoked {self.label(grantee)}'s access ({_scope(scope, target)}){extra}. "
+        return Flash("ok", f"Revoked {self.label(grantee)}'s access ({describe_scope(scope, target)}){extra}. "
                            "The proxies deleted the revoked key shares.")
 
     def trapdoor(self, keyword: str) -> Flash:
@@ -438,14 +444,8 @@ class Portal:
                            "notified.")
 
     def my_emergencies(self) -> list[EmergencyRow]:
-        logs = self.policy._logs("EmergencyAccessRequested", {"grantee": self.id}, 0)  # noqa: SLF001
-        now = self.policy.now()
-        rows = []
-        for log in reversed(logs):
-            e = self.policy.emergency(log["args"]["emergencyId"], reason=log["args"]["reason"])
-            rows.append(EmergencyRow(e.id, self.label(e.patient), e.state_at(now), e.reason, e.approvals,
-                                     e.activated_at, e.expires_at))
-        return rows
+        """This doctor's break-glass requests (the patient's name in each row), newest first."""
+        return self._emergency_rows({"grantee": self.id}, lambda e: e.patient)[::-1]
 
     def my_requests(self) -> list[RequestRow]:
         logs = self.policy._logs("AccessRequested", {"requester": self.id}, 0)  # noqa: SLF001
@@ -534,24 +534,16 @@ def _trapdoor(text: str) -> bytes:
     return raw
 
 
-def _actions(a: int) -> str:
+def describe_actions(a: int) -> str:
     return "+".join(x.name.lower() for x in Action if x & a) or "none"
 
 
-def _scope(scope: Scope, target: bytes) -> str:
+def describe_scope(scope: Scope, target: bytes) -> str:
     if scope is Scope.ALL:
         return "all records"
     if scope is Scope.RECORD:
         return f"record {_hex(target)[:14]}…"
     return f"keyword set {_hex(target)[:14]}…"
-
-
-def describe_scope(scope: Scope, target: bytes) -> str:
-    return _scope(scope, target)
-
-
-def describe_actions(a: int) -> str:
-    return _actions(a)
 
 
 __all__ = ["AuditRow", "DOCTOR", "EmergencyRow", "Flash", "GrantRow", "PATIENT", "Portal", "PortalError",

@@ -171,7 +171,6 @@ def test_a_function_returning_an_unregistered_key_fails(isolated, tmp_path):
 
 
 def test_plot_draws_registered_series_and_names_the_missing_pbft_hook(isolated, tmp_path):
-    pytest.importorskip("matplotlib")
 
     @curve("fake_gas", panel="anchor_gas", label="fake", unit="gas/slip", estimate_s=(0, 0))
     def fake_curve(ctx, xs):
@@ -294,7 +293,6 @@ def test_users_of_a_shared_resource_run_back_to_back_and_it_is_released_after_th
     assert log == ["pbft_slips_per_s", "share_p50_ms", "consortium_items_per_s", "devnet released",
                    "storage_p50_ms", "gas_per_item"]
     log.clear()
-    pytest.importorskip("matplotlib")
     assert runner.run(args("--quick", "--plot", str(out_png), "--json", str(out_json))) == 0
     assert log == ["pbft_slips_per_s", "share_p50_ms", "consortium_items_per_s", "curve", "devnet released",
                    "storage_p50_ms", "gas_per_item"]

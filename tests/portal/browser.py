@@ -123,6 +123,6 @@ class Page:
 def _stale(element) -> bool:
     try:
         element.is_enabled()
-    except Exception:  # noqa: BLE001 - StaleElementReferenceException: the page was replaced
+    except StaleElementReferenceException:  # the page was replaced
         return True
     return False
