@@ -97,7 +97,7 @@ class CheckpointService:
         self.r.store.save_stable_checkpoint(stable)
         s.stable = stable
         seq = stable.seq
-        for table in (s.slots, s.deferred, s.prepared_certs, s.checkpoint_votes, s.executed_digests):
+        for table in (s.slots, s.deferred, s.prepared_certs, s.checkpoint_votes, s.applied_digests):
             for k in [k for k in table if k <= seq]:
                 del table[k]
         s.prepares.prune(up_to_seq=seq)

@@ -328,7 +328,10 @@ class OrderingService:
         applies (never an orphan): the chain contract may accept any certified
         header that links to its head.  Slots at or below ``last_executed``
         (re-issued by a NEW-VIEW) are committed again so laggards can finish,
-        if they hold exactly what was executed there.
+        if executing them left exactly this entry in the state (a null for a
+        sequence number that applied nothing): see
+        :meth:`~mbds_py.pbft.state.ReplicaState.executed_digest`, which a
+        restart or a state transfer does not lose.
         """
         s = self.s
         if not s.active:
@@ -337,7 +340,7 @@ class OrderingService:
             slot = s.slots[seq]
             if not slot.prepared or slot.commit_sent:
                 continue
-            if seq <= s.last_executed and s.executed_digests.get(seq) != slot.digest:
+            if seq <= s.last_executed and s.executed_digest(seq) != slot.digest:
                 continue
             block = slot.block
             if seq == s.last_executed + 1 and block is not None and (
@@ -401,7 +404,6 @@ class OrderingService:
         self.r.store.save_executed(entry.seq, head, certified)
         before = s.head
         s.last_executed = entry.seq
-        s.executed_digests[entry.seq] = entry.digest
         s.last_progress = now
         if certified is not None:
             self._applied(certified, head)
@@ -414,6 +416,7 @@ class OrderingService:
         s = self.s
         ids = [x.slip_id for x in certified.block.slips]
         s.head = head
+        s.applied_digests[certified.block.header.seq] = head.hash
         s.applied_slips.update(ids)
         s.pool.remove(ids)
         self.r.outbox.deliver(certified)
@@ -426,7 +429,6 @@ class OrderingService:
         self.r.store.save_executed(header.seq, head, certified)
         old, before = s.last_executed, s.head
         s.last_executed = header.seq
-        s.executed_digests[header.seq] = digest
         s.last_progress = now
         self._applied(certified, head)
         self.r.checkpoints.on_advanced(old, header.seq, before, now)

@@ -321,7 +321,7 @@ class Replica:
                 boundary += k
             if header.seq > s.stable.seq:
                 head = Head(header.height, self.config.scheme.header_digest(header), header.timestamp)
-                s.executed_digests[header.seq] = head.hash
+                s.applied_digests[header.seq] = head.hash
         while boundary <= s.last_executed:
             self._own_checkpoint(boundary, head)
             boundary += k

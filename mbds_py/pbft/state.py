@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import PbftConfig
 from .messages import Commit, Checkpoint, NewView, PrePrepare, Prepare, PreparedCert, StableCheckpoint, ViewChange
-from .types import Block, Head, QuorumCertificate, SlipEnvelope
+from .types import NULL_DIGEST, Block, Head, QuorumCertificate, SlipEnvelope
 from .votes import VoteSet
 
 
@@ -140,8 +140,8 @@ class ReplicaState:
         self.last_executed = 0
         self.head: Head = config.genesis
         self.applied_slips: set[bytes] = set()
-        self.executed_digests: dict[int, bytes] = {}
-        """What was executed at each seq above the stable checkpoint (null digest included)."""
+        self.applied_digests: dict[int, bytes] = {}
+        """Digest of the block applied at each seq above the stable checkpoint (see :meth:`executed_digest`)."""
         self.last_progress = now
         # checkpoints
         self.stable = StableCheckpoint(0, config.genesis, ())
@@ -173,6 +173,18 @@ class ReplicaState:
 
     def in_window(self, seq: int) -> bool:
         return self.low < seq <= self.high
+
+    def executed_digest(self, seq: int) -> bytes | None:
+        """What executing ``seq`` left in the state: the applied block's digest, or the null
+        digest when it applied nothing (null request or orphan); None if ``seq`` is not in
+        (stable, last executed].
+
+        Derived from the applied chain alone, so it survives a crash-restart and holds for
+        sequence numbers skipped by state transfer.
+        """
+        if not self.stable.seq < seq <= self.last_executed:
+            return None
+        return self.applied_digests.get(seq, NULL_DIGEST)
 
     def record_fault(self, fault: Fault) -> None:
         self.faults.append(fault)

@@ -10,6 +10,7 @@ from mbds_py.pbft import (
     Block,
     Blocks,
     Commit,
+    Fetch,
     NewView,
     PbftConfig,
     PrePrepare,
@@ -20,7 +21,7 @@ from mbds_py.pbft import (
 )
 from mbds_py.pbft.crypto import address_of_public_key
 from mbds_py.pbft.errors import PbftConfigError
-from mbds_py.pbft.types import CommitSignature, QuorumCertificate, commit_vote_digest
+from mbds_py.pbft.types import NULL_DIGEST, CommitSignature, QuorumCertificate, commit_vote_digest
 
 
 def _primary_block(cluster, seq, slips, *, view=0, timestamp=None):
@@ -337,6 +338,27 @@ def test_restarted_primary_continues_after_its_last_sequence_number(cluster_fact
     assert primary.state.next_seq == 4 and primary.head.height == 3
     c.submit(slip(9))
     assert c.heights() == [4, 4, 4, 4]
+
+
+def test_restarted_replicas_commit_again_the_null_requests_they_executed(cluster_factory):
+    c = cluster_factory(max_slips=1, checkpoint_interval=8, window=16)
+    c.drop = lambda src, dst, msg: isinstance(msg, Prepare) and msg.seq == 1  # seq 2 prepares, seq 1 never
+    c.submit(slip(0))
+    c.submit(slip(1))
+    lagging = lambda src, dst, msg: isinstance(msg, Fetch) or (isinstance(msg, Commit) and dst == 3)
+    c.drop = lagging  # replica 3 executes nothing in view 1 and cannot fetch
+    for i in (1, 2, 3):
+        c.r(i).view_change.start(1, c.now)
+    c.flush()  # view 1: nulls at 1 and 2 (block 2 extends the never-prepared block 1), slips at 3 and 4
+    assert [c.r(i).state.last_executed for i in range(4)] == [4, 4, 4, 0] and c.heights() == [2, 2, 2, 0]
+    for i in (0, 1, 2):
+        c.crash(i)
+        assert c.boot(i).state.executed_digest(1) == NULL_DIGEST
+    c.drop = lambda src, dst, msg: isinstance(msg, Fetch)
+    for i in range(4):
+        c.r(i).view_change.start(2, c.now)
+    c.flush()  # view 2 re-issues the nulls: the restarted replicas commit them again
+    assert [c.r(i).state.last_executed for i in range(4)] == [4, 4, 4, 4] and c.chain(3) == c.chain(0)
 
 
 def test_config_needs_four_replicas():

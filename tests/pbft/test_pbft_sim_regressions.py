@@ -85,3 +85,37 @@ def test_block_is_only_committed_on_top_of_the_executed_chain():
     result = run(scenario)
     result.check()
     assert not any(f.kind == "diverged" for faults in result.faults.values() for f in faults)
+
+
+def test_a_restarted_replica_still_commits_the_nulls_it_executed():
+    """Replicas 0 and 1 executed null requests at seq 1-2, replica 2 at seq 1, then all
+    three crashed and restarted; replica 3 (equivocating) had executed seq 1.  Every
+    NEW-VIEW re-issued nulls at 1-2, but a replica votes COMMIT on an entry at or
+    below its last executed seq only if it executed that very entry, and that record
+    was rebuilt on restart from the applied blocks alone: 0 and 1 no longer knew what
+    they executed at seq 2 and withheld their COMMITs, so 2 and 3 never executed it,
+    never signed checkpoint 2 nor committed seq 3 — 160 views, nothing applied.
+    Fixed: what a seq left in the state is derived from the applied chain (a block's
+    digest, else null), which survives restarts and state transfer."""
+    scenario = Scenario(
+        seed=512654, n=4, slips=12, max_slips=3, max_inflight=3, checkpoint_interval=2, window=8,
+        submit_until=2.56165036424908, loss=0.2626897137502623,
+        faults=(
+            FaultEvent(0.9879026016698924, "crash", 2),
+            FaultEvent(1.4761024557732365, "crash", 0),
+            FaultEvent(2.1967893982978857, "partition", groups=(frozenset({1, 2}), frozenset({0, 3}))),
+            FaultEvent(2.302449908137897, "restart", 0),
+            FaultEvent(2.3080255228341695, "restart", 2),
+            FaultEvent(2.9137946679506967, "crash", 1),
+            FaultEvent(3.8304510881029614, "partition", groups=(frozenset({0}), frozenset({1, 2, 3}))),
+            FaultEvent(4.284184087364032, "restart", 1),
+            FaultEvent(4.843114194022405, "crash", 1),
+            FaultEvent(4.989597983744798, "restart", 1),
+            FaultEvent(5.802001296977935, "heal"),
+        ),
+        byzantine=((3, "equivocate"),),
+        faults_until=5.802001296977935, request_timeout=0.5, view_change_timeout=0.5,
+    )
+    result = run(scenario)
+    result.check()
+    assert max(result.views.values()) < 20
