@@ -134,7 +134,8 @@ def test_confirmed_record_is_rekeyed_to_the_per_record_key(confirmed, reviewed, 
     record_id = confirmed.record_id(domain)
     assert confirmed.record_key == patient.record_public_key(record_id).to_compressed_bytes()
     assert confirmed.record_key != patient.public_keys.pre_key
-    with pytest.raises(DecryptionError):  # the identity key no longer opens the stored ciphertext
+    # the identity key no longer opens the stored ciphertext
+    with pytest.raises(DecryptionError, match="ciphertext does not open with this key"):
         pre_decrypt(patient.identity_secret_key, UmbralCiphertext.from_bytes(reviewed.record_blob))
 
 
@@ -155,9 +156,10 @@ def test_envelope_to_stale_keys_of_same_address_raises_wrong_recipient(envelope,
 
 
 def test_other_patient_cannot_confirm_or_open(reviewed, confirmed, other_patient, domain):
-    with pytest.raises(WrongRecipientError):
+    wrong_patient = f"record is addressed to patient 0x[0-9a-fA-F]{{40}}, not to {other_patient.address}"
+    with pytest.raises(WrongRecipientError, match=wrong_patient):
         confirm_record(reviewed, other_patient, storage_address="x")
-    with pytest.raises(WrongRecipientError):
+    with pytest.raises(WrongRecipientError, match=wrong_patient):
         open_record(confirmed, reviewed.record_blob, other_patient, domain=domain)
 
 
@@ -173,7 +175,10 @@ def test_tampered_doctor_signature_raises_invalid_signature(envelope, patient, d
     sig = envelope.header.doctor_signature
     forged = HmiEnvelope(replace(envelope.header, doctor_signature=sig[:10] + bytes([sig[10] ^ 1]) + sig[11:]),
                          envelope.hmi_ciphertext)
-    with pytest.raises(InvalidSignatureError):
+    # the ciphertexts are randomised, so the flipped r either recovers to some other key or to none
+    with pytest.raises(InvalidSignatureError,
+                       match=f"doctor signature does not verify: it recovers to 0x[0-9a-fA-F]{{40}}, not to the doctor "
+                             f"{doctor.address}|signature does not recover to any public key|signature r/s out of range"):
         review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
 
 
@@ -192,13 +197,17 @@ def test_doctor_named_in_header_but_signed_by_another_raises_invalid_signature(e
                                                                                other_doctor, domain):
     header = replace(envelope.header, doctor=other_doctor.address)
     forged = HmiEnvelope(header, envelope.hmi_ciphertext)  # still carries the first doctor's signature
-    with pytest.raises(InvalidSignatureError):
+    with pytest.raises(InvalidSignatureError,
+                       match=f"doctor signature does not verify: it recovers to 0x[0-9a-fA-F]{{40}}, "
+                             f"not to the doctor {other_doctor.address}"):
         review_envelope(forged, patient, domain=domain, expected_doctor=other_doctor.address)
 
 
 def test_signature_for_another_domain_does_not_verify(envelope, patient, doctor, domain):
     other = Eip712Domain(domain.chain_id + 1, domain.verifying_contract)
-    with pytest.raises(InvalidSignatureError):
+    with pytest.raises(InvalidSignatureError,
+                       match=f"doctor signature does not verify: it recovers to 0x[0-9a-fA-F]{{40}}, "
+                             f"not to the doctor {doctor.address}"):
         review_envelope(envelope, patient, domain=other, expected_doctor=doctor.address)
 
 
@@ -278,9 +287,11 @@ def test_tampered_confirmation_raises_invalid_signature(confirmed, patient, doma
 
 def test_confirmation_signed_by_someone_else_is_rejected(confirmed, other_patient, patient, domain):
     forged = replace(confirmed, patient_signature=other_patient.signer.sign_digest(confirmed.digest(domain)))
-    with pytest.raises(InvalidSignatureError):
+    with pytest.raises(InvalidSignatureError, match=f"patient signature does not verify: it recovers to "
+                                                     f"{other_patient.address}, not to the patient {patient.address}"):
         forged.verify(domain)
-    with pytest.raises(UnexpectedSignerError) as info:
+    with pytest.raises(UnexpectedSignerError,
+                       match=f"signed by patient {patient.address}, but {other_patient.address} was expected") as info:
         confirmed.verify(domain, expected_patient=other_patient.address)
     assert isinstance(info.value, SignatureError)
 
@@ -327,10 +338,11 @@ def test_kfrags_for_one_record_do_not_open_another(confirmed, second_confirmed, 
     cfrags = [reencrypt(ct_b.capsule, k) for k in kfrags_a[:2]]  # a proxy misusing record A's grant
     with pytest.raises(DecryptionError, match="does not open"):
         open_shared_record(record_b, blob_b, receiving_sk=other_doctor.identity_secret_key, cfrags=cfrags)
-    with pytest.raises(CapsuleFragVerificationError):
+    with pytest.raises(CapsuleFragVerificationError, match="cfrag does not re-encrypt this capsule"):
         load_cfrag(bytes(cfrags[0]), capsule=ct_b.capsule, verifying_pk=record_b.kfrag_verifying_key,
                    delegating_pk=record_b.record_key, receiving_pk=other_doctor.public_keys.pre_key)
-    with pytest.raises(DecryptionError):  # nor does record A's grant reveal record B's storage address
+    # nor does record A's grant reveal record B's storage address
+    with pytest.raises(DecryptionError, match="re-encrypted ciphertext does not open"):
         open_shared_address(record_b, receiving_sk=other_doctor.identity_secret_key,
                             cfrags=[reencrypt(record_b.encrypted_address.capsule, k) for k in kfrags_a[:2]])
 
@@ -341,7 +353,7 @@ def test_kfrags_for_one_record_do_not_open_another(confirmed, second_confirmed, 
 def test_every_truncation_of_a_confirmed_record_is_malformed(confirmed):
     raw = confirmed.to_bytes()
     for n in range(len(raw)):
-        with pytest.raises(MalformedDataError):
+        with pytest.raises(MalformedDataError, match=r"confirmed record: truncated at byte \d+: needs \d+ more bytes"):
             ConfirmedRecord.from_bytes(raw[:n])
     with pytest.raises(MalformedDataError, match="trailing"):
         ConfirmedRecord.from_bytes(raw + b"\x00")
@@ -352,7 +364,7 @@ def test_wrong_kind_of_encoding_is_malformed(envelope, confirmed):
         ConfirmedRecord.from_bytes(envelope.to_bytes())
     with pytest.raises(MalformedDataError, match="bad header"):
         HmiEnvelope.from_bytes(confirmed.to_bytes())
-    with pytest.raises(MalformedDataError):
+    with pytest.raises(MalformedDataError, match="not an MBDS HMI envelope encoding"):
         HmiEnvelope.from_bytes(b"not an envelope")
 
 
@@ -376,5 +388,6 @@ def test_any_flipped_bit_of_a_confirmed_record_is_rejected(confirmed, domain, da
         record = ConfirmedRecord.from_bytes(bytes(raw))
     except MalformedDataError:
         return
-    with pytest.raises(InvalidSignatureError):
+    with pytest.raises(InvalidSignatureError,
+                       match=r"signature (does not verify|does not recover to any public key|v must be 27 or 28|r/s out of range)"):
         record.verify(domain)

@@ -75,9 +75,14 @@ def test_keyword_outside_coding_scheme_raises_keyword_error(raw, fragment):
     assert isinstance(info.value, CryptoError) and isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("value", [None, 42, b"icd10|E11.9", {"system": "icd10"}])
-def test_keyword_of_wrong_type_raises_keyword_error(value):
-    with pytest.raises(KeywordError):
+@pytest.mark.parametrize("value,expected", [
+    (None, r"a keyword must be a 'system\|code' string, a Keyword or a FHIR Coding, got NoneType"),
+    (42, r"a keyword must be a 'system\|code' string, a Keyword or a FHIR Coding, got int"),
+    (b"icd10|E11.9", r"a keyword must be a 'system\|code' string, a Keyword or a FHIR Coding, got bytes"),
+    ({"system": "icd10"}, r"a FHIR Coding needs string 'system' and 'code' fields"),
+])
+def test_keyword_of_wrong_type_raises_keyword_error(value, expected):
+    with pytest.raises(KeywordError, match=expected):
         to_keyword(value)
 
 

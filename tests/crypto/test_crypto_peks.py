@@ -100,11 +100,11 @@ def test_batch_test_equals_per_item_test(sk, pk, other_patient):
 
 
 def test_batch_test_rejects_wrong_types(sk, t2dm_ct):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="batch_test needs PeksCiphertext items, got bytes"):
         batch_test(sk.trapdoor(ICD_T2DM), [t2dm_ct, t2dm_ct.to_bytes()])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="batch_test needs a Trapdoor, got PeksCiphertext"):
         batch_test(t2dm_ct, [t2dm_ct])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="workers must be ≥ 1, got 0"):
         batch_test(sk.trapdoor(ICD_T2DM), [t2dm_ct], workers=0)
 
 
@@ -188,7 +188,7 @@ def test_malformed_bytes_raise_malformed_data_error(cls, data, fragment):
 def test_malformed_point_with_flipped_bit_is_rejected(t2dm_ct):
     raw = bytearray(t2dm_ct.to_bytes())
     raw[20] ^= 0x01
-    with pytest.raises(MalformedDataError):
+    with pytest.raises(MalformedDataError, match="PEKS ciphertext A: not a point of the BLS12-381 G1 subgroup"):
         PeksCiphertext.from_bytes(bytes(raw))
 
 

@@ -85,32 +85,33 @@ def test_kfrags_for_record_a_do_not_decrypt_record_b(patient, delegatee, records
     cfrags = _cfrags(kfrags_a, ct_b)
     with pytest.raises(DecryptionError, match="does not open"):
         decrypt_reencrypted(delegatee.identity_secret_key, pk_b, ct_b, cfrags)
-    with pytest.raises(DecryptionError):  # nor when the delegatee claims record A's key
+    # nor when the delegatee claims record A's key
+    with pytest.raises(DecryptionError, match="re-encrypted ciphertext does not open"):
         decrypt_reencrypted(delegatee.identity_secret_key, patient.record_public_key(RECORD_A), ct_b, cfrags)
 
 
 def test_cfrag_of_record_a_kfrag_fails_verification_for_record_b(patient, delegatee, records, kfrags_a):
     ct_b = records[RECORD_B]
     wire = bytes(reencrypt(ct_b.capsule, kfrags_a[0]))
-    with pytest.raises(CapsuleFragVerificationError):
+    with pytest.raises(CapsuleFragVerificationError, match="cfrag does not re-encrypt this capsule"):
         load_cfrag(wire, capsule=ct_b.capsule, verifying_pk=patient.kfrag_verifying_key,
                    delegating_pk=patient.record_public_key(RECORD_B), receiving_pk=delegatee.public_keys.pre_key)
 
 
 def test_kfrag_for_record_a_fails_verification_as_record_b(patient, delegatee, kfrags_a):
-    with pytest.raises(KeyFragVerificationError):
+    with pytest.raises(KeyFragVerificationError, match="kfrag was not made by this signer"):
         load_kfrag(bytes(kfrags_a[0]), verifying_pk=patient.kfrag_verifying_key,
                    delegating_pk=patient.record_public_key(RECORD_B), receiving_pk=delegatee.public_keys.pre_key)
 
 
 def test_kfrag_signed_by_someone_else_fails_verification(patient, other_patient, delegatee, kfrags_a):
-    with pytest.raises(KeyFragVerificationError):
+    with pytest.raises(KeyFragVerificationError, match="kfrag was not made by this signer"):
         load_kfrag(bytes(kfrags_a[0]), verifying_pk=other_patient.kfrag_verifying_key,
                    delegating_pk=patient.record_public_key(RECORD_A), receiving_pk=delegatee.public_keys.pre_key)
 
 
 def test_kfrag_for_another_receiver_fails_verification(patient, other_patient, kfrags_a):
-    with pytest.raises(KeyFragVerificationError):
+    with pytest.raises(KeyFragVerificationError, match="kfrag was not made by this signer"):
         load_kfrag(bytes(kfrags_a[0]), verifying_pk=patient.kfrag_verifying_key,
                    delegating_pk=patient.record_public_key(RECORD_A), receiving_pk=other_patient.public_keys.pre_key)
 
@@ -129,10 +130,10 @@ def test_below_threshold_or_repeated_cfrags_raise_decryption_error(patient, dele
 
 def test_unverified_frags_are_refused(patient, delegatee, records, kfrags_a):
     ct = records[RECORD_A]
-    with pytest.raises(UnverifiedFragError):
+    with pytest.raises(UnverifiedFragError, match="reencrypt needs a VerifiedKeyFrag"):
         reencrypt(ct.capsule, kfrags_a[0].unverify())
     cfrag = reencrypt(ct.capsule, kfrags_a[0])
-    with pytest.raises(UnverifiedFragError):
+    with pytest.raises(UnverifiedFragError, match="decrypt_reencrypted needs VerifiedCapsuleFrag items"):
         decrypt_reencrypted(delegatee.identity_secret_key, patient.record_public_key(RECORD_A), ct,
                             [cfrag.unverify(), cfrag])
     assert isinstance(UnverifiedFragError("x"), TypeError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -48,7 +50,7 @@ def test_domain_separator_depends_on_chain_and_contract(domain):
 
 @pytest.mark.parametrize("chain_id", [0, -1, True, "1"])
 def test_domain_rejects_bad_chain_id(chain_id):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(f"EIP-712 chainId must be a positive integer, got {chain_id!r}")):
         Eip712Domain(chain_id, "0x" + "cc" * 20)
 
 
@@ -97,7 +99,7 @@ def test_signer_hides_its_key(account):
     assert account.key.hex()[2:18] not in repr(signer)
     with pytest.raises(MalformedDataError, match="private key"):
         EthSigner(bytes(32))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="expected an EthSigner or eth_account LocalAccount, got str"):
         as_signer("0x" + "11" * 32)
 
 
