@@ -105,7 +105,7 @@ def test_kmc_state_reopens_with_same_ids(tmp_path):
     b = KeyManagementCenter(tmp_path / "kmc", PASS, scrypt_n=FAST_SCRYPT)
     assert a.participant_id("Alice") == b.participant_id("Alice")
     assert a.account.address == b.account.address
-    with pytest.raises(KeystoreError):
+    with pytest.raises(KeystoreError, match="kmc.json: wrong passphrase or the file was modified"):
         KeyManagementCenter(tmp_path / "kmc", "wrong")
 
 

@@ -209,8 +209,8 @@ def test_normalize_api_url_rejects_other_schemes() -> None:
 
 
 def test_storage_errors_are_catchable_as_builtins(client: KuboClient) -> None:
-    with pytest.raises(LookupError):
+    with pytest.raises(LookupError, match=f"{UNKNOWN_CID}: not stored on"):
         client.cat(UNKNOWN_CID)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=f"{UNKNOWN_CID}: not stored on"):
         client.cat(UNKNOWN_CID)
     assert issubclass(NotFoundError, StorageError)

@@ -37,5 +37,6 @@ def test_fetch_verified_accepts_another_hash_function(client: KuboClient) -> Non
     cid = client.add(CIPHERTEXT)
     sha = lambda data: hashlib.sha256(data).digest()  # noqa: E731
     assert fetch_verified(client, cid, sha(CIPHERTEXT), sha) == CIPHERTEXT
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match=f"{cid}: content hash 0x{sha(CIPHERTEXT).hex()} does not match "
+                                             f"0x{keccak(CIPHERTEXT).hex()} recorded in the slip"):
         fetch_verified(client, cid, keccak(CIPHERTEXT), sha)

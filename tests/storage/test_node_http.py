@@ -275,11 +275,13 @@ def test_parse_size_reads_bytes_and_binary_units(text: str, expected: int) -> No
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "0", "-1", "64 parsecs", "1.5M"])
-def test_parse_size_rejects_nonsense(text: str) -> None:
+@pytest.mark.parametrize("text,expected", [("", "invalid size ''"), ("0", "size must be positive"),
+                                           ("-1", "invalid size '-1'"), ("64 parsecs", "invalid size '64 parsecs'"),
+                                           ("1.5M", "invalid size '1.5M'")])
+def test_parse_size_rejects_nonsense(text: str, expected: str) -> None:
     import argparse
 
     from mbds_py.storage.node import parse_size
 
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=expected):
         parse_size(text)

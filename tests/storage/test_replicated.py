@@ -100,9 +100,10 @@ def test_unknown_cid_with_one_node_down_is_still_not_found(cluster: Cluster) -> 
 def test_all_nodes_down_is_a_storage_error_not_not_found(cluster: Cluster) -> None:
     for node in cluster.nodes:
         node.kill()
-    with pytest.raises(StorageError) as info:
+    with pytest.raises(StorageError, match=f"{UNKNOWN_CID}: no storage node could serve it") as info:
         cluster.store.cat(UNKNOWN_CID)
     assert not isinstance(info.value, NotFoundError)
+    assert str(info.value).count("is unreachable for cat") == len(cluster.nodes)
 
 
 def test_tampered_replica_is_skipped_for_an_intact_one(cluster: Cluster) -> None:

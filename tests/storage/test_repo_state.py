@@ -48,7 +48,7 @@ class RepoMachine(RuleBasedStateMachine):
         data = bytes([seed]) * size
         cid = self.repo.add(data, only_hash=True).cid
         if cid not in self.blobs:
-            with pytest.raises(NotFoundError):
+            with pytest.raises(NotFoundError, match=f"could not find {cid}"):
                 self.repo.cat(cid)
 
     @rule(cid=cids)

@@ -91,9 +91,11 @@ def test_varint_round_trips(value: int) -> None:
     assert decode_varint(encoded) == (value, len(encoded))
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x80", b"\xff" * 10 + b"\x01", b"\x80\x00"])
-def test_decode_varint_rejects_truncated_oversized_and_non_minimal(raw: bytes) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("raw,expected", [(b"", "truncated varint"), (b"\x80", "truncated varint"),
+                                          (b"\xff" * 10 + b"\x01", "varint longer than 64 bits"),
+                                          (b"\x80\x00", "non-minimal varint")])
+def test_decode_varint_rejects_truncated_oversized_and_non_minimal(raw: bytes, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
         decode_varint(raw)
 
 
