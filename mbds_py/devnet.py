@@ -1,10 +1,12 @@
-"""`mbds devnet up | status | down`: one EVM process per chain of the spec.
+"""The launcher: one EVM process per chain of the spec, and every service process beside them.
 
 Every launched process is recorded in ``<state_dir>/state.json`` the moment it
 is spawned, so ``down`` finds and stops it even when the launcher crashed
-half-way.  A process is only signalled when its command line still shows the
-engine and port we started (a recycled PID is never killed).  Chains with an
-``rpc_url`` are external: they are checked, never launched or stopped.
+half-way.  A process is identified by its pid and start time (a recycled pid is
+never signalled).  Ports are never probed: a chain binds its own (port 0 = any)
+and its port is read from its listening socket; a service gets sockets the
+launcher has already bound (:mod:`mbds_py.listen`).  Chains with an ``rpc_url``
+are external: they are checked, never launched or stopped.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
 
 from .errors import DevnetError, PortInUseError, ToolchainError
+from .listen import bind_listener, bound_port
 from .spec import ChainSpec, NetworkSpec
 from .toolchain import PROJECT_ROOT
 
@@ -47,19 +51,22 @@ class ChainState:
     pid: int | None = None
     port: int | None = None
     log: str | None = None
+    started: int | None = None  # process start time: with pid, the process's identity
+    block_time: int = 0
 
 
 @dataclass
 class ServiceState:
-    """A non-chain process `up` launched (storage node, replica, proxy...)."""
+    """A non-chain process `up` launched (storage node, replica, consortium node, proxy)."""
 
     name: str
     kind: str
     url: str
     pid: int
     port: int
-    marker: str  # a string of its command line, checked before signalling it
     log: str
+    started: int | None = None
+    listen: dict[str, int] = field(default_factory=dict)  # endpoint name -> bound port
     data_dir: str | None = None
 
 
@@ -85,30 +92,18 @@ def ganache_binary() -> str:
     raise ToolchainError("Ganache is not installed: run `make setup` (npm ci installs ganache@7.9.2)")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def chain_command(engine: str, host: str, port: int, chain_id: int) -> list[str]:
+def chain_command(engine: str, host: str, port: int, chain_id: int, block_time: int = 0) -> list[str]:
+    """The command line of one chain process (port 0 = any free port, found from the process afterwards)."""
     if engine == "anvil":
         return [anvil_binary(), "--host", host, "--port", str(port), "--chain-id", str(chain_id),
-                "--mnemonic", DEV_MNEMONIC, "--accounts", "10", "--balance", "1000000", "--silent"]
+                "--mnemonic", DEV_MNEMONIC, "--accounts", "10", "--balance", "1000000", "--silent",
+                *(["--block-time", str(block_time)] if block_time else [])]
     if engine == "ganache":
         return [ganache_binary(), "--server.host", host, "--server.port", str(port),
                 "--chain.chainId", str(chain_id), "--chain.networkId", str(chain_id),
                 "--chain.hardfork", "shanghai", "--wallet.mnemonic", DEV_MNEMONIC,
-                "--wallet.totalAccounts", "10", "--wallet.defaultBalance", "1000000", "--logging.quiet"]
+                "--wallet.totalAccounts", "10", "--wallet.defaultBalance", "1000000", "--logging.quiet",
+                *(["--miner.blockTime", str(block_time)] if block_time else [])]
     raise DevnetError(f"unknown engine {engine!r}")
 
 
@@ -122,72 +117,99 @@ def rpc_chain_id(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def wait_for_rpc(url: str, proc: subprocess.Popen | None, timeout: float, what: str) -> int:
-    """Poll until the endpoint answers eth_chainId; fail early if the process died."""
+def wait_for_rpc(url: str, proc: subprocess.Popen | None, timeout: float, what: str,
+                 log: Path | None = None) -> int:
+    """Poll (with backoff) until the endpoint answers eth_chainId; fail early if the process died."""
     deadline = time.monotonic() + timeout
+    delay = 0.01
     while time.monotonic() < deadline:
         cid = rpc_chain_id(url, timeout=1.0)
         if cid is not None:
             return cid
         if proc is not None and proc.poll() is not None:
-            raise DevnetError(f"{what} exited with code {proc.returncode} before answering at {url}")
-        time.sleep(0.05)
-    raise DevnetError(f"{what} did not answer at {url} within {timeout:.0f}s")
+            raise DevnetError(f"{what} exited with code {proc.returncode} before answering at {url}"
+                              + log_tail(log))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    raise DevnetError(f"{what} did not answer at {url} within {timeout:.0f}s" + log_tail(log))
+
+
+def log_tail(path: Path | str | None, lines: int = 8) -> str:
+    """The last lines of a log, for an error message that must not depend on the file surviving."""
+    if path is None:
+        return ""
+    try:
+        text = Path(path).read_text(errors="replace").rstrip().splitlines()[-lines:]
+    except OSError:
+        return f"; log {path} is gone"
+    body = "\n    ".join(text) if text else "(empty)"
+    return f"; last lines of {path}:\n    {body}"
 
 
 # --- process bookkeeping -------------------------------------------------------------------
+#
+# A process is identified by its pid *and* its start time (field 22 of /proc/PID/stat): a
+# recycled pid never matches, whatever its command line, so `down` never signals a stranger.
 
 
-def _cmdline(pid: int) -> str:
+def process_started(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a live, non-zombie process; None otherwise."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def process_matches(pid: int, engine: str, port: int) -> bool:
-    """True when ``pid`` is alive and still the chain process we launched."""
-    cmd = _cmdline(pid)
-    if not cmd:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        if stat.read_text().split(") ", 1)[1].split()[0] == "Z":  # zombie: already dead
-            return False
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return engine in cmd and f" {port} " in f" {cmd} "
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
-def stop_process(pid: int, engine: str, port: int, timeout: float = 10.0) -> bool:
-    """SIGTERM then SIGKILL the process group of a chain we launched; True if it was running."""
-    if not process_matches(pid, engine, port):
-        return False
-    for sig, wait in ((signal.SIGTERM, timeout / 2), (signal.SIGKILL, timeout / 2)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+def is_running(pid: int | None, started: int | None) -> bool:
+    """True when ``pid`` is alive and is still the process that started at ``started``."""
+    return bool(pid) and started is not None and process_started(pid) == started  # type: ignore[arg-type]
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports a process listens on, read from its socket inodes and the kernel's socket tables."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            if not process_matches(pid, engine, port):
-                return True
-            time.sleep(0.02)
-    raise DevnetError(f"could not stop {engine} (pid {pid}, port {port})")
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
-def stop_processes(procs: list[tuple[str, int, str, int]], timeout: float = 10.0) -> list[str]:
-    """Stop many processes at once: SIGTERM all, wait, SIGKILL the stragglers; returns names that were running."""
-    running = [(n, pid, marker, port) for n, pid, marker, port in procs if process_matches(pid, marker, port)]
-    for sig, wait in ((signal.SIGTERM, timeout / 2), (signal.SIGKILL, timeout / 2)):
-        alive = [p for p in running if process_matches(p[1], p[2], p[3])]
-        for _n, pid, _m, _p in alive:
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_processes(procs: list[tuple[str, int, int | None]], timeout: float = 10.0) -> list[str]:
+    """Stop many (name, pid, started) at once: SIGTERM all, wait, SIGKILL the stragglers.
+
+    Returns the names that were running; raises if one survives SIGKILL.
+    """
+    running = [p for p in procs if is_running(p[1], p[2])]
+    for sig, wait in ((signal.SIGTERM, timeout * 0.7), (signal.SIGKILL, timeout * 0.3)):
+        alive = [p for p in running if is_running(p[1], p[2])]
+        for _n, pid, _s in alive:
             try:
                 os.killpg(pid, sig)
             except ProcessLookupError:
@@ -195,31 +217,31 @@ def stop_processes(procs: list[tuple[str, int, str, int]], timeout: float = 10.0
             except PermissionError:
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
+        delay = 0.005
         while alive and time.monotonic() < deadline:
-            for _n, pid, _m, _p in alive:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-            alive = [p for p in alive if process_matches(p[1], p[2], p[3])]
+            for _n, pid, _s in alive:
+                _reap(pid)
+            alive = [p for p in alive if is_running(p[1], p[2])]
             if alive:
-                time.sleep(0.02)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
         if not alive:
             break
-    left = [p[0] for p in running if process_matches(p[1], p[2], p[3])]
+    left = [p[0] for p in running if is_running(p[1], p[2])]
     if left:
         raise DevnetError(f"could not stop {left}")
     return [p[0] for p in running]
 
 
 class Devnet:
-    """Launch, inspect and stop the chains of a :class:`NetworkSpec`."""
+    """Launch, inspect and stop the chains and services of a :class:`NetworkSpec`."""
 
     def __init__(self, spec: NetworkSpec):
         self.spec = spec
         self.state_dir = spec.state_dir
         self.state_file = self.state_dir / "state.json"
         self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
 
     # -- state file ------------------------------------------------------------------------
 
@@ -241,66 +263,94 @@ class Devnet:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if services is None:
             services = self.load_services()
-        tmp = self.state_file.with_suffix(".tmp")
+        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps({"spec": self.spec.path, "chains": {n: asdict(c) for n, c in chains.items()},
                                    "services": {n: asdict(v) for n, v in services.items()}}, indent=2))
         os.replace(tmp, self.state_file)
 
-    def _save_services(self, services: dict[str, ServiceState]) -> None:
-        self._save_state(self.load_state(), services)
+    def _record_service(self, entry: ServiceState) -> None:
+        with self._lock:
+            services = self.load_services()
+            services[entry.name] = entry
+            self._save_state(self.load_state(), services)
 
     # -- up / status / down ---------------------------------------------------------------------
 
     def up(self) -> dict[str, ChainState]:
-        """Start every chain not already running; wait until each answers."""
+        """Start every chain not already running and the storage nodes; wait until each answers."""
         state = self.load_state()
-        # Check the whole spec before launching anything.
-        for chain in self.spec.chains:
+        for chain in self.spec.chains:  # check the whole spec before launching anything
             if chain.external:
                 continue
             running = state.get(chain.name)
-            if running and running.pid and process_matches(running.pid, running.engine, running.port or 0):
+            if running and is_running(running.pid, running.started):
                 continue
-            if chain.engine == "anvil":
-                anvil_binary()
-            else:
-                ganache_binary()
-            if chain.port and not port_is_free(self.spec.host, chain.port):
-                raise PortInUseError(
-                    f"chain {chain.name!r}: port {chain.port} on {self.spec.host} is busy; "
-                    f"free it or set port = 0 in {self.spec.path}")
+            anvil_binary() if chain.engine == "anvil" else ganache_binary()
+            if chain.port:  # a busy fixed port is named before anything starts
+                bind_listener(self.spec.host, chain.port, what=f"chain {chain.name!r} (set port = 0 in "
+                                                                f"{self.spec.path} for any free port)").close()
+        launched: list[str] = []
         try:
             for chain in self.spec.chains:
-                state[chain.name] = self._up_one(chain, state.get(chain.name), state)
+                before = state.get(chain.name)
+                state[chain.name] = self._up_one(chain, before, state)
+                if state[chain.name] is not before and not chain.external:
+                    launched.append(chain.name)
                 self._save_state(state)
+            self.up_storage()
         except BaseException:
+            # nothing half-started: stop what this call launched
+            self._save_state(state)
+            stop_processes([(n, state[n].pid or 0, state[n].started) for n in launched if n in state])
+            for n in launched:
+                state.pop(n, None)
             self._save_state(state)
             raise
-        self.up_storage()
         return state
 
-    # -- services (storage nodes, and later replicas and proxies) ----------------------------
+    # -- services --------------------------------------------------------------------------------
 
-    def spawn_service(self, name: str, kind: str, argv: list[str], *, port: int, marker: str,
+    def bind(self, port: int = 0, *, what: str = "service") -> socket.socket:
+        """A listening socket on the spec's host for a service about to be spawned (0 = any free port)."""
+        return bind_listener(self.spec.host, port, what=what)
+
+    def rebind(self, name: str) -> dict[str, socket.socket]:
+        """Listening sockets on the ports a (stopped) service had, to start it again at the same address."""
+        svc = self.load_services().get(name)
+        if svc is None:
+            raise DevnetError(f"no service named {name!r} was started in {self.state_dir}")
+        return {ep: self.bind(port, what=f"{svc.kind} {name!r} ({ep})") for ep, port in svc.listen.items()}
+
+    def spawn_service(self, name: str, kind: str, argv: list[str], *, sockets: dict[str, socket.socket],
                       probe: Callable[[str], bool], data_dir: Path | None = None,
                       timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
                       url: str | None = None, wait: bool = True) -> ServiceState:
-        """Start a service process, record it at once, and wait until ``probe(url)`` succeeds."""
-        services = self.load_services()
-        current = services.get(name)
-        if current and process_matches(current.pid, current.marker, current.port):
+        """Start a service on listening sockets bound by the caller, record it at once, and (with
+        ``wait``) wait until ``probe(url)`` succeeds.  The sockets are handed to the child
+        (``--listen NAME=FD``) and closed here; a service already running is left alone."""
+        current = self.load_services().get(name)
+        if current and is_running(current.pid, current.started):
+            for sock in sockets.values():
+                sock.close()
             return current
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=PROJECT_ROOT,
-                                    env={**os.environ, **env} if env else None)
+        fds = {ep: sock.fileno() for ep, sock in sockets.items()}
+        listen = {ep: bound_port(sock) for ep, sock in sockets.items()}
+        argv = [*argv, *(a for ep, fd in fds.items() for a in ("--listen", f"{ep}={fd}"))]
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, cwd=PROJECT_ROOT, pass_fds=tuple(fds.values()),
+                                        env={**os.environ, **env} if env else None)
+        finally:
+            for sock in sockets.values():
+                sock.close()
+        port = listen.get("http") or next(iter(listen.values()), 0)
         url = url or f"http://{self.spec.host}:{port}"
-        entry = ServiceState(name, kind, url, proc.pid, port, marker, str(log_path),
+        entry = ServiceState(name, kind, url, proc.pid, port, str(log_path), process_started(proc.pid), listen,
                              str(data_dir) if data_dir else None)
-        services[name] = entry
-        self._save_services(services)
+        self._record_service(entry)
         self._procs[name] = proc
         if wait:
             self.wait_service(entry, probe, timeout)
@@ -308,59 +358,65 @@ class Devnet:
 
     def wait_service(self, entry: ServiceState, probe: Callable[[str], bool],
                      timeout: float = STARTUP_TIMEOUT) -> None:
-        """Poll until a spawned service answers; fail early if its process exited."""
+        """Poll (with backoff) until a spawned service answers; fail early, with its log, if it exited."""
         proc = self._procs.get(entry.name)
         deadline = time.monotonic() + timeout
+        delay = 0.01
         while not probe(entry.url):
-            if proc is not None and proc.poll() is not None:
-                raise DevnetError(f"{entry.kind} {entry.name!r} exited with code {proc.returncode}; see {entry.log}")
+            exited = proc.poll() is not None if proc is not None else not is_running(entry.pid, entry.started)
+            if exited:
+                code = f" with code {proc.returncode}" if proc is not None else ""
+                raise DevnetError(f"{entry.kind} {entry.name!r} exited{code} before answering at {entry.url}"
+                                  + log_tail(entry.log))
             if time.monotonic() > deadline:
-                stop_process(entry.pid, entry.marker, entry.port)
+                stop_processes([(entry.name, entry.pid, entry.started)])
                 raise DevnetError(f"{entry.kind} {entry.name!r} did not answer at {entry.url} within "
-                                  f"{timeout:.0f}s; see {entry.log}")
-            time.sleep(0.05)
+                                  f"{timeout:.0f}s" + log_tail(entry.log))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def up_storage(self) -> list[ServiceState]:
-        """Start the spec's storage nodes (durable data under the state dir)."""
+        """Start the spec's storage nodes (durable data under the state dir; same port on a restart)."""
         import sys
 
         started = []
+        services = self.load_services()
         for i in range(self.spec.storage.nodes):
             name = f"storage-{i}"
             data_dir = self.state_dir / "storage" / name
-            current = self.load_services().get(name)
-            port = current.port if current and not process_matches(current.pid, current.marker, current.port) \
-                and port_is_free(self.spec.host, current.port) else free_port(self.spec.host)
-            argv = [sys.executable, "-m", "mbds_py.storage.node", "--host", self.spec.host, "--port", str(port),
+            current = services.get(name)
+            if current and is_running(current.pid, current.started):
+                started.append(current)
+                continue
+            sockets = self.rebind(name) if current else {"http": self.bind(what=f"storage node {name!r}")}
+            argv = [sys.executable, "-m", "mbds_py.storage.node", "--host", self.spec.host,
                     "--data-dir", str(data_dir), "--max-blob-size", self.spec.storage.max_blob_size,
                     "--log-level", "WARNING"]
-            started.append(self.spawn_service(name, "storage", argv, port=port, marker="mbds_py.storage.node",
-                                              probe=_storage_answers, data_dir=data_dir))
+            started.append(self.spawn_service(name, "storage", argv, sockets=sockets, probe=_storage_answers,
+                                              data_dir=data_dir, wait=False))
+        for entry in started:
+            self.wait_service(entry, _storage_answers)
         return started
 
     def stop_service(self, name: str, *, kill: bool = False) -> bool:
         """Stop one service (SIGKILL with ``kill``, to simulate a crash); True if it was running."""
-        services = self.load_services()
-        svc = services.get(name)
-        if svc is None:
+        svc = self.load_services().get(name)
+        if svc is None or not is_running(svc.pid, svc.started):
             return False
         if kill:
-            if not process_matches(svc.pid, svc.marker, svc.port):
-                return False
             os.killpg(svc.pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while process_matches(svc.pid, svc.marker, svc.port) and time.monotonic() < deadline:
-                try:
-                    os.waitpid(svc.pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.01)
+            while is_running(svc.pid, svc.started) and time.monotonic() < deadline:
+                _reap(svc.pid)
+                time.sleep(0.005)
             return True
-        return stop_process(svc.pid, svc.marker, svc.port)
+        return bool(stop_processes([(name, svc.pid, svc.started)]))
 
     def storage_urls(self) -> list[str]:
         services = self.load_services()
         return [services[n].url for n in sorted(services) if services[n].kind == "storage"]
+
+    # -- chains ---------------------------------------------------------------------------------
 
     def _up_one(self, chain: ChainSpec, current: ChainState | None, state: dict[str, ChainState]) -> ChainState:
         if chain.external:
@@ -370,36 +426,37 @@ class Devnet:
                                   f"the spec says {chain.chain_id}")
             return ChainState(chain.name, chain.kind, chain.chain_id, chain.rpc_url, chain.engine, True,
                               chain.institution)
-        if current and current.pid and process_matches(current.pid, current.engine, current.port or 0):
+        if current and is_running(current.pid, current.started):
             return current
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{chain.name}.log"
-        for _attempt in range(5):
-            port = chain.port or free_port(self.spec.host)
-            url = f"http://{self.spec.host}:{port}"
-            with open(log_path, "ab") as log:
-                proc = subprocess.Popen(chain_command(chain.engine, self.spec.host, port, chain.chain_id),
-                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, cwd=PROJECT_ROOT)
-            entry = ChainState(chain.name, chain.kind, chain.chain_id, url, chain.engine, False, chain.institution,
-                               pid=proc.pid, port=port, log=str(log_path))
-            state[chain.name] = entry
-            self._save_state(state)  # recorded before we wait: `down` can always find it
-            try:
-                timeout = STARTUP_TIMEOUT * (2 if chain.engine == "ganache" else 1)
-                cid = wait_for_rpc(url, proc, timeout, f"{chain.engine} for chain {chain.name!r}")
-            except DevnetError:
-                stop_process(proc.pid, chain.engine, port)
-                if chain.port:  # a fixed port cannot be retried elsewhere
-                    raise
-                continue  # lost a race for the free port: try another
-            if cid != chain.chain_id:
-                raise DevnetError(f"chain {chain.name!r} answered with chain ID {cid}, expected {chain.chain_id}")
-            return entry
-        raise DevnetError(f"chain {chain.name!r} failed to start 5 times; see {log_path}")
+        # a restarted chain keeps its port (clients hold its URL); a new one takes the spec's or any free port
+        port = chain.port or (current.port if current and current.port else 0)
+        try:
+            proc, url = start_chain_process(chain.engine, self.spec.host, port, chain.chain_id, chain.block_time,
+                                            log_path, what=f"chain {chain.name!r}")
+        except PortInUseError:
+            if chain.port or not port:
+                raise
+            proc, url = start_chain_process(chain.engine, self.spec.host, 0, chain.chain_id, chain.block_time,
+                                            log_path, what=f"chain {chain.name!r}")
+        entry = ChainState(chain.name, chain.kind, chain.chain_id, url, chain.engine, False, chain.institution,
+                           pid=proc.pid, port=int(url.rsplit(":", 1)[1]), log=str(log_path),
+                           started=process_started(proc.pid), block_time=chain.block_time)
+        state[chain.name] = entry
+        self._save_state(state)  # recorded before we wait: `down` can always find it
+        try:
+            cid = wait_for_rpc(url, proc, STARTUP_TIMEOUT * (2 if chain.engine == "ganache" else 1),
+                               f"{chain.engine} for chain {chain.name!r}", log_path)
+        except DevnetError:
+            stop_processes([(chain.name, proc.pid, entry.started)])
+            raise
+        if cid != chain.chain_id:
+            raise DevnetError(f"chain {chain.name!r} answered with chain ID {cid}, expected {chain.chain_id}")
+        return entry
 
     def status(self) -> list[dict[str, Any]]:
-        """One row per spec chain: URL, chain ID, pid and whether it answers."""
+        """One row per chain and per service: kind, URL, pid, whether it answers, log path."""
         state = self.load_state()
         rows = []
         for chain in self.spec.chains:
@@ -409,17 +466,17 @@ class Devnet:
             rows.append({
                 "name": chain.name, "kind": chain.kind, "engine": "external" if chain.external else chain.engine,
                 "chain_id": chain.chain_id, "rpc_url": url, "pid": entry.pid if entry else None,
-                "up": cid == chain.chain_id,
+                "up": cid == chain.chain_id, "log": entry.log if entry else None,
             })
         for name, svc in sorted(self.load_services().items()):
             rows.append({"name": name, "kind": svc.kind, "engine": "mbds", "chain_id": None, "rpc_url": svc.url,
-                         "pid": svc.pid, "up": process_matches(svc.pid, svc.marker, svc.port)})
+                         "pid": svc.pid, "up": is_running(svc.pid, svc.started), "log": svc.log})
         return rows
 
     def down(self) -> list[str]:
         """Stop every process this devnet launched; returns the names stopped."""
-        services = [(n, s.pid, s.marker, s.port) for n, s in self.load_services().items()]
-        chains = [(n, c.pid, c.engine, c.port or 0) for n, c in self.load_state().items() if not c.external and c.pid]
+        services = [(n, s.pid, s.started) for n, s in self.load_services().items()]
+        chains = [(n, c.pid, c.started) for n, c in self.load_state().items() if not c.external and c.pid]
         stopped = stop_processes(services) + stop_processes(chains)  # services first: they use the chains
         if self.state_file.exists():
             self.state_file.unlink()
@@ -429,7 +486,7 @@ class Devnet:
         state = self.load_state()
         missing = [c.name for c in self.spec.chains if c.name not in state]
         if missing:
-            raise DevnetError(f"chains {missing} are not up; run `mbds devnet up` first")
+            raise DevnetError(f"chains {missing} are not up; run `mbds up` first")
         return {name: entry.rpc_url for name, entry in state.items()}
 
 
@@ -440,11 +497,43 @@ def _storage_answers(url: str) -> bool:
         return False
 
 
-def launch_chain(engine: str, chain_id: int, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
-    """Start one throw-away chain (tests, benchmarks); the caller stops it."""
-    port = free_port(host)
-    proc = subprocess.Popen(chain_command(engine, host, port, chain_id), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://{host}:{port}"
+def start_chain_process(engine: str, host: str, port: int, chain_id: int, block_time: int, log: Path | None,
+                        *, what: str) -> tuple[subprocess.Popen, str]:
+    """Start one chain process on ``port`` (0 = any free port) and return it with its URL.
+
+    The chain binds the port itself; with port 0 the bound port is read from the process's own
+    listening socket, so no port is ever probed first.  Nothing is left running on failure.
+    """
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(chain_command(engine, host, port, chain_id, block_time), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=PROJECT_ROOT)
+    finally:
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
+    deadline = time.monotonic() + STARTUP_TIMEOUT * (2 if engine == "ganache" else 1)
+    delay = 0.005
+    while True:
+        ports = listening_ports(proc.pid)
+        if ports:
+            bound = port if port in ports else min(ports)
+            return proc, f"http://{host}:{bound}"
+        if proc.poll() is not None:
+            busy = f"; port {port} on {host} is busy — free it or use port = 0" if port else ""
+            raise (PortInUseError if port else DevnetError)(
+                f"{what}: {engine} exited with code {proc.returncode} before listening{busy}" + log_tail(log))
+        if time.monotonic() > deadline:
+            stop_processes([(what, proc.pid, process_started(proc.pid))])
+            raise DevnetError(f"{what}: {engine} did not listen within {STARTUP_TIMEOUT:.0f}s" + log_tail(log))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def launch_chain(engine: str, chain_id: int, host: str = "127.0.0.1", *,
+                 block_time: int = 0) -> tuple[subprocess.Popen, str]:
+    """Start one throw-away chain (tests, benchmarks) on any free port; the caller stops it."""
+    proc, url = start_chain_process(engine, host, 0, chain_id, block_time, None,
+                                    what=f"{engine} (chain ID {chain_id})")
     wait_for_rpc(url, proc, STARTUP_TIMEOUT * 2, f"{engine} (chain ID {chain_id})")
     return proc, url

@@ -25,7 +25,7 @@ from .identity import Participant, Role
 from .kmc import KeyManagementCenter, ParticipantKeys
 from .population import DEFAULT_POPULATION, Member
 from .private.client import HospitalClient
-from .private.cluster import ClusterHandle, fund, node_config, start_clusters
+from .private.cluster import ClusterHandle, bind_replica_sockets, fund, node_config, start_clusters
 from .spec import NetworkSpec
 
 AUTHORITIES = ("nha", "pha", "mha")
@@ -194,7 +194,6 @@ class Network:
         endpoints: bridges post to consortium nodes, auditors query replicas.
         """
         from .consortium.node import ConsortiumNodeConfig, ConsortiumPeer, PrivateChainRef
-        from .devnet import free_port
 
         urls = self.devnet.rpc_urls()
         storage = self.devnet.storage_urls()
@@ -206,8 +205,10 @@ class Network:
             credit = self.credit()
             seated = set(credit.rpn_set()) | set(credit.atn_set())
             members = [n for n, p in self.people.items() if p.id in seated]
-            cons_ports = {n: free_port() for n in members}
-        cons_urls = [f"http://127.0.0.1:{cons_ports[n]}" for n in members]
+            cons_socks = {n: self.devnet.bind(what=f"consortium node {n!r}") for n in members}
+            cons_ports = {n: sock.getsockname()[1] for n, sock in cons_socks.items()}
+        host = self.spec.host
+        cons_urls = [f"http://{host}:{cons_ports[n]}" for n in members]
         groups = []
         for chain in self.spec.private_chains:
             if chain.name in self.clusters:
@@ -218,8 +219,9 @@ class Network:
                 bridge = {"consortium_urls": cons_urls, "consortium_chain_id": cons.chain_id,
                           "consortium_index": self.deployments[cons.name]["ConsortiumIndex"].address,
                           "every_blocks": s.bridge_every_blocks, "max_wait": s.bridge_max_wait}
+            sockets = bind_replica_sockets(self.devnet, chain.name, len(self.validators(chain.name)))
             config = node_config(
-                chain=chain.name, chain_id=chain.chain_id, rpc_url=urls[chain.name],
+                chain=chain.name, chain_id=chain.chain_id, rpc_url=urls[chain.name], sockets=sockets, host=host,
                 slip_ledger=self.deployments[chain.name]["SlipLedger"].address,
                 identity_registry=self.deployments[chain.name]["IdentityRegistry"].address,
                 hospital_id=inst.id, validators=self.validators(chain.name),
@@ -228,22 +230,23 @@ class Network:
                 request_timeout=s.request_timeout, view_change_timeout=s.view_change_timeout,
                 checkpoint_interval=s.checkpoint_interval, anchor_grace=s.anchor_grace, bridge=bridge)
             keys = [bytes(self.keys(n).account.key) for n in self.validator_names(chain.name)]
-            groups.append((config, keys))
+            groups.append((config, keys, sockets))
         handles = start_clusters(self.devnet, groups)
         for handle in handles:
             self.clusters[handle.config.chain] = handle
         if consortium:
             refs = tuple(PrivateChainRef(h.config.chain_id, h.config.rpc_url, h.config.slip_ledger,
                                          tuple(h.api_urls)) for h in self.clusters.values())
-            peers = tuple(ConsortiumPeer(self.people[n].id_hex, f"http://127.0.0.1:{cons_ports[n]}") for n in members)
+            peers = tuple(ConsortiumPeer(self.people[n].id_hex, f"http://{host}:{cons_ports[n]}") for n in members)
             for n in members:
                 cfg = ConsortiumNodeConfig(
                     rpc_url=urls[cons.name], credit_registry=self.deployments[cons.name]["CreditRegistry"].address,
                     consortium_index=self.deployments[cons.name]["ConsortiumIndex"].address,
-                    institution_id=self.people[n].id_hex, host="127.0.0.1", port=cons_ports[n], peers=peers,
+                    institution_id=self.people[n].id_hex, host=host, port=cons_ports[n], peers=peers,
                     private_chains=refs, storage=tuple(storage), storage_replicas=self.spec.storage.replicas,
                     data_dir=str(self.spec.state_dir / "consortium"))
-                self.consortium_nodes[n] = start_consortium_node(self.devnet, n, cfg, bytes(self.keys(n).account.key))
+                self.consortium_nodes[n] = start_consortium_node(self.devnet, n, cfg, bytes(self.keys(n).account.key),
+                                                                 cons_socks[n])
             services = self.devnet.load_services()
             for n in members:
                 self.devnet.wait_service(services[f"consortium-{n}"], _consortium_answers, timeout=90)
@@ -281,17 +284,18 @@ def _consortium_answers(url: str) -> bool:
         return False
 
 
-def start_consortium_node(devnet: Devnet, name: str, config, key: bytes) -> str:
-    """Launch one consortium institution's DPoS node (key through the environment only)."""
+def start_consortium_node(devnet: Devnet, name: str, config, key: bytes, sock=None) -> str:
+    """Launch one consortium institution's DPoS node on ``sock`` (bound by the caller; default: the
+    port it had before, for a restart).  The key goes through the environment only."""
     import sys
 
     path = devnet.state_dir / "consortium" / f"{name}.json"
     config.save(path)
-    argv = [sys.executable, "-m", "mbds_py.consortium.node", "--config", str(path), "--port", str(config.port),
-            "--log-level", "WARNING"]
-    devnet.spawn_service(f"consortium-{name}", "consortium", argv, port=config.port,
-                         marker="mbds_py.consortium.node", probe=_consortium_answers, env={"MBDS_NODE_KEY": key.hex()},
-                         url=config.url, wait=False)
+    argv = [sys.executable, "-m", "mbds_py.consortium.node", "--config", str(path), "--log-level", "WARNING"]
+    service = f"consortium-{name}"
+    devnet.spawn_service(service, "consortium", argv,
+                         sockets={"http": sock} if sock is not None else devnet.rebind(service),
+                         probe=_consortium_answers, env={"MBDS_NODE_KEY": key.hex()}, url=config.url, wait=False)
     return config.url
 
 

@@ -31,6 +31,7 @@ class ChainSpec:
     engine: str = "anvil"
     rpc_url: str | None = None  # external chain: nothing is launched
     deployer_key_env: str | None = None
+    block_time: int = 0  # seconds between blocks; 0 = mine each transaction as it arrives
 
     @property
     def external(self) -> bool:
@@ -125,6 +126,7 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
     engine_default = _get(devnet, "engine", str, "devnet.engine", label, default="anvil")
     if engine_default not in ENGINES:
         raise ConfigError(f"got {engine_default!r}; expected one of {ENGINES}", path=label, field="devnet.engine")
+    block_time_default = _get(devnet, "block_time", int, "devnet.block_time", label, default=0)
     sd = state_dir or _get(devnet, "state_dir", str, "devnet.state_dir", label, default=".mbds/devnet")
     sd_path = Path(sd)
     if not sd_path.is_absolute():
@@ -138,7 +140,8 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
         f = f"chains[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"got {raw!r}; expected a table", path=label, field=f)
-        allowed = {"name", "kind", "chain_id", "institution", "port", "engine", "rpc_url", "deployer_key_env"}
+        allowed = {"name", "kind", "chain_id", "institution", "port", "engine", "rpc_url", "deployer_key_env",
+                   "block_time"}
         extra = set(raw) - allowed
         if extra:
             raise ConfigError(f"unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}", path=label, field=f)
@@ -162,10 +165,14 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
         if rpc_url is not None and not rpc_url.startswith(("http://", "https://")):
             raise ConfigError(f"got {rpc_url!r}; expected an http(s):// URL", path=label, field=f"{f}.rpc_url")
         key_env = _get(raw, "deployer_key_env", str, f"{f}.deployer_key_env", label, default=None)
+        block_time = _get(raw, "block_time", int, f"{f}.block_time", label, default=block_time_default)
+        if not 0 <= block_time <= 3600:
+            raise ConfigError(f"got {block_time}; expected 0 (mine on arrival) to 3600 seconds", path=label,
+                              field=f"{f}.block_time")
         chains.append(ChainSpec(
             name=name, kind=kind, chain_id=chain_id,
             institution=_get(raw, "institution", str, f"{f}.institution", label, default=name),
-            port=port, engine=engine, rpc_url=rpc_url, deployer_key_env=key_env,
+            port=port, engine=engine, rpc_url=rpc_url, deployer_key_env=key_env, block_time=block_time,
         ))
 
     _check_unique(chains, "name", label)

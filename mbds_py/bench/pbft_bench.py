@@ -119,17 +119,19 @@ def regroup(ctx: BenchContext, bed, max_slips: int):
     from eth_account import Account
 
     from ..chain.slip_ledger import SlipLedgerAgent
-    from ..devnet import DEV_DEPLOYER_KEY, free_port
-    from ..private.cluster import deploy_slip_ledger, start_cluster
+    from ..devnet import DEV_DEPLOYER_KEY
+    from ..private.cluster import bind_replica_sockets, deploy_slip_ledger, start_cluster
     from ..private.node import PeerConfig
 
     kill_devnet(bed.devnet, bed.cluster.service_names)
     old = bed.cluster.config
     ledger = deploy_slip_ledger(bed.client, Account.from_key(DEV_DEPLOYER_KEY), old.validators)
     data = Path(tempfile.mkdtemp(prefix=f"nodes-{max_slips}-", dir=Path(old.data_dir).parent))
-    peers = tuple(PeerConfig(p.index, p.host, free_port(p.host), free_port(p.host)) for p in old.peers)
+    sockets = bind_replica_sockets(bed.devnet, old.chain, len(old.peers))
+    peers = tuple(PeerConfig(p.index, p.host, s["peer"].getsockname()[1], s["http"].getsockname()[1])
+                  for p, s in zip(old.peers, sockets))
     config = replace(old, slip_ledger=ledger, peers=peers, data_dir=str(data), max_slips=max_slips)
-    cluster = start_cluster(bed.devnet, config, bed.keys)
+    cluster = start_cluster(bed.devnet, config, bed.keys, sockets)
     return replace(bed, cluster=cluster, ledger=SlipLedgerAgent(ChainClient(bed.url), ledger))
 
 

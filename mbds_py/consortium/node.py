@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -31,6 +32,7 @@ import requests
 
 from ..errors import ConfigError, MBDSError
 from ..httpjson import JsonHandler
+from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
 from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip, SummaryItem,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
 from .cid import cid_v0
@@ -380,11 +382,14 @@ class ConsortiumNode:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_for(self))
+    def run(self, sock: socket.socket | None = None) -> None:
+        """Serve on ``sock`` (inherited from the launcher) or on a socket bound to the configured port."""
+        sock = sock or bind_listener(self.config.host, self.config.port, what="consortium node")
+        server = http_server(ThreadingHTTPServer, sock, _handler_for(self))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        log.info("consortium node %s up at %s", self.config.institution_id, self.config.url)
+        host, port = sock.getsockname()[:2]
+        log.info("consortium node %s listening on http://%s:%d", self.config.institution_id, host, port)
         while not self._stop.is_set():
             try:
                 self.follow()
@@ -393,6 +398,7 @@ class ConsortiumNode:
                 log.warning("consortium loop: %s", exc)
             self._stop.wait(self.config.poll_interval)
         server.shutdown()
+        server.server_close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -443,6 +449,7 @@ def _handler_for(node: ConsortiumNode):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="consortium node configuration JSON")
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -458,10 +465,11 @@ def run_consortium_node(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, port=args.port)
+    sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what="consortium node")
     node = ConsortiumNode(config, bytes.fromhex(key.removeprefix("0x")))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop())
-    node.run()
+    node.run(sock)
     return 0
 
 

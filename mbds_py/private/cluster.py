@@ -8,6 +8,7 @@ state so `mbds devnet down` stops it.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ..chain.client import ChainClient
-from ..devnet import Devnet, free_port
+from ..devnet import Devnet
 from ..errors import DevnetError
 from ..toolchain import artifact
 from .node import NodeConfig, PeerConfig
@@ -52,10 +53,26 @@ def fund(client: ChainClient, funder: LocalAccount, addresses: Sequence[str], am
             client.transfer(funder, a, amount)
 
 
+ReplicaSockets = dict[str, socket.socket]  # "peer" and "http" listening sockets of one replica
+
+
+def bind_replica_sockets(devnet: Devnet, chain: str, count: int) -> list[ReplicaSockets]:
+    """Listening sockets (PBFT peer port + client API port) for ``count`` replicas, bound now and
+    handed to the replica processes when they start: the ports in the configuration are never free."""
+    return [{ep: devnet.bind(what=f"replica {i} of {chain} ({ep})") for ep in ("peer", "http")}
+            for i in range(count)]
+
+
 def node_config(*, chain: str, chain_id: int, rpc_url: str, slip_ledger: str, identity_registry: str,
-                hospital_id: bytes, validators: Sequence[str], data_dir: Path, storage: Sequence[str] = (),
-                storage_replicas: int = 1, host: str = "127.0.0.1", **pbft: object) -> NodeConfig:
-    peers = tuple(PeerConfig(i, host, free_port(host), free_port(host)) for i in range(len(validators)))
+                hospital_id: bytes, validators: Sequence[str], data_dir: Path, sockets: Sequence[ReplicaSockets],
+                storage: Sequence[str] = (), storage_replicas: int = 1, host: str = "127.0.0.1",
+                **pbft: object) -> NodeConfig:
+    """A replica group's configuration; the peers' ports are those of ``sockets`` (see
+    :func:`bind_replica_sockets`)."""
+    if len(sockets) != len(validators):
+        raise DevnetError(f"{len(sockets)} socket pairs for {len(validators)} validators")
+    peers = tuple(PeerConfig(i, host, s["peer"].getsockname()[1], s["http"].getsockname()[1])
+                  for i, s in enumerate(sockets))
     return NodeConfig(chain=chain, chain_id=chain_id, rpc_url=rpc_url, slip_ledger=slip_ledger,
                       identity_registry=identity_registry, hospital_id="0x" + hospital_id.hex(),
                       validators=tuple(validators), peers=peers, storage=tuple(storage),
@@ -70,24 +87,29 @@ def _api_answers(url: str) -> bool:
 
 
 def start_replica(devnet: Devnet, config_path: Path, config: NodeConfig, index: int, key: bytes, *,
-                  wait: bool = True) -> str:
-    """Launch (or relaunch after a crash) replica ``index``; returns its service name."""
+                  sockets: ReplicaSockets | None = None, wait: bool = True) -> str:
+    """Launch (or relaunch after a crash, on the same ports) replica ``index``; returns its service name."""
     name = f"{config.chain}-replica-{index}"
     argv = [sys.executable, "-m", MARKER, "--config", str(config_path), "--index", str(index),
             "--log-level", "WARNING"]
-    devnet.spawn_service(name, "replica", argv, port=index, marker=f"{MARKER} --config {config_path}",
+    devnet.spawn_service(name, "replica", argv, sockets=sockets if sockets is not None else devnet.rebind(name),
                          probe=_api_answers, env={"MBDS_NODE_KEY": key.hex()},
                          url=config.peers[index].http_url, wait=wait)
     return name
 
 
-def start_clusters(devnet: Devnet, groups: Sequence[tuple[NodeConfig, Sequence[bytes]]]) -> list[ClusterHandle]:
-    """Launch several replica groups at once, then wait for all of them."""
+def start_clusters(devnet: Devnet, groups: Sequence[tuple[NodeConfig, Sequence[bytes], Sequence[ReplicaSockets]]]
+                   ) -> list[ClusterHandle]:
+    """Launch several replica groups at once (each on its bound sockets), then wait for all of them."""
     handles = []
-    for config, keys in groups:
+    for config, keys, sockets in groups:
+        for i, key in enumerate(keys):
+            if Account.from_key(key).address.lower() != config.validators[i].lower():
+                raise DevnetError(f"key {i} is not validator {config.validators[i]}")
         config_path = devnet.state_dir / "nodes" / f"{config.chain}.json"
         config.save(config_path)
-        names = tuple(start_replica(devnet, config_path, config, i, k, wait=False) for i, k in enumerate(keys))
+        names = tuple(start_replica(devnet, config_path, config, i, k, sockets=sockets[i], wait=False)
+                      for i, k in enumerate(keys))
         handles.append(ClusterHandle(config, config_path, names))
     services = devnet.load_services()
     for h in handles:
@@ -96,18 +118,10 @@ def start_clusters(devnet: Devnet, groups: Sequence[tuple[NodeConfig, Sequence[b
     return handles
 
 
-def start_cluster(devnet: Devnet, config: NodeConfig, keys: Sequence[bytes]) -> ClusterHandle:
-    """Write the node configuration and launch every replica."""
-    for i, key in enumerate(keys):
-        if Account.from_key(key).address.lower() != config.validators[i].lower():
-            raise DevnetError(f"key {i} is not validator {config.validators[i]}")
-    config_path = devnet.state_dir / "nodes" / f"{config.chain}.json"
-    config.save(config_path)
-    names = tuple(start_replica(devnet, config_path, config, i, k, wait=False) for i, k in enumerate(keys))
-    services = devnet.load_services()
-    for name in names:  # launched together, waited together
-        devnet.wait_service(services[name], _api_answers, timeout=60)
-    return ClusterHandle(config, config_path, names)
+def start_cluster(devnet: Devnet, config: NodeConfig, keys: Sequence[bytes],
+                  sockets: Sequence[ReplicaSockets]) -> ClusterHandle:
+    """Write the node configuration and launch every replica on its bound sockets."""
+    return start_clusters(devnet, [(config, keys, sockets)])[0]
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -122,5 +136,5 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-__all__ = ["ClusterHandle", "deploy_slip_ledger", "fund", "node_config", "start_cluster", "start_clusters",
+__all__ = ["ClusterHandle", "ReplicaSockets", "bind_replica_sockets", "deploy_slip_ledger", "fund", "node_config", "start_cluster", "start_clusters",
            "start_replica", "wait_until"]

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -36,6 +37,7 @@ from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..errors import ConfigError, InvalidSlip, MBDSError
 from ..httpjson import JsonHandler
+from ..listen import add_listen_argument, http_server, inherited_sockets, listener
 from ..identity import Role
 from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
@@ -470,18 +472,23 @@ class ReplicaNode:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, sockets: dict[str, socket.socket] | None = None) -> None:
+        """Serve until ``stop``; ``sockets`` ("peer", "http") are listening sockets handed down by the
+        launcher — a missing one is bound here from the configuration."""
+        sockets = dict(sockets or {})
         self.loop = asyncio.get_running_loop()
         self.replica = self._build_replica()
         peers = [PeerAddress(p.index, p.host, p.port) for p in self.config.peers]
         self.mesh = Mesh(self.index, peers[self.index], peers, self._on_frame)
-        await self.mesh.start()
+        await self.mesh.start(sockets.pop("peer", None))
         worker = threading.Thread(target=self._anchor_worker, name="anchor", daemon=True)
         worker.start()
         # re-queue blocks applied before a restart that may not be anchored/published yet
         for cb in self.store.blocks_from(0, 1 << 30):
             self._anchor_queue.put(cb)
-        self._http = ThreadingHTTPServer((self.me.host, self.me.http_port), _handler_for(self))
+        http_sock = listener(sockets, "http", self.me.host, self.me.http_port,
+                             what=f"replica {self.index} of {self.config.chain}")
+        self._http = http_server(ThreadingHTTPServer, http_sock, _handler_for(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
         if self.bridge is not None:
@@ -494,6 +501,7 @@ class ReplicaNode:
         await stop.wait()
         self._stop_bridge.set()
         self._http.shutdown()
+        self._http.server_close()
         await self.mesh.stop()
         self._anchor_queue.put(None)
 
@@ -585,6 +593,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="node configuration JSON (written by `mbds devnet up`)")
     parser.add_argument("--index", type=int, required=True, help="this replica's index in the validator set")
     parser.add_argument("--keystore", help="encrypted keystore of the validator (passphrase: MBDS_NODE_PASSPHRASE)")
+    add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -595,6 +604,7 @@ def run_node(args: argparse.Namespace) -> int:
     config = NodeConfig.load(args.config)
     if not 0 <= args.index < len(config.peers):
         raise ConfigError(f"--index {args.index} is outside 0..{len(config.peers) - 1}", path=args.config)
+    sockets = inherited_sockets(args.listen)
     node = ReplicaNode(config, args.index, load_private_key(args))
     if "0x" + node.signer.address.hex() != config.validators[args.index].lower():
         raise ConfigError(f"the key is not validator {args.index} ({config.validators[args.index]})",
@@ -605,7 +615,7 @@ def run_node(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await node.run(stop)
+        await node.run(stop, sockets)
 
     asyncio.run(main())
     return 0

@@ -28,7 +28,7 @@ from ..spec import parse_spec
 from ..storage.client import KuboClient
 from ..toolchain import artifact
 from .client import HospitalClient
-from .cluster import ClusterHandle, deploy_slip_ledger, fund, node_config, start_cluster
+from .cluster import ClusterHandle, bind_replica_sockets, deploy_slip_ledger, fund, node_config, start_cluster
 
 VALIDATOR_LABELS = ("hospital", "nha", "pha", "mha")
 
@@ -116,10 +116,11 @@ def private_testbed(tmp: Path, chain_id: int, **node_params) -> Iterator[Testbed
         params = dict(max_slips=16, max_wait=0.2, request_timeout=3.0, view_change_timeout=3.0, anchor_grace=1.0,
                       checkpoint_interval=4)
         params.update(node_params)
+        sockets = bind_replica_sockets(devnet, "hospital", len(validators))
         config = node_config(chain="hospital", chain_id=chain_id, rpc_url=url, slip_ledger=ledger_addr,
                              identity_registry=reg_addr, hospital_id=hospital.id, validators=validators,
-                             data_dir=tmp / "nodes", storage=storage_urls, **params)
-        cluster = start_cluster(devnet, config, keys)
+                             data_dir=tmp / "nodes", storage=storage_urls, sockets=sockets, **params)
+        cluster = start_cluster(devnet, config, keys, sockets)
         yield Testbed(url, client, identity, SlipLedgerAgent(ChainClient(url), ledger_addr), devnet, cluster, keys,
                       KuboClient(storage_urls[0]), people)
     finally:

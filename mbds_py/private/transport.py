@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Callable
+
+from ..listen import bind_listener
 
 log = logging.getLogger("mbds.transport")
 
@@ -95,8 +98,10 @@ class Mesh:
         self.on_frame = on_frame
         self.server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.listen.host, self.listen.port)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``sock`` (handed down by the launcher) or bind the configured address."""
+        sock = sock or bind_listener(self.listen.host, self.listen.port, what=f"replica {self.me} peer port")
+        self.server = await asyncio.start_server(self._serve, sock=sock)
         for link in self.links.values():
             link.start()
 

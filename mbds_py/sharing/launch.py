@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import requests
 
 from ..crypto import PatientSecrets
+from ..devnet import is_running
 from ..crypto._hash import keccak256 as keccak
 from ..errors import ChainError, ContractRevert
 from .agent import AccessPolicyAgent
@@ -68,12 +69,14 @@ def service_name(authority: str) -> str:
     return f"proxy-{authority}"
 
 
-def spawn_proxy(net, config: ProxyConfig, *, wait: bool = True) -> str:
-    """Launch (or relaunch, same port) one proxy process from its configuration; returns its URL."""
+def spawn_proxy(net, config: ProxyConfig, *, sock=None, wait: bool = True) -> str:
+    """Launch one proxy process on ``sock`` (default: its former port, for a relaunch); returns its URL."""
     path = Path(config.data_dir) / f"{config.name}.json"
     config.save(path)
-    argv = [sys.executable, "-m", MARKER, "--config", str(path), "--port", str(config.port), "--log-level", "WARNING"]
-    entry = net.devnet.spawn_service(service_name(config.name), "proxy", argv, port=config.port, marker=MARKER,
+    argv = [sys.executable, "-m", MARKER, "--config", str(path), "--log-level", "WARNING"]
+    name = service_name(config.name)
+    entry = net.devnet.spawn_service(name, "proxy", argv,
+                                     sockets={"http": sock} if sock is not None else net.devnet.rebind(name),
                                      probe=_answers, env={PROXY_KEY_ENV: proxy_keys(net, config.name).to_bytes().hex()},
                                      url=config.url, wait=False)
     if wait:
@@ -113,19 +116,23 @@ def start_proxies(net, threshold: int = DEFAULT_THRESHOLD, *, authorities: Seque
     ``threshold`` is the m of the m-of-n split patients use (n = number of proxies); it is a client-side
     parameter (see :func:`directory`), checked here only for sense.
     """
-    from ..devnet import free_port
-
     if not 1 <= threshold <= len(authorities):
         raise ValueError(f"threshold must be 1..{len(authorities)}, got {threshold}")
-    configs = []
+    configs, socks = [], []
     existing = net.devnet.load_services()
     for a in authorities:
         old = existing.get(service_name(a))
-        port = old.port if old is not None else free_port()
+        if old is not None and is_running(old.pid, old.started):
+            sock, port = None, old.port  # already serving: spawn_proxy leaves it alone
+        else:
+            sock = net.devnet.bind(old.port if old is not None else 0, what=f"proxy {a!r}")
+            port = sock.getsockname()[1]
+        socks.append(sock)
         configs.append(proxy_config(net, a, port, rate_limit=rate_limit, rate_window=rate_window))
     for c in configs:
         register_proxy(net, c.name, proxy_keys(net, c.name).address)
-    urls = [spawn_proxy(net, c, wait=False) for c in configs]
+    urls = [spawn_proxy(net, c, sock=sock, wait=False) if sock is not None else c.url
+            for c, sock in zip(configs, socks)]
     services = net.devnet.load_services()
     for c in configs:
         net.devnet.wait_service(services[service_name(c.name)], _answers, timeout=60)

@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -64,6 +65,7 @@ from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
 from ..errors import ConfigError, CryptoError, IntegrityError, MBDSError, PolicyDenied, StorageError
 from ..httpjson import JsonHandler
+from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
 from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
@@ -867,11 +869,14 @@ class ProxyService:
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_for(self))
+    def run(self, sock: socket.socket | None = None) -> None:
+        """Serve on ``sock`` (inherited from the launcher) or on a socket bound to the configured port."""
+        sock = sock or bind_listener(self.config.host, self.config.port, what=f"proxy {self.config.name}")
+        server = http_server(ThreadingHTTPServer, sock, _handler_for(self))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        log.info("proxy %s (%s) up at %s", self.config.name, self.address, self.config.url)
+        host, port = sock.getsockname()[:2]
+        log.info("proxy %s (%s) listening on http://%s:%d", self.config.name, self.address, host, port)
         while not self._stop.is_set():
             try:
                 self.watch_revocations()
@@ -879,6 +884,7 @@ class ProxyService:
                 log.warning("revocation watcher: %s", exc)
             self._stop.wait(self.config.watch_interval)
         server.shutdown()
+        server.server_close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -981,6 +987,7 @@ def _handler_for(proxy: ProxyService):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -998,10 +1005,11 @@ def run_proxy(args: argparse.Namespace) -> int:
     config = ProxyConfig.load(args.config)
     if args.port:
         config = replace(config, port=args.port)
+    sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what=f"proxy {config.name}")
     service = ProxyService(config, load_proxy_keys())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
-    service.run()
+    service.run(sock)
     return 0
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from mbds_py import __version__
 from mbds_py.errors import IntegrityError
+from mbds_py.listen import add_listen_argument, inherited_sockets
 from mbds_py.storage import multipart, unixfs
 from mbds_py.storage.errors import (
     BlobTooLargeError,
@@ -480,7 +481,8 @@ class StorageServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close joins the handler threads
 
-    def __init__(self, address: tuple[str, int], repo: Repo, *, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE):
+    def __init__(self, address: tuple[str, int], repo: Repo, *, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
+                 sock: socket.socket | None = None):
         if max_blob_size <= 0:
             raise ValueError("max_blob_size must be positive")
         self.repo = repo
@@ -489,7 +491,11 @@ class StorageServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=sock is None)
+        if sock is not None:  # an already-listening socket handed down by the launcher
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()[:2]
 
     @property
     def port(self) -> int:
@@ -554,15 +560,18 @@ class StorageServer(ThreadingHTTPServer):
 
 
 def serve(host: str, port: int, data_dir: str | os.PathLike[str], *,
-          max_blob_size: int = DEFAULT_MAX_BLOB_SIZE, verify_on_read: bool = True) -> StorageServer:
+          max_blob_size: int = DEFAULT_MAX_BLOB_SIZE, verify_on_read: bool = True,
+          sock: socket.socket | None = None) -> StorageServer:
     """Open ``data_dir``, bind ``host:port`` (0 = any free port) and serve in a background thread.
+
+    ``sock``: an already-listening socket (handed down by the launcher) to serve instead of binding.
 
     Returns the running :class:`StorageServer`; call ``.shutdown()`` to stop it.
     Raises :class:`StorageError` if the data dir is in use or the port is taken.
     """
     repo = Repo(data_dir, verify_on_read=verify_on_read)
     try:
-        server = StorageServer((host, port), repo, max_blob_size=max_blob_size)
+        server = StorageServer((host, port), repo, max_blob_size=max_blob_size, sock=sock)
     except OSError as exc:
         repo.close()
         raise StorageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
@@ -605,6 +614,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="serve blocks without re-hashing them (clients still verify)")
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="write {\"url\", \"pid\"} as JSON here once listening")
+    add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -625,7 +635,8 @@ def run_storage_node(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        server = serve(args.host, args.port, args.data_dir,
+        sock = inherited_sockets(args.listen).get("http")
+        server = serve(args.host, args.port, args.data_dir, sock=sock,
                        max_blob_size=args.max_blob_size, verify_on_read=args.verify_on_read)
     except StorageError as exc:
         print(f"mbds storage node: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mbds_py.devnet import Devnet, process_matches, rpc_chain_id
+from mbds_py.devnet import Devnet, is_running, rpc_chain_id
 from mbds_py.errors import ConfigError, PortInUseError
 from mbds_py.spec import load_spec
 
@@ -44,7 +44,7 @@ chain_id = {second_id}
 
 
 def alive(entries) -> list[int]:
-    return [e.pid for e in entries if e.pid and process_matches(e.pid, e.engine, e.port)]
+    return [e.pid for e in entries if e.pid and is_running(e.pid, e.started)]
 
 
 def test_up_status_down_leaves_no_process(tmp_path):
@@ -156,7 +156,7 @@ def test_devnet_runs_storage_nodes_and_stops_them(tmp_path):
     finally:
         stopped = devnet.down()
     assert {"storage-0", "storage-1"} <= set(stopped)
-    assert [s.pid for s in services.values() if process_matches(s.pid, s.marker, s.port)] == []
+    assert [s.pid for s in services.values() if is_running(s.pid, s.started)] == []
     # blobs are durable: a second `up` serves what the first stored
     devnet.up()
     try:

@@ -1,0 +1,88 @@
+"""Listening sockets: bound once, then handed down — never a port probed and bound later.
+
+The launcher binds every service's listening socket itself (the spec's port, or
+port 0 for any free one), learns the bound port from the socket, writes it into
+the configurations that name it, and passes the open socket to the child
+process (``--listen NAME=FD``, the fd inherited through ``pass_fds``).  A port
+is therefore never free between the moment it is chosen and the moment it is
+served.  A service started by hand binds its own socket the same way and
+reports the address it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+from http.server import ThreadingHTTPServer
+from typing import TypeVar
+
+from .errors import PortInUseError
+
+BACKLOG = 512
+ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
+
+
+def bind_listener(host: str, port: int = 0, *, what: str = "service") -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0 = any free port), inheritable by a child.
+
+    A busy fixed port raises :class:`PortInUseError` naming it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"{what}: port {port} on {host} is busy; free it or choose another port "
+                                 f"(0 = any free port)") from None
+        raise PortInUseError(f"{what}: cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def bound_port(sock: socket.socket) -> int:
+    return sock.getsockname()[1]
+
+
+def add_listen_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", action="append", default=[], metavar="NAME=FD",
+                        help="serve on an already-listening socket inherited from the launcher "
+                             "(overrides --host/--port for that endpoint)")
+
+
+def inherited_sockets(specs: list[str]) -> dict[str, socket.socket]:
+    """Parse ``--listen NAME=FD`` arguments into the listening sockets they name."""
+    out: dict[str, socket.socket] = {}
+    for spec in specs:
+        name, sep, fd = spec.partition("=")
+        if not sep or not fd.isdigit():
+            raise PortInUseError(f"--listen {spec!r}: expected NAME=FD, e.g. http=3")
+        try:
+            sock = socket.socket(fileno=int(fd))
+        except OSError as exc:
+            raise PortInUseError(f"--listen {spec!r}: fd {fd} is not an open socket ({exc.strerror})") from None
+        out[name] = sock
+    return out
+
+
+def listener(inherited: dict[str, socket.socket], name: str, host: str, port: int, *,
+             what: str = "service") -> socket.socket:
+    """The inherited socket named ``name``, else a socket this process binds itself."""
+    sock = inherited.pop(name, None)
+    return sock if sock is not None else bind_listener(host, port, what=what)
+
+
+def http_server(cls: type[ServerT], sock: socket.socket, handler: type, **kwargs: object) -> ServerT:
+    """A ``ThreadingHTTPServer`` (subclass) serving on an already-listening socket."""
+    server = cls(sock.getsockname()[:2], handler, bind_and_activate=False, **kwargs)  # type: ignore[call-arg]
+    server.socket.close()
+    server.socket = sock
+    server.server_address = sock.getsockname()[:2]
+    return server
+
+
+__all__ = ["add_listen_argument", "bind_listener", "bound_port", "http_server", "inherited_sockets", "listener"]
