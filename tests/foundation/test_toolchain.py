@@ -62,11 +62,52 @@ def test_compile_reports_solidity_errors(tmp_path):
         toolchain.compile_contracts(tmp_path, use_cache=False)
 
 
-def test_artifacts_are_cached_by_source_hash():
-    first = toolchain.compile_contracts()
-    cached = sorted(toolchain.CACHE_DIR.glob("artifacts-*.json"))
-    assert cached
-    assert toolchain.compile_contracts() == first
+def _counting_solc(tmp_path: Path) -> tuple[Path, Path]:
+    """A compiler wrapper that logs each invocation's arguments, then runs the real compiler."""
+    log = tmp_path / "solc-calls.log"
+    wrapper = tmp_path / "bin" / "solc"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{toolchain.solc_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def _compilations(log: Path) -> int:
+    return sum("--standard-json" in line for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_artifacts_are_cached_by_source_hash(tmp_path, monkeypatch):
+    """The second compile of unchanged sources reads the cache and never runs the compiler; a changed source
+    is a new cache key and is compiled again."""
+    wrapper, log = _counting_solc(tmp_path)
+    monkeypatch.setenv("SOLC_BINARY", str(wrapper))
+    monkeypatch.setattr(toolchain, "CACHE_DIR", tmp_path / "cache")
+    project = tmp_path / "proj"
+    (project / "contracts").mkdir(parents=True)
+    source = project / "contracts" / "Counter.sol"
+    source.write_text("pragma solidity ^0.8.24; contract Counter { uint256 public n; function up() external { n++; } }")
+
+    first = toolchain.compile_contracts(project)
+    assert _compilations(log) == 1
+    [cache_file] = (tmp_path / "cache").glob("artifacts-*.json")
+    assert set(first) == {"Counter"} and first["Counter"].bytecode
+
+    assert toolchain.compile_contracts(project) == first
+    assert _compilations(log) == 1, "the compiler ran again although the sources did not change"
+
+    # the cache is what was returned: a doctored cache entry comes back as is
+    table = json.loads(cache_file.read_text())
+    table["Counter"]["bytecode"] = "00"
+    cache_file.write_text(json.dumps(table))
+    assert toolchain.compile_contracts(project)["Counter"].bytecode == "00"
+    assert _compilations(log) == 1
+
+    assert toolchain.compile_contracts(project, use_cache=False) == first  # bypassing the cache compiles
+    assert _compilations(log) == 2
+    source.write_text(source.read_text().replace("n++", "n += 2"))
+    changed = toolchain.compile_contracts(project)
+    assert _compilations(log) == 3 and changed["Counter"].bytecode != first["Counter"].bytecode
+    assert len(list((tmp_path / "cache").glob("artifacts-*.json"))) == 2
 
 
 def test_unknown_contract_is_named():
