@@ -459,7 +459,19 @@ def test_commit_gas_without_patient_index_for_comparison(net, record_property):
     block = net.build(slips, 0)
     header = replace(block.header, patients_hash=keccak(b""))
     sigs = net.attestations(header, net.atn_insts()[:QUORUM])
+    snap = net.client.snapshot()
     receipt = net.index.commit_block(rpn(net, 0).account, header, [], sigs)
     gas = receipt["gasUsed"]
     gas_report("commitBlock 128 slips x 10 items, 3 attestations, no patient index",
                f"{gas} gas = {gas / 1280:.0f} gas/item", record_property)
+    assert net.index.events(receipt, "PatientIndexed") == []
+    assert len(net.index.events(receipt, "BlockCommitted")) == 1
+    # the same block with its patient index, from the same state
+    net.client.revert(snap)
+    indexed = net.index.commit(rpn(net, 0).account, block, net.attestations(block, net.atn_insts()[:QUORUM]))
+    n_patients = len(block.patient_ids)
+    assert len(net.index.events(indexed, "PatientIndexed")) == n_patients == 1280
+    # Each patient costs at least one LOG2 with 32 data bytes (375 + 2 x 375 + 8 x 32 = 1381 gas) and its
+    # 32-byte calldata word (at least 4 gas a byte): the index adds at least that much per patient.
+    assert indexed["gasUsed"] - gas >= n_patients * (1381 + 4 * 32), (indexed["gasUsed"], gas)
+    assert gas < indexed["gasUsed"] < 30_000_000
