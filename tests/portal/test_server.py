@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 
 import pytest
 import requests
@@ -171,11 +170,16 @@ def test_an_unknown_participant_is_named_with_those_enrolled(view):
 
 
 def test_static_files_only_from_the_static_folder(portal_url):
+    from mbds_py.portal.server import STATIC
+
     url, _ = portal_url
-    assert requests.get(url + "/static/portal.js").status_code == 200
-    assert requests.get(url + "/static/..%2Fapp.py").status_code == 404
-    assert requests.get(url + "/static/app.py").status_code == 404
-    assert Path(__file__).exists()
+    served = requests.get(url + "/static/portal.js")
+    assert served.status_code == 200 and served.content == (STATIC / "portal.js").read_bytes()
+    # app.py exists one folder up: the 404s are the portal refusing to leave its static folder, not a missing file
+    assert (STATIC.parent / "app.py").is_file() and not (STATIC / "app.py").exists()
+    for path in ("/static/..%2Fapp.py", "/static/app.py", "/static/%2E%2E%2Fapp.py"):
+        resp = requests.get(url + path)
+        assert resp.status_code == 404 and resp.content == b"not found", path
 
 
 def test_a_chain_that_is_down_at_start_is_named(view):
