@@ -14,16 +14,29 @@ from .errors import MBDSError
 def _spec(args: argparse.Namespace):
     from .spec import load_spec
 
-    return load_spec(args.spec, state_dir=getattr(args, "state_dir", None))
+    return load_spec(getattr(args, "spec", None), state_dir=getattr(args, "state_dir", None))
 
 
-def _passphrase(env: str, prompt: str) -> str:
-    value = os.environ.get(env)
+def _passphrase(args: argparse.Namespace, prompt: str = "Passphrase for the participants' keystores: ") -> str:
+    """The keystores' passphrase: one line on stdin (``--passphrase-stdin``), else MBDS_PASSPHRASE, else a
+    prompt on the terminal."""
+    if getattr(args, "passphrase_stdin", False):
+        value = sys.stdin.readline().rstrip("\n")
+        if not value:
+            raise MBDSError("--passphrase-stdin: standard input held no passphrase line")
+        return value
+    value = os.environ.get("MBDS_PASSPHRASE")
     if value:
         return value
     if sys.stdin.isatty():
         return getpass.getpass(prompt)
-    raise MBDSError(f"no passphrase: set {env} or run in a terminal to be prompted")
+    raise MBDSError("no passphrase: pipe it with --passphrase-stdin, or run in a terminal to be prompted")
+
+
+def _population(args: argparse.Namespace):
+    from .population import DEFAULT_POPULATION, load_population
+
+    return load_population(args.population) if getattr(args, "population", None) else DEFAULT_POPULATION
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
@@ -31,38 +44,75 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
     devnet = Devnet(_spec(args))
     if args.action == "up":
-        for name, c in devnet.up().items():
-            print(f"{name:14} chain {c.chain_id:<8} {c.rpc_url}{'  (external)' if c.external else f'  pid {c.pid}'}")
-        for name, svc in sorted(devnet.load_services().items()):
-            print(f"{name:14} {svc.kind:14} {svc.url}  pid {svc.pid}")
-        print(f"state: {devnet.state_file}")
-    elif args.action == "status":
-        rows = devnet.status()
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for r in rows:
-                chain_id = f"chain {r['chain_id']}" if r["chain_id"] else ""
-                print(f"{r['name']:14} {r['kind']:10} {r['engine']:8} {chain_id:14} "
-                      f"{r['rpc_url'] or '-':28} {'up' if r['up'] else 'DOWN'}")
-        return 0 if all(r["up"] for r in rows) else 3
+        print(f"state: {devnet.state_dir}")
+        devnet.up()
+        return _print_status(devnet, as_json=False)
+    if args.action == "status":
+        return _print_status(devnet, as_json=args.json)
+    return _down(devnet)
+
+
+def _print_status(devnet, *, as_json: bool) -> int:
+    from .operations import status_table
+
+    rows = devnet.status()
+    if as_json:
+        print(json.dumps({"state_dir": str(devnet.state_dir), "services": rows}, indent=2))
+    elif not rows or all(r["pid"] is None and r["engine"] != "external" for r in rows):
+        print(f"nothing is running (state: {devnet.state_dir})")
     else:
-        stopped = devnet.down()
-        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        print(status_table(rows))
+        print(f"state: {devnet.state_dir}")
+    return 0 if rows and all(r["up"] for r in rows) else 3
+
+
+def _down(devnet) -> int:
+    stopped = devnet.down()
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'} (state: {devnet.state_dir})")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .devnet import Devnet
+    from .operations import status_table, up
+
+    spec = _spec(args)
+    report = up(spec, _passphrase(args), _population(args), proxies=args.proxies)
+    print(status_table(report.rows))
+    print(f"up in {report.seconds:.1f} s; state: {report.state_dir}\n"
+          f"stop it with: mbds down --state-dir {report.state_dir}")
+    return 0 if all(r["up"] for r in Devnet(spec).status()) else 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .devnet import Devnet
+
+    return _print_status(Devnet(_spec(args)), as_json=args.json)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from .devnet import Devnet
+
+    return _down(Devnet(_spec(args)))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .operations import logs
+
+    print(logs(_spec(args), args.name, args.lines))
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from .deploy import Deployer
-    from .kmc import KeyManagementCenter
+    from .operations import deploy
 
     spec = _spec(args)
-    kmc = KeyManagementCenter(spec.state_dir / "kmc", _passphrase("MBDS_KMC_PASSPHRASE", "KMC passphrase: "))
-    table, created = Deployer(spec, kmc.account.address).deploy_all()
+    table, created = deploy(spec, _passphrase(args), _population(args))
     for chain, entries in table.items():
         for name, d in entries.items():
             tag = "deployed" if f"{chain}/{name}" in created else "found"
             print(f"{chain:14} {name:20} {d.address}  {tag}")
+    print(f"state: {spec.state_dir}")
     return 0
 
 
@@ -83,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     passphrase = None
     if args.keep:  # a network left running is only useful if its participants can unlock their keys
-        passphrase = _passphrase("MBDS_PASSPHRASE", "Passphrase for the participants' keystores: ")
+        passphrase = _passphrase(args)
     steps = run_demo(spec_path=args.spec, json_file=args.json, keep=args.keep, sharing=args.sharing,
                      state_dir=args.state_dir, passphrase=passphrase)
     return 0 if all(s.ok for s in steps) else 1
@@ -129,16 +179,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("devnet", help="start, inspect or stop the chains of a network spec")
+    def common(q: argparse.ArgumentParser, *, passphrase: bool = False, population: bool = False) -> None:
+        q.add_argument("--spec", help="network spec TOML (default: the embedded devnet: a consortium chain, "
+                                      "two hospitals and one Internet platform)")
+        q.add_argument("--state-dir", help="the network's state folder (default: $MBDS_STATE_DIR, else the "
+                                           "spec's devnet.state_dir, else ~/.local/state/mbds/network)")
+        if passphrase:
+            q.add_argument("--passphrase-stdin", action="store_true",
+                           help="read the keystores' passphrase from the first line of standard input "
+                                "(default: MBDS_PASSPHRASE, else a prompt)")
+        if population:
+            q.add_argument("--population", metavar="FILE",
+                           help="population TOML ([[members]] name, role, real_identity, institution, chain); "
+                                "default: the demo's")
+
+    u = sub.add_parser("up", help="bring up the whole network (chains, contracts, replicas, consortium "
+                                  "nodes, storage, proxies) and leave it running")
+    common(u, passphrase=True, population=True)
+    u.add_argument("--no-proxies", dest="proxies", action="store_false", help="do not start the proxies")
+    u.set_defaults(func=cmd_up)
+    s_ = sub.add_parser("status", help="every service of the network: kind, pid, URL, health, log (exit 3 if "
+                                       "any is down)")
+    common(s_)
+    s_.add_argument("--json", action="store_true", help="as JSON")
+    s_.set_defaults(func=cmd_status)
+    lg = sub.add_parser("logs", help="the last lines of one service's log")
+    common(lg)
+    lg.add_argument("name", help="a service name as `mbds status` lists it, e.g. hospital-a-replica-0")
+    lg.add_argument("-n", "--lines", type=int, default=50, help="how many lines (0 = all; default 50)")
+    lg.set_defaults(func=cmd_logs)
+    dn = sub.add_parser("down", help="stop every process of the network")
+    common(dn)
+    dn.set_defaults(func=cmd_down)
+
+    d = sub.add_parser("devnet", help="start, inspect or stop only the chains and storage nodes of a spec")
     d.add_argument("action", choices=["up", "status", "down"])
-    d.add_argument("--spec", help="network spec TOML (default: the embedded devnet)")
-    d.add_argument("--state-dir", help="the network's state folder (default: the spec's devnet.state_dir)")
+    common(d)
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)
 
-    dep = sub.add_parser("deploy", help="deploy each chain's contracts (idempotent)")
-    dep.add_argument("--spec")
-    dep.add_argument("--state-dir", help="the network's state folder (default: the spec's devnet.state_dir)")
+    dep = sub.add_parser("deploy", help="enrol the population and deploy each chain's contracts (idempotent; "
+                                        "the chains must be up)")
+    common(dep, passphrase=True, population=True)
     dep.set_defaults(func=cmd_deploy)
 
     c = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
@@ -186,12 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     portal_arguments(po)
     po.set_defaults(func=cmd_portal)
 
-    demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults")
-    demo.add_argument("--spec")
+    demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults (up, the story, down)")
+    common(demo, passphrase=True)
     demo.add_argument("--json", metavar="FILE", help="write each step's expected/actual outcome and timing")
     demo.add_argument("--keep", action="store_true",
-                      help="leave the network running (keystore passphrase from MBDS_PASSPHRASE or a prompt)")
-    demo.add_argument("--state-dir", help="where the network keeps its state (default: a temporary folder)")
+                      help="leave the network running (keystore passphrase: --passphrase-stdin, MBDS_PASSPHRASE "
+                           "or a prompt)")
     demo.add_argument("--no-sharing", dest="sharing", action="store_false",
                       help="stop after indexing (skip the proxies, the hybrid journey and the policy script)")
     demo.set_defaults(func=cmd_demo)

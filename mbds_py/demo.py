@@ -10,9 +10,9 @@ and can be written as JSON (``--json``).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,9 +23,14 @@ from .crypto import HmiEnvelope, build_envelope, confirm_record, review_envelope
 from .network import Network, PrivateChainSettings
 from .private.client import HospitalClient, verify_receipt
 from .private.cluster import wait_until
-from .spec import load_spec
+from .errors import MBDSError
+from .spec import STATE_DIR_ENV, default_state_dir, load_spec
 from .storage.client import KuboClient
 from .storage.replicated import ReplicatedStore
+
+
+class DemoError(MBDSError, RuntimeError):
+    """The demo cannot start where it was asked to."""
 
 
 @dataclass
@@ -69,8 +74,10 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
     ``passphrase`` encrypts every participant's keystore (a random one, never shown, by default);
     ``state_dir`` keeps the network's state there instead of a temporary folder.
     """
-    workdir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="mbds-demo-"))
-    spec = load_spec(spec_path, state_dir=workdir / "devnet")
+    default = not state_dir and not os.environ.get(STATE_DIR_ENV)
+    spec = load_spec(spec_path, state_dir=state_dir or (DEMO_STATE_DIR() if default else None))
+    prepare_state_dir(spec, scratch=default, reuse=passphrase is not None)
+    out(f"state: {spec.state_dir}")
     narrator = Narrator(out)
     # held in memory only, for this run's keystores; passed to no file and no log
     net = Network(spec, passphrase or secrets.token_urlsafe(24),
@@ -126,23 +133,52 @@ def run_demo(*, spec_path: str | None = None, json_file: str | None = None, keep
                      next((q.name for q in net.people.values() if q.id == p.institution), "")]
                     for p in net.people.values()]))
         out("")
+    except Exception:  # noqa: BLE001 - the failing step holds the reason; the table below shows it
+        pass
     finally:
-        if not keep:
-            with narrator.step("devnet down", "no process left") as s:
+        if not keep or not all(st.ok for st in narrator.steps):
+            with narrator.step("network down", "no process left") as s:
                 stopped = net.stop()
                 s.actual = f"stopped {len(stopped)} processes"
-            if not state_dir:
-                shutil.rmtree(workdir, ignore_errors=True)
         if json_file:
             Path(json_file).write_text(json.dumps([asdict(st) for st in narrator.steps], indent=2))
     out(_table(["step", "expected", "ok", "seconds"],
                [[st.name, st.expected, "yes" if st.ok else "NO", f"{st.seconds:.2f}"] for st in narrator.steps]))
+    failed = [st for st in narrator.steps if not st.ok]
+    if failed:
+        out(f"\nFAILED at step {failed[0].name!r}: {failed[0].actual}\nlogs: {spec.state_dir}")
+        return narrator.steps
     if keep:
         out(f"\nThe network keeps running (state: {spec.state_dir}). Web portals, one per participant:\n"
             f"  mbds portal --as alice --state-dir {spec.state_dir}\n"
             f"  mbds portal --as dr-li --state-dir {spec.state_dir}\n"
-            f"Stop it with: mbds devnet down --state-dir {spec.state_dir}")
+            f"Stop it with: mbds down --state-dir {spec.state_dir}")
     return narrator.steps
+
+
+def DEMO_STATE_DIR() -> Path:  # noqa: N802 - a constant that depends on the user's home
+    """The demo's own scratch folder beside the default network state: each run starts it afresh."""
+    return default_state_dir().parent / "demo"
+
+
+def prepare_state_dir(spec, *, scratch: bool, reuse: bool) -> None:
+    """Refuse a folder where a network runs; start the demo's scratch folder afresh; keep a folder the
+    user named only when its keystores can be opened (``reuse``: the passphrase was given)."""
+    from .devnet import Devnet, is_running
+
+    devnet = Devnet(spec)
+    running = [n for n, c in devnet.load_state().items() if is_running(c.pid, c.started)]
+    running += [n for n, s in devnet.load_services().items() if is_running(s.pid, s.started)]
+    if running:
+        raise DemoError(f"a network is running in {spec.state_dir} ({len(running)} processes); stop it with "
+                        f"`mbds down --state-dir {spec.state_dir}` or pass another --state-dir")
+    if not spec.state_dir.exists() or not any(spec.state_dir.iterdir()):
+        return
+    if scratch:
+        shutil.rmtree(spec.state_dir)
+    elif not reuse:
+        raise DemoError(f"{spec.state_dir} holds an earlier network; pass --keep with its passphrase to reuse "
+                        "it, remove it, or choose another --state-dir")
 
 
 def wait_for_items(net: Network, patient: str, count: int, timeout: float) -> list[dict]:

@@ -205,10 +205,12 @@ class Network:
             credit = self.credit()
             seated = set(credit.rpn_set()) | set(credit.atn_set())
             members = [n for n, p in self.people.items() if p.id in seated]
-            cons_socks = {n: self.devnet.bind(what=f"consortium node {n!r}") for n in members}
+            cons_socks = {n: self.devnet.bind(what=f"consortium node {n!r}")
+                          for n in members if n not in self.consortium_nodes}
             cons_ports = {n: sock.getsockname()[1] for n, sock in cons_socks.items()}
         host = self.spec.host
-        cons_urls = [f"http://{host}:{cons_ports[n]}" for n in members]
+        member_urls = {n: self.consortium_nodes.get(n) or f"http://{host}:{cons_ports[n]}" for n in members}
+        cons_urls = [member_urls[n] for n in members]
         groups = []
         for chain in self.spec.private_chains:
             if chain.name in self.clusters:
@@ -237,8 +239,8 @@ class Network:
         if consortium:
             refs = tuple(PrivateChainRef(h.config.chain_id, h.config.rpc_url, h.config.slip_ledger,
                                          tuple(h.api_urls)) for h in self.clusters.values())
-            peers = tuple(ConsortiumPeer(self.people[n].id_hex, f"http://{host}:{cons_ports[n]}") for n in members)
-            for n in members:
+            peers = tuple(ConsortiumPeer(self.people[n].id_hex, member_urls[n]) for n in members)
+            for n in cons_socks:
                 cfg = ConsortiumNodeConfig(
                     rpc_url=urls[cons.name], credit_registry=self.deployments[cons.name]["CreditRegistry"].address,
                     consortium_index=self.deployments[cons.name]["ConsortiumIndex"].address,
@@ -248,9 +250,46 @@ class Network:
                 self.consortium_nodes[n] = start_consortium_node(self.devnet, n, cfg, bytes(self.keys(n).account.key),
                                                                  cons_socks[n])
             services = self.devnet.load_services()
-            for n in members:
+            for n in cons_socks:
                 self.devnet.wait_service(services[f"consortium-{n}"], _consortium_answers, timeout=90)
         return self.clusters
+
+    def attach(self) -> "Network":
+        """Pick up what an earlier bring-up (another process) left in the state folder: the enrolled
+        population, deployments, replica groups and consortium nodes.  A recorded node that is no
+        longer running is started again on its former ports (keys unlocked with this passphrase)."""
+        from .consortium.node import ConsortiumNodeConfig
+        from .devnet import is_running
+        from .private.cluster import start_replica
+        from .private.node import NodeConfig
+
+        self.people.update({p.name: p for p in self.kmc.participants()})
+        self.deployments = Deployer(self.spec, self.kmc.account.address).load()
+        services = self.devnet.load_services()
+        for chain in self.spec.private_chains:
+            path = self.spec.state_dir / "nodes" / f"{chain.name}.json"
+            if chain.name in self.clusters or not path.is_file():
+                continue
+            config = NodeConfig.load(path)
+            names = tuple(f"{chain.name}-replica-{i}" for i in range(len(config.peers)))
+            for i, name in enumerate(names):
+                svc = services.get(name)
+                if svc is None or not is_running(svc.pid, svc.started):
+                    key = bytes(self.keys(self.validator_names(chain.name)[i]).account.key)
+                    start_replica(self.devnet, path, config, i, key)
+            self.clusters[chain.name] = ClusterHandle(config, path, names)
+        for path in sorted((self.spec.state_dir / "consortium").glob("*.json")):
+            name = path.stem
+            if name in self.consortium_nodes or name not in self.people:
+                continue
+            cfg = ConsortiumNodeConfig.load(path)
+            svc = services.get(f"consortium-{name}")
+            if svc is None or not is_running(svc.pid, svc.started):
+                start_consortium_node(self.devnet, name, cfg, bytes(self.keys(name).account.key))
+                self.devnet.wait_service(self.devnet.load_services()[f"consortium-{name}"], _consortium_answers,
+                                         timeout=90)
+            self.consortium_nodes[name] = cfg.url
+        return self
 
     def hospital_api(self, chain: str) -> HospitalClient:
         return HospitalClient(self.clusters[chain].api_urls)
@@ -268,6 +307,7 @@ class Network:
         self.deploy()
         self.register()
         self.setup_consortium()
+        self.attach()
         self.start_nodes()
         return self
 

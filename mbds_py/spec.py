@@ -6,6 +6,7 @@ the field and what is expected, before anything is launched.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -127,10 +128,8 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
     if engine_default not in ENGINES:
         raise ConfigError(f"got {engine_default!r}; expected one of {ENGINES}", path=label, field="devnet.engine")
     block_time_default = _get(devnet, "block_time", int, "devnet.block_time", label, default=0)
-    sd = state_dir or _get(devnet, "state_dir", str, "devnet.state_dir", label, default=".mbds/devnet")
-    sd_path = Path(sd)
-    if not sd_path.is_absolute():
-        sd_path = (Path.cwd() if path_is_embedded(label) else base) / sd_path
+    spec_dir = _get(devnet, "state_dir", str, "devnet.state_dir", label, default=None)
+    sd_path = resolve_state_dir(state_dir, spec_dir, base)
 
     raw_chains = _get(data, "chains", list, "chains", label, expected="a list of [[chains]] tables")
     if not raw_chains:
@@ -201,6 +200,29 @@ def _parse_storage(raw: dict[str, Any], label: str) -> StorageSpec:
                           field="storage.replicas")
     size = _get(raw, "max_blob_size", str, "storage.max_blob_size", label, default="64MiB")
     return StorageSpec(nodes=nodes, replicas=replicas, max_blob_size=size)
+
+
+STATE_DIR_ENV = "MBDS_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """The fixed per-user state folder: ``$XDG_STATE_HOME/mbds/network`` (``~/.local/state/mbds/network``)."""
+    root = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(root) / "mbds" / "network"
+
+
+def resolve_state_dir(given: str | Path | None, spec_value: str | None = None, base: Path | None = None) -> Path:
+    """Where a network keeps its state: ``--state-dir``, else ``MBDS_STATE_DIR``, else the spec's
+    ``devnet.state_dir`` (relative to the spec file), else :func:`default_state_dir` — never the
+    current directory."""
+    if given:
+        return Path(given).expanduser().resolve()
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV]).expanduser().resolve()
+    if spec_value:
+        p = Path(spec_value).expanduser()
+        return p if p.is_absolute() else ((base or Path.cwd()) / p).resolve()
+    return default_state_dir()
 
 
 def path_is_embedded(label: str) -> bool:

@@ -129,6 +129,8 @@ class Mesh:
                 self.on_frame(await self._frame(reader))
         except (OSError, asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
+        except asyncio.CancelledError:  # the replica is stopping: end this connection quietly
+            pass
         finally:
             writer.close()
 
