@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(dn)
     dn.set_defaults(func=cmd_down)
 
+    from .verbs import add_verbs  # record, access, search, read, audit, receipt: as a named participant
+
+    add_verbs(sub, common)
+
     d = sub.add_parser("devnet", help="start, inspect or stop only the chains and storage nodes of a spec")
     d.add_argument("action", choices=["up", "status", "down"])
     common(d)
