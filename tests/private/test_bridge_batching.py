@@ -112,7 +112,8 @@ def slips() -> list[TransactionSlip]:
 
 def certified(height: int, slips: list[TransactionSlip]) -> CertifiedBlock:
     header = BlockHeader(height=height, seq=height, prev_hash=bytes(32), timestamp=1_700_000_000_000 + height,
-                         creator=bytes(20), merkle_root=keccak(height.to_bytes(8, "big")), body_cid=b"\x12\x20" + bytes(32))
+                         creator=bytes(20), merkle_root=keccak(height.to_bytes(8, "big")),
+                         body_cid=b"\x12\x20" + bytes(32))
     block = Block(header, tuple(s.envelope(RECORD_DOMAIN) for s in slips))
     return CertifiedBlock(block, QuorumCertificate(header, 0, ()))
 
