@@ -203,29 +203,9 @@ def record_visit(net: Network, doctor: str, patient: str, keywords: str | Sequen
     ``keywords`` are coded terms (``system|code``), one PEKS ciphertext each.  Returns the receipt,
     verified against the chain's SlipLedger.
     """
-    keywords = [keywords] if isinstance(keywords, str) else list(keywords)
-    chain = net.chain_of(doctor)
-    api = net.hospital_api(chain)
-    domain = net.clusters[chain].config.record_domain
-    doc, pat = net.keys(doctor), net.keys(patient)
-    codings = [{"system": k.split("|")[0], "code": k.split("|")[1]} for k in keywords]
-    document = hmi or {"resourceType": "Condition", "subject": {"display": patient}, "note": [{"text": text}],
-                       "code": {"coding": codings}}
-    env = build_envelope(document, keywords, pat.secrets.public_keys, doc.secrets.signer,
-                         timestamp=int(time.time()), record_type=record_type, text=text, domain=domain)
-    record_id = api.submit_envelope(env.to_bytes())  # pending the patient's confirmation
-    pending = HospitalClient(api.urls).envelope(record_id)
-    reviewed = review_envelope(HmiEnvelope.from_bytes(pending), pat.secrets, domain=domain,
-                               expected_doctor=doc.account.address)
-    cid = ReplicatedStore([KuboClient(u) for u in net.devnet.storage_urls()],
-                          replicas=net.spec.storage.replicas).add(reviewed.record_blob)
-    confirmed = confirm_record(reviewed, pat.secrets, storage_address=cid)
-    slip_id = api.submit_confirmed(confirmed.to_bytes())
-    receipt = api.wait_receipt(slip_id, timeout=60)
-    ledger = net.ledger(chain)
-    wait_until(lambda: ledger.head()[0] >= receipt.height, 60, "the block to be anchored")
-    verify_receipt(receipt, ledger)
-    return receipt
+    from .sharing.records import record_visit as write_visit
+
+    return write_visit(net, doctor, patient, keywords, text, record_type=record_type, hmi=hmi)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
