@@ -1,14 +1,15 @@
-"""A JSON-RPC EVM endpoint with local signing, nonce tracking and error decoding.
+"""A JSON-RPC EVM endpoint: contracts, calls, transactions and error decoding.
 
-Works against Anvil, Ganache and any other EVM node by URL.  Transactions are
-signed locally with eth-account (coincurve-accelerated); contract reverts are
+Works against Anvil, Ganache and any other EVM node by URL.  Transactions go
+through the account's shared :class:`~mbds_py.chain.sender.TxSender` (local
+signing with eth-account, one nonce sequence per account and chain in the
+process, repair of stale, dropped and stuck transactions); contract reverts are
 decoded into :class:`~mbds_py.errors.ContractRevert` carrying the custom error
 name and arguments, using every ABI the client knows.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -17,11 +18,15 @@ from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from hexbytes import HexBytes
 from web3 import Web3
+from web3._utils.method_formatters import receipt_formatter
+from web3.datastructures import AttributeDict
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
 
 from ..errors import ChainError, ContractRevert
+from .sender import PendingTx, TxSender, pending_by_hash, reset_chain, sender_for
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -103,8 +108,6 @@ class ChainClient:
         provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session)
         self.w3 = Web3(provider)
         self.errors = ErrorDecoder()
-        self._nonces: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._chain_id: int | None = None
 
     # -- basics -------------------------------------------------------------------------
@@ -132,62 +135,53 @@ class ChainClient:
         code = self.w3.eth.get_code(to_checksum_address(address))
         return None if len(code) == 0 else Web3.keccak(bytes(code)).hex()
 
-    # -- transactions -------------------------------------------------------------------
+    # -- transactions: all through the account's shared TxSender ---------------------------
 
-    def _next_nonce(self, address: str) -> int:
-        with self._lock:
-            if address not in self._nonces:
-                self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
-            nonce = self._nonces[address]
-            self._nonces[address] = nonce + 1
-            return nonce
+    def sender(self, account: LocalAccount) -> TxSender:
+        """The process-wide sender of ``account`` on this chain (one nonce sequence per account)."""
+        return sender_for(self.url, account, name=self.name)
 
-    def _forget_nonce(self, address: str) -> None:
-        with self._lock:
-            self._nonces.pop(address, None)
+    def submit(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
+               value: int = 0) -> PendingTx:
+        """Sign and broadcast ``fn`` (a bound contract function or constructor) from ``sender``; don't wait.
+
+        Gas is estimated unless given; a revert during estimation raises :class:`ContractRevert` here.
+        """
+        params = {"from": sender.address, "value": value, "gas": 1, "gasPrice": 1, "nonce": 0,
+                  "chainId": self.chain_id}
+        try:
+            tx = fn.build_transaction(params)  # every field given: only encodes, no RPC
+        except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
+            raise self._translate(exc, contract) from None
+        to = tx.get("to") or None
+        data = tx.get("data") or b""
+        data = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+        function = getattr(fn, "fn_name", None) or ("constructor" if to is None else "transaction")
+        return self.sender(sender).submit(to, data, value=value, gas=gas, contract=contract, function=function,
+                                          decoder=self.errors)
 
     def transact(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
                  value: int = 0) -> dict[str, Any]:
-        """Sign and send ``fn`` (a bound contract function) from ``sender``; wait for the receipt.
+        """Sign and send ``fn`` from ``sender``; wait for the receipt.
 
         Reverts raise :class:`ContractRevert` with the decoded custom error.
         """
-        tx_hash = self.send(fn, sender, contract=contract, gas=gas, value=value)
-        return self.wait(tx_hash, contract=contract)
+        return _web3_receipt(self.submit(fn, sender, contract=contract, gas=gas, value=value).wait())
 
     def send(self, fn: Any, sender: LocalAccount, *, contract: str = "contract", gas: int | None = None,
              value: int = 0) -> bytes:
-        """Sign and broadcast without waiting; returns the transaction hash.
+        """Sign and broadcast without waiting; returns the transaction hash (for :meth:`wait`)."""
+        return HexBytes(self.submit(fn, sender, contract=contract, gas=gas, value=value).tx_hash)
 
-        The nonce is tracked locally; when the node says it is stale (the same account also sent from
-        another client), it is re-read and the transaction re-signed once.
-        """
-        params: dict[str, Any] = {"from": sender.address, "chainId": self.chain_id, "value": value}
-        try:
-            if gas is None:
-                gas = int(fn.estimate_gas(params) * 1.2) + 10_000
-        except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
-            raise self._translate(exc, contract) from None
-        for attempt in range(2):
-            try:
-                params.update(gas=gas, gasPrice=self._gas_price(), nonce=self._next_nonce(sender.address))
-                tx = fn.build_transaction(params)
-            except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
-                raise self._translate(exc, contract) from None
-            signed = sender.sign_transaction(tx)
-            try:
-                return self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Web3RPCError as exc:
-                self._forget_nonce(sender.address)
-                if attempt == 0 and "nonce too low" in str(exc).lower():
-                    continue
-                raise self._translate(exc, contract) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def wait(self, tx_hash: bytes, *, contract: str = "contract", timeout: float = 120) -> dict[str, Any]:
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.01)
+    def wait(self, tx_hash: bytes | str, *, contract: str = "contract", timeout: float = 120) -> dict[str, Any]:
+        """The successful receipt of a transaction; reverts raise :class:`ContractRevert`."""
+        key = tx_hash.lower() if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex()
+        pending = pending_by_hash(key)
+        if pending is not None:
+            return _web3_receipt(pending.wait(timeout))
+        receipt = self.w3.eth.wait_for_transaction_receipt(key, timeout=timeout, poll_latency=0.01)
         if receipt["status"] != 1:
-            raise ChainError(f"{self.name}: transaction {tx_hash.hex()} to {contract} failed (status 0)")
+            raise ChainError(f"{self.name}: transaction {key} to {contract} failed (status 0)")
         return dict(receipt)
 
     def deploy(self, name: str, abi: Sequence[dict[str, Any]], bytecode: str, sender: LocalAccount,
@@ -199,16 +193,9 @@ class ChainClient:
         return receipt["contractAddress"], receipt
 
     def transfer(self, sender: LocalAccount, to: str, value: int) -> dict[str, Any]:
-        tx = {
-            "to": to_checksum_address(to),
-            "value": value,
-            "gas": 21_000,
-            "gasPrice": self._gas_price(),
-            "nonce": self._next_nonce(sender.address),
-            "chainId": self.chain_id,
-        }
-        tx_hash = self.w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-        return self.wait(tx_hash, contract="transfer")
+        return _web3_receipt(self.sender(sender).transact(to_checksum_address(to), b"", value=value, gas=21_000,
+                                                          contract="transfer", function="transfer",
+                                                          decoder=self.errors))
 
     def call(self, fn: Any, *, contract: str = "contract", sender: str | None = None) -> Any:
         """Call a view function; reverts raise :class:`ContractRevert`."""
@@ -216,9 +203,6 @@ class ChainClient:
             return fn.call({"from": sender} if sender else {})
         except (ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError) as exc:
             raise self._translate(exc, contract) from None
-
-    def _gas_price(self) -> int:
-        return max(self.w3.eth.gas_price, 1)
 
     def _translate(self, exc: Exception, contract: str) -> Exception:
         data = _revert_data(exc)
@@ -235,11 +219,16 @@ class ChainClient:
         ok = self.w3.provider.make_request("evm_revert", [snapshot_id]).get("result")
         if not ok:
             raise ChainError(f"{self.name}: evm_revert({snapshot_id}) failed")
-        self._nonces.clear()
+        reset_chain(self.url)  # nonces went back with the state: every sender re-reads its own
 
     def increase_time(self, seconds: int) -> None:
         self.w3.provider.make_request("evm_increaseTime", [seconds])
         self.w3.provider.make_request("evm_mine", [])
+
+
+def _web3_receipt(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw JSON-RPC receipt in web3's form (ints, HexBytes, checksummed addresses)."""
+    return dict(AttributeDict.recursive(receipt_formatter(raw)))
 
 
 def new_account() -> LocalAccount:
