@@ -7,6 +7,8 @@ machine-readable tag used in the replica's rejection log and metrics.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mbds_py.errors import ConfigError, ConsensusError, IntegrityError, SignatureError, StorageError
 
 
@@ -69,6 +71,22 @@ class InvalidProof(IntegrityError):
     """A Merkle proof index or shape is invalid."""
 
 
+class SimulationError(ConsensusError):
+    """A simulated PBFT run broke a property; the message names the scenario (replay it by seed)."""
+
+    def __init__(self, message: str, *, scenario: Any = None):
+        super().__init__(message)
+        self.scenario = scenario
+
+
+class SimulationSafetyError(SimulationError):
+    """Honest replicas diverged, applied a slip twice or a bad certificate, or a certifiable block was lost."""
+
+
+class SimulationLivenessError(SimulationError):
+    """After the faults stopped, a running honest replica did not apply every submitted slip."""
+
+
 class ReplicaStoreError(StorageError):
     """The durable replica store could not be read or written; the replica must stop."""
 
@@ -88,6 +106,9 @@ __all__ = [
     "MessageRejected",
     "PbftConfigError",
     "ReplicaStoreError",
+    "SimulationError",
+    "SimulationLivenessError",
+    "SimulationSafetyError",
     "StaleMessage",
     "UnknownSender",
 ]

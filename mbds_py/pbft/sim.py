@@ -3,10 +3,13 @@
 Everything (latency, reordering, loss, very long delays, partitions, crashes
 and restarts from the durable store, equivocating primaries, double voters,
 client submissions) is drawn from one ``random.Random(seed)``, so a seed
-replays exactly.  Messages cross the simulated network as wire bytes, through
-the canonical codec.
+replays exactly.  Messages cross the simulated network through the canonical
+codec: each send or broadcast is encoded to wire bytes and decoded once, and
+every recipient gets that decoded copy.
 
-:func:`run` returns a :class:`SimResult`; :meth:`SimResult.check` asserts
+:func:`run` returns a :class:`SimResult`; :meth:`SimResult.check` raises
+:class:`~mbds_py.pbft.errors.SimulationSafetyError` or
+:class:`~mbds_py.pbft.errors.SimulationLivenessError` unless
 
 * safety: no two honest replicas applied different blocks at the same height,
   every applied block carries a valid quorum certificate, no slip twice;
@@ -25,9 +28,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .codec import encode_message
+from .codec import decode_message, encode_message
 from .config import PbftConfig
 from .crypto import FakeKeyring, keccak256
+from .errors import SimulationLivenessError, SimulationSafetyError
 from .messages import Commit, Message, PrePrepare, Prepare
 from .replica import Replica
 from .store import MemoryStore
@@ -98,45 +102,51 @@ class SimResult:
     certifiable: set[bytes] = field(default_factory=set)
 
     def check(self) -> None:
-        """Assert safety and liveness (see module docs)."""
-        where = self.scenario.describe()
+        """Raise :class:`SimulationSafetyError` or :class:`SimulationLivenessError` (see module docs)."""
         cfg = self.config
         by_height: dict[int, tuple[int, bytes]] = {}
-        for r in self.honest:
+        for r in sorted(self.honest):
             seen: set[bytes] = set()
             for i, cb in enumerate(self.chains[r]):
                 header = cb.block.header
-                assert header.height == i + 1, f"[{where}] replica {r} chain not contiguous at {i + 1}"
+                if header.height != i + 1:
+                    raise self._unsafe(f"replica {r} chain not contiguous at {i + 1}")
                 digest = cfg.scheme.header_digest(header)
                 other = by_height.setdefault(header.height, (r, digest))
-                assert other[1] == digest, (
-                    f"[{where}] SAFETY: replicas {other[0]} and {r} applied different blocks at height {header.height}"
-                )
+                if other[1] != digest:
+                    raise self._unsafe(f"replicas {other[0]} and {r} applied different blocks at height {header.height}")
                 ids = [x.slip_id for x in cb.block.slips]
-                assert not seen.intersection(ids), f"[{where}] replica {r} applied a slip twice"
+                if seen.intersection(ids):
+                    raise self._unsafe(f"replica {r} applied a slip twice")
                 seen.update(ids)
-                _check_qc(cb, cfg, self.verifier, where)
-        for r, faults in self.faults.items():
-            diverged = [f for f in faults if f.kind == "diverged"]
-            assert r not in self.honest or not diverged, f"[{where}] SAFETY: replica {r}: {diverged[0].detail}"
-        applied = {digest for _, digest in by_height.values()}
-        rogue = self.certifiable - applied
-        assert not rogue, f"[{where}] SAFETY: {len(rogue)} certifiable block(s) never applied"
-        for r in self.honest & self.running:
-            got = [x.slip_id for cb in self.chains[r] for x in cb.block.slips]
-            missing = self.submitted - set(got)
-            assert not missing, (
-                f"[{where}] LIVENESS: replica {r} lacks {len(missing)} of {len(self.submitted)} slips "
-                f"at t={self.end_time:.1f} (views {self.views})"
-            )
-            assert len(got) == len(self.submitted), f"[{where}] replica {r} applied {len(got)} slips"
+                if not _qc_holds(cb, cfg, self.verifier):
+                    raise self._unsafe(f"bad QC at height {header.height}")
+            if not seen <= self.submitted:
+                raise self._unsafe(f"replica {r} applied slips nobody submitted")
+            diverged = [f for f in self.faults.get(r, ()) if f.kind == "diverged"]
+            if diverged:
+                raise self._unsafe(f"replica {r}: {diverged[0].detail}")
+        rogue = self.certifiable - {digest for _, digest in by_height.values()}
+        if rogue:
+            raise self._unsafe(f"{len(rogue)} certifiable block(s) never applied")
+        for r in sorted(self.honest & self.running):
+            missing = self.submitted.difference(x.slip_id for cb in self.chains[r] for x in cb.block.slips)
+            if missing:
+                raise SimulationLivenessError(
+                    f"[{self.scenario.describe()}] LIVENESS: replica {r} lacks {len(missing)} of "
+                    f"{len(self.submitted)} slips at t={self.end_time:.1f} (views {self.views})",
+                    scenario=self.scenario,
+                )
+
+    def _unsafe(self, problem: str) -> SimulationSafetyError:
+        return SimulationSafetyError(f"[{self.scenario.describe()}] SAFETY: {problem}", scenario=self.scenario)
 
 
-def _check_qc(cb: CertifiedBlock, cfg: PbftConfig, verifier: Any, where: str) -> None:
+def _qc_holds(cb: CertifiedBlock, cfg: PbftConfig, verifier: Any) -> bool:
     header = cb.block.header
     digest = cfg.scheme.commit_digest(cfg.domain, cb.qc.view, header.seq, cfg.scheme.header_digest(header))
     signers = {s.signer for s in cb.qc.signatures if verifier.verify(digest, s.signature, cfg.validators[s.signer])}
-    assert cb.qc.header == header and len(signers) >= cfg.quorum, f"[{where}] bad QC at height {header.height}"
+    return cb.qc.header == header and len(signers) >= cfg.quorum
 
 
 class _Outbox:
@@ -155,9 +165,10 @@ class _Outbox:
             return
         if self.behaviour == "double-vote" and type(msg) in (Prepare, Commit):
             self._double_vote(msg)
+        received = self.sim.wire(msg)
         for to in range(self.sim.scenario.n):
             if to != self.me:
-                self.sim.transmit(self.me, to, msg)
+                self.sim.transmit(self.me, to, msg, received)
 
     def _equivocate(self, pp: PrePrepare) -> None:
         """Send one block to half the backups and a conflicting one to the rest (sometimes both)."""
@@ -263,7 +274,13 @@ class Simulation:
         if replica is not None and self.timer_at[i] == when:
             replica.on_timer(self.now)
 
-    def transmit(self, src: int, dst: int, msg: Message) -> None:
+    @staticmethod
+    def wire(msg: Message) -> Message:
+        """``msg`` as a peer receives it: encoded to wire bytes and decoded again."""
+        return decode_message(encode_message(msg))
+
+    def transmit(self, src: int, dst: int, msg: Message, received: Message | None = None) -> None:
+        """Send ``msg`` over the simulated network (``received``: its wire copy, if already made)."""
         sc, rng = self.scenario, self.rng
         self.messages += 1
         if type(msg) is Commit and msg.digest != NULL_DIGEST:
@@ -279,12 +296,12 @@ class Simulation:
         delay = rng.uniform(*sc.latency)
         if faulty and sc.long_delay and rng.random() < sc.long_delay:
             delay += rng.uniform(3.0, 12.0)
-        self.at(self.now + delay, self._receive, dst, encode_message(msg))
+        self.at(self.now + delay, self._receive, dst, received if received is not None else self.wire(msg))
 
-    def _receive(self, dst: int, data: bytes) -> None:
+    def _receive(self, dst: int, msg: Message) -> None:
         replica = self.replicas.get(dst)
         if replica is not None:
-            replica.on_wire(data)
+            replica.on_message(msg)
 
     # --- workload and faults ----------------------------------------------------------
 

@@ -1,36 +1,49 @@
-"""Deterministic simulation: >= 1,000 seeded scenarios, safety and liveness in each.
+"""Deterministic simulation: 10,000 seeded scenarios, safety and liveness in each.
 
 Every scenario (see :func:`mbds_py.pbft.sim.random_scenario`) draws its faults
 from its seed: latency and reordering, 0-30 % loss, delays far beyond the
 timeouts, {2,2} and {1,3} partitions that heal, a crashed primary,
 crash-restart from the durable store, an equivocating primary, a double-voting
-replica, and chaos mixes of these.  ``SimResult.check`` asserts that no two
-honest replicas apply different blocks at one height (every block with a valid
-quorum certificate, no slip twice) and that, once the faults stop, every
-submitted slip is applied exactly once by every running honest replica.
+replica, and chaos mixes of these.  ``SimResult.check`` raises
+``SimulationSafetyError`` unless no two honest replicas apply different blocks
+at one height (every block with a valid quorum certificate, no slip twice), and
+``SimulationLivenessError`` unless, once the faults stop, every submitted slip
+is applied exactly once by every running honest replica.
 
-Reproduce one failing scenario with::
+The first 1,100 seeds (100 per fault family) run in ``make test-fast``; the
+other 8,900 are marked slow.  Reproduce one failing scenario with::
 
     python -c "from mbds_py.pbft.sim import random_scenario, run; run(random_scenario(SEED)).check()"
+
+and look further with ``make soak SEEDS=N START=S``.
 """
+
+import dataclasses
+import subprocess
+import sys
 
 import pytest
 
+from mbds_py.errors import MBDSError
+from mbds_py.pbft.errors import SimulationError, SimulationLivenessError, SimulationSafetyError
 from mbds_py.pbft.sim import FAMILIES, FaultEvent, Scenario, random_scenario, run
+from mbds_py.pbft.types import Block, CertifiedBlock
 
 CHUNK = 100
-CHUNKS = 11  # 1,100 scenarios, 100 per fault family
+CHUNKS = 100  # 10,000 scenarios
+FAST_CHUNKS = 11  # 1,100 of them, 100 per fault family, outside the slow mark
 
 
-@pytest.mark.parametrize("chunk", range(CHUNKS))
+@pytest.mark.parametrize(
+    "chunk", [c if c < FAST_CHUNKS else pytest.param(c, marks=pytest.mark.slow) for c in range(CHUNKS)]
+)
 def test_seeded_scenarios_are_safe_and_live(chunk):
     failures = []
     for seed in range(chunk * CHUNK, (chunk + 1) * CHUNK):
-        result = run(random_scenario(seed))
         try:
-            result.check()
-        except AssertionError as exc:
-            failures.append(str(exc))
+            run(random_scenario(seed)).check()
+        except SimulationError as exc:
+            failures.append(f"{FAMILIES[seed % len(FAMILIES)]}: {exc}")
     assert not failures, "\n".join(failures)
 
 
@@ -61,3 +74,38 @@ def test_seven_replicas_tolerate_two_crashed_replicas():
     result = run(scenario)
     result.check()
     assert result.running == {1, 2, 3, 5, 6} and min(result.views[i] for i in result.running) >= 1
+
+
+def test_a_broken_result_fails_with_named_errors():
+    result = run(random_scenario(3))
+    result.check()
+    r = min(result.honest & result.running)
+    chain = result.chains[r]
+    assert issubclass(SimulationSafetyError, MBDSError) and not issubclass(SimulationSafetyError, AssertionError)
+
+    result.chains[r] = chain[:-1]  # a replica that never applied its last block
+    with pytest.raises(SimulationLivenessError, match=r"seed=3 .*LIVENESS: replica \d lacks"):
+        result.check()
+
+    forged = dataclasses.replace(chain[0].block.header, timestamp=chain[0].block.header.timestamp + 1)
+    result.chains[r] = [CertifiedBlock(Block(forged, chain[0].block.slips), chain[0].qc), *chain[1:]]
+    with pytest.raises(SimulationSafetyError, match="SAFETY"):
+        result.check()
+
+
+def test_the_checks_hold_under_python_optimize():
+    """``python -O`` strips asserts; the checks raise named errors, so they still fail."""
+    script = (
+        "from mbds_py.pbft.errors import SimulationLivenessError\n"
+        "from mbds_py.pbft.sim import random_scenario, run\n"
+        "assert False, 'asserts are on'\n"
+        "result = run(random_scenario(3))\n"
+        "r = min(result.honest & result.running)\n"
+        "result.chains[r] = result.chains[r][:-1]\n"
+        "try:\n"
+        "    result.check()\n"
+        "except SimulationLivenessError:\n"
+        "    print('caught')\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "caught"
