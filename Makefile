@@ -14,6 +14,8 @@ APT_PACKAGES := ipfs-cid chromium chromium-driver
 PYTEST_WORKERS ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# py-solc-x / ape-solidity find the solc-js entry point inside this checkout, not in ~/.solcx
+export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 
 .PHONY: help setup demo test test-fast ape-compile ape-test bench clean devnet-up devnet-down
 
@@ -50,7 +52,7 @@ $(STAMP)/python: pyproject.toml constraints.txt | $(VENV)/bin/python
 
 # Anvil on the venv's PATH (ape-foundry looks it up there) and the solc-js
 # entry point where py-solc-x and ape-solidity find installed compilers.
-$(STAMP)/links: $(STAMP)/npm $(STAMP)/python scripts/bin/solc
+$(STAMP)/links: $(STAMP)/npm $(STAMP)/python scripts/bin/solc Makefile
 	ln -sf $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil $(VENV)/bin/anvil
 	$(VENV)/bin/mbds compile --link
 	@touch $@

@@ -30,6 +30,11 @@ EVM_VERSION = "shanghai"  # Ganache 7.9 runs up to Shanghai; Anvil runs it too.
 OPTIMIZER_RUNS = 200
 CONTRACTS_DIR = "contracts"
 CACHE_DIR = PROJECT_ROOT / ".build" / "mbds"
+# Where py-solc-x and ape-solidity find "installed" compilers: inside the checkout, never the per-user
+# ~/.solcx (two checkouts would fight over it).  py-solc-x reads SOLCX_BINARY_PATH; our processes and the
+# tools they start (ape) inherit it; the Makefile exports the same path.
+SOLCX_DIR = PROJECT_ROOT / ".build" / "solcx"
+os.environ.setdefault("SOLCX_BINARY_PATH", str(SOLCX_DIR))
 
 # Same selection ape-solidity asks for, so the metadata (and bytecode) match.
 _OUTPUTS = [
