@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # py-solc-x / ape-solidity find the solc-js entry point inside this checkout, not in ~/.solcx
 export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 
-.PHONY: help setup demo test test-fast ape-compile ape-test bench clean devnet-up devnet-down
+.PHONY: help setup demo test test-fast ape-compile ape-test bench clean devnet-up devnet-down soak
 
 help:
 	@echo "make demo   - set up, then run the scripted MBDS demo on embedded defaults"
@@ -65,6 +65,9 @@ test: setup
 
 test-fast: setup
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+soak: setup
+	$(VENV)/bin/python -m mbds_py.pbft.soak --start $(or $(START),0) --count $(or $(SEEDS),10000)
 
 ape-compile: setup
 	$(VENV)/bin/ape compile
