@@ -88,15 +88,15 @@ def test_block_is_only_committed_on_top_of_the_executed_chain():
 
 
 def test_a_restarted_replica_still_commits_the_nulls_it_executed():
-    """Replicas 0 and 1 executed null requests at seq 1-2, replica 2 at seq 1, then all
-    three crashed and restarted; replica 3 (equivocating) had executed seq 1.  Every
-    NEW-VIEW re-issued nulls at 1-2, but a replica votes COMMIT on an entry at or
-    below its last executed seq only if it executed that very entry, and that record
-    was rebuilt on restart from the applied blocks alone: 0 and 1 no longer knew what
-    they executed at seq 2 and withheld their COMMITs, so 2 and 3 never executed it,
-    never signed checkpoint 2 nor committed seq 3 — 160 views, nothing applied.
-    Fixed: what a seq left in the state is derived from the applied chain (a block's
-    digest, else null), which survives restarts and state transfer."""
+    """View 1 re-issued seq 1-2 as null requests; replicas 0 and 1 executed both, 2 and 3
+    only seq 1, and then 0 and 1 crashed and restarted.  Every later NEW-VIEW re-issued
+    the nulls, but a replica re-sends COMMIT for an entry at or below its last executed
+    seq only if it executed that very entry, and that record was rebuilt on restart
+    from the applied blocks alone: 0 and 1 no longer knew what they had executed at
+    seq 2 and withheld their COMMITs, so 2 and 3 never executed it, never signed
+    checkpoint 2 nor committed seq 3 (which 0 and 1 needed): 160 views, nothing
+    applied.  Fixed: what a seq left in the state is derived from the applied chain
+    (the block applied there, else null), which survives restarts and state transfer."""
     scenario = Scenario(
         seed=512654, n=4, slips=12, max_slips=3, max_inflight=3, checkpoint_interval=2, window=8,
         submit_until=2.56165036424908, loss=0.2626897137502623,
