@@ -7,3 +7,14 @@ access policies.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "connect"]
+
+
+def __getattr__(name: str):
+    """``mbds_py.connect`` (see :mod:`mbds_py.scripting`), imported on first use so ``import mbds_py`` stays cheap."""
+    if name == "connect":
+        from .scripting import connect
+
+        return connect
+    raise AttributeError(f"module 'mbds_py' has no attribute {name!r}")
