@@ -86,10 +86,11 @@ def anvil_binary() -> str:
 
 
 def ganache_binary() -> str:
-    path = PROJECT_ROOT / "node_modules" / ".bin" / "ganache"
-    if path.exists():
-        return str(path)
-    raise ToolchainError("Ganache is not installed: run `make setup` (npm ci installs ganache@7.9.2)")
+    """The project's Ganache launcher (``scripts/bin/ganache-serve.js``: the npm package's server on
+    any port, port 0 included, which Ganache's own CLI refuses)."""
+    if not (PROJECT_ROOT / "node_modules" / "ganache").is_dir():
+        raise ToolchainError("Ganache is not installed: run `make setup` (npm ci installs ganache@7.9.2)")
+    return str(PROJECT_ROOT / "scripts" / "bin" / "ganache-serve.js")
 
 
 def chain_command(engine: str, host: str, port: int, chain_id: int, block_time: int = 0) -> list[str]:
@@ -99,11 +100,7 @@ def chain_command(engine: str, host: str, port: int, chain_id: int, block_time: 
                 "--mnemonic", DEV_MNEMONIC, "--accounts", "10", "--balance", "1000000", "--silent",
                 *(["--block-time", str(block_time)] if block_time else [])]
     if engine == "ganache":
-        return [ganache_binary(), "--server.host", host, "--server.port", str(port),
-                "--chain.chainId", str(chain_id), "--chain.networkId", str(chain_id),
-                "--chain.hardfork", "shanghai", "--wallet.mnemonic", DEV_MNEMONIC,
-                "--wallet.totalAccounts", "10", "--wallet.defaultBalance", "1000000", "--logging.quiet",
-                *(["--miner.blockTime", str(block_time)] if block_time else [])]
+        return ["node", ganache_binary(), host, str(port), str(chain_id), str(block_time), DEV_MNEMONIC]
     raise DevnetError(f"unknown engine {engine!r}")
 
 
@@ -142,7 +139,7 @@ def log_tail(path: Path | str | None, lines: int = 8) -> str:
         text = Path(path).read_text(errors="replace").rstrip().splitlines()[-lines:]
     except OSError:
         return f"; log {path} is gone"
-    body = "\n    ".join(text) if text else "(empty)"
+    body = "\n    ".join(line if len(line) <= 300 else line[:300] + " …" for line in text) if text else "(empty)"
     return f"; last lines of {path}:\n    {body}"
 
 
