@@ -172,14 +172,17 @@ class Network:
 
     def register(self) -> int:
         """Register every participant on every chain (skips those already there)."""
-        count = 0
+        pending = []  # pipelined: every registration is sent, then all are awaited (chains with a block time)
         for chain in self.spec.chains:
             agent = self.identity(chain.name)
             for p in self.people.values():
                 if not agent.is_registered(p.id):
-                    agent.register(self.kmc.account, p)
-                    count += 1
-        return count
+                    fn = agent.contract.functions.register(p.id, p.address, int(p.role), p.institution, p.pre_key,
+                                                           p.peks_key)
+                    pending.append(agent.client.submit(fn, self.kmc.account, contract="IdentityRegistry"))
+        for tx in pending:
+            tx.wait()
+        return len(pending)
 
     # -- 4. private chains ------------------------------------------------------------------------
 

@@ -48,9 +48,12 @@ def deploy_slip_ledger(client: ChainClient, deployer: LocalAccount, validators: 
 
 
 def fund(client: ChainClient, funder: LocalAccount, addresses: Sequence[str], amount: int = 10**21) -> None:
-    for a in addresses:
-        if client.w3.eth.get_balance(a) < amount // 10:
-            client.transfer(funder, a, amount)
+    """Top up every address below a tenth of ``amount`` (transfers sent together, then awaited)."""
+    sender = client.sender(funder)
+    pending = [sender.submit(a, b"", value=amount, gas=21_000, contract="transfer", function="transfer")
+               for a in addresses if client.w3.eth.get_balance(a) < amount // 10]
+    for tx in pending:
+        tx.wait()
 
 
 ReplicaSockets = dict[str, socket.socket]  # "peer" and "http" listening sockets of one replica
