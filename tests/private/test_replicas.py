@@ -2,18 +2,90 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 import requests
 
+from mbds_py.devnet import is_running
 from mbds_py.errors import IntegrityError, InvalidSlip
-from mbds_py.private.client import Receipt, verify_receipt
+from mbds_py.pbft.store import SqliteStore
+from mbds_py.private.client import NodeUnavailable, Receipt, verify_receipt
 from mbds_py.private.cluster import start_replica, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("replicas")]
 
+REPLICAS = range(4)
+
 
 def anchored(testbed, height: int) -> bool:
     return testbed.ledger.head()[0] >= height
+
+
+def statuses(testbed) -> list[dict | None]:
+    out = []
+    for i in REPLICAS:
+        try:
+            out.append(testbed.api(i).status())
+        except NodeUnavailable:
+            out.append(None)
+    return out
+
+
+def heads(testbed) -> list[int | None]:
+    return [s and s["head"] for s in statuses(testbed)]
+
+
+def settled(testbed) -> bool:
+    """Every replica answers, in one view with one active primary, at one head."""
+    ss = statuses(testbed)
+    return (None not in ss and len({s["view"] for s in ss}) == 1 and sum(s["primary"] for s in ss) == 1
+            and len({s["head"] for s in ss}) == 1)
+
+
+@pytest.fixture()
+def all_replicas(testbed):
+    """Every replica running (one an earlier test crashed is restarted), settled in one view at one head."""
+    services = testbed.devnet.load_services()
+    for i, name in enumerate(testbed.cluster.service_names):
+        svc = services.get(name)
+        if svc is None or not is_running(svc.pid, svc.started):
+            start_replica(testbed.devnet, testbed.cluster.config_path, testbed.cluster.config, i, testbed.keys[i])
+    wait_until(lambda: settled(testbed), 90, "every replica in one view at one head")
+    return testbed
+
+
+def same_commit(a: Receipt, b: Receipt) -> bool:
+    """Two replicas' receipts for one slip name the same block and proof (who anchored it may differ)."""
+    fields = ("slip_id", "chain", "height", "header", "proof", "payload", "body_cid")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def stored_blocks(testbed, index: int):
+    """The certified blocks replica ``index`` has committed, by height, read from its own durable store."""
+    cfg = testbed.cluster.config
+    store = SqliteStore(str(Path(cfg.data_dir) / cfg.chain / f"replica-{index}" / "replica.sqlite"))
+    try:
+        return list(store.iter_blocks())
+    finally:
+        store.close()
+
+
+def agreed_blocks(testbed, height: int):
+    """Once every replica is at ``height`` or above: the blocks 1..``height``, the same on every replica (header
+    and slips; each replica keeps the quorum certificate it collected, so the signer sets may differ)."""
+    wait_until(lambda: None not in (h := heads(testbed)) and min(h) >= height, 90,
+               f"every replica to reach height {height}")
+    per_replica = [[b for b in stored_blocks(testbed, i) if b.block.header.height <= height] for i in REPLICAS]
+    assert [b.block.header.height for b in per_replica[0]] == list(range(1, height + 1))
+    quorum = 3
+    for i in REPLICAS:
+        assert [b.block for b in per_replica[i]] == [b.block for b in per_replica[0]], \
+            f"replica {i} committed other blocks than replica 0"
+        for b in per_replica[i]:
+            assert b.qc.header == b.block.header and len(b.qc.signatures) >= quorum
+    return [b.block for b in per_replica[0]]
 
 
 def test_confirmed_slips_commit_anchor_and_verify(testbed):
@@ -79,23 +151,38 @@ def test_malformed_slip_gets_a_clear_error(testbed):
     assert resp.status_code == 400 and "malformed confirmed record" in resp.json()["error"]
 
 
-def test_duplicate_slip_is_committed_once(testbed):
-    api = testbed.api()
+def test_duplicate_slip_is_committed_once(all_replicas):
+    testbed = all_replicas
     _env, confirmed = testbed.record(4, tag="dup")
-    first = api.submit_confirmed(confirmed.to_bytes())
-    receipt = api.wait_receipt(first, timeout=60)
-    assert api.submit_confirmed(confirmed.to_bytes()) == first
-    again = api.wait_receipt(first, timeout=5)
-    assert again.height == receipt.height
+    # the same slip twice while it is being ordered, through two replicas
+    first = testbed.api(0).submit_confirmed(confirmed.to_bytes())
+    assert testbed.api(1).submit_confirmed(confirmed.to_bytes()) == first
+    receipt = testbed.api(0).wait_receipt(first, timeout=60)
+    # and again through the other two once it is committed
+    for i in (2, 3):
+        assert testbed.api(i).submit_confirmed(confirmed.to_bytes()) == first
+    # a later slip: once it is committed, a re-ordered duplicate would be committed too
+    marker = testbed.api(3).submit_confirmed(testbed.record(5, tag="dup-marker")[1].to_bytes())
+    top = testbed.api(3).wait_receipt(marker, timeout=60).height
+    assert top >= receipt.height
+
+    blocks = agreed_blocks(testbed, top)  # identical on every replica
+    ids = Counter(s.slip_id for b in blocks for s in b.slips)
+    assert ids[bytes.fromhex(first.removeprefix("0x"))] == 1
+    assert ids[bytes.fromhex(marker.removeprefix("0x"))] == 1
+    assert [sid for sid, n in ids.items() if n > 1] == []  # no slip of the chain is in two places
+    [holder] = [b for b in blocks if any(s.slip_id == receipt.slip_id for s in b.slips)]
+    assert holder.header == receipt.header
+    assert same_commit(testbed.api(2).wait_receipt(first, timeout=5), receipt)
 
 
-def test_sigkill_primary_while_streaming_then_restart_catches_up(testbed):
+def test_sigkill_primary_while_streaming_then_restart_catches_up(all_replicas):
     """SIGKILL the primary mid-stream: a view change resumes commits; every acknowledged
     (receipted) slip is in a committed block; the restarted replica catches up from its peers."""
-    backups = testbed.api(1, 2, 3)
-    status = backups.status()
-    primary = next(i for i in range(4) if testbed.api(i).status()["primary"])
-    assert status["view"] >= 0
+    testbed = all_replicas
+    before = statuses(testbed)
+    [primary] = [i for i, s in enumerate(before) if s["primary"]]
+    view_before = before[primary]["view"]
     submitted = []
     for i in range(30):
         if i == 10:
@@ -106,7 +193,7 @@ def test_sigkill_primary_while_streaming_then_restart_catches_up(testbed):
     receipts = [survivors.wait_receipt(s, timeout=120) for s in submitted]
     assert len({r.slip_id for r in receipts}) == 30
     views = [testbed.api(j).status()["view"] for j in range(4) if j != primary]
-    assert min(views) >= 1, f"no view change happened: {views}"
+    assert min(views) > view_before, f"no view change happened: {views}, before {view_before}"
     top = max(r.height for r in receipts)
     wait_until(lambda: anchored(testbed, top), 90, "anchoring after the view change")
     for r in receipts:
@@ -116,7 +203,11 @@ def test_sigkill_primary_while_streaming_then_restart_catches_up(testbed):
                   testbed.keys[primary])
     restarted = testbed.api(primary)
     wait_until(lambda: restarted.status()["head"] >= top, 90, "the restarted replica to catch up")
-    assert restarted.receipt(receipts[-1].slip_id.hex()) is not None
+    for r in receipts:  # the restarted replica serves the same receipts as the survivors
+        assert same_commit(restarted.receipt(r.slip_id.hex()), r)
+    blocks = agreed_blocks(testbed, top)  # and holds the same blocks
+    committed = Counter(s.slip_id for b in blocks for s in b.slips)
+    assert all(committed[r.slip_id] == 1 for r in receipts)
 
 
 def test_auditor_cross_chain_check_accepts_real_items_and_refuses_forged_ones(testbed):
