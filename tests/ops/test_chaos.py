@@ -104,7 +104,8 @@ class Tally:
         self.ops: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.retry_reasons: Counter[str] = Counter()
-        self.wrong: list[str] = []  # reads answered for the wrong reason, operations that failed for good
+        self.wrong: list[str] = []  # reads answered for the wrong reason (or served when they must not be)
+        self.gave_up: list[str] = []  # operations still failing after their retries
         self.progress = threading.Condition(self.lock)
 
     def done(self, kind: str) -> None:
@@ -125,6 +126,10 @@ class Tally:
         with self.lock:
             self.wrong.append(text)
 
+    def gave_up_on(self, text: str) -> None:
+        with self.lock:
+            self.gave_up.append(text)
+
     def wait_total(self, target: int, timeout: float, stop: threading.Event) -> None:
         """Until ``target`` operations are done in all (bounded; returns early on ``stop``)."""
         deadline = time.monotonic() + timeout
@@ -137,14 +142,17 @@ class Tally:
 
 
 def retry(tally: Tally, kind: str, fn: Callable[[], Any], *, attempts: int = 12, first: float = 0.2,
-          cap: float = 3.0, transient: Callable[[BaseException], bool] = is_transient) -> Any:
-    """``fn()``, retried with bounded exponential backoff (≈ 25 s in all) while it fails transiently."""
+          cap: float = 3.0, transient: Callable[[BaseException], bool] = is_transient,
+          deadline: float | None = None) -> Any:
+    """``fn()``, retried with bounded exponential backoff (≈ 25 s in all, never past ``deadline``, a
+    ``time.monotonic()`` value) while it fails transiently."""
     delay = first
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below
-            if attempt == attempts - 1 or not transient(exc):
+            late = deadline is not None and time.monotonic() + delay > deadline
+            if attempt == attempts - 1 or late or not transient(exc):
                 raise
             tally.retried(kind, exc)
             time.sleep(delay)  # backoff between attempts, not synchronisation
@@ -311,7 +319,7 @@ def writer(world: World, doctor: str) -> None:
             confirmed = confirm_record(reviewed, pat.secrets, storage_address=cid).to_bytes()
             slip_hex = retry(tally, "write", lambda: api.submit_confirmed(confirmed))
         except Exception as exc:  # noqa: BLE001 - nothing acknowledged: not lost, but say why it stopped
-            tally.failure(f"write #{n} by {doctor} never acknowledged: {type(exc).__name__}: {exc}")
+            tally.gave_up_on(f"write #{n} by {doctor} never acknowledged: {type(exc).__name__}: {exc}")
             continue
         rec = Record(bytes.fromhex(slip_hex[2:]), chain, chain_id, doctor, patient, text, world.now())
         world.acked(rec)
@@ -345,7 +353,7 @@ def patient_loop(world: World, patient: str) -> None:
         try:
             items = retry(tally, "index", lambda: d.consortium_items(pid))
         except Exception as exc:  # noqa: BLE001
-            tally.failure(f"{patient}: consortium items unavailable: {exc}")
+            tally.gave_up_on(f"{patient}: consortium items unavailable: {exc}")
             continue
         indexed = {bytes.fromhex(i["slip_id"][2:]) for i in items}
         ready = [r for r in waiting if r.slip_id in indexed]
@@ -374,7 +382,7 @@ def grant(world: World, client: PatientClient, rec: Record, grantee: str) -> boo
         try:
             retry(tally, "grant", lambda: client.grant(gid, records=[rec.slip_id], duration=3600, issue=False))
         except Exception as exc:  # noqa: BLE001
-            tally.failure(f"grant of {rec.label} to {grantee} never acknowledged: {type(exc).__name__}: {exc}")
+            tally.gave_up_on(f"grant of {rec.label} to {grantee} never acknowledged: {type(exc).__name__}: {exc}")
             return False
         rec.grantee = grantee
         pair.live.add(rec.slip_id)
@@ -383,7 +391,7 @@ def grant(world: World, client: PatientClient, rec: Record, grantee: str) -> boo
         try:
             retry(tally, "issue-keys", lambda: client.issue_keys(gid, [rec.slip_id]))
         except Exception as exc:  # noqa: BLE001 - the final reads will show it; say why now
-            tally.failure(f"keys for {rec.label} → {grantee} not issued: {type(exc).__name__}: {exc}")
+            tally.gave_up_on(f"keys for {rec.label} → {grantee} not issued: {type(exc).__name__}: {exc}")
     return True
 
 
@@ -401,7 +409,7 @@ def revoke_one(world: World, client: PatientClient, rng: random.Random) -> None:
         try:
             retry(tally, "revoke", lambda: client.revoke(gid, record=rid, reissue=False))
         except Exception as exc:  # noqa: BLE001
-            tally.failure(f"revoke of {rec.label} from {grantee} never acknowledged: {type(exc).__name__}: {exc}")
+            tally.gave_up_on(f"revoke of {rec.label} from {grantee} never acknowledged: {type(exc).__name__}: {exc}")
             return
         pair.live.discard(rid)
         pair.revoked.add(rid)
@@ -411,11 +419,12 @@ def revoke_one(world: World, client: PatientClient, rng: random.Random) -> None:
             try:
                 retry(tally, "issue-keys", lambda: client.issue_keys(gid, still))
             except Exception as exc:  # noqa: BLE001
-                tally.failure(f"keys of {patient} → {grantee} not re-issued after a revoke: {exc}")
+                tally.gave_up_on(f"keys of {patient} → {grantee} not re-issued after a revoke: {exc}")
     world.reads.put(("revoke", rec, grantee))
 
 
-def read(world: World, doctors: dict[str, DoctorClient], rec: Record, reader: str, *, why: str) -> None:
+def read(world: World, doctors: dict[str, DoctorClient], rec: Record, reader: str, *, why: str,
+         deadline: float | None = None) -> None:
     """One read through the proxies, checked against the grant model (the pair's lock held throughout)."""
     tally = world.tally
     pair = world.pairs[(rec.patient, reader)]
@@ -434,9 +443,9 @@ def read(world: World, doctors: dict[str, DoctorClient], rec: Record, reader: st
                 raise
 
         try:
-            got = retry(tally, "read", attempt)
+            got = retry(tally, "read", attempt, deadline=deadline)
         except Exception as exc:  # noqa: BLE001
-            tally.failure(f"{why} read of {rec.label} by {reader} failed: {type(exc).__name__}: {exc}")
+            tally.gave_up_on(f"{why} read of {rec.label} by {reader} failed: {type(exc).__name__}: {exc}")
             return
     if isinstance(got, ProxyRefused):
         if got.code is expected:
@@ -562,7 +571,6 @@ def inject(world: World, run: FaultRun) -> None:
 
         if not until(progressed, DOWN_TIMEOUT, stop=None):
             run.note = f"no progress on {replica_chain} within {DOWN_TIMEOUT:.0f}s while {run.service} was down"
-            world.tally.failure(run.note)
     else:
         world.tally.wait_total(before_ops + plan.down_ops, DOWN_TIMEOUT, world.stop)
     run.ops_down = world.tally.total() - before_ops
@@ -604,7 +612,6 @@ def inject(world: World, run: FaultRun) -> None:
         detail = (replica_statuses(net, replica_chain) if replica_chain else consortium_statuses(net)
                   if plan.kind in ("rpn", "atn") else all_up(net))
         run.note = (run.note + "; " if run.note else "") + f"not healthy within {HEALTH_TIMEOUT:.0f}s: {detail}"
-        world.tally.failure(f"{run.service}: {run.note}")
 
 
 def fault_loop(world: World, plan: list[FaultPlan]) -> None:
@@ -619,7 +626,6 @@ def fault_loop(world: World, plan: list[FaultPlan]) -> None:
             inject(world, run)
         except Exception as exc:  # noqa: BLE001 - recorded, asserted at the end
             run.note = f"{type(exc).__name__}: {exc}"
-            world.tally.failure(f"fault {p.kind} ({run.service or '?'}): {run.note}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,96 +661,108 @@ def chain_slip_counts(net: Network, chain: str, store: ReplicatedStore) -> tuple
     return counts, problems
 
 
-def final_checks(world: World) -> list[str]:
-    """Everything acknowledged survived; returns the acknowledged-but-lost descriptions."""
+def final_checks(world: World, budget: float = 100.0) -> list[str]:
+    """Everything acknowledged survived; returns the acknowledged-but-lost descriptions (within ``budget`` s)."""
     net, tally = world.net, world.tally
+    deadline = time.monotonic() + budget
+    left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
     lost: list[str] = []
     store = world.store()
     d = directory(net, world.proxy_urls)
 
     # 1. committed: receipt from the replicas, proven against SlipLedger, anchored
+    receipts: dict[bytes, Any] = {}
+
+    def all_committed() -> bool:
+        for rec in world.records:
+            if rec.slip_id not in receipts:
+                r = _receipt_anywhere(net, rec)
+                if r is None:
+                    return False
+                receipts[rec.slip_id] = r
+        return all(net.ledger(c).head()[0] >= max((r.height for r in receipts.values() if r.chain == c), default=0)
+                   for c in {r.chain for r in receipts.values()})
+
+    until(all_committed, min(60.0, left()), interval=0.5)
     for rec in world.records:
-        receipt = until(lambda: _receipt_anywhere(net, rec), 60, interval=0.5)
+        receipt = receipts.get(rec.slip_id)
         if receipt is None:
             lost.append(f"{rec.label}: acknowledged at +{rec.acked_at:.1f}s, never committed")
             continue
         ledger = net.ledger(rec.chain)
-        if not until(lambda: ledger.head()[0] >= receipt.height, 60, interval=0.5):
+        if ledger.head()[0] < receipt.height:
             lost.append(f"{rec.label}: block {receipt.height} never anchored")
             continue
         try:
             verify_receipt(receipt, ledger)
         except MBDSError as exc:
-            lost.append(f"{rec.label}: receipt does not verify: {exc}")
+            lost.append(f"{rec.label}: receipt does not verify against SlipLedger: {exc}")
 
-    # 2. exactly once across each chain's blocks
-    for chain in {c.name for c in net.spec.private_chains}:
+    # 2. exactly once across each chain's anchored blocks
+    for chain in sorted(c.name for c in net.spec.private_chains):
         counts, problems = chain_slip_counts(net, chain, store)
         lost.extend(problems)
         twice = [sid for sid, k in counts.items() if k > 1]
         if twice:
             lost.append(f"{chain}: {len(twice)} slip(s) committed more than once, e.g. 0x{twice[0].hex()}")
-        for rec in (r for r in world.records if r.chain == chain):
-            if counts[rec.slip_id] != 1:
-                lost.append(f"{rec.label}: in {counts[rec.slip_id]} anchored block(s) of {chain}")
+        lost.extend(f"{rec.label}: in {counts[rec.slip_id]} anchored blocks of {chain}"
+                    for rec in world.records if rec.chain == chain and rec.slip_id in receipts
+                    and counts[rec.slip_id] != 1)
 
     # 3. indexed exactly once on every consortium node
-    for name, url in net.consortium_nodes.items():
-        for patient in PATIENTS:
-            want = {r.slip_id for r in world.by_patient[patient]}
+    indexed: dict[tuple[str, str], Counter] = {}
 
-            def items_there():
+    def all_indexed() -> bool:
+        for name, url in net.consortium_nodes.items():
+            for patient in PATIENTS:
                 got = _get(f"{url}/v1/items?patient=0x{world.pid(patient).hex()}")
-                if got is None:
-                    return None
-                c = Counter(bytes.fromhex(i["slip_id"][2:]) for i in got["items"])
-                return c if want <= set(c) else None
+                if got is not None:
+                    indexed[(name, patient)] = Counter(bytes.fromhex(i["slip_id"][2:]) for i in got["items"])
+        return all(r.slip_id in indexed.get((n, r.patient), ()) for n in net.consortium_nodes for r in world.records)
 
-            c = until(items_there, 60, interval=0.5)
-            if c is None:
-                got = _get(f"{url}/v1/items?patient=0x{world.pid(patient).hex()}") or {"items": []}
-                have = {bytes.fromhex(i["slip_id"][2:]) for i in got["items"]}
-                lost.extend(f"{r.label}: not indexed on consortium-{name}" for r in world.by_patient[patient]
-                            if r.slip_id not in have)
-                continue
+    until(all_indexed, min(60.0, left()), interval=0.5)
+    for name in net.consortium_nodes:
+        for patient in PATIENTS:
+            c = indexed.get((name, patient), Counter())
+            lost.extend(f"{r.label}: not indexed on consortium-{name}" for r in world.by_patient[patient]
+                        if r.slip_id not in c)
             twice = [sid for sid, k in c.items() if k > 1]
             if twice:
-                lost.append(f"consortium-{name}: {len(twice)} item(s) of {patient} indexed twice, "
+                lost.append(f"consortium-{name}: {len(twice)} item(s) of {patient} indexed more than once, "
                             f"e.g. 0x{twice[0].hex()}")
 
     # 4. every record has a grantee (records acknowledged late are granted now); every grant is in force
     patients = {p: PatientClient(net.keys(p), d) for p in PATIENTS}
     rng = world.rng("final")
     for rec in world.records:
-        if rec.grantee is None and not rec.handled.is_set():
+        if rec.grantee is None and not rec.handled.is_set() and time.monotonic() < deadline:
+            rec.handled.set()
             if not grant(world, patients[rec.patient], rec, rng.choice(DOCTORS)):
                 lost.append(f"{rec.label}: could not be granted after the chaos")
     for (patient, doctor), pair in world.pairs.items():
-        if not pair.live:
+        live = sorted(pair.live)
+        if not live:
             continue
         decisions = d.policy.check_access_many(world.pid(patient), world.pid(doctor),
-                                               [(rid, bytes(32)) for rid in sorted(pair.live)], Action.READ)
-        for rid, dec in zip(sorted(pair.live), decisions):
-            if not dec.allowed:
-                lost.append(f"grant of 0x{rid.hex()[:10]}… by {patient} to {doctor} acknowledged, not in force "
-                            f"({dec.reason})")
+                                               [(rid, bytes(32)) for rid in live], Action.READ)
+        lost.extend(f"grant of 0x{rid.hex()[:10]}… by {patient} to {doctor} acknowledged but not in force "
+                    f"({dec.reason})" for rid, dec in zip(live, decisions) if not dec.allowed)
 
-    # 5. readable by its grantee through the proxies (revoked ones refused: revoked)
-    by_reader: dict[str, list[Record]] = {doc: [] for doc in DOCTORS}
-    for rec in world.records:
-        if rec.grantee is not None:
-            by_reader[rec.grantee].append(rec)
-    before = len(tally.wrong)
+    # 5. readable by its grantee through the proxies (a revoked grantee is refused: revoked)
+    before = len(tally.wrong), len(tally.gave_up)
 
     def read_all(doctor: str) -> None:
         doctors = {doc: DoctorClient(net.keys(doc), directory(net, world.proxy_urls)) for doc in DOCTORS}
-        for rec in by_reader[doctor]:
-            read(world, doctors, rec, doctor, why="final")
+        for rec in [r for r in world.records if r.grantee == doctor]:
+            if time.monotonic() > deadline:
+                tally.gave_up_on(f"final read of {rec.label} by {doctor} not done: out of time")
+                continue
+            read(world, doctors, rec, doctor, why="final", deadline=deadline)
 
     with ThreadPoolExecutor(len(DOCTORS)) as pool:
         list(pool.map(read_all, DOCTORS))
-    lost.extend(f"not readable by its grantee: {w}" for w in tally.wrong[before:] if "final read" in w)
-    del tally.wrong[before:]
+    lost.extend(f"not readable by its grantee: {w}" for w in tally.wrong[before[0]:] + tally.gave_up[before[1]:])
+    del tally.wrong[before[0]:], tally.gave_up[before[1]:]
     return lost
 
 
@@ -800,8 +818,9 @@ def test_chaos_under_load(tmp_path_factory, capsys):
         faults.join(HARD_STOP)
         world.stop.wait(max(0.0, TRAFFIC_SECONDS - world.now()))  # the traffic's minimum duration
         world.stop.set()
+        joined_by = time.monotonic() + 60
         for t in [*threads, faults]:
-            t.join(60)
+            t.join(max(0.0, joined_by - time.monotonic()))
         stuck = [t.name for t in threads + [faults] if t.is_alive()]
         traffic_seconds = world.now()
         # the readers may have left events behind: they are read in the final checks (grants) or not needed
@@ -821,17 +840,20 @@ def test_chaos_under_load(tmp_path_factory, capsys):
               + (f" — {r.note}" if r.note else "") for r in world.faults),
             f"  acknowledged records {len(world.records)}, acknowledged-but-lost: {len(lost)}",
             *(f"    LOST {x}" for x in lost[:20]),
-            f"  wrong answers / failed operations: {len(world.tally.wrong)}",
+            f"  wrong answers: {len(world.tally.wrong)}",
             *(f"    {x}" for x in world.tally.wrong[:20]),
+            f"  operations given up after their retries: {len(world.tally.gave_up)}",
+            *(f"    {x}" for x in world.tally.gave_up[:20]),
         ]
         say("\n".join(lines))
         assert not stuck, f"threads did not finish: {stuck}"
-        assert len(world.faults) == len(FAULT_KINDS) and all(r.healthy for r in world.faults), \
+        assert len(world.faults) == len(FAULT_KINDS) and all(r.healthy and not r.note for r in world.faults), \
             [(r.plan.kind, r.service, r.note) for r in world.faults]
         assert traffic_seconds >= TRAFFIC_SECONDS
         assert ops["write"] > 0 and ops["grant"] > 0 and ops["read-served"] > 0
         assert not lost, lost
         assert not world.tally.wrong, world.tally.wrong
+        assert not world.tally.gave_up, world.tally.gave_up
         assert healthy is not None and not down, f"not healthy after the chaos: {down}"
     finally:
         net.stop()
