@@ -368,16 +368,18 @@ class RateMonitor:
 
 
 class AuditSender:
-    """Sends the proxy's ``recordAccess`` transactions over raw JSON-RPC, with its own nonce.
+    """The proxy's ``recordAccess``/``recordDenial`` transactions, through its account's shared TxSender.
 
     The hot path of every re-encryption: no gas estimation (the transaction
     itself re-checks the policy and reverts if the access is not allowed, which
-    keeps check and audit atomic), a cached gas price, one ``eth_sendRawTransaction``
-    and a receipt poll.  A reverted transaction is replayed as ``eth_call`` to
-    decode the contract's custom error.
+    keeps check and audit atomic), the sender's cached gas price, one broadcast
+    and a receipt poll from 2 ms.  A reverted transaction is replayed by the
+    sender to decode the contract's custom error; a refusal becomes
+    :class:`~mbds_py.sharing.agent.AccessPolicyRefusal`.
     """
 
     GAS = 250_000
+    TIMEOUT = 30.0  # seconds for a receipt
     AUDIT_TYPES = ("uint8", "uint8", "uint64", "address", "uint48")  # AccessRecorded's unindexed fields
 
     def __init__(self, policy: Any, account: Any):
@@ -385,24 +387,8 @@ class AuditSender:
 
         self.policy = policy
         self.account = account
-        self.provider = policy.client.w3.provider
-        self.chain_id = policy.client.chain_id
+        self.sender = policy.client.sender(account)  # shared with every other writer from this account
         self.topic = event_signature_to_log_topic("AccessRecorded(bytes32,bytes32,bytes32,uint8,uint8,uint64,address,uint48)")
-        self._nonce: int | None = None
-        self._gas_price: tuple[float, int] | None = None
-        self._lock = threading.Lock()
-
-    def _rpc(self, method: str, params: list[Any]) -> Any:
-        resp = self.provider.make_request(method, params)
-        if "error" in resp:
-            raise MBDSError(f"{method}: {resp['error']}")
-        return resp["result"]
-
-    def _price(self) -> int:
-        now = time.monotonic()
-        if self._gas_price is None or now - self._gas_price[0] > 5.0:
-            self._gas_price = (now, 2 * int(self._rpc("eth_gasPrice", []), 16) + 1)
-        return self._gas_price[1]
 
     def record_access(self, patient: bytes, grantee: bytes, record_id: bytes, keyword_set_hash: bytes, action: int,
                       epoch: int) -> dict[str, Any]:
@@ -427,48 +413,18 @@ class AuditSender:
         return self._send(data, "recordDenial")[0]
 
     def _send(self, data: bytes, what: str) -> tuple[str, dict[str, Any]]:
-        """Sign and send one transaction to AccessPolicy; wait for its successful receipt."""
-        with self._lock:
-            for attempt in range(2):
-                if self._nonce is None:
-                    self._nonce = int(self._rpc("eth_getTransactionCount", [self.account.address, "pending"]), 16)
-                tx = {"to": self.policy.address, "data": data, "gas": self.GAS, "gasPrice": self._price(),
-                      "nonce": self._nonce, "chainId": self.chain_id, "value": 0}
-                raw = self.account.sign_transaction(tx).raw_transaction
-                try:
-                    tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
-                except MBDSError:
-                    self._nonce, self._gas_price = None, None  # resynchronise and retry once
-                    if attempt:
-                        raise
-                    continue
-                self._nonce += 1
-                break
-        deadline = time.monotonic() + 30
-        receipt = None
-        while receipt is None:
-            receipt = self._rpc("eth_getTransactionReceipt", [tx_hash])
-            if receipt is None:
-                if time.monotonic() > deadline:
-                    raise MBDSError(f"{what} {tx_hash} not mined within 30 s")
-                time.sleep(0.002)
-        if int(receipt["status"], 16) != 1:
-            self._raise_revert(data, int(receipt["blockNumber"], 16))
-        return tx_hash, receipt
-
-    def _raise_revert(self, data: bytes, block: int) -> None:
+        """Send one transaction to AccessPolicy with a fixed gas limit; its successful receipt (raw form)."""
         from ..errors import ContractRevert
         from .agent import AccessPolicyRefusal
 
-        resp = self.provider.make_request("eth_call", [{"from": self.account.address, "to": self.policy.address,
-                                                        "data": "0x" + data.hex()}, hex(block - 1)])
-        err = (resp.get("error") or {}).get("data")
-        if isinstance(err, str) and err.startswith("0x") and len(err) >= 10:
-            revert = self.policy.client.errors.decode(bytes.fromhex(err[2:]), "AccessPolicy")
+        try:
+            receipt = self.sender.transact(self.policy.address, data, gas=self.GAS, contract="AccessPolicy",
+                                           function=what, decoder=self.policy.client.errors, timeout=self.TIMEOUT)
+        except ContractRevert as revert:
             if revert.error_name in ("AccessPolicyAccessDenied", "AccessPolicyStaleEpoch"):
-                raise AccessPolicyRefusal(revert)
-            raise revert
-        raise ContractRevert("AccessPolicy", "UnknownError", (), "recordAccess reverted")
+                raise AccessPolicyRefusal(revert) from None
+            raise
+        return receipt["transactionHash"], receipt
 
 
 @dataclass

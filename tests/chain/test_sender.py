@@ -417,3 +417,83 @@ def test_a_revert_is_decoded_to_the_custom_error_when_estimated_and_when_mined(n
     assert info.value.error_name == "IdentityRegistryNotKmc"
     # the reverted transactions used their nonces; the next one goes through
     assert client.transfer(deployer(), recipient(1), 1)["status"] == 1
+
+
+# -- the proxy's audit path ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,block_time", [
+    ("anvil", 0), pytest.param("ganache", 1, marks=[pytest.mark.ganache, pytest.mark.slow])])
+def test_the_proxys_audits_share_the_sender_and_decode_refusals(nodes, kind, block_time):
+    """recordAccess from many threads of one proxy account (the collision case on Ganache with a block time),
+    and a stale epoch refused by the contract itself, decoded from the mined, reverted transaction."""
+    from mbds_py.sharing.agent import AccessPolicyAgent, AccessPolicyRefusal
+    from mbds_py.sharing.policy import DAY, Action, PolicyConfig, Scope
+    from mbds_py.sharing.proxy import AuditSender
+
+    node = engine(nodes, kind, block_time)
+    endpoint_for(node.url, "audit", QUICK)
+    client = ChainClient(node.url, name="audit")
+    accounts = {label: Account.from_key(keccak(text=f"test-sender/audit/{label}"))
+                for label in ("kmc", "hospital", "doctor", "patient", "authority", "proxy")}
+    funding = client.sender(deployer())
+    for p in [funding.submit(a.address, value=10**21, gas=21_000) for a in accounts.values()]:
+        p.wait(30)
+    art = artifact("IdentityRegistry")
+    registry_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(),
+                                        accounts["kmc"].address)
+    registry = IdentityRegistryAgent(client, registry_address)
+    ids = {label: keccak(text=f"test-sender/audit-id/{label}") for label in accounts}
+    roles = {"hospital": Role.HOSPITAL, "doctor": Role.DOCTOR, "patient": Role.PATIENT,
+             "authority": Role.AUTHORITY_NATIONAL}
+    for label, role in roles.items():
+        registry.register(accounts["kmc"], Participant(
+            ids[label], label, role, accounts[label].address, pre_key(label), peks_key(label),
+            institution=ids["hospital"] if label == "doctor" else b"\0" * 32))
+    policy = AccessPolicyAgent.deploy(client, deployer(), registry_address, PolicyConfig())
+    policy.add_proxy(accounts["authority"], accounts["proxy"].address)
+    record = keccak(text="test-sender/audit-record")
+
+    def grant() -> None:
+        now = policy.now()
+        policy.grant(accounts["patient"], ids["doctor"], scope=Scope.RECORD, target=record, actions=Action.READ,
+                     not_before=now - 60, expires_at=now + DAY)
+
+    grant()
+    audit = AuditSender(policy, accounts["proxy"])
+    assert audit.sender is client.sender(accounts["proxy"])
+    start = int(node.rpc("eth_getTransactionCount", accounts["proxy"].address, "latest"), 16)
+    results: list[Any] = []
+
+    def work() -> None:
+        for _ in range(4):
+            try:
+                results.append(audit.record_access(ids["patient"], ids["doctor"], record, b"\0" * 32,
+                                                   int(Action.READ), 0))
+            except BaseException as exc:  # noqa: BLE001
+                results.append(exc)
+
+    def agent_work() -> None:  # the same account through ChainClient (gas estimated), as the proxy's agent does
+        for _ in range(4):
+            try:
+                event = policy.record_access(accounts["proxy"], ids["patient"], ids["doctor"], record,
+                                             int(Action.READ), 0)
+                results.append({"tx": "0x" + bytes(event.tx_hash).hex(), "epoch": event.epoch})
+            except BaseException as exc:  # noqa: BLE001
+                results.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)] + [threading.Thread(target=agent_work)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(isinstance(r, dict) and r["epoch"] == 0 for r in results), results
+    assert len({r["tx"] for r in results}) == 28
+    assert int(node.rpc("eth_getTransactionCount", accounts["proxy"].address, "latest"), 16) == start + 28
+    policy.revoke(accounts["patient"], ids["doctor"], scope=Scope.RECORD, target=record)
+    grant()
+    with pytest.raises(AccessPolicyRefusal) as info:  # gas is fixed: mined with status 0, replayed to decode
+        audit.record_access(ids["patient"], ids["doctor"], record, b"\0" * 32, int(Action.READ), 0)
+    assert info.value.error_name == "AccessPolicyStaleEpoch"
+    assert info.value.args_decoded == (ids["patient"], ids["doctor"], 0, 1)
+    assert audit.record_access(ids["patient"], ids["doctor"], record, b"\0" * 32, int(Action.READ), 1)["epoch"] == 1
