@@ -105,8 +105,7 @@ def register_proxy(net, authority: str, address: str) -> None:
     policy = policy_agent(net)
     fund_accounts(net, net.spec.consortium.name, [address])
     if not policy.is_proxy(address):
-        account = net.keys(authority).account
-        retry_chain(lambda: policy.add_proxy(account, address))
+        policy.add_proxy(net.keys(authority).account, address)  # the account's TxSender repairs nonce races
 
 
 def start_proxies(net, threshold: int = DEFAULT_THRESHOLD, *, authorities: Sequence[str] = AUTHORITIES,
