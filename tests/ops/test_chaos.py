@@ -222,7 +222,7 @@ class FaultRun:
 def fault_plan(rng: random.Random, chains: list[str]) -> list[FaultPlan]:
     kinds = list(FAULT_KINDS)
     rng.shuffle(kinds)
-    return [FaultPlan(k, rng.choice(chains), rng.randrange(1 << 16), rng.randint(3, 8), rng.randint(2, 5))
+    return [FaultPlan(k, rng.choice(chains), rng.randrange(1 << 16), rng.randint(8, 20), rng.randint(4, 10))
             for k in kinds]
 
 
@@ -520,6 +520,11 @@ def restart_nodes(world: World) -> None:
     Network(net.spec, world.passphrase, settings=net.settings, scrypt_n=net.scrypt_n).attach()
 
 
+def gas_price(net: Network) -> int:
+    """The consortium chain's ``eth_gasPrice`` (what every sender there prices its transactions from)."""
+    return int(net.client(net.spec.consortium.name).w3.eth.gas_price)
+
+
 def all_up(net: Network) -> list[str]:
     """Names of chains and services not up (empty: all healthy)."""
     return [r["name"] for r in net.devnet.status() if not r["up"]]
@@ -808,6 +813,7 @@ def test_chaos_under_load(tmp_path_factory, capsys):
             + ", ".join(f"{p.kind}" + (f"@{p.chain}" if p.kind in ('backup', 'primary') else "") for p in plan))
 
         world = World(net, passphrase, urls, seed, say)
+        price_before = gas_price(net)
         threads = [threading.Thread(target=writer, args=(world, doc), name=f"writer-{doc}") for doc in DOCTORS]
         threads += [threading.Thread(target=patient_loop, args=(world, p), name=f"patient-{p}") for p in PATIENTS]
         threads += [threading.Thread(target=reader_loop, args=(world, f"r{i}"), name=f"reader-{i}") for i in range(2)]
@@ -827,10 +833,12 @@ def test_chaos_under_load(tmp_path_factory, capsys):
         healthy = until(lambda: not all_up(net), HEALTH_TIMEOUT)
         lost = final_checks(world)
         down = all_up(net)
+        price_after = gas_price(net)
         ops = world.tally.ops
         lines = [
             f"chaos summary (seed {seed}; pin with {SEED_ENV}={seed})",
-            f"  traffic {traffic_seconds:.0f}s, whole test {time.monotonic() - t_start:.0f}s",
+            f"  traffic {traffic_seconds:.0f}s, whole test {time.monotonic() - t_start:.0f}s; consortium gas price "
+            f"{price_before:,} wei before the traffic, {price_after:,} wei after",
             "  operations: " + ", ".join(f"{k} {v}" for k, v in sorted(ops.items())),
             "  retries after transient failures: "
             + (", ".join(f"{k} {v}" for k, v in sorted(world.tally.retries.items())) or "none"),
