@@ -17,6 +17,7 @@ the patient's policy refuses raises :class:`~mbds_py.sharing.proxy.ProxyRefused`
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -400,9 +401,10 @@ class Connection:
         chain = self.chain_of(doctor)
         pat = self.participant(patient, "patient")
         secrets = self.keys(doctor).secrets
+        now = int(time.time())
         rid = submit_record(self.hospital(chain.name), chain.domain, secrets, PatientPublicKeys.from_participant(pat),
-                            keywords, text, record_type=record_type, hmi=hmi, patient_label=patient)
-        return PendingRecord(rid, chain.name, secrets.signer.address, pat.address, 0, record_type, text)
+                            keywords, text, record_type=record_type, hmi=hmi, patient_label=patient, timestamp=now)
+        return PendingRecord(rid, chain.name, secrets.signer.address, pat.address, now, record_type, text)
 
     def pending(self, patient: str) -> list[Any]:
         """Records waiting for ``patient``'s confirmation on every private chain, oldest first."""

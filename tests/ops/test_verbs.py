@@ -211,3 +211,9 @@ def test_no_network_in_the_folder_says_to_bring_one_up(tmp_path):
     line = _one_line_error(mbds(tmp_path / "empty", "read", "--as", "dr-li", "--patient", "alice"))
     assert line == (f"mbds: error: no network in {tmp_path / 'empty'} (none is running there): start one with "
                     f"`mbds up --state-dir {tmp_path / 'empty'}`")
+
+
+def test_import_mbds_py_stays_cheap_and_connect_is_there():
+    code = ("import sys, mbds_py; assert 'mbds_py.scripting' not in sys.modules and 'web3' not in sys.modules; "
+            "from mbds_py import connect; from mbds_py.scripting import connect as c; assert connect is c")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=_env(), cwd=ROOT)
