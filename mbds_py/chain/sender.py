@@ -61,6 +61,9 @@ class RevertDecoder(Protocol):
     def decode(self, data: bytes, contract: str = "contract") -> ContractRevert: ...
 
 
+PRIORITY_TIP = 10**9  # 1 gwei above twice the base fee: what a transaction offers its block producer
+
+
 @dataclass(frozen=True)
 class SenderTiming:
     """How a sender polls, when it starts repairing, how long it waits (seconds)."""
@@ -165,12 +168,23 @@ class Endpoint:
         return self._chain_id
 
     def gas_price(self, *, fresh: bool = False) -> int:
-        """Twice the node's legacy gas price (head room for a rising base fee), cached ``timing.price_ttl`` s."""
+        """Twice the latest base fee (head room for a rising one) plus a fixed tip, cached ``timing.price_ttl`` s;
+        the node's ``eth_gasPrice`` on chains without a base fee.
+
+        Never a multiple of ``eth_gasPrice`` where there is a base fee: nodes derive that from the tips of
+        recent transactions (Anvil's fee oracle), so paying a multiple of it feeds back and doubles the price
+        with every block until no account can pay for gas.
+        """
         now = time.monotonic()
         with self._lock:
             cached = self._price
         if fresh or cached is None or now - cached[0] > self.timing.price_ttl:
-            price = 2 * max(int(self.rpc("eth_gasPrice", [], doing="could not read the gas price"), 16), 1) + 1
+            head = self.rpc("eth_getBlockByNumber", ["latest", False], doing="could not read the latest block")
+            base = int((head or {}).get("baseFeePerGas") or "0x0", 16)
+            if base:
+                price = 2 * base + PRIORITY_TIP
+            else:
+                price = max(int(self.rpc("eth_gasPrice", [], doing="could not read the gas price"), 16), 1)
             with self._lock:
                 self._price = cached = (now, price)
         return cached[1]

@@ -63,5 +63,5 @@ def test_deploy_without_devnet_says_what_to_run(tmp_path):
     from mbds_py.errors import DevnetError
 
     spec = load_spec(spec_file(tmp_path))
-    with pytest.raises(DevnetError, match="mbds devnet up"):
+    with pytest.raises(DevnetError, match="run `mbds up` first"):
         Deployer(spec, KMC).deploy_all()
