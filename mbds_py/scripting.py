@@ -263,6 +263,10 @@ class Connection:
     def __repr__(self) -> str:
         return f"Connection({self.state_dir})"
 
+    def use_passphrase(self, passphrase: str) -> None:
+        """The passphrase for the keystores not unlocked yet (the one `mbds up` was given)."""
+        self._passphrase = passphrase
+
     # -- participants ------------------------------------------------------------------------
 
     @property
@@ -505,6 +509,23 @@ class Connection:
         self.participant(patient, "patient")
         return [self._request_info(r) for r in self._patient_view(patient).pending_requests()]
 
+    def requests_sent(self, doctor: str) -> list[RequestInfo]:
+        """Every request ``doctor`` sent, oldest first, with its state now."""
+        policy = self.directory.policy
+        did = self.participant(doctor, "doctor").id
+        return [self._request_info(policy.request(log["args"]["requestId"], reason=log["args"]["reason"]))
+                for log in policy._logs("AccessRequested", {"requester": did}, 0)]  # noqa: SLF001
+
+    def grants(self, patient: str) -> list[GrantInfo]:
+        """``patient``'s live grants (not revoked, not expired), newest first; public, no key needed."""
+        from .sharing.policy import Scope
+
+        policy = self.directory.policy
+        now = policy.now()
+        live = [g for g in policy.grants_from_logs(self.participant(patient, "patient").id) if g.expires_at > now]
+        return [GrantInfo(patient, self.name_of(g.grantee), _hex(g.target) if g.scope is Scope.RECORD else None,
+                          g.expires_at, 0, 0) for g in sorted(live, key=lambda g: -g.since)]
+
     def _patient_view(self, patient: str) -> Any:
         """A keyless patient client for public reads (requests, audit) without unlocking."""
         from .sharing.clients import PatientClient
@@ -613,7 +634,7 @@ class Connection:
     def receipt(self, slip_id: str | bytes, *, as_participant: str | None = None) -> ReceiptInfo:
         """Fetch a slip's receipt from the replicas of whichever chain holds it and verify it against that
         chain's SlipLedger (the lightweight client's check).  With ``as_participant``, the slip must be
-        that participant's (as patient or doctor)."""
+        that participant's when a patient or a doctor asks (institutions and authorities check any slip)."""
         from .private.client import verify_receipt
         from .private.slip import TransactionSlip
 
@@ -626,7 +647,8 @@ class Connection:
             ledger = self.directory.ledger(c.chain_id)
             verify_receipt(receipt, ledger)  # raises IntegrityError if the proof does not hold on chain
             slip = TransactionSlip.from_bytes(receipt.payload)
-            if asker is not None and asker.id not in (slip.patient_id, slip.doctor_id):
+            if asker is not None and asker.role in (Role.PATIENT, Role.DOCTOR) and \
+                    asker.id not in (slip.patient_id, slip.doctor_id):
                 raise ScriptingError(f"slip {sid} on {c.name} is neither {asker.name}'s record nor written by "
                                      f"{asker.name}")
             return ReceiptInfo(sid, c.name, receipt.height, _hex(receipt.header.merkle_root), len(receipt.proof),

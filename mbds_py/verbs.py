@@ -136,7 +136,7 @@ def _run(func: Callable, args: argparse.Namespace, *, keys: bool) -> int:
         if keys:
             from .cli import _passphrase
 
-            net._passphrase = _passphrase(args)  # noqa: SLF001 - the one network passphrase, never shown
+            net.use_passphrase(_passphrase(args))  # the one network passphrase, never shown
             for name, _role in _unlocked(func, roles):
                 net.keys(name)  # a wrong passphrase stops here, before anything is sent
         result, lines = func(net, args)
@@ -250,25 +250,20 @@ def access_list(net, args) -> tuple[dict, list[str]]:
     from .identity import Role
 
     p = net.participant(args.who)
-    policy = net.directory.policy
     if p.role is Role.PATIENT:
-        reqs = net.requests(args.who)
-        now = policy.now()
-        grants = [{"doctor": net.name_of(g.grantee), "record": _target(g), "expires_at": g.expires_at}
-                  for g in policy.grants_from_logs(p.id) if g.expires_at > now]
+        reqs, grants = net.requests(args.who), net.grants(args.who)
         lines = [f"requests awaiting {args.who}: {len(reqs)}"]
-        lines += _table(["#", "doctor", "scope", "until", "reason"],
+        lines += _table(["#", "doctor", "scope", "answer before", "reason"],
                         [[str(r.request_id), r.doctor, _scope(r.record), _utc(r.deadline), _short(r.reason)]
                          for r in reqs]) if reqs else []
         lines.append(f"live grants: {len(grants)}")
-        lines += _table(["doctor", "scope", "expires"], [[g["doctor"], _scope(g["record"]), _utc(g["expires_at"])]
+        lines += _table(["doctor", "scope", "expires"], [[g.doctor, _scope(g.record), _utc(g.expires_at)]
                                                          for g in grants]) if grants else []
-        return {"requests": reqs, "grants": grants}, lines
+        return {"requests": reqs, "grants": [{"doctor": g.doctor, "record": g.record, "expires_at": g.expires_at}
+                                             for g in grants]}, lines
     if p.role is not Role.DOCTOR:
         raise MBDSError(f"{args.who} is a {p.role.label}: `access list` shows a patient's or a doctor's access")
-    logs = policy._logs("AccessRequested", {"requester": p.id}, 0)  # noqa: SLF001
-    reqs = [net._request_info(policy.request(log["args"]["requestId"], reason=log["args"]["reason"]))  # noqa: SLF001
-            for log in logs]
+    reqs = net.requests_sent(args.who)
     return {"requests": reqs}, [f"requests of {args.who}: {len(reqs)}"] + (_table(
         ["#", "patient", "scope", "state"], [[str(r.request_id), r.patient, _scope(r.record), r.state]
                                             for r in reqs]) if reqs else [])
@@ -346,12 +341,6 @@ def _reason(exc: Any) -> str:
 
 def _scope(record: str | None) -> str:
     return "all records" if record is None else f"record {record}"
-
-
-def _target(grant: Any) -> str | None:
-    from .sharing.policy import Scope
-
-    return "0x" + grant.target.hex() if grant.scope is Scope.RECORD else None
 
 
 def _utc(ts: int) -> str:
