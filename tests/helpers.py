@@ -44,3 +44,27 @@ def live_network(work) -> Iterator["Network"]:
         yield net.bring_up()
     finally:
         net.stop()
+
+
+@contextmanager
+def live_network_of(work, population, **network_kw) -> Iterator["Network"]:
+    """:func:`live_network` with another population (and other :class:`~mbds_py.network.Network` fields, e.g.
+    ``dpos``): tests that need participants of their own, so that none depends on what another test did."""
+    import secrets
+
+    from mbds_py.network import Network, PrivateChainSettings
+    from mbds_py.spec import load_spec
+
+    net = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16), population=tuple(population),
+                  settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10, **network_kw)
+    try:
+        yield net.bring_up()
+    finally:
+        net.stop()
+
+
+def members_for(names, role, *, institution: str | None = None):
+    """Population members for test-only participants (``institution``: the hospital a doctor works at)."""
+    from mbds_py.population import Member
+
+    return tuple(Member(name, role, f"test participant {name}", institution=institution) for name in names)
