@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -113,6 +115,7 @@ class Deployer:
         self.validators = validators or {}
         self.dpos = dpos or DposParams()
         self.file = spec.state_dir / "deployments.json"
+        self._lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Deployment]]:
         if not self.file.is_file():
@@ -127,38 +130,59 @@ class Deployer:
         os.replace(tmp, self.file)
 
     def deploy_all(self, *, fund: list[str] | None = None) -> tuple[dict[str, dict[str, Deployment]], list[str]]:
-        """Deploy what is missing; returns (all deployments, list of 'chain/contract' newly deployed)."""
+        """Deploy what is missing; returns (all deployments, list of 'chain/contract' newly deployed).
+
+        Chains are independent: each is deployed in its own thread (on chains with a block time this
+        divides the wait by the number of chains); the table is saved after every contract.
+        """
         urls = Devnet(self.spec).rpc_urls()
         table = self.load()
-        created: list[str] = []
-        for chain in self.spec.chains:
-            client = ChainClient(urls[chain.name], name=chain.name)
-            deployer = deployer_for(chain)
-            for addr in [self.kmc_address, *(fund or [])]:
-                if client.w3.eth.get_balance(addr) < FUNDING_WEI // 10:
-                    client.transfer(deployer, addr, FUNDING_WEI)
-            entries = table.setdefault(chain.name, {})
-            addresses = {c: d.address for c, d in entries.items()}
-            for name, args in PLAN[chain.kind]:
-                art = artifact(name)
-                art_hash = "0x" + keccak(bytes.fromhex(art.bytecode)).hex()
-                current = entries.get(name)
-                if current and current.artifact_hash == art_hash and client.code_hash(current.address) == current.code_hash:
-                    continue
-                if chain.kind == "private" and name == "SlipLedger" and chain.name not in self.validators:
-                    raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
-                                          "the health authorities first (see mbds_py.network)")
-                ctx = DeployContext(chain, self.kmc_address, addresses, self.validators, self.dpos)
-                address, receipt = client.deploy(name, art.abi, art.bytecode, deployer, *args(ctx))
-                code_hash = client.code_hash(address)
-                if code_hash is None:
-                    raise DeploymentError(f"{chain.name}: {name} deployed at {address} but has no code")
-                entries[name] = Deployment(name, address, code_hash, art_hash, receipt["blockNumber"])
-                addresses[name] = address
-                created.append(f"{chain.name}/{name}")
-                self._save(table)
+        for chain in self.spec.chains:  # the checks that need no chain, before anything is sent
+            if chain.kind == "private" and chain.name not in self.validators and \
+                    "SlipLedger" not in table.get(chain.name, {}):
+                raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
+                                      "the health authorities first (see mbds_py.network)")
+        with ThreadPoolExecutor(max_workers=len(self.spec.chains), thread_name_prefix="deploy") as pool:
+            jobs = [pool.submit(self._deploy_chain, chain, urls[chain.name], table, fund or [])
+                    for chain in self.spec.chains]
+            created = [name for job in jobs for name in job.result()]  # in spec and deployment order
         self._save(table)
         return table, created
+
+    def _deploy_chain(self, chain: ChainSpec, url: str, table: dict[str, dict[str, Deployment]],
+                      fund: list[str]) -> list[str]:
+        """Fund and deploy what one chain misses; returns the 'chain/contract' names deployed."""
+        created: list[str] = []
+        client = ChainClient(url, name=chain.name)
+        deployer = deployer_for(chain)
+        sender = client.sender(deployer)
+        topups = [sender.submit(addr, b"", value=FUNDING_WEI, gas=21_000, contract="transfer", function="transfer")
+                  for addr in [self.kmc_address, *fund] if client.w3.eth.get_balance(addr) < FUNDING_WEI // 10]
+        for tx in topups:  # sent together, then awaited
+            tx.wait()
+        with self._lock:
+            entries = table.setdefault(chain.name, {})
+        addresses = {c: d.address for c, d in entries.items()}
+        for name, args in PLAN[chain.kind]:
+            art = artifact(name)
+            art_hash = "0x" + keccak(bytes.fromhex(art.bytecode)).hex()
+            current = entries.get(name)
+            if current and current.artifact_hash == art_hash and client.code_hash(current.address) == current.code_hash:
+                continue
+            if chain.kind == "private" and name == "SlipLedger" and chain.name not in self.validators:
+                raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
+                                      "the health authorities first (see mbds_py.network)")
+            ctx = DeployContext(chain, self.kmc_address, addresses, self.validators, self.dpos)
+            address, receipt = client.deploy(name, art.abi, art.bytecode, deployer, *args(ctx))
+            code_hash = client.code_hash(address)
+            if code_hash is None:
+                raise DeploymentError(f"{chain.name}: {name} deployed at {address} but has no code")
+            addresses[name] = address
+            with self._lock:
+                entries[name] = Deployment(name, address, code_hash, art_hash, receipt["blockNumber"])
+                self._save(table)
+            created.append(f"{chain.name}/{name}")
+        return created
 
     def address(self, chain: str, contract: str) -> str:
         try:

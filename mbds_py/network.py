@@ -139,14 +139,15 @@ class Network:
         if not credit.is_reporter(index.address):
             credit.set_reporter(governor, index.address, True)
         known = set(credit.institution_ids())
-        for name, dims in DEVNET_DIMENSIONS.items():
-            if name not in self.people:
-                continue
-            p = self.people[name]
-            if p.id not in known:
-                credit.register_institution(governor, p.id, Dimensions(*dims))
-            if not credit.institution(p.id).willing:
-                credit.set_willing(self.keys(name).account, True)
+        members = [(name, self.people[name], dims) for name, dims in DEVNET_DIMENSIONS.items() if name in self.people]
+        client, fns = credit.client, credit.contract.functions
+        # pipelined: every registration sent, then awaited; then every declaration of willingness
+        for tx in [client.submit(fns.registerInstitution(p.id, Dimensions(*dims).as_tuple()), governor,
+                                 contract="CreditRegistry") for _n, p, dims in members if p.id not in known]:
+            tx.wait()
+        for tx in [client.submit(fns.setWilling(True), self.keys(name).account, contract="CreditRegistry")
+                   for name, p, _d in members if not credit.institution(p.id).willing]:
+            tx.wait()
         from .errors import ContractRevert
 
         try:
