@@ -1,43 +1,74 @@
 """Sharing end to end on real processes: 3 private chains (4 PBFT replicas each), the DPoS consortium,
 storage nodes and the three authority proxies (2-of-3).
 
-One network for the whole module (starting it costs ~40 s); the tests run in file order and build
-on each other's records: the hybrid journey writes alice's records (scenarios "several hospitals" and
-"hospitals and platforms"), bob's records are the "one hospital" scenario and the policy checks.
-Every refusal asserts the proxies' specific code.
+One network for the whole module (starting it costs ~40 s). No test depends on what another did: the paper's
+hybrid journey for alice is a module fixture the three tests about it share (running any of them alone runs it),
+and every policy test writes the records of a patient of its own (`p-…`, extra members of the population), so the
+grants, revocation epochs, emergency windows and denials it creates and checks are nobody else's. The two tests
+that suspend a requester have doctors of their own as well. Every refusal asserts the proxies' specific code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 
 from mbds_py.crypto import decrypt_reencrypted, load_cfrag, make_record_kfrags
 from mbds_py.crypto.errors import DecryptionError
 from mbds_py.demo import Narrator
+from mbds_py.identity import Role
+from mbds_py.population import DEFAULT_POPULATION
 from mbds_py.sharing import journey
 from mbds_py.sharing.agent import AccessPolicyRefusal
-from mbds_py.sharing.clients import ThresholdNotMet, combine
+from mbds_py.sharing.clients import DoctorClient, PatientClient, ThresholdNotMet, combine
 from mbds_py.sharing.journey import expect_refusal, read_label
-from mbds_py.sharing.launch import policy_agent, proxy_keys
-from mbds_py.sharing.policy import Action, Basis, Reason
-from mbds_py.sharing.proxy import ProxyRefused, Refusal
-from tests.helpers import live_network
+from mbds_py.sharing.launch import AUTHORITIES, policy_agent, proxy_keys, restart_proxy, retry_chain, stop_proxy
+from mbds_py.sharing.policy import Action, Basis, Reason, Scope
+from mbds_py.sharing.proxy import ProxyConfig, ProxyRefused, Refusal
+from tests.helpers import live_network_of, members_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
+
+# one patient per policy test
+PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
+            "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold")
+DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with live_network(tmp_path_factory.mktemp("sharing-e2e")) as net:
-        yield journey.setup_sharing(net)
+    population = (DEFAULT_POPULATION + members_for(PATIENTS, Role.PATIENT)
+                  + members_for(DOCTORS, Role.DOCTOR, institution="hospital-b"))
+    with live_network_of(tmp_path_factory.mktemp("sharing-e2e"), population) as net:
+        w = journey.setup_sharing(net)
+        for name in PATIENTS:
+            w.patients[name] = PatientClient(net.keys(name), w.directory)
+        for name in DOCTORS:
+            w.doctors[name] = DoctorClient(net.keys(name), w.directory)
+        yield w
 
 
 @pytest.fixture(scope="module")
-def narrator():
-    return Narrator(out=lambda line: None)
+def alice_journey(world):
+    """The paper's hybrid journey, once: alice's four records on three chains, read by three doctors."""
+    narrator = Narrator(out=lambda line: None)
+    journey.run_journey(world.net, narrator, world=world, out=lambda line: None)
+    return narrator
+
+
+def records_of(world, patient: str, *which: str) -> dict[str, str]:
+    """dr-li writes the patient's records on hospital-a (hypertension, diabetes); returns label by kind."""
+    texts = {"hypertension": (journey.HYPERTENSION, "Hypertension, started amlodipine 5 mg"),
+             "diabetes": (journey.DIABETES, "Type 2 diabetes, started metformin 500 mg")}
+    labels = {}
+    for kind in which:
+        keyword, text = texts[kind]
+        labels[kind] = f"{patient}-{kind}"
+        journey.write(world, labels[kind], "dr-li", patient, [keyword], text)
+    return labels
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -47,12 +78,26 @@ def _wait(predicate, timeout: float, what: str):
         time.sleep(0.1)
 
 
+def _proxy_account(world, authority: str):
+    from eth_account import Account
+
+    return Account.from_key(proxy_keys(world.net, authority).to_bytes()[6:38])
+
+
+def _mine_until(policy, timestamp: int, timeout: float) -> None:
+    """Blocks at wall-clock time (no time jump) until the consortium chain's clock reaches ``timestamp``."""
+    deadline = time.monotonic() + timeout
+    while policy.now() < timestamp:
+        assert time.monotonic() < deadline, "the consortium chain clock did not advance"
+        time.sleep(0.5)
+        policy.client.w3.provider.make_request("evm_mine", [])
+
+
 # --- scenarios 2 and 3: several hospitals, hospitals and platforms (the paper's journey) ----------
 
 
-def test_hybrid_journey_combines_records_of_three_chains(world, narrator):
-    journey.run_journey(world.net, narrator, world=world, out=lambda line: None)
-    assert all(s.ok for s in narrator.steps), [(s.name, s.actual) for s in narrator.steps if not s.ok]
+def test_hybrid_journey_combines_records_of_three_chains(world, alice_journey):
+    assert all(s.ok for s in alice_journey.steps), [(s.name, s.actual) for s in alice_journey.steps if not s.ok]
     timeline = world.doctors["dr-zhao"].history(world.pid("alice"), world.patients["alice"].trapdoors(journey.COUGH))
     assert [r.chain for r in timeline.entries] == ["platform-c"]
     full = combine(journey.read_keyword(world, "dr-zhao", "alice", journey.COUGH)
@@ -62,7 +107,7 @@ def test_hybrid_journey_combines_records_of_three_chains(world, narrator):
     assert set(full.entries[2].keywords) == {"http://hl7.org/fhir/sid/icd-10|J18.9", "http://loinc.org|24627-2"}
 
 
-def test_every_read_is_on_the_patients_audit_trail(world):
+def test_every_read_is_on_the_patients_audit_trail(world, alice_journey):
     trail = world.patients["alice"].audit_trail(record=world.records["online-consultation"])
     readers = {e.grantee for e in trail}
     assert readers == {world.pid("dr-li"), world.pid("dr-wang"), world.pid("dr-zhao")}
@@ -71,7 +116,7 @@ def test_every_read_is_on_the_patients_audit_trail(world):
     assert {e.proxy for e in trail} <= registered
 
 
-def test_conjunctive_search_needs_every_keyword(world):
+def test_conjunctive_search_needs_every_keyword(world, alice_journey):
     alice, wang = world.patients["alice"], world.doctors["dr-wang"]
     both = wang.search(world.pid("alice"), alice.trapdoors(journey.PNEUMONIA, journey.CHEST_CT))
     assert [m.slip_id for m in both] == [world.records["referral"]]
@@ -80,151 +125,234 @@ def test_conjunctive_search_needs_every_keyword(world):
     assert wang.search(world.pid("alice"), world.patients["bob"].trapdoors(journey.PNEUMONIA)) == []
 
 
-# --- scenario 1: one hospital; grants and refusals on bob's records ----------------------------------
+# --- scenario 1: one hospital; grants and refusals, each test on records of a patient of its own ----------------
 
 
 def test_one_hospital_scenario(world):
-    journey.step_bob_records(world)
-    bob, li = world.patients["bob"], world.doctors["dr-li"]
-    bob.grant(world.pid("dr-li"), duration=600)
-    timeline = combine(journey.read_keyword(world, "dr-li", "bob", journey.HYPERTENSION)
-                       + journey.read_keyword(world, "dr-li", "bob", journey.DIABETES))
-    assert [r.record_id for r in timeline.entries] == [world.records["bob-hypertension"], world.records["bob-diabetes"]]
+    p = "p-one-hospital"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    patient, li = world.patients[p], world.doctors["dr-li"]
+    patient.grant(world.pid("dr-li"), duration=600)
+    timeline = combine(journey.read_keyword(world, "dr-li", p, journey.HYPERTENSION)
+                       + journey.read_keyword(world, "dr-li", p, journey.DIABETES))
+    assert [r.record_id for r in timeline.entries] == [world.records[labels["hypertension"]],
+                                                       world.records[labels["diabetes"]]]
     assert {r.chain for r in timeline.entries} == {"hospital-a"}
-    bob.revoke(world.pid("dr-li"))  # revokeAll: the expiry test re-grants one record to dr-li
-    refused = expect_refusal(Refusal.REVOKED, lambda: read_label(world, "dr-li", "bob", "bob-diabetes"))
+    denied = dict(patient=world.pid(p), grantee=world.pid("dr-li"), record_id=world.records[labels["diabetes"]])
+    before = len(world.directory.policy.denials(**denied))
+    patient.revoke(world.pid("dr-li"))  # revokeAll
+    refused = expect_refusal(Refusal.REVOKED, lambda: read_label(world, "dr-li", p, labels["diabetes"]))
     assert refused.reason is Reason.REVOKED
     # the refused attempt is on the audit trail too, once per proxy asked, with the policy's reason
-    denials = world.directory.policy.denials(patient=world.pid("bob"), grantee=world.pid("dr-li"),
-                                   record_id=world.records["bob-diabetes"])
+    denials = world.directory.policy.denials(**denied)[before:]
     assert len(denials) == len(refused.refusals) >= 1
     assert {d.reason for d in denials} == {Reason.REVOKED}
-    assert li.search(world.pid("bob"), bob.trapdoors(journey.DIABETES))  # search is not access
+    assert li.search(world.pid(p), patient.trapdoors(journey.DIABETES))  # search is not access
 
 
 def test_doctor_without_grant_is_refused(world):
-    refused = expect_refusal(Refusal.NO_GRANT, lambda: read_label(world, "dr-wang", "bob", "bob-hypertension"))
+    p = "p-no-grant"
+    labels = records_of(world, p, "hypertension")
+    refused = expect_refusal(Refusal.NO_GRANT, lambda: read_label(world, "dr-wang", p, labels["hypertension"]))
     assert refused.reason is Reason.NO_GRANT
     assert {r.code for r in refused.refusals} == {Refusal.NO_GRANT}
 
 
 def test_grant_for_one_record_does_not_open_another(world):
-    out = journey.step_grant_one_record(world)
-    assert "out-of-scope" in out
-    expect_refusal(Refusal.OUT_OF_SCOPE, lambda: read_label(world, "dr-wang", "bob", "bob-diabetes"))
+    p = "p-one-record"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    world.patients[p].grant(world.pid("dr-wang"), records=[world.records[labels["hypertension"]]], duration=3600)
+    assert read_label(world, "dr-wang", p, labels["hypertension"]).record_id == world.records[labels["hypertension"]]
+    refused = expect_refusal(Refusal.OUT_OF_SCOPE, lambda: read_label(world, "dr-wang", p, labels["diabetes"]))
+    assert refused.reason is Reason.OUT_OF_SCOPE
 
 
 def test_revoke_refuses_the_same_read_and_proxies_drop_the_keys(world):
-    before = [p.status()["deleted"] for p in world.directory.proxies]
-    journey.step_revoke(world)
-    _wait(lambda: all(p.status()["deleted"] > b for p, b in zip(world.directory.proxies, before)), 15,
+    p = "p-revoke"
+    labels = records_of(world, p, "hypertension")
+    record = world.records[labels["hypertension"]]
+    world.patients[p].grant(world.pid("dr-wang"), records=[record], duration=3600)
+    read_label(world, "dr-wang", p, labels["hypertension"])
+    before = [proxy.status()["deleted"] for proxy in world.directory.proxies]
+    world.patients[p].revoke(world.pid("dr-wang"), record=record)
+    _wait(lambda: all(proxy.status()["deleted"] > b for proxy, b in zip(world.directory.proxies, before)), 15,
           "every proxy to delete the revoked record's kfrags")
-    expect_refusal(Refusal.REVOKED, lambda: read_label(world, "dr-wang", "bob", "bob-hypertension"))
+    expect_refusal(Refusal.REVOKED, lambda: read_label(world, "dr-wang", p, labels["hypertension"]))
 
 
 def test_stale_epoch_is_refused_until_the_patient_reissues(world):
-    out = journey.step_stale_epoch(world)
-    assert out.startswith("refused (stale-epoch)")
+    """Two records granted; revoking one moves the epoch, so the other's key is stale until re-issued."""
+    p = "p-epoch"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    patient, wang = world.patients[p], world.pid("dr-wang")
+    patient.grant(wang, records=[world.records[labels["hypertension"]], world.records[labels["diabetes"]]],
+                  duration=3600)
+    read_label(world, "dr-wang", p, labels["diabetes"])
+    patient.revoke(wang, record=world.records[labels["hypertension"]], reissue=False)
+    expect_refusal(Refusal.STALE_EPOCH, lambda: read_label(world, "dr-wang", p, labels["diabetes"]))
     # a proxy that missed the revoke and still used an old key: the contract itself refuses the audit
     policy = policy_agent(world.net)
-    bob, wang = world.pid("bob"), world.pid("dr-wang")
-    current = policy.epoch(bob, wang)
-    with pytest.raises(AccessPolicyRefusal) as info:
-        policy.record_access(_proxy_account(world, "nha"), bob, wang, world.records["bob-diabetes"], Action.READ,
-                             current - 1)
+    current = policy.epoch(world.pid(p), wang)
+    with pytest.raises(AccessPolicyRefusal, match="AccessPolicyStaleEpoch") as info:
+        policy.record_access(_proxy_account(world, "nha"), world.pid(p), wang, world.records[labels["diabetes"]],
+                             Action.READ, current - 1)
     assert info.value.error_name == "AccessPolicyStaleEpoch"
     assert info.value.args_decoded[2:] == (current - 1, current)
-
-
-def _proxy_account(world, authority: str):
-    from eth_account import Account
-
-    return Account.from_key(proxy_keys(world.net, authority).to_bytes()[6:38])
+    issued = patient.issue_keys(wang, [world.records[labels["diabetes"]]])
+    assert issued.epoch == current
+    assert read_label(world, "dr-wang", p, labels["diabetes"]).record_id == world.records[labels["diabetes"]]
 
 
 def test_threshold_one_proxy_down_serves_one_alone_cannot(world):
-    out = journey.step_threshold(world)
-    assert "ThresholdNotMet" in out
+    p = "p-threshold"
+    labels = records_of(world, p, "diabetes")
+    world.patients[p].grant(world.pid("dr-wang"), records=[world.records[labels["diabetes"]]], duration=3600)
+    first, second, last = AUTHORITIES
+    assert stop_proxy(world.net, first)
+    try:
+        rec = read_label(world, "dr-wang", p, labels["diabetes"])
+        served_by = {a["proxy"].lower() for a in rec.audits}
+        assert served_by == {proxy_keys(world.net, a).address.lower() for a in (second, last)}
+        assert stop_proxy(world.net, second)
+        try:
+            with pytest.raises(ThresholdNotMet, match=r"1 valid capsule fragment\(s\), 2 needed") as info:
+                read_label(world, "dr-wang", p, labels["diabetes"])
+            assert len(info.value.refusals) == 2
+        finally:
+            restart_proxy(world.net, second)
+    finally:
+        restart_proxy(world.net, first)
     # cryptographically too: one capsule fragment does not open the record
     wang = world.doctors["dr-wang"]
-    rec = read_label(world, "dr-wang", "bob", "bob-diabetes")
+    rec = read_label(world, "dr-wang", p, labels["diabetes"])
     owned = world.directory.proven_slip(world.net.spec.chain("hospital-a").chain_id, rec.record_id)
     proxy = world.directory.proxies[0]
-    answer = proxy.reencrypt(wang._read_doc(proxy.info(), world.pid("bob"), owned, Action.READ))  # noqa: SLF001
+    answer = proxy.reencrypt(wang._read_doc(proxy.info(), world.pid(p), owned, Action.READ))  # noqa: SLF001
     record = owned.record
     ciphertext = record.load_ciphertext(bytes.fromhex(answer["blob"][2:]))
     cfrag = load_cfrag(bytes.fromhex(answer["cfrag"][2:]), capsule=ciphertext.capsule,
                        verifying_pk=record.kfrag_verifying_key, delegating_pk=record.record_key,
                        receiving_pk=wang.secrets.public_keys.pre_key)
-    with pytest.raises(DecryptionError):
+    with pytest.raises(DecryptionError, match="re-encrypted ciphertext does not open"):
         decrypt_reencrypted(wang.secrets.identity_secret_key, record.record_key, ciphertext, [cfrag])
 
 
 def test_a_tampered_blob_is_refused(world):
     """The patient's deposit points at another record's stored ciphertext: the hash check refuses it."""
-    alice, d = world.patients["alice"], world.directory
+    p = "p-tamper"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    patient, d = world.patients[p], world.directory
     li = world.pid("dr-li")
-    own = alice.records()
-    rid = world.records["referral"]
-    forged = dataclasses.replace(own[rid], address=own[world.records["offline-visit"]].address)
-    alice.policy.grant_records(alice.account, li, [rid], duration=600)
-    epoch = alice.policy.epoch(alice.id, li)
-    kfrags = make_record_kfrags(alice.secrets, rid, d.pre_key(li), d.threshold, len(d.proxies))
+    own = patient.records()
+    rid = world.records[labels["hypertension"]]
+    forged = dataclasses.replace(own[rid], address=own[world.records[labels["diabetes"]]].address)
+    patient.policy.grant_records(patient.account, li, [rid], duration=600)
+    epoch = patient.policy.epoch(patient.id, li)
+    kfrags = make_record_kfrags(patient.secrets, rid, d.pre_key(li), d.threshold, len(d.proxies))
     for proxy, kfrag in zip(d.proxies, kfrags):
-        proxy.deposit(alice._deposit_doc(proxy.info(), li, forged, epoch, bytes(kfrag)))  # noqa: SLF001
-    refused = expect_refusal(Refusal.INTEGRITY, lambda: read_label(world, "dr-li", "alice", "referral"))
+        proxy.deposit(patient._deposit_doc(proxy.info(), li, forged, epoch, bytes(kfrag)))  # noqa: SLF001
+    refused = expect_refusal(Refusal.INTEGRITY, lambda: read_label(world, "dr-li", p, labels["hypertension"]))
     assert "does not match the hash the patient confirmed" in str(refused)
-    alice.issue_keys(li, [rid])  # honest keys: now it reads
-    assert read_label(world, "dr-li", "alice", "referral").record_id == rid
+    patient.issue_keys(li, [rid])  # honest keys: now it reads
+    assert read_label(world, "dr-li", p, labels["hypertension"]).record_id == rid
 
 
 def test_a_request_signed_by_someone_else_is_refused(world):
+    p = "p-forged-request"
+    labels = records_of(world, p, "diabetes")
+    world.patients[p].grant(world.pid("dr-wang"), records=[world.records[labels["diabetes"]]], duration=3600)
     zhao = world.doctors["dr-zhao"]
-    owned = world.directory.proven_slip(world.net.spec.chain("hospital-a").chain_id, world.records["bob-diabetes"])
+    owned = world.directory.proven_slip(world.net.spec.chain("hospital-a").chain_id, world.records[labels["diabetes"]])
     proxy = world.directory.proxies[0]
-    doc = zhao._read_doc(proxy.info(), world.pid("bob"), owned, Action.READ)  # noqa: SLF001
-    doc["grantee"] = "0x" + world.pid("dr-wang").hex()  # dr-zhao pretends to be dr-wang
-    with pytest.raises(ProxyRefused) as info:
+    doc = zhao._read_doc(proxy.info(), world.pid(p), owned, Action.READ)  # noqa: SLF001
+    doc["grantee"] = "0x" + world.pid("dr-wang").hex()  # dr-zhao pretends to be dr-wang, who has a grant
+    with pytest.raises(ProxyRefused, match=r"refused \(unauthenticated\)") as info:
         proxy.reencrypt(doc)
     assert info.value.code is Refusal.UNAUTHENTICATED
 
 
 def test_emergency_access_is_time_boxed_and_audited(world):
-    out = journey.step_emergency(world)
-    assert "basis EMERGENCY" in out
-    policy = policy_agent(world.net)
-    start, until = policy.emergency_window(world.pid("bob"), world.pid("dr-zhao"))
+    """dr-zhao has no grant; nha and pha approve break-glass access; the patient's client serves it; audited."""
+    p = "p-emergency"
+    labels = records_of(world, p, "diabetes")
+    net, patient, zhao = world.net, world.patients[p], world.doctors["dr-zhao"]
+    expect_refusal(Refusal.NO_GRANT, lambda: read_label(world, "dr-zhao", p, labels["diabetes"]))
+    emergency = zhao.request_emergency(world.pid(p), duration=900, reason="unconscious in ER, hypoglycaemia?")
+    policy = policy_agent(net)
+    for authority in AUTHORITIES[:2]:
+        retry_chain(lambda a=authority: policy.approve_emergency(net.keys(a).account, emergency.id))
+    assert patient.serve_emergencies() == [emergency.id]
+    rec = read_label(world, "dr-zhao", p, labels["diabetes"])
+    assert rec.record_id == world.records[labels["diabetes"]]
+    start, until = policy.emergency_window(world.pid(p), world.pid("dr-zhao"))
     assert until - start == 900
-    emergencies = [e for e in world.patients["bob"].audit_trail() if e.basis is Basis.EMERGENCY]
-    assert emergencies and {e.grantee for e in emergencies} == {world.pid("dr-zhao")}
+    trail = patient.audit_trail()
+    assert trail and {e.grantee for e in trail} == {world.pid("dr-zhao")}
+    assert {e.basis for e in trail} == {Basis.EMERGENCY}
+
+
+def _rate_limit(net) -> int:
+    return min(ProxyConfig.load(Path(net.spec.state_dir / "proxies") / f"{a}.json").rate_limit for a in AUTHORITIES)
 
 
 def test_abnormal_access_suspends_the_requester(world):
-    out = journey.step_abnormal_access(world)
-    assert "suspended on chain" in out
-    assert not policy_agent(world.net).is_suspended(world.pid("dr-wang"))  # cleared by nha at the end
+    """A burst of reads above a proxy's rate limit suspends the requester on chain until an authority clears it."""
+    p, doctor = "p-abnormal", "dr-burst"
+    labels = records_of(world, p, "diabetes")
+    world.patients[p].grant(world.pid(doctor), records=[world.records[labels["diabetes"]]], duration=3600)
+    policy = policy_agent(world.net)
+    limit = _rate_limit(world.net)
+    reads = 0
+    with pytest.raises(ProxyRefused, match=r"refused \(suspended\)") as info:
+        for _ in range(limit + 5):
+            read_label(world, doctor, p, labels["diabetes"])
+            reads += 1
+    assert info.value.code is Refusal.SUSPENDED
+    assert policy.is_suspended(world.pid(doctor))
+    assert reads == limit  # every read up to the limit served, the next one refused
+    expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, doctor, p, labels["diabetes"]))
+    retry_chain(lambda: policy.clear_suspension(world.net.keys("nha").account, world.pid(doctor), "cleared"))
+    assert not policy.is_suspended(world.pid(doctor))
 
 
 def test_suspended_requester_is_refused_with_its_reason(world):
+    p, doctor = "p-suspended", "dr-held"
+    labels = records_of(world, p, "diabetes")
+    world.patients[p].grant(world.pid(doctor), records=[world.records[labels["diabetes"]]], duration=3600)
     policy = policy_agent(world.net)
-    wang = world.pid("dr-wang")
-    journey.retry_chain(lambda: policy.suspend_requester(world.net.keys("pha").account, wang, "test"))
+    held = world.pid(doctor)
+    retry_chain(lambda: policy.suspend_requester(world.net.keys("pha").account, held, "test"))
     try:
-        refused = expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, "dr-wang", "bob", "bob-diabetes"))
+        refused = expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, doctor, p, labels["diabetes"]))
         assert refused.reason is Reason.GRANTEE_SUSPENDED
     finally:
-        journey.retry_chain(lambda: policy.clear_suspension(world.net.keys("nha").account, wang, "test over"))
-    read_label(world, "dr-wang", "bob", "bob-diabetes")
+        retry_chain(lambda: policy.clear_suspension(world.net.keys("nha").account, held, "test over"))
+    assert read_label(world, doctor, p, labels["diabetes"]).record_id == world.records[labels["diabetes"]]
+
+
+def _expired_grant(world, p: str, label: str, seconds: int = 8) -> None:
+    """dr-li gets a ``seconds`` grant of one record, reads it once, and the consortium clock passes its expiry."""
+    policy = policy_agent(world.net)
+    world.patients[p].grant(world.pid("dr-li"), records=[world.records[label]], duration=seconds)
+    expires = policy.grant_of(world.pid(p), world.pid("dr-li"), Scope.RECORD, world.records[label]).expires_at
+    read_label(world, "dr-li", p, label)
+    _mine_until(policy, expires, seconds + 30)
 
 
 def test_an_expired_grant_is_refused(world):
-    """Last: it waits for the consortium chain's clock to pass the grant's expiry."""
-    out = journey.step_expired(world)
-    assert "refused (expired)" in out
+    p = "p-expired"
+    labels = records_of(world, p, "diabetes")
+    _expired_grant(world, p, labels["diabetes"])
+    refused = expect_refusal(Refusal.EXPIRED, lambda: read_label(world, "dr-li", p, labels["diabetes"]))
+    assert refused.reason is Reason.EXPIRED
 
 
 def test_no_refusal_is_a_threshold_failure(world):
-    with pytest.raises(ProxyRefused) as info:
-        read_label(world, "dr-li", "bob", "bob-diabetes")
-    assert not isinstance(info.value, ThresholdNotMet)
+    """Every proxy answers and refuses (here: the grant expired): that is the refusal, not 'too few proxies'."""
+    p = "p-not-threshold"
+    labels = records_of(world, p, "diabetes")
+    _expired_grant(world, p, labels["diabetes"])
+    with pytest.raises((ProxyRefused, ThresholdNotMet)) as info:
+        read_label(world, "dr-li", p, labels["diabetes"])
+    assert isinstance(info.value, ProxyRefused) and not isinstance(info.value, ThresholdNotMet), repr(info.value)
     assert info.value.code is Refusal.EXPIRED
