@@ -269,6 +269,18 @@ class World:
             self.new_ack.notify_all()
         self.tally.done("write")
 
+    def wait_write(self, chain: str, timeout: float) -> bool:
+        """Until the next write on ``chain`` is acknowledged (bounded; False on timeout or stop)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            seen = sum(r.chain == chain for r in self.records)
+            while sum(r.chain == chain for r in self.records) == seen:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stop.is_set():
+                    return False
+                self.new_ack.wait(min(left, 0.5))
+        return True
+
     def store(self) -> ReplicatedStore:
         urls = self.net.devnet.storage_urls()
         return ReplicatedStore([KuboClient(u) for u in urls], replicas=min(self.net.spec.storage.replicas, len(urls)))
@@ -549,6 +561,9 @@ def inject(world: World, run: FaultRun) -> None:
         backups = [i for i in range(len(net.clusters[plan.chain].api_urls)) if i != primary]
         index = primary if plan.kind == "primary" else backups[plan.pick % len(backups)]
         run.service = f"{plan.chain}-replica-{index}"
+        if plan.kind == "primary" and not world.wait_write(plan.chain, 30):
+            # the primary dies right after acknowledging: the slip it took must still commit
+            run.note = f"no write acknowledged on {plan.chain} within 30s before the kill"
         heads = [s["head"] for s in replica_statuses(net, plan.chain) if s]
         head_at_kill = max(heads)
     elif plan.kind == "storage":
