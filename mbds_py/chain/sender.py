@@ -52,6 +52,7 @@ _CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, requests.excep
 _KNOWN = ("already known", "already imported", "known transaction")
 _NONCE_LOW = ("nonce too low", "doesn't have the correct nonce", "nonce has already been used", "oldnonce")
 _OCCUPIED = ("underpriced", "can't be replaced", "mining has already started")
+READ_TIMEOUT = 5.0  # seconds for any answer but a broadcast's (Ganache's eager mining answers those late)
 _MAX_ATTEMPTS = 16  # broadcasts of one transaction before giving up (each answers a distinct refusal)
 
 
@@ -128,31 +129,35 @@ class Endpoint:
         return f"{self.name} ({self.url})"
 
     def rpc(self, method: str, params: list[Any], *, doing: str) -> Any:
-        """Call ``method``; connection failures are retried with backoff for ``timing.reconnect`` seconds.
+        """Call ``method``; failures to connect or answer are retried with backoff for ``timing.reconnect`` s.
 
-        ``doing`` names what the caller was about (it ends up in the error if the node stays away).
+        ``doing`` names what the caller was about (it ends up in the error if the node stays away).  Reads
+        time out after ``READ_TIMEOUT`` s and are asked again: Ganache sometimes never answers an
+        ``eth_estimateGas`` that overlaps the mining of a block.
         """
         start = time.monotonic()
-        delay, failed = 0.05, False
+        delay, restarted = 0.05, False
+        read = self.request_timeout if method == "eth_sendRawTransaction" else min(self.request_timeout,
+                                                                                   READ_TIMEOUT)
         while True:
             try:
                 resp = self.session.post(self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method,
-                                                         "params": params},
-                                         timeout=(3.0, self.request_timeout))
+                                                         "params": params}, timeout=(3.0, read))
                 reply = resp.json()
             except _CONNECTION_ERRORS as exc:
                 elapsed = time.monotonic() - start
                 if elapsed >= self.timing.reconnect:
-                    raise ChainError(f"{self.label}: node unreachable for {elapsed:.1f} s ({type(exc).__name__}); "
-                                     f"{doing}. Start the node (or fix the URL) and retry.") from None
-                failed = True
+                    raise ChainError(f"{self.label}: node unreachable or not answering for {elapsed:.1f} s "
+                                     f"({type(exc).__name__}); {doing}. Start the node (or fix the URL) and retry."
+                                     ) from None
+                restarted = restarted or not isinstance(exc, requests.ReadTimeout)
                 time.sleep(min(delay, max(self.timing.reconnect - elapsed, 0.0)))
                 delay = min(delay * 2, 1.0)
                 continue
             except ValueError:
                 raise ChainError(f"{self.label}: {method} answered HTTP {resp.status_code} without JSON; "
                                  f"{doing}. Is this URL an EVM JSON-RPC endpoint?") from None
-            if failed:
+            if restarted:
                 with self._lock:
                     self.epoch += 1
                     self._price = None
@@ -209,6 +214,8 @@ class PendingTx:
     first_hash: str = ""
     sent_at: float = 0.0
     rebroadcasts: int = 0
+    superseded: bool = False  # the last repair check found the nonce used, none of our versions known
+    hole: int | None = None  # the nonce below ours the last repair check found unused
     receipt: dict[str, Any] | None = None
     error: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -331,8 +338,9 @@ class TxSender:
                decoder: RevertDecoder | None = None) -> PendingTx:
         """Assign a nonce, sign and broadcast; returns at once with the pending transaction.
 
-        ``data`` is bytes or 0x-hex; ``to=None`` deploys it (init code).  ``gas=None`` estimates it (reverts raise the decoded
-        custom error here); a fixed ``gas`` skips estimation, and a revert shows when waiting.
+        ``data`` is bytes or 0x-hex; ``to=None`` deploys it (init code).  ``gas=None`` estimates it
+        (reverts raise the decoded custom error here); a fixed ``gas`` skips estimation, and a revert shows
+        when waiting.
         """
         to = to_checksum_address(to) if to else None
         data = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else bytes(data)
@@ -419,10 +427,11 @@ class TxSender:
         tx.sent_at = time.monotonic()
         return None
 
-    def _known(self, tx_hash: str) -> bool:
-        """Whether the node has this signed transaction (pooled or mined)."""
-        return self.endpoint.rpc("eth_getTransactionByHash", [tx_hash],
-                                 doing=f"could not look up transaction {tx_hash}") is not None
+    def _known(self, tx_hash: str, *, mined: bool = False) -> bool:
+        """Whether the node has this signed transaction (pooled or mined; with ``mined``, mined)."""
+        found = self.endpoint.rpc("eth_getTransactionByHash", [tx_hash],
+                                  doing=f"could not look up transaction {tx_hash}")
+        return found is not None and (not mined or found.get("blockNumber") is not None)
 
     def _sign_and_send(self, tx: PendingTx) -> None:
         """Give ``tx`` a free nonce and broadcast it, stepping over nonces the node says are taken."""
@@ -463,7 +472,10 @@ class TxSender:
             return  # mined just now: the next poll reads the receipt
         mined = self._node_nonce("latest")
         if mined > tx.nonce:
-            if tx._find_receipt() is not None:  # noqa: SLF001
+            if tx._find_receipt() is not None or any(self._known(h, mined=True) for h in tx.hashes):  # noqa: SLF001
+                return  # ours is mined: its receipt is on its way
+            if not tx.superseded:  # sending again is the one repair that could run it twice: make sure first
+                tx.superseded = True
                 return
             log.warning("%s: nonce %d of %s was used by another transaction; sending %s again at a new nonce",
                         ep.label, tx.nonce, self.address, tx.what)
@@ -477,9 +489,12 @@ class TxSender:
                 except ChainError as exc:
                     tx.hashes[:] = superseded
                     tx.error = exc
+                tx.superseded, tx.rebroadcasts, tx.hole = False, 0, None
             return
+        tx.superseded = False
         if mined < tx.nonce:
-            self._fill_hole(mined)
+            self._fill_hole(mined, seen_before=tx.hole == mined)
+        tx.hole = mined if mined < tx.nonce else None
         if pooled is None:
             if tx.rebroadcasts == 0:
                 log.warning("%s: %s transaction %s (nonce %d) left the pool; broadcasting it again", ep.label,
@@ -525,12 +540,12 @@ class TxSender:
         elif self._next == tx.nonce + 1:
             self._next = tx.nonce
 
-    def _fill_hole(self, nonce: int) -> None:
-        """Nonce ``nonce`` blocks later transactions: repair our own, or fill a stranger's with a no-op."""
+    def _fill_hole(self, nonce: int, *, seen_before: bool = True) -> None:
+        """Nonce ``nonce`` blocks later transactions: repair our own, or (once seen twice) fill it with a no-op."""
         with self._lock:
             own = self._inflight.get(nonce)
             if own is None:
-                if self._next is not None and nonce >= self._next:
+                if not seen_before or (self._next is not None and nonce >= self._next):
                     return
                 log.warning("%s: nonce %d of %s holds up later transactions; filling it with a no-op",
                             self.endpoint.label, nonce, self.address)

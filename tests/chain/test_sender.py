@@ -487,7 +487,7 @@ def test_the_proxys_audits_share_the_sender_and_decode_refusals(nodes, kind, blo
         t.start()
     for t in threads:
         t.join(120)
-    assert all(isinstance(r, dict) and r["epoch"] == 0 for r in results), results
+    assert [r for r in results if not isinstance(r, dict) or r["epoch"] != 0] == []
     assert len({r["tx"] for r in results}) == 28
     assert int(node.rpc("eth_getTransactionCount", accounts["proxy"].address, "latest"), 16) == start + 28
     policy.revoke(accounts["patient"], ids["doctor"], scope=Scope.RECORD, target=record)

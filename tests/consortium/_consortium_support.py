@@ -15,6 +15,7 @@ from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
 from mbds_py.chain.identity import IdentityRegistryAgent
+from mbds_py.chain.sender import PendingTx
 from mbds_py.consortium import (
     AccountSigner,
     ConsortiumBlock,
@@ -146,36 +147,21 @@ class Net:
 
 
 class BatchSender:
-    """Many transactions fast: locally signed, one ``eth_sendRawTransaction`` each, receipts checked at the end.
-
-    For bulk set-up only (Anvil automines each transaction in order). Afterwards the client's
-    cached nonces are dropped (a snapshot-revert on unchanged state) so ``transact`` stays correct.
-    """
+    """Many transactions fast: submitted through each account's shared sender (fixed gas, no estimation),
+    receipts checked at the end."""
 
     def __init__(self, client: ChainClient):
         self.client = client
-        self.gas_price = client.w3.eth.gas_price
-        self.nonces: dict[str, int] = {}
-        self.hashes: list[str] = []
+        self.pending: list[PendingTx] = []
 
     def send(self, contract, fn_name: str, args: list, sender: LocalAccount, gas: int) -> None:
-        addr = sender.address
-        if addr not in self.nonces:
-            self.nonces[addr] = self.client.w3.eth.get_transaction_count(addr, "pending")
-        tx = {"to": contract.address, "data": contract.encode_abi(fn_name, args=args), "gas": gas,
-              "gasPrice": self.gas_price, "nonce": self.nonces[addr], "chainId": self.client.chain_id, "value": 0}
-        self.nonces[addr] += 1
-        raw = "0x" + bytes(sender.sign_transaction(tx).raw_transaction).hex()
-        reply = self.client.w3.provider.make_request("eth_sendRawTransaction", [raw])
-        if "error" in reply:
-            raise AssertionError(f"{fn_name} from {addr} refused: {reply['error']}")
-        self.hashes.append(reply["result"])
+        self.pending.append(self.client.sender(sender).submit(
+            contract.address, contract.encode_abi(fn_name, args=args), gas=gas, contract="batch", function=fn_name,
+            decoder=self.client.errors))
 
     def finish(self) -> None:
-        for h in self.hashes:
-            receipt = self.client.w3.eth.get_transaction_receipt(h)
-            assert receipt["status"] == 1, f"transaction {h} failed"
-        self.client.revert(self.client.snapshot())  # forget cached nonces; the state is unchanged
+        for tx in self.pending:
+            assert tx.wait()["status"] == "0x1", f"transaction {tx.tx_hash} failed"
 
 
 def register_population(client: ChainClient, identity: IdentityRegistryAgent, credit: CreditRegistryAgent,
