@@ -287,8 +287,9 @@ class PendingTx:
         else:
             self.error = self._revert(receipt)
 
-    def _revert(self, receipt: dict[str, Any]) -> ContractRevert:
-        """Replay a status-0 transaction as ``eth_call`` (state before its block, then after) to decode it."""
+    def _revert(self, receipt: dict[str, Any]) -> ChainError:
+        """Replay a status-0 transaction as ``eth_call`` (state before its block, then after) to decode it:
+        the contract's custom error, or a ChainError when it ran out of gas."""
         ep = self.sender.endpoint
         block = int(receipt["blockNumber"], 16)
         call = {"from": self.sender.address, "data": "0x" + self.data.hex(), "gas": hex(self.gas),
@@ -303,9 +304,8 @@ class PendingTx:
                 if data is not None:
                     return _decoder(self.decoder).decode(data, self.contract)
                 if "gas" in exc.message.lower():
-                    return ContractRevert(self.contract, "OutOfGas", (self.gas,),
-                                          f"{self.what} transaction {receipt['transactionHash']} ran out of gas "
-                                          f"(limit {self.gas}); send it with a higher gas limit")
+                    return ChainError(f"{ep.label}: {self.what} transaction {receipt['transactionHash']} ran out "
+                                      f"of gas (limit {self.gas}); send it with a higher gas limit")
         return ContractRevert(self.contract, "UnknownError", (),
                               f"{self.what} transaction {receipt['transactionHash']} reverted in block {block}; "
                               f"replaying it did not reproduce the revert")
@@ -516,7 +516,7 @@ class TxSender:
         """Re-sign at the same nonce with a fee at least 12.5 % higher (and no lower than the node's price)."""
         with self._lock:
             price = max(tx.gas_price * 9 // 8 + 1, self.endpoint.gas_price(fresh=True))
-            old = tx.hashes[-1]
+            old, old_raw = tx.hashes[-1], tx.raw
             self._sign(tx, tx.nonce, price)
             refusal = self._broadcast(tx)
             if refusal is None:
@@ -524,7 +524,7 @@ class TxSender:
                             tx.what, old, tx.hashes[-1], tx.nonce, price)
                 return
             tx.hashes.pop()
-            tx.gas_price = price  # the next replacement bumps from here
+            tx.raw = old_raw  # still the version in the pool (if any); the next replacement bumps from ``price``
             if refusal.has(_NONCE_LOW + _OCCUPIED):
                 return  # mined or being mined meanwhile: the receipt (or the superseded check) settles it
             tx.error = ChainError(f"{self.endpoint.label}: {tx.what} transaction {old} (nonce {tx.nonce}) was "
