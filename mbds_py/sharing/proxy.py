@@ -63,7 +63,8 @@ from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CiphertextMismatchError
 from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
-from ..errors import ConfigError, CryptoError, IntegrityError, MBDSError, PolicyDenied, StorageError
+from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
+                      StorageError)
 from ..httpjson import JsonHandler
 from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
 from .policy import ZERO32, Action, Reason, Scope
@@ -900,6 +901,11 @@ def _handler_for(proxy: ProxyService):
                 with proxy._lock:  # noqa: SLF001
                     proxy.stats["refusals"] += 1
                 self._json(exc.code.http_status, exc.as_json())
+            except ChainError as exc:
+                # The chain did not answer or take a transaction (RPC down, not sent, not mined): unavailable,
+                # so the client asks another proxy or retries.  A revert is the chain's answer: a bad request.
+                refusal = Refusal.BAD_REQUEST if isinstance(exc, ContractRevert) else Refusal.UNAVAILABLE
+                self._json(refusal.http_status, {"error": f"{type(exc).__name__}: {exc}", "code": refusal.value})
             except (MBDSError, ValueError, KeyError, TypeError) as exc:
                 self._json(400, {"error": f"{type(exc).__name__}: {exc}", "code": Refusal.BAD_REQUEST.value})
             except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
