@@ -207,6 +207,7 @@ def test_concurrent_senders_of_one_account_on_anvil_with_a_block_time(nodes):
 
 
 @pytest.mark.ganache
+@pytest.mark.slow
 def test_concurrent_senders_of_one_account_on_ganache(nodes):
     _many_threads(engine(nodes, "ganache"), threads=6, per_thread=10, seed=3)
 
@@ -328,7 +329,6 @@ def test_a_hole_nobody_fills_is_filled_and_later_transactions_mine(nodes):
 # -- a node restart -------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_node_restart_mid_run_loses_nothing(nodes, tmp_path: Path):
     """Four threads send; Anvil is stopped (state dumped) and started again on the port it had reported."""
     state = tmp_path / "state.json"
@@ -400,7 +400,7 @@ def _registry(node: Node) -> tuple[ChainClient, IdentityRegistryAgent, Participa
     return client, IdentityRegistryAgent(client, address), hospital
 
 
-@pytest.mark.parametrize("kind", ["anvil", pytest.param("ganache", marks=pytest.mark.ganache)])
+@pytest.mark.parametrize("kind", ["anvil", pytest.param("ganache", marks=[pytest.mark.ganache, pytest.mark.slow])])
 def test_a_revert_is_decoded_to_the_custom_error_when_estimated_and_when_mined(nodes, kind):
     node = engine(nodes, kind)
     client, agent, hospital = _registry(node)
