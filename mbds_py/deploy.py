@@ -142,6 +142,8 @@ class Deployer:
                     "SlipLedger" not in table.get(chain.name, {}):
                 raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
                                       "the health authorities first (see mbds_py.network)")
+        for chain in self.spec.chains:  # the table lists chains in spec order, whichever thread finishes first
+            table.setdefault(chain.name, {})
         with ThreadPoolExecutor(max_workers=len(self.spec.chains), thread_name_prefix="deploy") as pool:
             jobs = [pool.submit(self._deploy_chain, chain, urls[chain.name], table, fund or [])
                     for chain in self.spec.chains]
