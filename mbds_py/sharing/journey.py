@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from .clients import Directory, DoctorClient, PatientClient, SharedRecord, Timeline, combine
-from .launch import (AUTHORITIES, DEFAULT_RATE_LIMIT, directory, policy_agent, retry_chain, start_proxies,
+from .launch import (AUTHORITIES, DEFAULT_RATE_LIMIT, directory, policy_agent, start_proxies,
                      stop_proxy, restart_proxy)
 from .proxy import DEFAULT_THRESHOLD, ProxyRefused, Refusal
 
@@ -83,8 +83,8 @@ def setup_sharing(net, *, threshold: int = DEFAULT_THRESHOLD, rate_limit: int = 
 
 def record_visit_keywords(net, doctor: str, patient: str, keywords: Sequence[str], text: str, *,
                           record_type: str = "consultation"):
-    """``mbds_py.demo.record_visit`` with several coded keywords (one PEKS ciphertext each)."""
-    from ..demo import record_visit
+    """:func:`mbds_py.sharing.records.record_visit` with several coded keywords (one PEKS ciphertext each)."""
+    from .records import record_visit
 
     return record_visit(net, doctor, patient, list(keywords), text, record_type=record_type)
 
@@ -330,7 +330,7 @@ def step_emergency(world: SharingWorld) -> str:
     emergency = zhao.request_emergency(world.pid("bob"), duration=900, reason="unconscious in ER, hypoglycaemia?")
     policy = policy_agent(net)
     for authority in AUTHORITIES[:2]:
-        retry_chain(lambda a=authority: policy.approve_emergency(net.keys(a).account, emergency.id))
+        policy.approve_emergency(net.keys(authority).account, emergency.id)
     state = policy.emergency(emergency.id)
     served = bob.serve_emergencies()
     rec = read_label(world, "dr-zhao", "bob", "bob-diabetes")
@@ -361,7 +361,7 @@ def step_abnormal_access(world: SharingWorld) -> str:
     if exc is None or exc.code is not Refusal.SUSPENDED or not policy.is_suspended(wid):
         raise AssertionError(f"no suspension after {reads} reads (limit {limit}): {exc}")
     expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, "dr-wang", "bob", "bob-diabetes"))
-    retry_chain(lambda: policy.clear_suspension(net.keys("nha").account, wid, "identity confirmed by phone"))
+    policy.clear_suspension(net.keys("nha").account, wid, "identity confirmed by phone")
     read_label(world, "dr-wang", "bob", "bob-diabetes")
     return f"suspended on chain after {reads} reads (limit {limit}/min); refused while suspended; nha cleared it"
 
