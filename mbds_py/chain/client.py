@@ -26,7 +26,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
 
 from ..errors import ChainError, ContractRevert
-from .sender import PendingTx, TxSender, pending_by_hash, reset_chain, sender_for
+from .sender import PendingTx, TxSender, pending_by_hash, reset_chain, revert_bytes, sender_for
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -82,17 +82,7 @@ def _canonical_type(param: dict[str, Any]) -> str:
 
 def _revert_data(exc: Exception) -> bytes | None:
     """Extract revert data from web3's exceptions (Anvil and Ganache formats)."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict):  # Ganache puts details in a dict
-        data = data.get("data") or data.get("result")
-        if isinstance(data, dict):
-            data = data.get("data") or data.get("result")
-    if isinstance(data, str) and data.startswith("0x"):
-        try:
-            return bytes.fromhex(data[2:])
-        except ValueError:
-            return None
-    return None
+    return revert_bytes(getattr(exc, "data", None))
 
 
 class ChainClient:

@@ -94,15 +94,22 @@ class RpcError(ChainError):
 
     def revert_data(self) -> bytes | None:
         """The revert data of an ``execution reverted`` error (Anvil, Ganache, geth formats), else None."""
-        data = self.data
-        while isinstance(data, dict):
-            data = data.get("data") or data.get("result")
-        if isinstance(data, str) and data.startswith("0x"):
-            try:
-                return bytes.fromhex(data[2:])
-            except ValueError:
-                return None
+        data = revert_bytes(self.data)
+        if data is not None:
+            return data
         return b"" if "revert" in self.message.lower() else None
+
+
+def revert_bytes(data: Any) -> bytes | None:
+    """Revert data from a JSON-RPC error's ``data`` (a hex string, or nested dicts as Ganache sends)."""
+    while isinstance(data, dict):
+        data = data.get("data") or data.get("result")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
 
 
 class Endpoint:
