@@ -99,8 +99,26 @@ class HospitalClient:
         return resp.content
 
     def submit_confirmed(self, confirmed_bytes: bytes) -> str:
-        """Patient: submit the confirmed record; returns the slip ID (ordering starts)."""
-        return self._check(self._request("POST", "/v1/slips", data=confirmed_bytes))["slip_id"]
+        """Patient: submit the confirmed record to every replica; returns the slip ID (ordering starts).
+
+        A slip acknowledged by one replica only would be lost with that replica if it is the primary and
+        crashes before proposing it (and no backup, knowing of no pending request, would time out to
+        replace it); sent to all, every running replica holds it until it commits — PBFT's client
+        broadcast.  Succeeds once one replica accepted it; a refusal (HTTP 400) is raised as is.
+        """
+        slip_id, errors = None, []
+        for i in range(len(self.urls)):
+            url = self.urls[(self._current + i) % len(self.urls)]
+            try:
+                resp = self.session.post(url + "/v1/slips", data=confirmed_bytes, timeout=self.timeout)
+            except requests.RequestException as exc:
+                errors.append(f"{url}: {exc.__class__.__name__}")
+                continue
+            if slip_id is None:
+                slip_id = self._check(resp)["slip_id"]  # the first answer decides (a refusal raises here)
+        if slip_id is None:
+            raise NodeUnavailable(f"no replica answered POST /v1/slips: {'; '.join(errors)}")
+        return slip_id
 
     def receipt(self, slip_id: str) -> Receipt | None:
         resp = self._request("GET", f"/v1/slips/{slip_id}/receipt")
