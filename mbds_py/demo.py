@@ -17,16 +17,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
-from .crypto import HmiEnvelope, build_envelope, confirm_record, review_envelope
-from .network import Network, PrivateChainSettings
-from .private.client import HospitalClient, verify_receipt
-from .private.cluster import wait_until
 from .errors import MBDSError
+from .network import Network, PrivateChainSettings
+from .private.cluster import wait_until
+from .sharing.records import record_visit  # noqa: F401 - the demo's first record; re-exported for scripts
 from .spec import STATE_DIR_ENV, default_state_dir, load_spec
-from .storage.client import KuboClient
-from .storage.replicated import ReplicatedStore
 
 
 class DemoError(MBDSError, RuntimeError):
@@ -194,18 +191,6 @@ def wait_for_items(net: Network, patient: str, count: int, timeout: float) -> li
         return found if len(found) >= count else None
 
     return wait_until(items, timeout, f"{count} consortium item(s) of {patient}", interval=0.25)
-
-
-def record_visit(net: Network, doctor: str, patient: str, keywords: str | Sequence[str], text: str, *,
-                 record_type: str = "consultation", hmi: dict | None = None):
-    """Algorithms 1-2 end to end: the doctor writes, the patient reviews and confirms, PBFT commits.
-
-    ``keywords`` are coded terms (``system|code``), one PEKS ciphertext each.  Returns the receipt,
-    verified against the chain's SlipLedger.
-    """
-    from .sharing.records import record_visit as write_visit
-
-    return write_visit(net, doctor, patient, keywords, text, record_type=record_type, hmi=hmi)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -11,16 +11,14 @@ in the devnet state, so ``net.devnet.down()`` stops it.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import requests
 
 from ..crypto import PatientSecrets
 from ..devnet import is_running
 from ..crypto._hash import keccak256 as keccak
-from ..errors import ChainError, ContractRevert
 from .agent import AccessPolicyAgent
 from .clients import Directory
 from .proxy import DEFAULT_THRESHOLD, MARKER, PROXY_KEY_ENV, ChainRef, ProxyConfig
@@ -82,20 +80,6 @@ def spawn_proxy(net, config: ProxyConfig, *, sock=None, wait: bool = True) -> st
     if wait:
         net.devnet.wait_service(entry, _answers, timeout=60)
     return config.url
-
-
-def retry_chain(fn: Callable[[], object], attempts: int = 4) -> object:
-    """Retry a transaction that lost a nonce race (authorities' accounts are also used by their nodes)."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except ContractRevert:
-            raise
-        except ChainError:
-            if i == attempts - 1:
-                raise
-            time.sleep(0.2 * (i + 1))
-    return None
 
 
 def register_proxy(net, authority: str, address: str) -> None:
@@ -160,5 +144,5 @@ def directory(net, proxy_urls: Sequence[str], threshold: int = DEFAULT_THRESHOLD
 
 
 __all__ = ["AUTHORITIES", "DEFAULT_RATE_LIMIT", "chain_refs", "directory", "policy_agent", "proxy_config",
-           "proxy_keys", "register_proxy", "restart_proxy", "retry_chain", "service_name", "spawn_proxy",
+           "proxy_keys", "register_proxy", "restart_proxy", "service_name", "spawn_proxy",
            "start_proxies", "stop_proxy"]

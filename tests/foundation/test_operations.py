@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -164,7 +163,7 @@ def test_up_status_logs_restart_and_down(tmp_path):
     up = mbds("up", "--state-dir", str(state), "--passphrase-stdin", stdin=PASSPHRASE + "\n")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert up.stdout.startswith(f"state: {state}\n") and f"up in " in up.stdout
+        assert up.stdout.startswith(f"state: {state}\n") and "up in " in up.stdout
         status = mbds("status", "--state-dir", str(state), "--json")
         assert status.returncode == 0
         import json
