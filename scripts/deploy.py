@@ -1,15 +1,15 @@
-"""`ape run deploy`: deploy each chain's contracts per the network spec (same as `mbds deploy`).
+"""`ape run deploy`: enrol the population and deploy each chain's contracts (same as `mbds deploy`).
 
-The devnet must be up (`mbds devnet up`); the KMC passphrase comes from
-MBDS_KMC_PASSPHRASE (or a prompt).  Re-running deploys nothing new.
+The chains must be up (`mbds up` or `mbds devnet up`).  The network is the embedded default spec in
+the state folder named by MBDS_STATE_DIR (else the per-user default); the keystores' passphrase comes
+from MBDS_PASSPHRASE, else a prompt.  Re-running deploys nothing new.  (Ape keeps its own options,
+such as --network, to itself: use `mbds deploy --spec FILE` for another spec.)
 """
-
-import sys
 
 from mbds_py.cli import main as mbds_main
 
 
 def main():
-    code = mbds_main(["deploy", *sys.argv[sys.argv.index("deploy") + 1:]] if "deploy" in sys.argv else ["deploy"])
+    code = mbds_main(["deploy"])
     if code:
         raise SystemExit(code)
