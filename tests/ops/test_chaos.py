@@ -57,6 +57,9 @@ from mbds_py.storage.replicated import ReplicatedStore
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chaos")]
 
 SEED_ENV = "MBDS_CHAOS_SEED"
+# The suite's fault plan: the seed that lost an acknowledged slip when the primary was killed right after
+# acknowledging it (fixed by the client's broadcast of confirmed slips).  Another plan: MBDS_CHAOS_SEED=N.
+PINNED_SEED = 129961
 TRAFFIC_SECONDS = 120.0  # traffic runs at least this long, and until the last fault has recovered
 HARD_STOP = 170.0  # ... but never longer than this
 FAULT_KINDS = ("backup", "primary", "storage", "proxy", "rpn", "atn")
@@ -834,7 +837,7 @@ def _at(t: float | None) -> str:
 
 
 def test_chaos_under_load(tmp_path_factory, capsys):
-    seed = int(os.environ.get(SEED_ENV) or secrets.randbelow(10**6))
+    seed = int(os.environ.get(SEED_ENV) or PINNED_SEED)
     printing = threading.Lock()
 
     def say(line: str) -> None:
