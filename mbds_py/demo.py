@@ -176,6 +176,10 @@ def prepare_state_dir(spec, *, scratch: bool, reuse: bool) -> None:
     elif not reuse:
         raise DemoError(f"{spec.state_dir} holds an earlier network; pass --keep with its passphrase to reuse "
                         "it, remove it, or choose another --state-dir")
+    else:
+        from .operations import forget_stopped_network
+
+        forget_stopped_network(spec, lambda line: None)
 
 
 def wait_for_items(net: Network, patient: str, count: int, timeout: float) -> list[dict]:

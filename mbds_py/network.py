@@ -276,6 +276,8 @@ class Network:
                 continue
             config = NodeConfig.load(path)
             names = tuple(f"{chain.name}-replica-{i}" for i in range(len(config.peers)))
+            if not any(n in services for n in names):
+                continue  # left by a network that was stopped: start_nodes makes the group anew
             for i, name in enumerate(names):
                 svc = services.get(name)
                 if svc is None or not is_running(svc.pid, svc.started):
@@ -288,7 +290,9 @@ class Network:
                 continue
             cfg = ConsortiumNodeConfig.load(path)
             svc = services.get(f"consortium-{name}")
-            if svc is None or not is_running(svc.pid, svc.started):
+            if svc is None:
+                continue  # left by a network that was stopped: start_nodes starts it anew
+            if not is_running(svc.pid, svc.started):
                 start_consortium_node(self.devnet, name, cfg, bytes(self.keys(name).account.key))
                 self.devnet.wait_service(self.devnet.load_services()[f"consortium-{name}"], _consortium_answers,
                                          timeout=90)

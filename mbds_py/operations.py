@@ -96,6 +96,8 @@ def up(spec: NetworkSpec, passphrase: str, population: tuple[Member, ...] = DEFA
     t0 = time.perf_counter()
     fresh = not (spec.state_dir / "state.json").exists()
     out(f"state: {spec.state_dir}")
+    if fresh:
+        forget_stopped_network(spec, out)
     with nothing_written_on_failure(spec.state_dir) if fresh else nullcontext():
         try:
             net = network(spec, passphrase, population)  # opens (or creates) the KMC keystore
@@ -113,6 +115,23 @@ def up(spec: NetworkSpec, passphrase: str, population: tuple[Member, ...] = DEFA
                 Devnet(spec).down()
             raise
     return UpReport(spec.state_dir, net.devnet.status(), time.perf_counter() - t0)
+
+
+NODE_DATA = ("nodes", "consortium", "proxies")  # what replicas, consortium nodes and proxies keep per network
+
+
+def forget_stopped_network(spec: NetworkSpec, out: Callable[[str], None] = print) -> None:
+    """Before a new bring-up in a folder whose network was stopped: its launched chains are gone, so
+    the replicas', consortium nodes' and proxies' data (blocks, indexes, key shares of those chains)
+    is removed.  Identities (``kmc/``) and stored blobs (``storage/``) stay; contracts are redeployed
+    where their code is gone.  Data of a network on external chains is kept (those chains persist)."""
+    if any(c.external for c in spec.chains):
+        return
+    stale = [spec.state_dir / d for d in NODE_DATA if (spec.state_dir / d).exists()]
+    for folder in stale:
+        shutil.rmtree(folder)
+    if stale:
+        out("    (the stopped network's node data was removed: its chains are gone; identities are kept)")
 
 
 def down(spec: NetworkSpec) -> list[str]:

@@ -197,6 +197,15 @@ def test_up_status_logs_restart_and_down(tmp_path):
     gone = mbds("status", "--state-dir", str(state))
     assert gone.returncode == 3 and "nothing is running" in gone.stdout
 
+    # up after down: a new network (new chains) with the same identities, not the stopped one's node data
+    again = mbds("up", "--state-dir", str(state), "--passphrase-stdin", "--no-proxies", stdin=PASSPHRASE + "\n")
+    try:
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "node data was removed" in again.stdout
+        assert mbds("status", "--state-dir", str(state)).returncode == 0
+    finally:
+        assert mbds("down", "--state-dir", str(state)).returncode == 0
+
 
 def _alive(pid: int) -> bool:
     try:
