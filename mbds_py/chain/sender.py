@@ -73,8 +73,7 @@ class SenderTiming:
     poll_cap: float = 0.25
     stall_after: float = 3.0  # no receipt this long after a broadcast: look at the pool (dropped? superseded?)
     replace_after: float = 15.0  # pending at the head of the account this long: replace with a higher fee
-    reconnect: float = 15.0  # node unreachable (connection refused or reset) this long: give up with ChainError
-    slow_node: float = 90.0  # node reachable but not answering (read timeouts) this long: give up
+    reconnect: float = 15.0  # node unreachable this long: give up with ChainError
     price_ttl: float = 2.0  # gas price cache
     receipt_timeout: float = 120.0
 
@@ -154,15 +153,12 @@ class Endpoint:
                 reply = resp.json()
             except _CONNECTION_ERRORS as exc:
                 elapsed = time.monotonic() - start
-                # a busy node (Ganache on a loaded machine) is given longer than one that refuses connections
-                limit = self.timing.reconnect if restarted or not isinstance(exc, requests.ReadTimeout) \
-                    else max(self.timing.reconnect, self.timing.slow_node)
-                if elapsed >= limit:
+                if elapsed >= self.timing.reconnect:
                     raise ChainError(f"{self.label}: node unreachable or not answering for {elapsed:.1f} s "
                                      f"({type(exc).__name__}); {doing}. Start the node (or fix the URL) and retry."
                                      ) from None
                 restarted = restarted or not isinstance(exc, requests.ReadTimeout)
-                time.sleep(min(delay, max(limit - elapsed, 0.0)))
+                time.sleep(min(delay, max(self.timing.reconnect - elapsed, 0.0)))
                 delay = min(delay * 2, 1.0)
                 continue
             except ValueError:
