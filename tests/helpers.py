@@ -46,16 +46,38 @@ def live_network(work) -> Iterator["Network"]:
         net.stop()
 
 
+def devchain_spec_file(work, engine: str, block_time: int):
+    """A copy of the default spec in ``work`` with every chain on ``engine`` mining every ``block_time`` s."""
+    from mbds_py.spec import default_spec_text
+
+    path = work / f"{engine}-{block_time}.toml"
+    path.write_text(default_spec_text().replace('engine = "anvil"', f'engine = "{engine}"\nblock_time = {block_time}', 1))
+    return path
+
+
+def devchain_spec(work, engine: str = "anvil", block_time: int = 0):
+    """The default spec (state in ``work``/devnet) with every chain on ``engine`` mining every ``block_time``
+    seconds (0: on arrival)."""
+    from mbds_py.spec import load_spec
+
+    if (engine, block_time) == ("anvil", 0):
+        return load_spec(None, state_dir=work / "devnet")
+    spec = load_spec(devchain_spec_file(work, engine, block_time), state_dir=work / "devnet")
+    assert {(c.engine, c.block_time) for c in spec.chains} == {(engine, block_time)}
+    return spec
+
+
 @contextmanager
-def live_network_of(work, population, **network_kw) -> Iterator["Network"]:
+def live_network_of(work, population, *, engine: str = "anvil", block_time: int = 0,
+                    **network_kw) -> Iterator["Network"]:
     """:func:`live_network` with another population (and other :class:`~mbds_py.network.Network` fields, e.g.
-    ``dpos``): tests that need participants of their own, so that none depends on what another test did."""
+    ``dpos``; every chain on another devchain ``engine`` or ``block_time``): tests that need participants of their
+    own, so that none depends on what another test did."""
     import secrets
 
     from mbds_py.network import Network, PrivateChainSettings
-    from mbds_py.spec import load_spec
 
-    net = Network(load_spec(None, state_dir=work / "devnet"), secrets.token_urlsafe(16), population=tuple(population),
+    net = Network(devchain_spec(work, engine, block_time), secrets.token_urlsafe(16), population=tuple(population),
                   settings=PrivateChainSettings(max_slips=32, max_wait=0.5), scrypt_n=2**10, **network_kw)
     try:
         yield net.bring_up()

@@ -53,6 +53,7 @@ _KNOWN = ("already known", "already imported", "known transaction")
 _NONCE_LOW = ("nonce too low", "doesn't have the correct nonce", "nonce has already been used", "oldnonce")
 _OCCUPIED = ("underpriced", "can't be replaced", "mining has already started")
 READ_TIMEOUT = 5.0  # seconds for any answer but a broadcast's (Ganache's eager mining answers those late)
+SEND_READ_TIMEOUT = 10.0  # a broadcast not answered by then is sent again (the same signed bytes: idempotent)
 _MAX_ATTEMPTS = 16  # broadcasts of one transaction before giving up (each answers a distinct refusal)
 
 
@@ -139,13 +140,13 @@ class Endpoint:
         """Call ``method``; failures to connect or answer are retried with backoff for ``timing.reconnect`` s.
 
         ``doing`` names what the caller was about (it ends up in the error if the node stays away).  Reads
-        time out after ``READ_TIMEOUT`` s and are asked again: Ganache sometimes never answers an
-        ``eth_estimateGas`` that overlaps the mining of a block.
+        time out after ``READ_TIMEOUT`` s (broadcasts after ``SEND_READ_TIMEOUT`` s) and are asked again:
+        Ganache sometimes never answers an ``eth_estimateGas`` or an ``eth_sendRawTransaction`` that overlaps
+        the mining of a block.
         """
         start = time.monotonic()
         delay, restarted = 0.05, False
-        read = self.request_timeout if method == "eth_sendRawTransaction" else min(self.request_timeout,
-                                                                                   READ_TIMEOUT)
+        read = min(self.request_timeout, SEND_READ_TIMEOUT if method == "eth_sendRawTransaction" else READ_TIMEOUT)
         while True:
             try:
                 resp = self.session.post(self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method,
@@ -431,6 +432,11 @@ class TxSender:
             if exc.has(_KNOWN) or (exc.has(_NONCE_LOW + _OCCUPIED) and self._known(tx.hashes[-1])):
                 return None
             return exc
+        except ChainError:
+            # No answer: Ganache's eager mining can take a transaction and never answer the request that
+            # brought it (when it lands while another block is mined). The node has it: the receipt follows.
+            if not self._known(tx.hashes[-1]):
+                raise
         tx.sent_at = time.monotonic()
         return None
 

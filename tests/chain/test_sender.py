@@ -376,6 +376,67 @@ def test_a_node_that_stays_down_gives_a_clear_error(nodes):
     assert "vanishing" in str(sent.value) and "Ledger.commit" in str(sent.value) and "not sent" in str(sent.value)
 
 
+class SilentBroadcasts:
+    """A JSON-RPC front for ``node`` (a real socket) that forwards every request but never answers an
+    ``eth_sendRawTransaction``: the fault of Ganache's eager mining, which takes a transaction that lands while
+    another block is mined and never answers the request that brought it."""
+
+    def __init__(self, node_url: str):
+        import http.server
+        import urllib.request
+
+        self.release = threading.Event()
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                forwarded = urllib.request.Request(node_url, body, {"Content-Type": "application/json"})
+                with urllib.request.urlopen(forwarded, timeout=10) as answer:
+                    reply = answer.read()
+                if json.loads(body)["method"] == "eth_sendRawTransaction":
+                    front.release.wait(30)  # the node has it; its answer never comes
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_broadcast_the_node_takes_but_never_answers_counts_as_sent(nodes, monkeypatch):
+    from mbds_py.chain import sender as sender_module
+
+    node = engine(nodes, "anvil")
+    front = SilentBroadcasts(node.url)
+    try:
+        monkeypatch.setattr(sender_module, "SEND_READ_TIMEOUT", 0.3)
+        endpoint_for(front.url, "silent", SenderTiming(stall_after=0.2, reconnect=1.0))
+        account = funded(node, "silent")
+        sender = sender_for(front.url, account)
+        start = int(node.rpc("eth_getTransactionCount", account.address, "latest"), 16)
+        handles = [sender.submit(recipient(i), value=1, gas=21_000, contract="Ledger", function="commit")
+                   for i in range(3)]
+        receipts = [h.wait(30) for h in handles]
+    finally:
+        front.close()
+    assert [h.nonce for h in handles] == [start, start + 1, start + 2]
+    assert_all_mined_once(node, account.address, start, receipts)
+
+
 def test_a_receipt_timeout_names_the_chain_the_function_and_the_hash(nodes):
     node = engine(nodes, "anvil", 0, "--no-mining")
     endpoint_for(node.url, "idle", QUICK)

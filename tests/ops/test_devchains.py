@@ -8,11 +8,10 @@ import pytest
 
 from mbds_py.demo import run_demo
 from mbds_py.devnet import Devnet, is_running
-from mbds_py.spec import default_spec_text, load_spec
+from mbds_py.spec import load_spec
+from tests.helpers import devchain_spec_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("devchains")]
-
-DEFAULT_SPEC = default_spec_text()
 
 
 @pytest.mark.parametrize("engine, block_time", [
@@ -20,9 +19,7 @@ DEFAULT_SPEC = default_spec_text()
     pytest.param("anvil", 1, id="anvil-block-time-1s"),
 ])
 def test_the_whole_demo_runs_on_the_devchain(tmp_path, engine, block_time):
-    spec_path = tmp_path / "net.toml"
-    spec_path.write_text(DEFAULT_SPEC.replace('engine = "anvil"', f'engine = "{engine}"\nblock_time = {block_time}', 1))
-    state = tmp_path / "state"
+    spec_path, state = devchain_spec_file(tmp_path, engine, block_time), tmp_path / "devnet"
     spec = load_spec(spec_path, state_dir=state)
     assert {(c.engine, c.block_time) for c in spec.chains} == {(engine, block_time)}
     seen: dict[str, tuple[int, int | None]] = {}

@@ -39,10 +39,18 @@ DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody 
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def devchain() -> tuple[str, int]:
+    """(engine, block time) of every chain; the devchain modules importing these tests override it."""
+    return "anvil", 0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, devchain):
     population = (DEFAULT_POPULATION + members_for(PATIENTS, Role.PATIENT)
                   + members_for(DOCTORS, Role.DOCTOR, institution="hospital-b"))
-    with live_network_of(tmp_path_factory.mktemp("sharing-e2e"), population) as net:
+    engine, block_time = devchain
+    with live_network_of(tmp_path_factory.mktemp(f"sharing-e2e-{engine}-{block_time}"), population,
+                         engine=engine, block_time=block_time) as net:
         w = journey.setup_sharing(net)
         for name in PATIENTS:
             w.patients[name] = PatientClient(net.keys(name), w.directory)
