@@ -116,8 +116,9 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         if (err != ECDSA.RecoverError.NoError || signer != producer) {
             revert ConsortiumIndexBadProducerSignature(header.producer, signer);
         }
-        bytes32[] memory rejecters =
-            _attesterIds(_hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum, true);
+        bytes32[] memory rejecters = _attesterIds(
+            _hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum, true
+        );
         // Attesters of a rejected header pay even if suspended since.
         bytes32[] memory attesters = _attesterIds(digest, attestations, 0, false);
 
@@ -322,7 +323,9 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         ids = _credit.atnIdsOf(signers);
         for (uint256 i; i < n; ++i) {
             if (ids[i] == bytes32(0)) revert ConsortiumIndexNotAttester(signers[i]);
-            if (activeOnly && _isSuspended(ids[i], signers[i])) revert ConsortiumIndexAttesterSuspended(signers[i], ids[i]);
+            if (activeOnly && _isSuspended(ids[i], signers[i])) {
+                revert ConsortiumIndexAttesterSuspended(signers[i], ids[i]);
+            }
         }
     }
 

@@ -122,9 +122,9 @@ interface IConsortiumIndex {
     // ------------------------------------------------------------------
 
     /// @notice Commit the next block. Only the scheduled RPN's account (not suspended), in its slot, one
-    /// block per slot, with ≥ quorum non-suspended ATN attestations over `headerDigest(header)` sorted by signer; `patientIds` are the block's
-    /// distinct patient IDs, ascending. Charges missed slots since the last block to their RPNs and
-    /// rewards the producer and the attesters.
+    /// block per slot, with ≥ quorum attestations over `headerDigest(header)` by non-suspended ATN accounts
+    /// sorted by signer; `patientIds` are the block's distinct patient IDs, ascending. Charges missed slots
+    /// since the last block to their RPNs and rewards the producer and the attesters.
     function commitBlock(BlockHeader calldata header, bytes32[] calldata patientIds, bytes[] calldata attestations)
         external;
 
