@@ -5,13 +5,16 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ICreditRegistry} from "./interfaces/ICreditRegistry.sol";
+import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
 import {IConsortiumIndex} from "./interfaces/IConsortiumIndex.sol";
 
 /// @title ConsortiumIndex — DPoS-scheduled, ATN-attested blocks of consortium slips
 /// @notice Stores one word per block (its header hash) plus one word of chain state.
 /// The producer and attester sets come from the CreditRegistry, which this contract
-/// drives as its reporter: it advances the registry's round lazily, charges missed
-/// slots, rewards producers and attesters, and penalises rejected headers.
+/// drives as its reporter and its clock: it advances the registry's round lazily (the
+/// registry reads the round back from `currentRound`), charges missed slots, rewards
+/// producers and attesters, and penalises rejected headers. Participants suspended in
+/// the IdentityRegistry neither produce nor attest.
 contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     // ------------------------------------------------------------------
     // Constants
@@ -28,6 +31,7 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     // ------------------------------------------------------------------
 
     ICreditRegistry private immutable _credit;
+    IIdentityRegistry private immutable _identity;
     uint64 private immutable _genesisTime;
     uint64 private immutable _slotSeconds;
     uint64 private immutable _slotsPerRound;
@@ -46,6 +50,7 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
             revert ConsortiumIndexInvalidConfig(slotSeconds_, quorum_, atn);
         }
         _credit = credit_;
+        _identity = credit_.identity();
         _genesisTime = genesisTime_ == 0 ? uint64(block.timestamp) : genesisTime_;
         _slotSeconds = slotSeconds_;
         _slotsPerRound = uint64(credit_.rpnCount());
@@ -64,12 +69,14 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     {
         uint64 slot = _currentSlot();
         if (header.slot != slot) revert ConsortiumIndexWrongSlot(header.slot, slot);
+        // Only a committed block settles the current slot (misses are charged for past slots only).
+        if (slot < _nextSlot) revert ConsortiumIndexSlotAlreadyCommitted(slot, _nextSlot);
         _settleUpTo(slot);
         bytes32 producerId = _checkProducer(header, slot);
         _checkSequence(header, slot);
         _checkPatients(header.patientsHash, patientIds);
         bytes32 headerHash = _hashHeader(header);
-        bytes32[] memory attesters = _attesterIds(_hashTypedDataV4(headerHash), attestations, _quorum);
+        bytes32[] memory attesters = _attesterIds(_hashTypedDataV4(headerHash), attestations, _quorum, true);
 
         uint64 height = header.height;
         _headerHashes[height] = headerHash;
@@ -109,9 +116,11 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         if (err != ECDSA.RecoverError.NoError || signer != producer) {
             revert ConsortiumIndexBadProducerSignature(header.producer, signer);
         }
-        bytes32[] memory rejecters =
-            _attesterIds(_hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum);
-        bytes32[] memory attesters = _attesterIds(digest, attestations, 0);
+        bytes32[] memory rejecters = _attesterIds(
+            _hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum, true
+        );
+        // Attesters of a rejected header pay even if suspended since.
+        bytes32[] memory attesters = _attesterIds(digest, attestations, 0, false);
 
         _reported[headerHash] = true;
         emit BlockRejected(headerHash, header.slot, header.producer, rejecters, attesters);
@@ -210,6 +219,11 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     }
 
     /// @inheritdoc IConsortiumIndex
+    function currentRound() external view returns (uint64) {
+        return _currentSlot() / _slotsPerRound;
+    }
+
+    /// @inheritdoc IConsortiumIndex
     function producerOf(uint64 slot) external view returns (bytes32 id, address account) {
         return _credit.rpnAt(slot % _slotsPerRound);
     }
@@ -223,16 +237,17 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         return uint64((block.timestamp - _genesisTime) / _slotSeconds);
     }
 
-    /// Settle every slot before `end`: charge the misses of the registry's round, move the
-    /// registry to the round of `end` (activating elections and replacements), then charge
-    /// the misses of that round. Whole rounds without any block are charged to nobody.
+    /// Settle every slot before `end` (the current slot): charge the misses of the registry's
+    /// round, move the registry to the round of `end` (it reads that round back from
+    /// `currentRound`; activating elections and replacements), then charge the misses of that
+    /// round. Whole rounds without any block are charged to nobody.
     function _settleUpTo(uint64 end) private {
         uint64 target = end / _slotsPerRound;
         uint64 registryRound = _credit.round();
         if (registryRound > target) revert ConsortiumIndexRegistryAhead(registryRound, target);
         if (registryRound < target) {
             _chargeMissed(registryRound, end);
-            _credit.advanceRound(target);
+            _credit.advanceRound();
         }
         _chargeMissed(target, end);
     }
@@ -263,6 +278,7 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
             revert ConsortiumIndexNotScheduledProducer(slot, producer, msg.sender);
         }
         if (header.producer != producerId) revert ConsortiumIndexWrongProducer(slot, producerId, header.producer);
+        if (_isSuspended(producerId, producer)) revert ConsortiumIndexProducerSuspended(slot, producerId);
     }
 
     function _checkSequence(BlockHeader calldata header, uint64 slot) private view {
@@ -285,8 +301,9 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     }
 
     /// Recover the signers of `digest` (strictly ascending addresses, hence distinct), require
-    /// each to hold an ATN seat now and at least `minimum` of them; returns their institution IDs.
-    function _attesterIds(bytes32 digest, bytes[] calldata signatures, uint256 minimum)
+    /// each to hold an ATN seat now (and, if `activeOnly`, not to be suspended) and at least
+    /// `minimum` of them; returns their institution IDs.
+    function _attesterIds(bytes32 digest, bytes[] calldata signatures, uint256 minimum, bool activeOnly)
         private
         view
         returns (bytes32[] memory ids)
@@ -306,7 +323,18 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         ids = _credit.atnIdsOf(signers);
         for (uint256 i; i < n; ++i) {
             if (ids[i] == bytes32(0)) revert ConsortiumIndexNotAttester(signers[i]);
+            if (activeOnly && _isSuspended(ids[i], signers[i])) {
+                revert ConsortiumIndexAttesterSuspended(signers[i], ids[i]);
+            }
         }
+    }
+
+    /// Suspended in the IdentityRegistry (`account` is the one the CreditRegistry holds for `id`).
+    /// One cheap `isActive` read while it is the participant's current account; an account replaced
+    /// by a key rotation (not yet synced in the CreditRegistry) falls back to the participant record.
+    function _isSuspended(bytes32 id, address account) private view returns (bool) {
+        if (_identity.isActive(account)) return false;
+        return _identity.participant(id).suspended;
     }
 
     function _hashHeader(BlockHeader calldata h) private pure returns (bytes32) {

@@ -3,12 +3,15 @@ pragma solidity ^0.8.24;
 
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
 import {ICreditRegistry} from "./interfaces/ICreditRegistry.sol";
+import {IConsortiumIndex} from "./interfaces/IConsortiumIndex.sol";
 
 /// @title CreditRegistry — multi-dimensional credit, RPN/ATN election, rewards, penalties, replacement
 /// @notice Governance is the set of active health authorities of the IdentityRegistry.
 /// Rosters are double-buffered: an election writes the inactive buffer and a round
 /// boundary flips it in O(1), so activation never copies a roster on the hot path.
 /// Sorting stays off-chain: `elect` only verifies the submitted ranking in O(n).
+/// Rounds come from the bound clock (the ConsortiumIndex) alone; suspension is read
+/// live from the IdentityRegistry wherever eligibility is decided.
 contract CreditRegistry is ICreditRegistry {
     // ------------------------------------------------------------------
     // Constants
@@ -69,6 +72,7 @@ contract CreditRegistry is ICreditRegistry {
     Weights private _weights;
     Incentives private _incentives;
 
+    IConsortiumIndex private _clock;
     Roster[2] private _rosters;
     uint64 private _round;
     uint64 private _elections;
@@ -88,6 +92,11 @@ contract CreditRegistry is ICreditRegistry {
 
     modifier onlyReporter() {
         if (!_reporters[msg.sender]) revert CreditRegistryNotReporter(msg.sender);
+        _;
+    }
+
+    modifier onlyClock() {
+        if (msg.sender != address(_clock)) revert CreditRegistryNotClock(msg.sender);
         _;
     }
 
@@ -168,6 +177,16 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     /// @inheritdoc ICreditRegistry
+    function setClock(address clock_) external onlyGovernor {
+        if (address(_clock) != address(0)) revert CreditRegistryClockAlreadySet(address(_clock));
+        if (clock_.code.length == 0 || address(IConsortiumIndex(clock_).credit()) != address(this)) {
+            revert CreditRegistryInvalidClock(clock_);
+        }
+        _clock = IConsortiumIndex(clock_);
+        emit ClockSet(clock_);
+    }
+
+    /// @inheritdoc ICreditRegistry
     function elect(bytes32[] calldata ranked) external onlyGovernor {
         Weights memory w = _weights;
         uint256 threshold = _incentives.removalThreshold;
@@ -221,6 +240,11 @@ contract CreditRegistry is ICreditRegistry {
         emit AccountSynced(id, oldAccount, newAccount);
     }
 
+    /// @inheritdoc ICreditRegistry
+    function reviewSeat(bytes32 id) external {
+        _scheduleRemovalIfIneligible(id, _existing(id));
+    }
+
     // ------------------------------------------------------------------
     // Reporters
     // ------------------------------------------------------------------
@@ -255,8 +279,13 @@ contract CreditRegistry is ICreditRegistry {
         _scheduleRemovalIfIneligible(id, rec);
     }
 
+    // ------------------------------------------------------------------
+    // Clock
+    // ------------------------------------------------------------------
+
     /// @inheritdoc ICreditRegistry
-    function advanceRound(uint64 round_) external onlyReporter {
+    function advanceRound() external onlyClock {
+        uint64 round_ = _clock.currentRound();
         uint64 previous = _round;
         if (round_ <= previous) revert CreditRegistryRoundNotAhead(round_, previous);
         _round = round_;
@@ -304,7 +333,7 @@ contract CreditRegistry is ICreditRegistry {
 
     /// @inheritdoc ICreditRegistry
     function institution(bytes32 id) external view returns (Institution memory) {
-        return _toInstitution(_existing(id));
+        return _toInstitution(id, _existing(id));
     }
 
     /// @inheritdoc ICreditRegistry
@@ -320,7 +349,7 @@ contract CreditRegistry is ICreditRegistry {
         records = new Institution[](count);
         for (uint256 i; i < count; ++i) {
             ids[i] = _order[offset + i];
-            records[i] = _toInstitution(_records[ids[i]]);
+            records[i] = _toInstitution(ids[i], _records[ids[i]]);
         }
     }
 
@@ -331,7 +360,17 @@ contract CreditRegistry is ICreditRegistry {
 
     /// @inheritdoc ICreditRegistry
     function isEligible(bytes32 id) external view returns (bool) {
-        return _eligible(_existing(id));
+        return _eligible(id, _existing(id));
+    }
+
+    /// @inheritdoc ICreditRegistry
+    function isSuspended(bytes32 id) external view returns (bool) {
+        return _suspended(id, _existing(id));
+    }
+
+    /// @inheritdoc ICreditRegistry
+    function clock() external view returns (address) {
+        return address(_clock);
     }
 
     /// @inheritdoc ICreditRegistry
@@ -468,8 +507,17 @@ contract CreditRegistry is ICreditRegistry {
         );
     }
 
-    function _eligible(Record storage rec) private view returns (bool) {
-        return rec.willing && _credit(rec, _weights) >= _incentives.removalThreshold;
+    /// Willing, credit at or above the threshold, and not suspended (the external read comes last).
+    function _eligible(bytes32 id, Record storage rec) private view returns (bool) {
+        return rec.willing && _credit(rec, _weights) >= _incentives.removalThreshold && !_suspended(id, rec);
+    }
+
+    /// Suspended in the IdentityRegistry. One cheap `isActive` read settles it while `rec.account` is the
+    /// participant's current account; an account replaced by a key rotation (not yet synced here) is no
+    /// longer active there, so the participant record itself decides.
+    function _suspended(bytes32 id, Record storage rec) private view returns (bool) {
+        if (_identity.isActive(rec.account)) return false;
+        return _identity.participant(id).suspended;
     }
 
     function _reward(bytes32 id, Record storage rec, Service service, uint256 points) private {
@@ -479,7 +527,7 @@ contract CreditRegistry is ICreditRegistry {
 
     /// Queue a seated institution that became ineligible; its seat is reviewed at the next boundary.
     function _scheduleRemovalIfIneligible(bytes32 id, Record storage rec) private {
-        if (rec.removalQueued || _eligible(rec) || !_isSeated(id)) return;
+        if (rec.removalQueued || !_isSeated(id) || _eligible(id, rec)) return;
         rec.removalQueued = true;
         _removalQueue.push(id);
         emit RemovalScheduled(id, _round, _credit(rec, _weights));
@@ -500,6 +548,7 @@ contract CreditRegistry is ICreditRegistry {
             if (!rec.registered) revert CreditRegistryUnknownInstitution(id);
             uint256 c = _credit(rec, w);
             if (!rec.willing || c < threshold) revert CreditRegistryIneligibleCandidate(i, id);
+            if (_suspended(id, rec)) revert CreditRegistrySuspendedCandidate(i, id);
             if (i != 0 && (c > previousCredit || (c == previousCredit && id <= previous))) {
                 revert CreditRegistryRankingOutOfOrder(i, previous, id);
             }
@@ -511,8 +560,9 @@ contract CreditRegistry is ICreditRegistry {
     function _countEligible(Weights memory w, uint256 threshold) private view returns (uint256 count) {
         uint256 n = _order.length;
         for (uint256 i; i < n; ++i) {
-            Record storage rec = _records[_order[i]];
-            if (rec.willing && _credit(rec, w) >= threshold) ++count;
+            bytes32 id = _order[i];
+            Record storage rec = _records[id];
+            if (rec.willing && _credit(rec, w) >= threshold && !_suspended(id, rec)) ++count;
         }
     }
 
@@ -559,7 +609,7 @@ contract CreditRegistry is ICreditRegistry {
             bytes32 id = _removalQueue[i];
             Record storage rec = _records[id];
             rec.removalQueued = false;
-            if (_eligible(rec)) continue; // recovered before the boundary
+            if (_eligible(id, rec)) continue; // recovered before the boundary
             Seat storage seat = r.seats[id];
             if (seat.version != r.version) continue; // not seated in this roster
             if (seat.kind == SeatKind.Rpn) {
@@ -580,7 +630,7 @@ contract CreditRegistry is ICreditRegistry {
         while (r.atn.length > 0) {
             bytes32 head = r.atn[0];
             _removeAtnAt(r, 0);
-            if (_eligible(_records[head])) {
+            if (_eligible(head, _records[head])) {
                 successor = head;
                 break;
             }
@@ -619,7 +669,7 @@ contract CreditRegistry is ICreditRegistry {
         uint256 end = r.reserve.length;
         while (r.atn.length < _atnCount && next < end) {
             bytes32 candidate = r.reserve[next++];
-            if (!_eligible(_records[candidate])) continue;
+            if (!_eligible(candidate, _records[candidate])) continue;
             r.atn.push(candidate);
             r.seats[candidate] = Seat(r.version, SeatKind.Atn, 0);
             emit AtnAdmitted(round_, candidate);
@@ -636,7 +686,7 @@ contract CreditRegistry is ICreditRegistry {
         if (!rec.registered) revert CreditRegistryUnknownInstitution(id);
     }
 
-    function _toInstitution(Record storage rec) private view returns (Institution memory) {
+    function _toInstitution(bytes32 id, Record storage rec) private view returns (Institution memory) {
         return Institution({
             dimensions: Dimensions(rec.hospitalGrade, rec.infoCenterScale, rec.enterpriseStrength),
             rewardPoints: rec.rewardPoints,
@@ -645,7 +695,8 @@ contract CreditRegistry is ICreditRegistry {
             willing: rec.willing,
             removalQueued: rec.removalQueued,
             role: rec.role,
-            account: rec.account
+            account: rec.account,
+            suspended: _suspended(id, rec)
         });
     }
 

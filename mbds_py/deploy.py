@@ -4,7 +4,10 @@ A deployment is recorded in ``<state_dir>/deployments.json`` with the address,
 the hash of the creation bytecode it was built from and the hash of the code
 found on chain.  Re-running finds a deployment whose on-chain code and
 artifact both still match and deploys nothing; a restarted chain (no code at
-the address) or changed sources get a fresh deployment.
+the address) or changed sources get a fresh deployment.  A contract deployed
+afresh takes the contracts that bind its address with it (``BINDS``): none is
+left pointing at a replaced one, and a CreditRegistry, which binds its
+ConsortiumIndex as its clock once, is never left with a replaced clock.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ PLAN: dict[str, list[tuple[str, DeployArgs]]] = {
                                          ctx.dpos.quorum)),
         ("AccessPolicy", lambda ctx: _access_policy_args(ctx)),
     ],
+}
+
+# Contracts bound to each other's addresses: a fresh deployment of the key redeploys the values.
+BINDS: dict[str, tuple[str, ...]] = {
+    "IdentityRegistry": ("CreditRegistry", "AccessPolicy"),  # constructor argument
+    "CreditRegistry": ("ConsortiumIndex",),  # constructor argument
+    "ConsortiumIndex": ("CreditRegistry",),  # the registry's clock, bound once (setClock)
 }
 
 
@@ -165,12 +175,19 @@ class Deployer:
         with self._lock:
             entries = table.setdefault(chain.name, {})
         addresses = {c: d.address for c, d in entries.items()}
-        for name, args in PLAN[chain.kind]:
+        plan = PLAN[chain.kind]
+        names = [n for n, _ in plan]
+        stale = {n for n in names if not self._current(client, entries.get(n), n)}
+        while True:  # close over the bindings: a stale contract makes the ones bound to it stale
+            more = {b for n in stale for b in BINDS.get(n, ()) if b in names} - stale
+            if not more:
+                break
+            stale |= more
+        for name, args in plan:
+            if name not in stale:
+                continue
             art = artifact(name)
             art_hash = "0x" + keccak(bytes.fromhex(art.bytecode)).hex()
-            current = entries.get(name)
-            if current and current.artifact_hash == art_hash and client.code_hash(current.address) == current.code_hash:
-                continue
             if chain.kind == "private" and name == "SlipLedger" and chain.name not in self.validators:
                 raise DeploymentError(f"no PBFT validators known for {chain.name!r}: enroll the hospital and "
                                       "the health authorities first (see mbds_py.network)")
@@ -185,6 +202,14 @@ class Deployer:
                 self._save(table)
             created.append(f"{chain.name}/{name}")
         return created
+
+    @staticmethod
+    def _current(client: ChainClient, deployment: "Deployment | None", name: str) -> bool:
+        """The recorded deployment still has its code and was built from today's artifact."""
+        if deployment is None:
+            return False
+        art_hash = "0x" + keccak(bytes.fromhex(artifact(name).bytecode)).hex()
+        return deployment.artifact_hash == art_hash and client.code_hash(deployment.address) == deployment.code_hash
 
     def address(self, chain: str, contract: str) -> str:
         try:

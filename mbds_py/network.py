@@ -131,13 +131,15 @@ class Network:
                                     self.deployments[self.spec.consortium.name]["ConsortiumIndex"].address)
 
     def setup_consortium(self) -> dict[str, list[str]]:
-        """Reporter, institutions with credit dimensions, willingness, and the first election."""
+        """Reporter and clock, institutions with credit dimensions, willingness, and the first election."""
         from .consortium.credit import Dimensions
 
         credit, index = self.credit(), self.consortium_index()
         governor = self.keys(GOVERNOR).account
         if not credit.is_reporter(index.address):
             credit.set_reporter(governor, index.address, True)
+        if credit.clock() != index.address:  # once per CreditRegistry: the index is redeployed with it
+            credit.set_clock(governor, index.address)
         known = set(credit.institution_ids())
         members = [(name, self.people[name], dims) for name, dims in DEVNET_DIMENSIONS.items() if name in self.people]
         client, fns = credit.client, credit.contract.functions

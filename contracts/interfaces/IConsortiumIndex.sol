@@ -27,6 +27,9 @@ import {ICreditRegistry} from "./ICreditRegistry.sol";
 /// trustworthy as the block. Per distinct patient rather than per item: a
 /// patient's several records in one block cost one log, not several.
 ///
+/// Suspension: a participant suspended in the IdentityRegistry neither produces nor
+/// attests (nor rejects) here, whatever seat it still holds until the next round boundary.
+///
 /// Misbehaviour costs credit: slots that passed without a block are charged to
 /// their RPN (by the next commit, or by anyone through `reportMissedSlots`);
 /// a header a quorum of ATNs rejected is charged to the producer that signed it
@@ -60,6 +63,12 @@ interface IConsortiumIndex {
     error ConsortiumIndexBeforeGenesis(uint256 timestamp, uint256 genesisTime);
     /// @dev The header's slot is not the current slot.
     error ConsortiumIndexWrongSlot(uint64 slot, uint64 currentSlot);
+    /// @dev A block was already committed in this slot: one block per slot.
+    error ConsortiumIndexSlotAlreadyCommitted(uint64 slot, uint64 nextUnsettledSlot);
+    /// @dev The RPN scheduled for the slot is suspended in the IdentityRegistry.
+    error ConsortiumIndexProducerSuspended(uint64 slot, bytes32 producer);
+    /// @dev An attesting (or rejecting) ATN is suspended in the IdentityRegistry.
+    error ConsortiumIndexAttesterSuspended(address signer, bytes32 id);
     /// @dev The caller is not the account of the RPN scheduled for the slot (out of turn).
     error ConsortiumIndexNotScheduledProducer(uint64 slot, address expected, address caller);
     /// @dev The header names another producer than the scheduled RPN.
@@ -112,10 +121,10 @@ interface IConsortiumIndex {
     // Blocks
     // ------------------------------------------------------------------
 
-    /// @notice Commit the next block. Only the scheduled RPN's account, in its slot, with ≥ quorum
-    /// ATN attestations over `headerDigest(header)` sorted by signer; `patientIds` are the block's
-    /// distinct patient IDs, ascending. Charges missed slots since the last block to their RPNs and
-    /// rewards the producer and the attesters.
+    /// @notice Commit the next block. Only the scheduled RPN's account (not suspended), in its slot, one
+    /// block per slot, with ≥ quorum attestations over `headerDigest(header)` by non-suspended ATN accounts
+    /// sorted by signer; `patientIds` are the block's distinct patient IDs, ascending. Charges missed slots
+    /// since the last block to their RPNs and rewards the producer and the attesters.
     function commitBlock(BlockHeader calldata header, bytes32[] calldata patientIds, bytes[] calldata attestations)
         external;
 
@@ -179,6 +188,10 @@ interface IConsortiumIndex {
 
     /// @notice The slot at the current block time.
     function currentSlot() external view returns (uint64);
+
+    /// @notice The round at the current block time (`currentSlot() / slotsPerRound()`): the only round
+    /// the CreditRegistry's `advanceRound` moves to.
+    function currentRound() external view returns (uint64);
 
     /// @notice The RPN scheduled for `slot`: seat `slot mod K` of the registry's active roster
     /// (valid for slots of the registry's current round and, once advanced, later rounds).

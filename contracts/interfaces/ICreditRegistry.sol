@@ -28,8 +28,14 @@ import {IIdentityRegistry} from "./IIdentityRegistry.sol";
 /// Governance — registering institutions, setting their dimension scores, the
 /// weights and the incentives, clearing penalties, naming reporters and running
 /// elections — belongs to the active health authorities of the IdentityRegistry.
-/// Rewards, penalties and round changes come only from reporters (the
-/// ConsortiumIndex contract, and e.g. the proxy reporting data served).
+/// Rewards and penalties come only from reporters (the ConsortiumIndex contract,
+/// and e.g. the proxy reporting data served). Rounds follow the consortium's own
+/// slot clock only: the ConsortiumIndex bound once by `setClock` is the only caller
+/// of `advanceRound`, and the round is read from that clock, never passed in.
+///
+/// A participant suspended in the IdentityRegistry is not eligible: it cannot be
+/// elected, loses its seat at the next round boundary (see `reviewSeat`), and the
+/// ConsortiumIndex takes neither blocks nor attestations from it.
 interface ICreditRegistry {
     // ------------------------------------------------------------------
     // Types
@@ -70,6 +76,7 @@ interface ICreditRegistry {
         bool removalQueued; // below threshold or withdrawn; checked at the next round boundary
         IIdentityRegistry.Role role;
         address account; // the participant's account in the IdentityRegistry (see syncAccount)
+        bool suspended; // suspended in the IdentityRegistry now (read live, never stored here)
     }
 
     /// @notice Kinds of rewarded service.
@@ -122,14 +129,22 @@ interface ICreditRegistry {
     error CreditRegistryInvalidWeights(Weights weights);
     /// @dev The ranking lists an institution that is not eligible (unwilling or below threshold).
     error CreditRegistryIneligibleCandidate(uint256 rank, bytes32 id);
+    /// @dev The ranking lists an institution whose participant is suspended in the IdentityRegistry.
+    error CreditRegistrySuspendedCandidate(uint256 rank, bytes32 id);
     /// @dev The ranking is not in strictly decreasing (credit, then lower ID first) order at `rank`.
     error CreditRegistryRankingOutOfOrder(uint256 rank, bytes32 previous, bytes32 current);
     /// @dev The ranking does not list every eligible institution.
     error CreditRegistryRankingIncomplete(uint256 listed, uint256 eligible);
     /// @dev Fewer eligible institutions than RPN + ATN seats.
     error CreditRegistryTooFewCandidates(uint256 eligible, uint256 required);
-    /// @dev advanceRound to a round that is not after the current one.
+    /// @dev advanceRound while the clock's round is not after the current one.
     error CreditRegistryRoundNotAhead(uint64 round, uint64 current);
+    /// @dev advanceRound from anyone but the bound clock (the ConsortiumIndex).
+    error CreditRegistryNotClock(address caller);
+    /// @dev setClock once a clock is bound: the clock is set once, at deployment.
+    error CreditRegistryClockAlreadySet(address clock);
+    /// @dev setClock to an address without code or to a ConsortiumIndex of another registry.
+    error CreditRegistryInvalidClock(address clock);
     /// @dev No roster has been elected yet.
     error CreditRegistryNoRoster();
     /// @dev A seat index beyond the roster.
@@ -155,6 +170,8 @@ interface ICreditRegistry {
     event WillingnessSet(bytes32 indexed id, bool willing);
     /// @notice The institution's account was re-read from the IdentityRegistry after a key rotation.
     event AccountSynced(bytes32 indexed id, address indexed oldAccount, address indexed newAccount);
+    /// @notice Governance bound the clock (the ConsortiumIndex) whose rounds this registry follows.
+    event ClockSet(address indexed clock);
     /// @notice A reporter rewarded an institution for service.
     event Rewarded(bytes32 indexed id, Service indexed service, uint256 points, uint256 credit);
     /// @notice A reporter penalised an institution; `evidence` identifies the case (header hash, slot).
@@ -198,6 +215,10 @@ interface ICreditRegistry {
     /// @notice Reset an institution's penalty points to zero.
     function clearPenalties(bytes32 id) external;
 
+    /// @notice Bind the clock: the ConsortiumIndex of this registry, the only caller of `advanceRound`.
+    /// Once only; it must be a contract whose `credit()` is this registry.
+    function setClock(address clock) external;
+
     /// @notice Verify `ranked` — every eligible institution, credit descending, ties by lower ID —
     /// and make it the roster: the first one immediately, later ones from the next round.
     function elect(bytes32[] calldata ranked) external;
@@ -214,6 +235,10 @@ interface ICreditRegistry {
     /// key rotation: until then the old account still acts for the institution here (produces, attests).
     function syncAccount(bytes32 id) external;
 
+    /// @notice Queue a seated institution that is no longer eligible — e.g. suspended in the IdentityRegistry,
+    /// which does not notify this registry — for replacement at the next round boundary (anyone; no-op otherwise).
+    function reviewSeat(bytes32 id) external;
+
     // ------------------------------------------------------------------
     // Reporters (the ConsortiumIndex, the proxy)
     // ------------------------------------------------------------------
@@ -227,8 +252,13 @@ interface ICreditRegistry {
     /// @notice Penalise an institution for `offence`; `evidence` is recorded in the event.
     function penalise(bytes32 id, Offence offence, bytes32 evidence) external;
 
-    /// @notice Move to `round` (> current): activate a pending election, then replace ineligible members.
-    function advanceRound(uint64 round) external;
+    // ------------------------------------------------------------------
+    // Clock (the ConsortiumIndex)
+    // ------------------------------------------------------------------
+
+    /// @notice Move to the clock's current round (> current): activate a pending election, then replace
+    /// ineligible members. Only the bound clock; the round is read from it, never passed in.
+    function advanceRound() external;
 
     // ------------------------------------------------------------------
     // Views
@@ -258,8 +288,14 @@ interface ICreditRegistry {
     /// @notice An institution's current credit under the current weights.
     function creditOf(bytes32 id) external view returns (uint256);
 
-    /// @notice True when willing and credit ≥ removal threshold.
+    /// @notice True when willing, not suspended in the IdentityRegistry and credit ≥ removal threshold.
     function isEligible(bytes32 id) external view returns (bool);
+
+    /// @notice True when the institution's participant is suspended in the IdentityRegistry.
+    function isSuspended(bytes32 id) external view returns (bool);
+
+    /// @notice The clock (ConsortiumIndex) whose rounds this registry follows; zero until `setClock`.
+    function clock() external view returns (address);
 
     /// @notice The institution ID of an account (zero if none).
     function idOf(address account) external view returns (bytes32);

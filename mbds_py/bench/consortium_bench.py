@@ -119,6 +119,7 @@ class GasBench:
         self.index = ConsortiumIndexAgent.deploy(client, deployer, self.credit.address, genesis_time=genesis,
                                                  slot_seconds=SLOT_SECONDS, quorum=QUORUM)
         self.credit.set_reporter(governor, self.index.address, True)
+        self.credit.set_clock(governor, self.index.address)
         self.insts = {i.id: i for i in insts}
         self.origins = insts[9:12]  # bridge institutions in reserve ranks sign the slips
 

@@ -50,10 +50,10 @@ _EVENT_STRUCTS: dict[str, Any] = {
 
 
 def _record(institution_id: bytes, raw: Sequence[Any]) -> CreditRecord:
-    dims, reward, penalty, registered, willing, queued, role, account = raw
+    dims, reward, penalty, registered, willing, queued, role, account, suspended = raw
     return CreditRecord(id=institution_id, dimensions=Dimensions(*dims), reward_points=reward,
                         penalty_points=penalty, willing=willing, account=account, role=role,
-                        removal_queued=queued, registered=registered)
+                        removal_queued=queued, registered=registered, suspended=suspended)
 
 
 def _decode_events(contract: Any, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -129,6 +129,10 @@ class CreditRegistryAgent:
     def clear_penalties(self, governor: LocalAccount, institution_id: bytes) -> dict[str, Any]:
         return self._tx(self.contract.functions.clearPenalties(institution_id), governor)
 
+    def set_clock(self, governor: LocalAccount, clock: str) -> dict[str, Any]:
+        """Bind the ConsortiumIndex whose slot clock drives the rounds (once, at deployment)."""
+        return self._tx(self.contract.functions.setClock(clock), governor)
+
     def elect(self, governor: LocalAccount, ranking: Sequence[bytes] | None = None) -> dict[str, Any]:
         """Submit ``ranking`` (default: the one computed from the current chain state)."""
         ranking = self.current_ranking() if ranking is None else ranking
@@ -142,6 +146,10 @@ class CreditRegistryAgent:
     def sync_account(self, sender: LocalAccount, institution_id: bytes) -> dict[str, Any]:
         return self._tx(self.contract.functions.syncAccount(institution_id), sender)
 
+    def review_seat(self, sender: LocalAccount, institution_id: bytes) -> dict[str, Any]:
+        """Queue a seated, no longer eligible (e.g. suspended) institution for replacement (anyone)."""
+        return self._tx(self.contract.functions.reviewSeat(institution_id), sender)
+
     # -- reporters -------------------------------------------------------------------------------
 
     def reward(self, reporter: LocalAccount, institution_id: bytes, service: Service,
@@ -154,9 +162,6 @@ class CreditRegistryAgent:
     def penalise(self, reporter: LocalAccount, institution_id: bytes, offence: Offence,
                  evidence: bytes = bytes(32)) -> dict[str, Any]:
         return self._tx(self.contract.functions.penalise(institution_id, int(offence), evidence), reporter)
-
-    def advance_round(self, reporter: LocalAccount, round_: int) -> dict[str, Any]:
-        return self._tx(self.contract.functions.advanceRound(round_), reporter)
 
     # -- views -----------------------------------------------------------------------------------
 
@@ -185,6 +190,13 @@ class CreditRegistryAgent:
 
     def is_eligible(self, institution_id: bytes) -> bool:
         return self._call(self.contract.functions.isEligible(institution_id))
+
+    def is_suspended(self, institution_id: bytes) -> bool:
+        return self._call(self.contract.functions.isSuspended(institution_id))
+
+    def clock(self) -> str:
+        """The ConsortiumIndex the rounds follow (the zero address until ``set_clock``)."""
+        return self._call(self.contract.functions.clock())
 
     def id_of(self, account: str) -> bytes:
         return bytes(self._call(self.contract.functions.idOf(account)))
@@ -238,6 +250,10 @@ class CreditRegistryAgent:
 
     def atn_accounts(self) -> list[str]:
         return [self.institution(i).account for i in self.atn_set()]
+
+    def attester_accounts(self) -> list[str]:
+        """Accounts of the ATN seats whose participant is not suspended: the signers ``commitBlock`` accepts."""
+        return [r.account for r in map(self.institution, self.atn_set()) if not r.suspended]
 
     def current_ranking(self) -> tuple[bytes, ...]:
         """The ranking ``elect`` accepts now, computed off-chain by the pure core."""
@@ -328,6 +344,9 @@ class ConsortiumIndexAgent:
 
     def current_slot(self) -> int:
         return self._call(self.contract.functions.currentSlot())
+
+    def current_round(self) -> int:
+        return self._call(self.contract.functions.currentRound())
 
     def producer_of(self, slot: int) -> tuple[bytes, str]:
         institution_id, account = self._call(self.contract.functions.producerOf(slot))

@@ -8,8 +8,8 @@ identical to the contract::
     base   = (grade·w_grade + scale·w_scale + strength·w_strength) // 10 000
     credit = max(0, base + reward_points − penalty_points)
 
-An institution is *eligible* for a seat when it is willing to serve and its credit
-is at least the removal threshold.
+An institution is *eligible* for a seat when it is willing to serve, not suspended
+in the IdentityRegistry, and its credit is at least the removal threshold.
 """
 
 from __future__ import annotations
@@ -146,13 +146,14 @@ class CreditRecord:
     role: int = 0
     removal_queued: bool = False
     registered: bool = field(default=True, compare=False)
+    suspended: bool = False  # suspended in the IdentityRegistry (read live by the contract)
 
     def credit(self, weights: Weights) -> int:
         return credit_score(self.dimensions, weights, self.reward_points, self.penalty_points)
 
     def eligible(self, weights: Weights, threshold: int) -> bool:
-        """Willing to serve and credit at or above the removal threshold."""
-        return self.willing and self.credit(weights) >= threshold
+        """Willing to serve, not suspended, and credit at or above the removal threshold."""
+        return self.willing and not self.suspended and self.credit(weights) >= threshold
 
     def rewarded(self, points: int) -> "CreditRecord":
         return replace(self, reward_points=self.reward_points + points)

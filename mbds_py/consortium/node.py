@@ -289,6 +289,9 @@ class ConsortiumNode:
         if producer != self.me:
             return
         self.attempted_slots.add(slot)
+        if self.credit.is_suspended(self.me):  # ConsortiumIndex refuses a suspended producer's block
+            log.warning("slot %d: this institution is suspended in the IdentityRegistry; not producing", slot)
+            return
         if now >= self.clock.slot_end(slot) - 0:
             return
         with self.lock:
@@ -301,7 +304,8 @@ class ConsortiumNode:
             except MBDSError as exc:
                 log.warning("cannot publish consortium body for slot %d: %s", slot, exc)
                 return
-        votes = AttestationSet(block.header.digest(self.domain), frozenset(self.credit.atn_accounts()))
+        # only ATNs that are not suspended: ConsortiumIndex refuses a block carrying a suspended attester
+        votes = AttestationSet(block.header.digest(self.domain), frozenset(self.credit.attester_accounts()))
         proposal = json.dumps({"header": "0x" + block.header.encode().hex(), "body": "0x" + block.body().hex(),
                                "producer": "0x" + self.me.hex()}).encode()
         futures = [self.pool.submit(self._ask, peer.url, proposal) for peer in self.config.peers
@@ -342,6 +346,11 @@ class ConsortiumNode:
         atns = [a.lower() for a in self.credit.atn_accounts()]
         if self.account.address.lower() not in atns:
             raise MBDSError("this node is not an audit node of the current round")
+        if self.credit.is_suspended(self.me):
+            raise MBDSError("this institution is suspended in the IdentityRegistry: it does not attest")
+        if self.credit.is_suspended(header.producer):
+            self.stats["rejected"] += 1
+            return False, reject(header, self.domain, self.signer), "the producer is suspended in the IdentityRegistry"
         block = ConsortiumBlock(header, decode_body(body))
         try:
             self.follow()

@@ -106,6 +106,14 @@ class Net:
             self.client.increase_time(target - now)
         return self.now()
 
+    def advance_round(self) -> dict:
+        """Move the chain clock to the first slot of the registry's next round and advance the registry as
+        its clock, the ConsortiumIndex, does (the test plays the index by impersonation: the round change
+        alone, without the missed-slot penalties a real ``ConsortiumIndex.advanceRound`` charges first)."""
+        clock = self.index.clock()
+        self.goto_slot(clock.round_start(self.credit.round() + 1))
+        return as_contract(self.client, self.index.address, self.credit.contract, "advanceRound", [])
+
     # -- blocks -----------------------------------------------------------------------------------
 
     def slips(self, origins: Sequence[Inst], count: int, items_per_slip: int = 10, *, patients: int | None = None,
@@ -144,6 +152,22 @@ class Net:
 
     def rpn_insts(self) -> list[Inst]:
         return [self.insts[i] for i in self.credit.rpn_set() if i != ZERO32]
+
+
+def as_contract(client: ChainClient, address: str, contract, fn_name: str, args: list,
+                gas: int = 5_000_000) -> dict:
+    """Send ``contract.fn_name(*args)`` from ``address`` — a contract the test plays (Anvil impersonation).
+    A revert raises its decoded custom error (the call is simulated first)."""
+    client.call(getattr(contract.functions, fn_name)(*args), contract="CreditRegistry", sender=address)
+    w3 = client.w3
+    fund(client, address)
+    w3.provider.make_request("anvil_impersonateAccount", [address])
+    try:
+        tx_hash = w3.eth.send_transaction({"from": address, "to": contract.address, "gas": gas,
+                                           "data": contract.encode_abi(fn_name, args=args)})
+        return client.wait(tx_hash, contract="CreditRegistry")
+    finally:
+        w3.provider.make_request("anvil_stopImpersonatingAccount", [address])
 
 
 class BatchSender:
@@ -210,6 +234,7 @@ def build_net(client: ChainClient, identity_address: str, kmc: LocalAccount, dep
         net.index = ConsortiumIndexAgent.deploy(client, deployer, credit.address, genesis_time=genesis,
                                                 slot_seconds=slot_seconds, quorum=quorum or atn_count)
         credit.set_reporter(governor, net.index.address, True)
+        credit.set_clock(governor, net.index.address)
     return net
 
 

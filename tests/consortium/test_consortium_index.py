@@ -27,7 +27,9 @@ from mbds_py.consortium import (
 from mbds_py.consortium.agents import ConsortiumIndexAgent
 from mbds_py.consortium.blocks import patients_hash
 from mbds_py.consortium.cid import default_cid_of
-from tests.consortium._consortium_support import Net, gas_report, reverts
+from mbds_py.identity import Participant
+from tests.conftest import peks_key, pre_key
+from tests.consortium._consortium_support import Net, account, fund, gas_report, reverts
 
 ZERO32 = bytes(32)
 K, M, QUORUM = 5, 4, 3
@@ -270,12 +272,134 @@ def test_attestations_do_not_carry_over_to_a_tampered_header(net, pending):
         net.index.commit_block(rpn(net, 0).account, tampered, list(block.patient_ids), sigs)
 
 
-def test_commit_reverts_when_the_registry_is_ahead_of_the_clock(net):
+# -- H-1: rounds follow the consortium's own slot clock ------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["reporter", "governor", "rpn"])
+def test_advance_round_reverts_for_anyone_but_the_clock(net, who):
+    """H-1: a reporter, a health authority or a producer calling the registry's advanceRound is refused."""
     net.credit.set_reporter(net.governor, net.reporter.address, True)
-    net.credit.advance_round(net.reporter, 5)
+    attacker = {"reporter": net.reporter, "governor": net.governor, "rpn": rpn(net, 0).account}[who]
+    with reverts("CreditRegistryNotClock", attacker.address):
+        net.client.transact(net.credit.contract.functions.advanceRound(), attacker, contract="CreditRegistry")
+    assert net.credit.round() == 0
+
+
+def test_a_reporter_cannot_freeze_the_consortium_with_round_2_pow_64_minus_1(net):
+    """H-1: the old ``advanceRound(uint64)`` with 2^64-1 froze every commit, report and election for good;
+    no function takes a round any more, the call reverts, and blocks keep being committed."""
+    assert [f["name"] for f in net.credit.contract.abi if f.get("name") == "advanceRound"] == ["advanceRound"]
+    assert [f["inputs"] for f in net.credit.contract.abi if f.get("name") == "advanceRound"] == [[]]
+    w3, attacker = net.client.w3, account("legacy-reporter")
+    fund(net.client, attacker.address)
+    net.credit.set_reporter(net.governor, attacker.address, True)
+    legacy = keccak(text="advanceRound(uint64)")[:4] + (2**64 - 1).to_bytes(32, "big")
+    signed = attacker.sign_transaction({"to": net.credit.address, "data": legacy, "gas": 200_000,
+                                        "gasPrice": w3.eth.gas_price, "chainId": w3.eth.chain_id,
+                                        "nonce": w3.eth.get_transaction_count(attacker.address)})
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    assert receipt["status"] == 0 and receipt["logs"] == []
+    assert net.credit.round() == 0
+    b1, _ = produce(net, 0)
+    _, receipt = produce(net, K + 1, prev=b1.header)  # the next round still comes, from the clock
+    assert net.credit.events(receipt, "RoundAdvanced") == [{"previous": 0, "round": 1}]
+
+
+def test_rounds_follow_the_clock_across_a_long_outage(net):
+    """Boundary: after 1 000 silent rounds the registry moves straight to the clock's round, charges nobody
+    for the whole rounds between, and the scheduled RPN commits."""
+    far = 1_000 * K + 3
+    block, receipt = produce(net, far)
+    assert net.credit.round() == net.index.current_round() == 1_000
+    assert net.credit.events(receipt, "RoundAdvanced") == [{"previous": 0, "round": 1_000}]
+    assert [e["slot"] for e in net.index.events(receipt, "SlotMissed")] == [0, 1, 2, 3, 4, far - 3, far - 2, far - 1]
+    assert net.index.head()[0] == 1 and block.header.slot == far
+
+
+# -- M-1: one block per slot ------------------------------------------------------------------------------------
+
+
+def test_a_second_block_in_the_same_slot_is_refused_and_not_rewarded(net):
+    """M-1: the scheduled RPN, with an honest ATN quorum, extends its own block in the same slot: refused."""
+    producer = rpn(net, 0)
+    b1, _ = produce(net, 0)
+    rewards = net.credit.institution(producer.id).reward_points
+    second = net.build(net.slips(origins(net), 1, 2, seed=9), 0, prev=b1.header)
+    sigs = net.attestations(second, net.atn_insts()[:QUORUM])
+    with pytest.raises(InvalidBlock) as info:  # the Python auditor refuses it too
+        honest_verify(net, second, b1.header)
+    assert info.value.fault is BlockFault.WRONG_SLOT
+    with reverts("ConsortiumIndexSlotAlreadyCommitted", 0, 1):
+        net.index.commit(producer.account, second, sigs)
+    assert net.index.head() == (1, b1.header.block_hash)
+    assert net.credit.institution(producer.id).reward_points == rewards
+
+
+def test_replaying_a_committed_block_in_its_slot_is_refused(net):
+    b1, receipt = produce(net, 0)
+    atns = net.atn_insts()[:QUORUM]
+    with reverts("ConsortiumIndexSlotAlreadyCommitted", 0, 1):
+        net.index.commit(rpn(net, 0).account, b1, net.attestations(b1, atns))
+
+
+def test_the_next_slot_after_a_committed_one_is_open(net):
+    """Boundary: the refusal is for the committed slot only; the very next slot takes its block."""
+    b1, _ = produce(net, 0)
+    b2, receipt = produce(net, 1, prev=b1.header)
+    assert net.index.head() == (2, b2.header.block_hash) and net.index.next_unsettled_slot() == 2
+    assert net.index.events(receipt, "SlotMissed") == []
+
+
+# -- M-2: a suspended participant neither produces nor attests ------------------------------------------------
+
+
+def test_a_suspended_rpn_cannot_produce_in_its_slot(net):
+    producer = rpn(net, 0)
+    net.identity.suspend(net.governor, producer.id, "audit")
     block = net.build([], 0)
-    with reverts("ConsortiumIndexRegistryAhead", 5, 0):
-        net.index.commit(rpn(net, 0).account, block, net.attestations(block, net.atn_insts()[:QUORUM]))
+    sigs = net.attestations(block, net.atn_insts()[:QUORUM])
+    with reverts("ConsortiumIndexProducerSuspended", 0, producer.id):
+        net.index.commit(producer.account, block, sigs)
+    net.identity.reinstate(net.governor, producer.id, "cleared")
+    net.index.commit(producer.account, block, sigs)
+
+
+def test_a_suspended_atn_cannot_attest(net):
+    atns = net.atn_insts()
+    suspended = atns[1]
+    net.identity.suspend(net.governor, suspended.id, "key compromise")
+    block = net.build([], 0)
+    with reverts("ConsortiumIndexAttesterSuspended", suspended.account.address, suspended.id):
+        net.index.commit(rpn(net, 0).account, block, net.attestations(block, atns[:QUORUM]))
+    assert suspended.account.address not in net.credit.attester_accounts()
+    others = [a for a in atns if a is not suspended][:QUORUM]
+    receipt = net.index.commit(rpn(net, 0).account, block, net.attestations(block, others))
+    assert suspended.id not in net.index.events(receipt, "BlockCommitted")[0]["attesters"]
+
+
+def test_a_suspended_atn_cannot_reject(net):
+    block, producer, _ = _bad_block(net, "wrong-root")
+    domain = net.index.domain()
+    judges = net.atn_insts()[:QUORUM]
+    net.identity.suspend(net.governor, judges[0].id, "audit")
+    rejections = ordered_signatures(reject(block.header, domain, a.signer) for a in judges)
+    proposal = attest(block.header, domain, producer.signer).signature
+    with reverts("ConsortiumIndexAttesterSuspended", judges[0].account.address, judges[0].id):
+        net.index.report_invalid_block(net.by_order()[13].account, block.header, proposal, rejections)
+
+
+def test_a_rotated_but_unsynced_account_is_not_taken_for_suspended(net, kmc):
+    """The IdentityRegistry no longer knows an account replaced by a key rotation; until ``syncAccount`` the
+    old account still acts here (documented), so only the participant record decides suspension."""
+    producer = rpn(net, 0)
+    new = account("rotated-rpn")
+    net.identity.rotate(kmc, Participant(producer.id, producer.label, producer.role, new.address,
+                                         pre_key("rot-rpn"), peks_key("rot-rpn")))
+    assert not net.credit.is_suspended(producer.id)
+    block, _ = produce(net, 0)
+    assert block.header.producer == producer.id
+    net.identity.suspend(net.governor, producer.id, "audit")
+    assert net.credit.is_suspended(producer.id)
 
 
 def test_constructor_rejects_bad_config(net, deployer):
@@ -475,3 +599,13 @@ def test_commit_gas_without_patient_index_for_comparison(net, record_property):
     # 32-byte calldata word (at least 4 gas a byte): the index adds at least that much per patient.
     assert indexed["gasUsed"] - gas >= n_patients * (1381 + 4 * 32), (indexed["gasUsed"], gas)
     assert gas < indexed["gasUsed"] < 30_000_000
+
+
+def test_commit_gas_of_small_blocks(net, record_property):
+    """An empty first block and a 2-slip second block, 3 attestations each: the per-block overhead
+    (slot, producer, suspension and attester checks) without the per-item cost."""
+    b1, r1 = produce(net, 0, slips=[])
+    _, r2 = produce(net, 1, prev=b1.header)
+    gas_report("commitBlock empty block, 3 attestations (first block)", f"{r1['gasUsed']} gas", record_property)
+    gas_report("commitBlock 2 slips x 3 items, 4 patients, 3 attestations (second block)", f"{r2['gasUsed']} gas",
+               record_property)

@@ -102,13 +102,15 @@ def test_rank_rejects_duplicates():
         rank([Candidate(ident(1), 1), Candidate(ident(1), 1)])
 
 
-def test_eligible_ranking_skips_unwilling_and_below_threshold():
+def test_eligible_ranking_skips_unwilling_suspended_and_below_threshold():
     w = Weights()
     records = [CreditRecord(ident(1), Dimensions(9000, 9000, 9000), willing=True),
                CreditRecord(ident(2), Dimensions(9000, 9000, 9000), willing=False),
                CreditRecord(ident(3), Dimensions(1000, 1000, 1000), willing=True),
-               CreditRecord(ident(4), Dimensions(8000, 8000, 8000), willing=True, penalty_points=8000)]
+               CreditRecord(ident(4), Dimensions(8000, 8000, 8000), willing=True, penalty_points=8000),
+               CreditRecord(ident(5), Dimensions(9500, 9500, 9500), willing=True, suspended=True)]
     assert eligible_ranking(records, w, threshold=1500) == (ident(1),)
+    assert not records[4].eligible(w, 0)
 
 
 def test_is_valid_ranking_matches_the_contract_rule():

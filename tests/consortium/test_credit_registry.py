@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mbds_py.consortium import Dimensions, Incentives, Offence, Roster, SeatKind, Service, Weights, credit_score
+from mbds_py.consortium.agents import ConsortiumIndexAgent, CreditRegistryAgent
 from mbds_py.consortium.election import elect
 from mbds_py.identity import Participant, Role
 from tests.conftest import peks_key, pre_key
-from tests.consortium._consortium_support import SMALL_INCENTIVES, BatchSender, account, fund, reverts
+from tests.consortium._consortium_support import SMALL_INCENTIVES, BatchSender, account, as_contract, fund, reverts
 
 ZERO32 = bytes(32)
 
@@ -251,12 +252,12 @@ def test_penalise_emits_evidence_and_credit(net, reporter):
                   "evidence": evidence}
 
 
-@pytest.mark.parametrize("call", ["reward", "reward_block", "penalise", "advance_round"])
+@pytest.mark.parametrize("call", ["reward", "reward_block", "penalise"])
 def test_reporter_functions_revert_for_non_reporter(net, call):
     caller = ranked(net)[0].account
     target = ranked(net)[1].id
     args = {"reward": (target, Service.DATA_SERVED, 1), "reward_block": (target, []),
-            "penalise": (target, Offence.MISSED_SLOT), "advance_round": (1,)}[call]
+            "penalise": (target, Offence.MISSED_SLOT)}[call]
     with reverts("CreditRegistryNotReporter", caller.address):
         getattr(net.credit, call)(caller, *args)
     with reverts("CreditRegistryNotReporter", net.governor.address):  # governance is not a reporter
@@ -269,11 +270,56 @@ def test_reward_reverts_for_unknown_institution(net, reporter):
         net.credit.reward(reporter, ghost, Service.DATA_SERVED, 1)
 
 
-def test_advance_round_reverts_unless_ahead(net, reporter):
-    receipt = net.credit.advance_round(reporter, 3)
-    assert net.credit.events(receipt, "RoundAdvanced") == [{"previous": 0, "round": 3}]
-    with reverts("CreditRegistryRoundNotAhead", 3, 3):
-        net.credit.advance_round(reporter, 3)
+def test_advance_round_follows_the_clock_and_reverts_unless_it_moved(net):
+    receipt = net.advance_round()
+    assert net.credit.events(receipt, "RoundAdvanced") == [{"previous": 0, "round": 1}]
+    assert net.credit.round() == net.index.current_round() == 1
+    with reverts("CreditRegistryRoundNotAhead", 1, 1):  # the clock is still in round 1
+        as_contract(net.client, net.index.address, net.credit.contract, "advanceRound", [])
+
+
+# -- the clock (H-1) ----------------------------------------------------------------------------------------------
+
+
+def _unbound_registry(net, deployer):
+    return CreditRegistryAgent.deploy(net.client, deployer, net.identity.address, rpn_count=5, atn_count=4,
+                                      reserve_capacity=3, incentives=SMALL_INCENTIVES)
+
+
+def test_the_clock_is_bound_once_and_evented(net, deployer):
+    assert net.credit.clock() == net.index.address
+    fresh = _unbound_registry(net, deployer)
+    index = ConsortiumIndexAgent.deploy(net.client, deployer, fresh.address, genesis_time=0, slot_seconds=60, quorum=3)
+    receipt = fresh.set_clock(net.governor, index.address)
+    assert fresh.events(receipt, "ClockSet") == [{"clock": index.address}]
+    rogue = ConsortiumIndexAgent.deploy(net.client, deployer, fresh.address, genesis_time=0, slot_seconds=1, quorum=3)
+    with reverts("CreditRegistryClockAlreadySet", index.address):  # no second clock, not even a valid one
+        fresh.set_clock(net.governor, rogue.address)
+
+
+def test_set_clock_reverts_for_non_governor(net, deployer):
+    fresh = _unbound_registry(net, deployer)
+    index = ConsortiumIndexAgent.deploy(net.client, deployer, fresh.address, genesis_time=0, slot_seconds=60, quorum=3)
+    stranger = ranked(net)[0].account
+    with reverts("CreditRegistryNotGovernor", stranger.address):
+        fresh.set_clock(stranger, index.address)
+
+
+def test_set_clock_reverts_for_an_account_or_another_registrys_index(net, deployer):
+    fresh = _unbound_registry(net, deployer)
+    eoa = net.reporter.address
+    with reverts("CreditRegistryInvalidClock", eoa):
+        fresh.set_clock(net.governor, eoa)
+    with reverts("CreditRegistryInvalidClock", net.index.address):  # bound to net.credit, not to `fresh`
+        fresh.set_clock(net.governor, net.index.address)
+    assert fresh.clock() == "0x0000000000000000000000000000000000000000"
+
+
+def test_without_a_clock_nobody_advances_the_round(net, deployer):
+    fresh = _unbound_registry(net, deployer)
+    for caller in (net.governor, net.reporter):
+        with reverts("CreditRegistryNotClock", caller.address):
+            net.client.transact(fresh.contract.functions.advanceRound(), caller, contract="CreditRegistry")
 
 
 # -- election -------------------------------------------------------------------------------------------------------
@@ -303,7 +349,7 @@ def test_election_applies_from_the_next_round(net, reporter):
     pending = net.credit.pending_roster()
     assert (pending.version, pending.from_round, pending.rpn) == (2, 1, tuple(ranking[:5]))
 
-    receipt = net.credit.advance_round(reporter, 1)
+    receipt = net.advance_round()
     assert net.credit.events(receipt, "RosterActivated") == [{"version": 2, "round": 1}]
     assert net.credit.rpn_set() == tuple(ranking[:5]) and net.credit.atn_set() == tuple(ranking[5:9])
     assert net.credit.pending_roster() is None
@@ -350,6 +396,57 @@ def test_elect_reverts_on_ineligible_candidate(net):
         net.credit.elect(net.governor, r)
 
 
+def test_a_suspended_institution_is_not_eligible_nor_electable(net):
+    """M-2: suspended in the IdentityRegistry → not eligible, left out of the ranking, refused by elect."""
+    r = list(net.credit.current_ranking())
+    victim = net.inst(r[7])
+    net.identity.suspend(net.governor, victim.id, "fraud inquiry")
+    assert net.credit.is_suspended(victim.id) and not net.credit.is_eligible(victim.id)
+    rec = net.credit.institution(victim.id)
+    assert rec.suspended and rec.willing and not rec.eligible(Weights(), SMALL_INCENTIVES.removal_threshold)
+    assert victim.id not in net.credit.current_ranking()
+    with reverts("CreditRegistrySuspendedCandidate", 7, victim.id):
+        net.credit.elect(net.governor, r)
+    with reverts("CreditRegistryRankingIncomplete", 12, 13):  # 13 eligible now: the suspended one is not counted
+        net.credit.elect(net.governor, [i for i in r if i != victim.id][:-1])
+    net.credit.elect(net.governor, net.credit.current_ranking())
+    assert victim.id not in net.credit.pending_roster().rpn + net.credit.pending_roster().atn
+
+
+def test_a_suspended_member_loses_its_seat_at_the_next_round(net):
+    """M-2: anyone asks the registry to review a suspended RPN; at the boundary the top ATN takes its seat."""
+    victim = ranked(net)[3]
+    stranger = ranked(net)[13].account
+    assert net.credit.events(net.credit.review_seat(stranger, victim.id), "RemovalScheduled") == []  # eligible: no-op
+    net.identity.suspend(net.governor, victim.id, "audit")
+    (ev,) = net.credit.events(net.credit.review_seat(stranger, victim.id), "RemovalScheduled")
+    assert (ev["id"], ev["round"]) == (victim.id, 0)
+    assert net.credit.events(net.credit.review_seat(stranger, victim.id), "RemovalScheduled") == []  # queued once
+    receipt = net.advance_round()
+    assert net.credit.events(receipt, "RpnReplaced") == [
+        {"round": 1, "removed": victim.id, "replacement": ranked(net)[5].id, "seat": 3}]
+    assert net.credit.seat_of(victim.id) == (SeatKind.NONE, 0)
+
+
+def test_a_suspended_reserve_is_skipped_when_the_atn_set_is_refilled(net, reporter):
+    atn, first_reserve, second_reserve = ranked(net)[6], ranked(net)[9], ranked(net)[10]
+    net.identity.suspend(net.governor, first_reserve.id, "audit")
+    for _ in range(5):
+        net.credit.penalise(reporter, atn.id, Offence.WRONG_ATTESTATION)
+    receipt = net.advance_round()
+    assert net.credit.events(receipt, "AtnAdmitted") == [{"round": 1, "admitted": second_reserve.id}]
+
+
+def test_a_member_reinstated_before_the_boundary_keeps_its_seat(net):
+    victim = ranked(net)[6]
+    net.identity.suspend(net.governor, victim.id, "audit")
+    net.credit.review_seat(net.governor, victim.id)
+    net.identity.reinstate(net.governor, victim.id, "cleared")
+    receipt = net.advance_round()
+    assert net.credit.events(receipt, "AtnRemoved") == []
+    assert net.credit.seat_of(victim.id) == (SeatKind.ATN, 1)
+
+
 def test_elect_reverts_on_incomplete_ranking(net):
     r = list(net.credit.current_ranking())
     with reverts("CreditRegistryRankingIncomplete", 13, 14):
@@ -385,7 +482,7 @@ def test_repeated_penalties_replace_rpn_by_top_atn_at_the_boundary(net, reporter
     assert net.credit.rpn_set()[2] == victim.id  # changes wait for the round boundary
 
     before = Roster(net.credit.rpn_set(), net.credit.atn_set(), net.credit.reserve_set(), 4)
-    receipt = net.credit.advance_round(reporter, 1)
+    receipt = net.advance_round()
     top_atn, first_reserve = ranked(net)[5].id, ranked(net)[9].id
     assert net.credit.events(receipt, "RpnReplaced") == [
         {"round": 1, "removed": victim.id, "replacement": top_atn, "seat": 2}]
@@ -401,7 +498,7 @@ def test_penalised_atn_is_removed_and_refilled(net, reporter):
     atn = ranked(net)[6]
     for _ in range(5):
         net.credit.penalise(reporter, atn.id, Offence.WRONG_ATTESTATION)
-    receipt = net.credit.advance_round(reporter, 1)
+    receipt = net.advance_round()
     assert net.credit.events(receipt, "AtnRemoved") == [{"round": 1, "removed": atn.id}]
     assert net.credit.events(receipt, "AtnAdmitted") == [{"round": 1, "admitted": ranked(net)[9].id}]
     assert net.credit.atn_set() == (ranked(net)[5].id, ranked(net)[7].id, ranked(net)[8].id, ranked(net)[9].id)
@@ -412,7 +509,7 @@ def test_member_that_recovers_before_the_boundary_keeps_its_seat(net, reporter):
     for _ in range(4):
         net.credit.penalise(reporter, victim.id, Offence.INVALID_BLOCK)
     net.credit.clear_penalties(net.governor, victim.id)
-    receipt = net.credit.advance_round(reporter, 1)
+    receipt = net.advance_round()
     assert net.credit.events(receipt, "RpnReplaced") == []
     assert net.credit.rpn_set()[4] == victim.id
     assert not net.credit.institution(victim.id).removal_queued
@@ -424,7 +521,7 @@ def test_rpn_seat_stays_vacant_when_no_eligible_atn_is_left(net, reporter):
     victim = ranked(net)[0]
     for _ in range(4):
         net.credit.penalise(reporter, victim.id, Offence.INVALID_BLOCK)
-    receipt = net.credit.advance_round(reporter, 1)
+    receipt = net.advance_round()
     assert [e["removed"] for e in net.credit.events(receipt, "AtnRemoved")] == [i.id for i in ranked(net)[5:9]]
     assert net.credit.events(receipt, "RpnReplaced") == [
         {"round": 1, "removed": victim.id, "replacement": ZERO32, "seat": 0}]
@@ -518,7 +615,6 @@ def test_replacement_matches_the_ghost_model(net, steps):
     try:
         net.credit.set_reporter(net.governor, net.reporter.address, True)
         ghost = _Ghost(net, Roster(net.credit.rpn_set(), net.credit.atn_set(), net.credit.reserve_set(), 4))
-        round_ = 0
         for action, who, offence in steps:
             inst = ranked(net)[who]
             if action == "penalise":
@@ -533,8 +629,7 @@ def test_replacement_matches_the_ghost_model(net, steps):
                 net.credit.clear_penalties(net.governor, inst.id)
                 ghost.penalties[inst.id] = 0
             else:
-                round_ += 1
-                net.credit.advance_round(net.reporter, round_)
+                net.advance_round()
                 ghost.boundary()
                 assert net.credit.rpn_set() == ghost.roster.rpn
                 assert net.credit.atn_set() == ghost.roster.atn

@@ -26,7 +26,7 @@ def paper_dims() -> list[Dimensions]:
 def paper_net(module_snapshot, session_client, identity_address, kmc, deployer) -> Net:
     return build_net(session_client, identity_address, kmc, deployer, dims=paper_dims(), rpn_count=PAPER_RPN_COUNT,
                      atn_count=PAPER_ATN_COUNT, reserve_capacity=PAPER_ATN_COUNT,
-                     incentives=Incentives(removal_threshold=1000), prefix="paper", with_index=False, elect=False)
+                     incentives=Incentives(removal_threshold=1000), prefix="paper", elect=False)
 
 
 @pytest.fixture()
@@ -88,7 +88,7 @@ def test_rank_102_replaces_a_removed_rpn_and_rank_122_joins_the_atn(net):
     victim = ranking[50]
     while net.credit.is_eligible(victim):
         net.credit.penalise(net.reporter, victim, Offence.INVALID_BLOCK)
-    receipt = net.credit.advance_round(net.reporter, 1)
+    receipt = net.advance_round()
     assert net.credit.events(receipt, "RpnReplaced") == [
         {"round": 1, "removed": victim, "replacement": ranking[101], "seat": 50}]
     assert net.credit.events(receipt, "AtnAdmitted") == [{"round": 1, "admitted": ranking[121]}]

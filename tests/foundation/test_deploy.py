@@ -65,3 +65,21 @@ def test_deploy_without_devnet_says_what_to_run(tmp_path):
     spec = load_spec(spec_file(tmp_path))
     with pytest.raises(DevnetError, match="run `mbds up` first"):
         Deployer(spec, KMC).deploy_all()
+
+
+@pytest.mark.parametrize("changed,expected", [
+    ("ConsortiumIndex", ["consortium/ConsortiumIndex", "consortium/CreditRegistry"]),
+    ("IdentityRegistry", ["consortium/AccessPolicy", "consortium/ConsortiumIndex", "consortium/CreditRegistry",
+                          "consortium/IdentityRegistry"]),
+])
+def test_a_changed_contract_takes_the_contracts_bound_to_it_along(devnet, changed, expected):
+    """A CreditRegistry binds its ConsortiumIndex as its clock once: a new index comes with a new registry
+    (and whatever binds a replaced contract's address is deployed again with it)."""
+    from dataclasses import replace
+
+    table, _ = Deployer(devnet.spec, KMC, VALIDATORS).deploy_all()
+    deployer = Deployer(devnet.spec, KMC, VALIDATORS)
+    table["consortium"][changed] = replace(table["consortium"][changed], artifact_hash="0x" + "00" * 32)
+    deployer._save(table)  # as if the source of `changed` had changed since
+    _again, created = deployer.deploy_all()
+    assert sorted(created) == expected
