@@ -100,13 +100,13 @@ contract SlipLedger is ISlipLedger, EIP712 {
         SetSignatures calldata byCurrent,
         SetSignatures calldata byNew
     ) external {
-        (, uint96 latestFrom, uint160 latestEpoch) = _schedule.latestCheckpoint();
-        _checkSetHash(validatorSet, _setHashes[uint64(latestEpoch)]);
+        (, uint96 lastFrom, uint160 lastEpoch) = _schedule.latestCheckpoint();
+        _checkSetHash(validatorSet, _setHashes[uint64(lastEpoch)]);
         _checkCaller(validatorSet);
-        uint64 expectedEpoch = uint64(latestEpoch) + 1;
+        uint64 expectedEpoch = uint64(lastEpoch) + 1;
         if (change.epoch != expectedEpoch) revert SlipLedgerUnexpectedEpoch(expectedEpoch, change.epoch);
-        uint64 head = _height;
-        uint64 earliest = (head > uint64(latestFrom) ? head : uint64(latestFrom)) + 1;
+        uint64 tip = _height;
+        uint64 earliest = (tip > uint64(lastFrom) ? tip : uint64(lastFrom)) + 1;
         if (change.fromHeight < earliest) revert SlipLedgerInvalidChangeHeight(change.fromHeight, earliest);
         _checkSetSize(change.validators.length);
 
