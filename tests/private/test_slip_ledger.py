@@ -1,9 +1,12 @@
-"""SlipLedger: certified headers in sequence, slip proofs, validator-set governance."""
+"""SlipLedger: certified headers in sequence, slip proofs, validator sets bound to heights (with a model)."""
 
 from __future__ import annotations
 
 import pytest
 from eth_account import Account
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from eth_utils import keccak
 
 from mbds_py.chain.slip_ledger import SlipLedgerAgent, header_tuple, set_of
@@ -473,6 +476,87 @@ def test_validator_set_of_256_certifies_with_signer_index_255(ledger, signers, c
     receipt = commit_with(ledger, h, full, positions=top, sender=account(full[-1]))
     (ev,) = ledger.events(receipt, "BlockCommitted")
     assert ev["height"] == 2
+
+
+# -- the schedule against a ghost model (hypothesis state machine) ---------------------------------
+
+SETS = [OLD, NEW, [1, 2, 3, 4, 5], [4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6]]
+
+
+class ScheduleMachine(RuleBasedStateMachine):
+    """Ghost model: ``schedule`` (first height, set) per epoch and the committed ``head``.  Changes at any
+    height near the boundary, commits and re-submissions by any set either succeed on both or are refused
+    with the error the model predicts; after every step the set of every height up to head + 3 agrees."""
+
+    ledger: SlipLedgerAgent  # set by the test function
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot = self.ledger.client.snapshot()
+        self.schedule = [(1, OLD)]
+        self.head = 0
+        self.headers: list[BlockHeader] = []
+
+    def teardown(self) -> None:
+        self.ledger.client.revert(self.snapshot)
+
+    def set_at(self, height: int) -> tuple[int, int, list[int]]:
+        epoch = max(e for e, (first, _) in enumerate(self.schedule) if first <= height)
+        return (epoch, *self.schedule[epoch])
+
+    @rule(offset=st.integers(-2, 3), ids=st.sampled_from(SETS))
+    def change(self, offset: int, ids: list[int]) -> None:
+        earliest = max(self.head, self.schedule[-1][0]) + 1
+        from_height = max(0, earliest + offset - 1)
+        latest = self.schedule[-1][1]
+        if from_height < earliest:
+            with reverts("SlipLedgerInvalidChangeHeight", from_height, earliest):
+                schedule(self.ledger, ids, from_height, old_ids=latest)
+            return
+        (ev,) = self.ledger.events(schedule(self.ledger, ids, from_height, old_ids=latest), "ValidatorSetChanged")
+        assert ev == {"epoch": len(self.schedule), "fromHeight": from_height, "validators": addrs(ids)}
+        self.schedule.append((from_height, ids))
+
+    @rule(ids=st.sampled_from(SETS))
+    def commit(self, ids: list[int]) -> None:
+        height = self.head + 1
+        prev = header_struct_hash(self.headers[-1]) if self.headers else ZERO32
+        h = header_for(height, prev, slips(1, f"sm/{height}"))
+        expected = self.set_at(height)[2]
+        if ids != expected:
+            with reverts("SlipLedgerUnknownValidatorSet", set_hash(ids), set_hash(expected)):
+                commit_with(self.ledger, h, ids)
+            return
+        commit_with(self.ledger, h, ids)
+        self.head, self.headers = height, self.headers + [h]
+
+    @precondition(lambda self: self.head > 0)
+    @rule(data=st.data())
+    def resubmit(self, data) -> None:
+        height = data.draw(st.integers(1, self.head))
+        receipt = commit_with(self.ledger, self.headers[height - 1], self.set_at(height)[2])
+        assert self.ledger.events(receipt, "BlockCommitted") == []
+
+    @invariant()
+    def sets_agree(self) -> None:
+        for height in range(1, self.head + 4):
+            epoch, first, ids = self.set_at(height)
+            assert self.ledger.validator_set_at(height) == (epoch, first, addrs(ids)), height
+        epoch, _, ids = self.set_at(self.head + 1)
+        assert (self.ledger.epoch(), self.ledger.validators(), self.ledger.quorum()) == (
+            epoch, addrs(ids), quorum_of(len(ids)))
+        assert self.ledger.latest_epoch() == (len(self.schedule) - 1, self.schedule[-1][0])
+
+
+def test_validator_schedule_matches_the_model(ledger, chain, deployer):
+    for i in range(8):
+        chain.transfer(deployer, account(i).address, 10**19)
+    ScheduleMachine.ledger = ledger
+    run_state_machine_as_test(
+        ScheduleMachine,
+        settings=settings(max_examples=20, stateful_step_count=15, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=list(HealthCheck)),
+    )
 
 
 def test_anchor_gas_is_reported_for_a_128_slip_block(ledger, signers, record_property):
