@@ -5,9 +5,9 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
 
 /// @title IdentityRegistry — the KMC's public record, deployed on every chain
-/// @notice The KMC authority (the owner, transferable in two steps) registers
-/// participants and rotates their keys; active health authorities suspend and
-/// reinstate them.
+/// @notice The KMC authority (the owner, transferable in two steps, never
+/// renounced) registers participants and rotates their keys; active health
+/// authorities suspend and reinstate them.
 contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     // ------------------------------------------------------------------
     // Constants
@@ -103,6 +103,12 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
         emit KeysRotated(id, oldAccount, newAccount, p.keyVersion, preKey, peksKey);
     }
 
+    /// @notice Disabled: without a KMC no participant could ever be registered or rotated again.
+    /// The authority is handed over with `transferOwnership` + `acceptOwnership` instead.
+    function renounceOwnership() public view override onlyOwner {
+        revert IdentityRegistryRenounceDisabled(msg.sender);
+    }
+
     // ------------------------------------------------------------------
     // Health authorities
     // ------------------------------------------------------------------
@@ -178,6 +184,7 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
             if (institution == bytes32(0) || (instRole != Role.Hospital && instRole != Role.InternetPlatform)) {
                 revert IdentityRegistryInvalidInstitution(id, institution);
             }
+            if (_participants[institution].suspended) revert IdentityRegistryInstitutionSuspended(id, institution);
         } else if (institution != bytes32(0)) {
             revert IdentityRegistryInvalidInstitution(id, institution);
         }

@@ -4,12 +4,17 @@ pragma solidity ^0.8.24;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ISlipLedger} from "./interfaces/ISlipLedger.sol";
 
 /// @title SlipLedger — PBFT-certified headers of one hospital's private chain
 /// @notice Stores one word per block (its header hash); the certificate is
 /// checked with OpenZeppelin ECDSA, slips with OpenZeppelin MerkleProof.
+/// Validator sets are bound to heights: each set (epoch) applies from its first
+/// height until the next set's first height, kept as OpenZeppelin Checkpoints.
 contract SlipLedger is ISlipLedger, EIP712 {
+    using Checkpoints for Checkpoints.Trace160;
+
     // ------------------------------------------------------------------
     // Constants
     // ------------------------------------------------------------------
@@ -18,25 +23,35 @@ contract SlipLedger is ISlipLedger, EIP712 {
         "BlockHeader(uint64 height,uint64 seq,bytes32 prevHash,uint64 timestamp,address creator,bytes32 merkleRoot,bytes bodyCid)"
     );
     bytes32 private constant VALIDATOR_SET_CHANGE_TYPEHASH =
-        keccak256("ValidatorSetChange(uint64 epoch,address[] validators)");
+        keccak256("ValidatorSetChange(uint64 epoch,uint64 fromHeight,address[] validators)");
     uint256 private constant MIN_VALIDATORS = 4;
+    /// Signer indexes are one byte each (`uint8`): 0 … 255.
+    uint256 private constant MAX_VALIDATORS = 256;
 
     // ------------------------------------------------------------------
     // Storage
     // ------------------------------------------------------------------
 
     mapping(uint64 height => bytes32 headerHash) private _headerHashes;
-    // One slot: the head height, the validator-set epoch and its size.
+    // One slot, read once per commit: the head height, the epoch in force at the head, its size and the
+    // first height of the next scheduled epoch (0: none scheduled).
     uint64 private _height;
     uint64 private _epoch;
     uint32 private _validatorCount;
-    /// keccak256(abi.encodePacked(validators)): certificates name the set in calldata.
+    uint64 private _nextEpochFrom;
+    /// keccak256(abi.encodePacked(validators)) of epoch `_epoch`: certificates name the set in calldata.
     bytes32 private _validatorSetHash;
-    address[] private _validators;
-    mapping(address account => uint64 epochPlusOne) private _validatorEpoch; // member iff == _epoch + 1
+    /// First height (key) → epoch (value), one checkpoint per epoch, keys strictly increasing.
+    Checkpoints.Trace160 private _schedule;
+    mapping(uint64 epoch => bytes32 setHash) private _setHashes;
+    mapping(uint64 epoch => address[] validators) private _sets;
+    mapping(uint64 epoch => mapping(address account => bool)) private _isMember;
 
     constructor(address[] memory initialValidators) EIP712("MBDS SlipLedger", "1") {
-        _setValidators(initialValidators);
+        _checkSetSize(initialValidators.length);
+        _scheduleValidators(0, 1, initialValidators);
+        _validatorCount = uint32(initialValidators.length);
+        _validatorSetHash = _setHashes[0];
     }
 
     // ------------------------------------------------------------------
@@ -51,17 +66,20 @@ contract SlipLedger is ISlipLedger, EIP712 {
         bytes calldata signerIndexes,
         bytes calldata signatures
     ) external {
-        _checkValidatorSet(validatorSet);
-        _checkCaller(validatorSet);
         bytes32 headerHash = _hashHeader(header);
         uint64 height = header.height;
         uint64 head = _height;
         if (height <= head && height != 0) {
+            // Idempotent re-submission, checked against the set of that height (not today's).
+            _checkSetHash(validatorSet, _setHashes[_epochAt(height)]);
+            _checkCaller(validatorSet);
             bytes32 committed = _headerHashes[height];
-            if (committed == headerHash) return; // idempotent re-submission
+            if (committed == headerHash) return;
             revert SlipLedgerForkedHeader(height, committed, headerHash);
         }
         if (height != head + 1) revert SlipLedgerOutOfOrder(head + 1, height);
+        _checkSetHash(validatorSet, _setHashForNext(height));
+        _checkCaller(validatorSet);
         bytes32 expectedPrev = _headerHashes[head];
         if (header.prevHash != expectedPrev) revert SlipLedgerPrevHashMismatch(height, expectedPrev, header.prevHash);
         _checkQuorum(_commitDigest(headerHash, viewNumber, header.seq), validatorSet, signerIndexes, signatures);
@@ -77,20 +95,37 @@ contract SlipLedger is ISlipLedger, EIP712 {
 
     /// @inheritdoc ISlipLedger
     function changeValidators(
-        address[] calldata newValidators,
+        ValidatorSetChange calldata change,
         address[] calldata validatorSet,
-        bytes calldata signerIndexes,
-        bytes calldata signatures
+        SetSignatures calldata byCurrent,
+        SetSignatures calldata byNew
     ) external {
-        _checkValidatorSet(validatorSet);
+        (, uint96 lastFrom, uint160 lastEpoch) = _schedule.latestCheckpoint();
+        _checkSetHash(validatorSet, _setHashes[uint64(lastEpoch)]);
         _checkCaller(validatorSet);
+        uint64 expectedEpoch = uint64(lastEpoch) + 1;
+        if (change.epoch != expectedEpoch) revert SlipLedgerUnexpectedEpoch(expectedEpoch, change.epoch);
+        uint64 tip = _height;
+        uint64 earliest = (tip > uint64(lastFrom) ? tip : uint64(lastFrom)) + 1;
+        if (change.fromHeight < earliest) revert SlipLedgerInvalidChangeHeight(change.fromHeight, earliest);
+        _checkSetSize(change.validators.length);
+
         bytes32 digest = _hashTypedDataV4(
             keccak256(
-                abi.encode(VALIDATOR_SET_CHANGE_TYPEHASH, _epoch + 1, keccak256(abi.encodePacked(newValidators)))
+                abi.encode(
+                    VALIDATOR_SET_CHANGE_TYPEHASH,
+                    change.epoch,
+                    change.fromHeight,
+                    keccak256(abi.encodePacked(change.validators))
+                )
             )
         );
-        _checkQuorum(digest, validatorSet, signerIndexes, signatures);
-        _setValidators(newValidators);
+        _checkQuorum(digest, validatorSet, byCurrent.signerIndexes, byCurrent.signatures);
+        // The new set's members are checked for distinctness before their signatures count.
+        _scheduleValidators(change.epoch, change.fromHeight, change.validators);
+        _checkQuorum(digest, change.validators, byNew.signerIndexes, byNew.signatures);
+        // Nothing pending: this epoch is the next one to come into force (else it follows the pending one).
+        if (_nextEpochFrom == 0) _nextEpochFrom = change.fromHeight;
     }
 
     // ------------------------------------------------------------------
@@ -140,22 +175,42 @@ contract SlipLedger is ISlipLedger, EIP712 {
 
     /// @inheritdoc ISlipLedger
     function validators() external view returns (address[] memory) {
-        return _validators;
+        return _sets[_epochAt(_height + 1)];
     }
 
     /// @inheritdoc ISlipLedger
     function epoch() external view returns (uint64) {
-        return _epoch;
+        return _epochAt(_height + 1);
     }
 
     /// @inheritdoc ISlipLedger
     function quorum() public view returns (uint256) {
+        uint64 nextFrom = _nextEpochFrom;
+        if (nextFrom != 0 && _height + 1 >= nextFrom) return _quorum(_sets[_epoch + 1].length);
         return _quorum(_validatorCount);
     }
 
     /// @inheritdoc ISlipLedger
     function isValidator(address account) public view returns (bool) {
-        return _validatorEpoch[account] == _epoch + 1;
+        return _isMember[_epochAt(_height + 1)][account];
+    }
+
+    /// @inheritdoc ISlipLedger
+    function validatorSetAt(uint64 height)
+        external
+        view
+        returns (uint64 setEpoch, uint64 fromHeight, address[] memory members)
+    {
+        if (height == 0) revert SlipLedgerUnknownHeight(height);
+        setEpoch = _epochAt(height);
+        fromHeight = uint64(_schedule.at(uint32(setEpoch))._key);
+        members = _sets[setEpoch];
+    }
+
+    /// @inheritdoc ISlipLedger
+    function latestEpoch() external view returns (uint64 setEpoch, uint64 fromHeight) {
+        (, uint96 from, uint160 e) = _schedule.latestCheckpoint();
+        return (uint64(e), uint64(from));
     }
 
     /// @inheritdoc ISlipLedger
@@ -185,10 +240,32 @@ contract SlipLedger is ISlipLedger, EIP712 {
         return (n + (n - 1) / 3 + 2) / 2;
     }
 
-    function _checkValidatorSet(address[] calldata validatorSet) private view {
+    /// @dev The epoch in force at `height` (≥ 1): the last one whose first height is ≤ `height`.
+    function _epochAt(uint64 height) private view returns (uint64) {
+        return uint64(_schedule.upperLookupRecent(height));
+    }
+
+    /// @dev The set hash for the next header `height`; its first header brings a scheduled epoch into force.
+    function _setHashForNext(uint64 height) private returns (bytes32) {
+        uint64 nextFrom = _nextEpochFrom;
+        if (nextFrom != 0 && height >= nextFrom) return _activateNextEpoch();
+        return _validatorSetHash;
+    }
+
+    /// @dev Make the next scheduled epoch the one in force; returns its set hash.
+    function _activateNextEpoch() private returns (bytes32 setHash) {
+        uint64 next = _epoch + 1;
+        setHash = _setHashes[next];
+        _epoch = next;
+        _validatorCount = uint32(_sets[next].length);
+        _validatorSetHash = setHash;
+        uint256 scheduled = _schedule.length();
+        _nextEpochFrom = next + 1 < scheduled ? uint64(_schedule.at(uint32(next + 1))._key) : 0;
+    }
+
+    function _checkSetHash(address[] calldata validatorSet, bytes32 expected) private pure {
         bytes32 given = keccak256(abi.encodePacked(validatorSet));
-        bytes32 current = _validatorSetHash;
-        if (given != current) revert SlipLedgerUnknownValidatorSet(given, current);
+        if (given != expected) revert SlipLedgerUnknownValidatorSet(given, expected);
     }
 
     function _checkCaller(address[] calldata validatorSet) private view {
@@ -196,6 +273,11 @@ contract SlipLedger is ISlipLedger, EIP712 {
             if (validatorSet[i] == msg.sender) return;
         }
         revert SlipLedgerNotValidator(msg.sender);
+    }
+
+    function _checkSetSize(uint256 n) private pure {
+        if (n < MIN_VALIDATORS) revert SlipLedgerInvalidValidatorSet(n);
+        if (n > MAX_VALIDATORS) revert SlipLedgerTooManyValidators(n, MAX_VALIDATORS);
     }
 
     /// @dev Strictly ascending signer indexes make distinctness an O(n) check; the set itself was
@@ -234,19 +316,19 @@ contract SlipLedger is ISlipLedger, EIP712 {
         }
     }
 
-    function _setValidators(address[] memory newValidators) private {
-        uint256 n = newValidators.length;
-        if (n < MIN_VALIDATORS) revert SlipLedgerInvalidValidatorSet(n);
-        uint64 next = _epoch + (_validators.length == 0 ? 0 : 1);
+    /// @dev Record epoch `setEpoch` (size already checked) as the set in force from `fromHeight`.
+    function _scheduleValidators(uint64 setEpoch, uint64 fromHeight, address[] memory members) private {
+        uint256 n = members.length;
+        mapping(address => bool) storage isMember = _isMember[setEpoch];
         for (uint256 i = 0; i < n; ++i) {
-            address v = newValidators[i];
-            if (v == address(0) || _validatorEpoch[v] == next + 1) revert SlipLedgerInvalidValidatorSet(n);
-            _validatorEpoch[v] = next + 1;
+            address v = members[i];
+            if (v == address(0) || isMember[v]) revert SlipLedgerInvalidValidatorSet(n);
+            isMember[v] = true;
         }
-        _epoch = next;
-        _validatorCount = uint32(n);
-        _validatorSetHash = keccak256(abi.encodePacked(newValidators));
-        _validators = newValidators;
-        emit ValidatorSetChanged(next, newValidators);
+        bytes32 setHash = keccak256(abi.encodePacked(members));
+        _setHashes[setEpoch] = setHash;
+        _sets[setEpoch] = members;
+        _schedule.push(fromHeight, setEpoch);
+        emit ValidatorSetChanged(setEpoch, fromHeight, members);
     }
 }

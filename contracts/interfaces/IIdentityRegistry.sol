@@ -59,6 +59,10 @@ interface IIdentityRegistry {
     error IdentityRegistryInvalidKey(bytes32 id, uint256 preKeyLength, uint256 peksKeyLength);
     /// @dev A doctor must name a registered hospital or platform; others must name none.
     error IdentityRegistryInvalidInstitution(bytes32 id, bytes32 institution);
+    /// @dev A doctor cannot be registered under a suspended hospital or platform.
+    error IdentityRegistryInstitutionSuspended(bytes32 id, bytes32 institution);
+    /// @dev The KMC authority cannot be renounced, only transferred in two steps.
+    error IdentityRegistryRenounceDisabled(address caller);
     /// @dev Suspend on a suspended participant, or reinstate on an active one.
     error IdentityRegistrySuspensionUnchanged(bytes32 id, bool suspended);
     /// @dev An authority cannot suspend itself.
@@ -85,7 +89,8 @@ interface IIdentityRegistry {
     // KMC
     // ------------------------------------------------------------------
 
-    /// @notice Register a participant with its first key set. KMC only.
+    /// @notice Register a participant with its first key set; a doctor's institution must be an
+    /// active (not suspended) hospital or platform. KMC only.
     function register(
         bytes32 id,
         address account,

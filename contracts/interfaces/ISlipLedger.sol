@@ -3,9 +3,12 @@ pragma solidity ^0.8.24;
 
 /// @title ISlipLedger — a hospital private chain's PBFT-certified block headers
 /// @notice Each header is accepted only with a quorum certificate: ≥ 2f+1
-/// distinct current validators (the hospital and the national, provincial and
-/// municipal health authorities) signed the PBFT COMMIT for it.  Only the
-/// header hash is stored; slips are proven against the header's Merkle root.
+/// distinct validators of the set in force at its height (the hospital and the
+/// national, provincial and municipal health authorities) signed the PBFT
+/// COMMIT for it.  Only the header hash is stored; slips are proven against the
+/// header's Merkle root.  A validator set (an epoch) applies from a stated
+/// first height until the next set's first height: headers below a change are
+/// still verified against the old set.
 interface ISlipLedger {
     // ------------------------------------------------------------------
     // Types
@@ -22,14 +25,29 @@ interface ISlipLedger {
         bytes bodyCid; // content address of the block body in storage
     }
 
+    /// @notice A validator-set change: `validators` is epoch `epoch`, in force from `fromHeight` on.
+    struct ValidatorSetChange {
+        uint64 epoch; // the latest scheduled epoch + 1
+        uint64 fromHeight; // first height the new set certifies; heights below keep the old set
+        address[] validators; // 4 … 256 distinct non-zero addresses, in signer-index order
+    }
+
+    /// @notice One set's signatures over a digest: one 65-byte signature per signer index
+    /// (ascending, one byte each) into that set.
+    struct SetSignatures {
+        bytes signerIndexes;
+        bytes signatures;
+    }
+
     // ------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------
 
-    /// @dev The caller is not a current validator.
+    /// @dev The caller is not in the validator set the call is checked against.
     error SlipLedgerNotValidator(address caller);
-    /// @dev The validator list passed in calldata is not the current set.
-    error SlipLedgerUnknownValidatorSet(bytes32 given, bytes32 current);
+    /// @dev The validator list passed in calldata is not the set in force at that height (for a
+    /// change: the latest scheduled set).
+    error SlipLedgerUnknownValidatorSet(bytes32 given, bytes32 expected);
     /// @dev Signer indexes and signatures do not line up (one 65-byte signature per index).
     error SlipLedgerMalformedSignatures(uint256 indexes, uint256 signatureBytes);
     /// @dev Fewer distinct validator signatures than the quorum.
@@ -51,6 +69,12 @@ interface ISlipLedger {
     error SlipLedgerForkedHeader(uint64 height, bytes32 committed, bytes32 proposed);
     /// @dev A validator set must have ≥ 4 distinct non-zero members.
     error SlipLedgerInvalidValidatorSet(uint256 size);
+    /// @dev A validator set has more members than one-byte signer indexes can name.
+    error SlipLedgerTooManyValidators(uint256 size, uint256 max);
+    /// @dev A change names another epoch than the next one (a replayed or out-of-turn change).
+    error SlipLedgerUnexpectedEpoch(uint64 expected, uint64 got);
+    /// @dev A change must start above the head and above the latest scheduled change.
+    error SlipLedgerInvalidChangeHeight(uint64 fromHeight, uint64 earliest);
     /// @dev No header committed at this height.
     error SlipLedgerUnknownHeight(uint64 height);
 
@@ -60,8 +84,9 @@ interface ISlipLedger {
 
     /// @notice A certified header was committed (the full header is in the transaction's calldata).
     event BlockCommitted(uint64 indexed height, bytes32 indexed headerHash, bytes32 merkleRoot);
-    /// @notice The validator set changed by a quorum of the previous set.
-    event ValidatorSetChanged(uint64 indexed epoch, address[] validators);
+    /// @notice Validator set `epoch` was recorded (by the constructor, or by quorums of the previous
+    /// and the new set); it certifies headers from `fromHeight` on.
+    event ValidatorSetChanged(uint64 indexed epoch, uint64 indexed fromHeight, address[] validators);
 
     // ------------------------------------------------------------------
     // Functions
@@ -69,8 +94,9 @@ interface ISlipLedger {
 
     /// @notice Commit the next header with its quorum certificate: the COMMIT signatures of
     /// `viewNumber`, one 65-byte signature per signer index (ascending; 1 byte each) of
-    /// `validatorSet`, the current set passed in calldata and checked against its stored hash.
-    /// Re-submitting an already committed header is a no-op. Validators only.
+    /// `validatorSet`, the set in force at the header's height passed in calldata and checked
+    /// against its stored hash. Re-submitting an already committed header is a no-op. Validators
+    /// of that set only.
     function commitBlock(
         BlockHeader calldata header,
         uint64 viewNumber,
@@ -79,13 +105,16 @@ interface ISlipLedger {
         bytes calldata signatures
     ) external;
 
-    /// @notice Replace the validator set; a quorum of the current set signs
-    /// `ValidatorSetChange(uint64 epoch,address[] validators)` for the next epoch. Validators only.
+    /// @notice Schedule the next validator set from `change.fromHeight` (above the head and above
+    /// the latest scheduled change). A quorum of the latest scheduled set (`validatorSet`,
+    /// `byCurrent`) and a quorum of the new set (`byNew`) sign the EIP-712 struct
+    /// `ValidatorSetChange(uint64 epoch,uint64 fromHeight,address[] validators)`. Members of the
+    /// latest scheduled set only.
     function changeValidators(
-        address[] calldata newValidators,
+        ValidatorSetChange calldata change,
         address[] calldata validatorSet,
-        bytes calldata signerIndexes,
-        bytes calldata signatures
+        SetSignatures calldata byCurrent,
+        SetSignatures calldata byNew
     ) external;
 
     /// @notice True when `header` is committed and `leaf` is in its Merkle tree.
@@ -112,11 +141,21 @@ interface ISlipLedger {
     /// @notice The header hash committed at `height`.
     function headerHashAt(uint64 height) external view returns (bytes32);
 
-    /// @notice Current validators, epoch and quorum ⌈(n+f+1)/2⌉ with f = ⌊(n−1)/3⌋ (2f+1 when n = 3f+1).
+    /// @notice Validators, epoch and quorum ⌈(n+f+1)/2⌉ with f = ⌊(n−1)/3⌋ (2f+1 when n = 3f+1) of
+    /// the set in force for the next header (head + 1).
     function validators() external view returns (address[] memory);
     function epoch() external view returns (uint64);
     function quorum() external view returns (uint256);
     function isValidator(address account) external view returns (bool);
+
+    /// @notice The set in force at `height` (≥ 1): its epoch, its first height and its members.
+    function validatorSetAt(uint64 height)
+        external
+        view
+        returns (uint64 setEpoch, uint64 fromHeight, address[] memory members);
+
+    /// @notice The latest scheduled epoch and its first height (a change must come after it).
+    function latestEpoch() external view returns (uint64 setEpoch, uint64 fromHeight);
 
     /// @notice The EIP-712 domain separator (the `domain` of PBFT commit digests).
     function domainSeparator() external view returns (bytes32);

@@ -29,6 +29,25 @@ def set_of(validators: Sequence[bytes | str]) -> list[str]:
     return [to_checksum_address(v) for v in validators]
 
 
+VALIDATOR_SET_CHANGE_TYPES = {"ValidatorSetChange": [{"name": "epoch", "type": "uint64"},
+                                                     {"name": "fromHeight", "type": "uint64"},
+                                                     {"name": "validators", "type": "address[]"}]}
+
+
+def validator_set_change_digest(chain_id: int, ledger: str, epoch: int, from_height: int,
+                                validators: Sequence[bytes | str]) -> bytes:
+    """The EIP-712 digest a validator-set change is signed over (by a quorum of the latest set and of the new
+    set): ``ValidatorSetChange(uint64 epoch,uint64 fromHeight,address[] validators)`` in the SlipLedger domain."""
+    from eth_account.messages import encode_typed_data
+    from eth_utils import keccak
+
+    domain = {"name": "MBDS SlipLedger", "version": "1", "chainId": chain_id,
+              "verifyingContract": to_checksum_address(ledger)}
+    message = {"epoch": epoch, "fromHeight": from_height, "validators": set_of(validators)}
+    signable = encode_typed_data(domain, VALIDATOR_SET_CHANGE_TYPES, message)
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
 class SlipLedgerAgent:
     """Thin adapter over one SlipLedger deployment."""
 
@@ -45,11 +64,21 @@ class SlipLedgerAgent:
         """Submit a certified header (idempotent: an already committed header is a no-op)."""
         return self.client.transact(self.commit_function(qc, validators), sender, contract=CONTRACT)
 
-    def change_validators(self, sender: LocalAccount, new_validators: Sequence[str], current: Sequence[str],
-                          signatures: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
-        """Replace the set; ``signatures`` are (index in ``current``, signature) of a quorum of ``current``."""
-        indexes, sigs = pack_signatures(signatures)
-        fn = self.contract.functions.changeValidators(set_of(new_validators), set_of(current), indexes, sigs)
+    def change_digest(self, epoch: int, from_height: int, new_validators: Sequence[bytes | str]) -> bytes:
+        """What both quorums sign for :meth:`change_validators`."""
+        return validator_set_change_digest(self.client.chain_id, self.address, epoch, from_height, new_validators)
+
+    def change_validators(self, sender: LocalAccount, new_validators: Sequence[bytes | str], from_height: int,
+                          current: Sequence[bytes | str], by_current: Sequence[tuple[int, bytes]],
+                          by_new: Sequence[tuple[int, bytes]], *, epoch: int | None = None) -> dict[str, Any]:
+        """Schedule ``new_validators`` from ``from_height`` on (heights below keep the old set).  ``by_current`` and
+        ``by_new`` are (index in that set, signature over :meth:`change_digest`) of a quorum of the latest
+        scheduled set ``current`` and of the new set; ``epoch`` defaults to the latest scheduled epoch + 1."""
+        if epoch is None:
+            epoch = self.latest_epoch()[0] + 1
+        change = (epoch, from_height, set_of(new_validators))
+        fn = self.contract.functions.changeValidators(change, set_of(current), pack_signatures(by_current),
+                                                      pack_signatures(by_new))
         return self.client.transact(fn, sender, contract=CONTRACT)
 
     # -- views ------------------------------------------------------------------------------
@@ -75,6 +104,17 @@ class SlipLedgerAgent:
 
     def quorum(self) -> int:
         return self.client.call(self.contract.functions.quorum(), contract=CONTRACT)
+
+    def validator_set_at(self, height: int) -> tuple[int, int, list[str]]:
+        """(epoch, first height, members) of the set that certifies headers at ``height``."""
+        epoch, from_height, members = self.client.call(self.contract.functions.validatorSetAt(height),
+                                                       contract=CONTRACT)
+        return epoch, from_height, list(members)
+
+    def latest_epoch(self) -> tuple[int, int]:
+        """(epoch, first height) of the latest scheduled set: the next change must start above both it and the head."""
+        epoch, from_height = self.client.call(self.contract.functions.latestEpoch(), contract=CONTRACT)
+        return epoch, from_height
 
     def verify_slip(self, header: BlockHeader, proof: Sequence[bytes], slip: SlipEnvelope) -> bool:
         fn = self.contract.functions.verifySlip(header_tuple(header), list(proof), slip.slip_id, slip.payload)

@@ -99,6 +99,28 @@ def test_register_doctor_without_hospital_reverts(registry, kmc, make_account, p
         registry.register(kmc, orphan)
 
 
+def test_register_doctor_under_suspended_hospital_reverts(acct, registry, kmc, make_account, population):
+    hospital = population["hospital"]
+    registry.suspend(acct("authority"), hospital.id, "licence withdrawn")
+    recruit = person("recruit", Role.DOCTOR, make_account("recruit"), institution=hospital.id)
+    with reverts("IdentityRegistryInstitutionSuspended", recruit.id, hospital.id):
+        registry.register(kmc, recruit)
+    assert registry.count() == 4  # nothing was written
+    registry.reinstate(acct("authority"), hospital.id, "licence restored")
+    receipt = registry.register(kmc, recruit)  # an active institution again: accepted
+    (ev,) = registry.events(receipt, "ParticipantRegistered")
+    assert (ev["id"], ev["institution"]) == (recruit.id, hospital.id)
+
+
+def test_register_doctor_under_suspended_platform_reverts(acct, registry, kmc, make_account, population):
+    platform = person("platform", Role.INTERNET_PLATFORM, make_account("platform"))
+    registry.register(kmc, platform)
+    registry.suspend(acct("authority"), platform.id, "abnormal access")
+    online = person("online-doctor", Role.DOCTOR, make_account("online-doctor"), institution=platform.id)
+    with reverts("IdentityRegistryInstitutionSuspended", online.id, platform.id):
+        registry.register(kmc, online)
+
+
 def test_register_patient_with_institution_reverts(registry, kmc, make_account, population):
     p = person("p2", Role.PATIENT, make_account("p2"), institution=population["hospital"].id)
     with reverts("IdentityRegistryInvalidInstitution", p.id, population["hospital"].id):
@@ -228,6 +250,24 @@ def test_kmc_transfer_reverts_for_non_kmc(registry, make_account, chain):
     with reverts("OwnableUnauthorizedAccount", intruder.address):
         chain.transact(registry.contract.functions.transferOwnership(intruder.address), intruder,
                        contract="IdentityRegistry")
+
+
+def test_kmc_renounce_is_disabled(registry, kmc, chain):
+    with reverts("IdentityRegistryRenounceDisabled", kmc.address):
+        chain.transact(registry.contract.functions.renounceOwnership(), kmc, contract="IdentityRegistry")
+    assert registry.kmc() == kmc.address
+
+
+def test_kmc_renounce_stays_disabled_after_a_transfer(registry, kmc, make_account, chain):
+    new_kmc = make_account("new-kmc")
+    c = registry.contract
+    chain.transact(c.functions.transferOwnership(new_kmc.address), kmc, contract="IdentityRegistry")
+    chain.transact(c.functions.acceptOwnership(), new_kmc, contract="IdentityRegistry")
+    with reverts("IdentityRegistryRenounceDisabled", new_kmc.address):
+        chain.transact(c.functions.renounceOwnership(), new_kmc, contract="IdentityRegistry")
+    with reverts("OwnableUnauthorizedAccount", kmc.address):  # the former KMC has no say any more
+        chain.transact(c.functions.renounceOwnership(), kmc, contract="IdentityRegistry")
+    assert registry.kmc() == new_kmc.address
 
 
 def test_kmc_renounce_reverts_for_non_kmc(registry, make_account, chain):

@@ -1,9 +1,12 @@
-"""SlipLedger: certified headers in sequence, slip proofs, validator-set governance."""
+"""SlipLedger: certified headers in sequence, slip proofs, validator sets bound to heights (with a model)."""
 
 from __future__ import annotations
 
 import pytest
 from eth_account import Account
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from eth_utils import keccak
 
 from mbds_py.chain.slip_ledger import SlipLedgerAgent, header_tuple, set_of
@@ -232,70 +235,328 @@ def test_commit_by_non_validator_reverts(ledger, signers, make_account):
 
 
 # -- validator set governance ---------------------------------------------------------------------
+# Sets are lists of key numbers: validator-i is key(f"validator-{i}"); OLD is the deployed set.
+
+OLD = [0, 1, 2, 3]
+NEW = [0, 1, 2, 4]  # validator 3 replaced by spare 4
+MAX_VALIDATORS = 256  # signer indexes are one byte
 
 
-def change_signatures(ledger, new_set: list[str], which, signers, epoch: int):
-    from eth_account.messages import encode_typed_data
-
-    domain = {"name": "MBDS SlipLedger", "version": "1", "chainId": ledger.client.chain_id,
-              "verifyingContract": ledger.address}
-    types = {"ValidatorSetChange": [{"name": "epoch", "type": "uint64"}, {"name": "validators", "type": "address[]"}]}
-    msg = encode_typed_data(domain, types, {"epoch": epoch, "validators": new_set})
-    return [(i, Account.sign_message(msg, key(f"validator-{i}")).signature) for i in which]
+_SIGNERS: dict[int, EthSigner] = {}
 
 
-def test_validator_set_changes_with_quorum_and_event(ledger, signers):
-    new_set = [account(i).address for i in (0, 1, 2, 4)]  # validator 3 replaced by spare 4
-    receipt = ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 3), signers, 1))
+def signer(i: int) -> EthSigner:
+    if i not in _SIGNERS:
+        _SIGNERS[i] = EthSigner(key(f"validator-{i}"))
+    return _SIGNERS[i]
+
+
+def addrs(ids) -> list[str]:
+    return [account(i).address for i in ids]
+
+
+def set_hash(ids) -> bytes:
+    return keccak(b"".join(bytes(12) + bytes.fromhex(a[2:]) for a in addrs(ids)))  # abi.encodePacked pads
+
+
+def quorum_of(n: int) -> int:
+    return (n + (n - 1) // 3 + 2) // 2
+
+
+def sign_as(digest: bytes, ids, positions=None, keys=None) -> list[tuple[int, bytes]]:
+    """(position in the set, signature): by default the set's first quorum of members sign; ``keys``
+    overrides which key signs at each position (a forgery)."""
+    positions = list(range(quorum_of(len(ids)))) if positions is None else list(positions)
+    keys = [ids[p] for p in positions] if keys is None else list(keys)
+    return [(p, signer(k).sign(digest)) for p, k in zip(positions, keys)]
+
+
+def schedule(ledger, new_ids, from_height, *, old_ids=OLD, by_current=None, by_new=None, sender=None,
+             epoch=None, signed_epoch=None, signed_set=None):
+    """Schedule ``new_ids`` from ``from_height``, signed by a quorum of ``old_ids`` and of ``new_ids`` unless
+    ``by_current`` / ``by_new`` (callables digest → signatures) say otherwise."""
+    epoch = ledger.latest_epoch()[0] + 1 if epoch is None else epoch
+    digest = ledger.change_digest(epoch if signed_epoch is None else signed_epoch, from_height,
+                                  addrs(new_ids if signed_set is None else signed_set))
+    cur = sign_as(digest, old_ids) if by_current is None else by_current(digest)
+    new = sign_as(digest, new_ids) if by_new is None else by_new(digest)
+    who = account(old_ids[0]) if sender is None else sender
+    return ledger.change_validators(who, addrs(new_ids), from_height, addrs(old_ids), cur, new, epoch=epoch)
+
+
+def certified(ledger, header: BlockHeader, ids, positions=None, keys=None) -> QuorumCertificate:
+    digest = commit_vote_digest(ledger.domain_separator(), 0, header.seq, header_struct_hash(header))
+    return QuorumCertificate(header, 0, tuple(CommitSignature(p, sig) for p, sig in sign_as(digest, ids, positions, keys)))
+
+
+def commit_with(ledger, header, ids, *, sender=None, positions=None, keys=None):
+    who = account(ids[0]) if sender is None else sender
+    return ledger.commit(who, certified(ledger, header, ids, positions, keys), addrs(ids))
+
+
+def grow(ledger, heights) -> bytes:
+    """Commit ``heights`` headers certified by OLD; returns the head hash."""
+    prev = ledger.head()[1]
+    for height in heights:
+        h = header_for(height, prev, slips(1, str(height)))
+        commit_with(ledger, h, OLD)
+        prev = header_struct_hash(h)
+    return prev
+
+
+def test_validator_set_change_applies_from_its_stated_height(ledger, signers):
+    prev = grow(ledger, [1])
+    receipt = schedule(ledger, NEW, 3)
     (ev,) = ledger.events(receipt, "ValidatorSetChanged")
-    assert ev == {"epoch": 1, "validators": new_set}
-    assert ledger.epoch() == 1 and ledger.validators() == new_set
-    new_vals = [s.address for s in (signers[0], signers[1], signers[2], signers[4])]
-    h = header_for(1, ZERO32, slips(2))
-    digest = commit_vote_digest(ledger.domain_separator(), 0, h.seq, header_struct_hash(h))
-
-    def qc_from(pairs):  # (index in the new set, key that signs)
-        return QuorumCertificate(h, 0, tuple(CommitSignature(idx, signers[who].sign(digest)) for idx, who in pairs))
-
-    with reverts("SlipLedgerUnknownValidatorSet"):  # the old set is no longer accepted
-        ledger.commit(account(0), qc_from([(1, 1), (2, 2), (3, 3)]), addresses(signers))
-    with reverts("SlipLedgerInvalidSignature", account(4).address, account(3).address):  # removed key: no vote
-        ledger.commit(account(0), qc_from([(1, 1), (2, 2), (3, 3)]), new_vals)
-    ledger.commit(account(4), qc_from([(1, 1), (2, 2), (3, 4)]), new_vals)
+    assert ev == {"epoch": 1, "fromHeight": 3, "validators": addrs(NEW)}
+    assert ledger.latest_epoch() == (1, 3)
+    assert (ledger.epoch(), ledger.validators()) == (0, addrs(OLD))  # height 2 is still the old set's
+    # Height 2 is below the change: the new set cannot certify it, the old set still does.
+    h2 = header_for(2, prev, slips(1, "2"))
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(NEW), set_hash(OLD)):
+        commit_with(ledger, h2, NEW)
+    commit_with(ledger, h2, OLD, sender=account(3))
+    assert (ledger.epoch(), ledger.validators(), ledger.quorum()) == (1, addrs(NEW), 3)
+    # Height 3 is the new set's: the old set, the removed validator and its key are refused.
+    h3 = header_for(3, header_struct_hash(h2), slips(1, "3"))
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):
+        commit_with(ledger, h3, OLD)
     with reverts("SlipLedgerNotValidator", account(3).address):
-        ledger.commit(account(3), qc_from([(1, 1), (2, 2), (3, 4)]), new_vals)
+        commit_with(ledger, h3, NEW, sender=account(3))
+    with reverts("SlipLedgerInvalidSignature", account(4).address, account(3).address):
+        commit_with(ledger, h3, NEW, positions=(1, 2, 3), keys=(1, 2, 3))
+    commit_with(ledger, h3, NEW, positions=(1, 2, 3), sender=account(4))
+    assert ledger.head() == (3, header_struct_hash(h3))
+    assert ledger.validator_set_at(2) == (0, 1, addrs(OLD))
+    assert ledger.validator_set_at(3) == (1, 3, addrs(NEW))
+    assert ledger.validator_set_at(10**6) == (1, 3, addrs(NEW))
+    assert ledger.client.call(ledger.contract.functions.isValidator(account(4).address))
+    assert not ledger.client.call(ledger.contract.functions.isValidator(account(3).address))
+
+
+def test_headers_below_the_change_are_still_verified_against_the_old_set(ledger, signers):
+    grow(ledger, [1])
+    schedule(ledger, NEW, 2)
+    h1 = header_for(1, ZERO32, slips(1, "1"))
+    receipt = commit_with(ledger, h1, OLD)  # idempotent re-submission, judged by height 1's set
+    assert ledger.events(receipt, "BlockCommitted") == []
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(NEW), set_hash(OLD)):
+        commit_with(ledger, h1, NEW)
+    fork = header_for(1, ZERO32, slips(2, "fork"))
+    with reverts("SlipLedgerForkedHeader", 1, header_struct_hash(h1), header_struct_hash(fork)):
+        commit_with(ledger, fork, OLD)
+
+
+def test_validator_set_change_at_the_next_height_takes_effect_at_once(ledger, signers):
+    prev = grow(ledger, [1, 2])
+    schedule(ledger, NEW, 3)  # boundary: head + 1
+    assert (ledger.epoch(), ledger.validators()) == (1, addrs(NEW))
+    h3 = header_for(3, prev, slips(1, "3"))
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):
+        commit_with(ledger, h3, OLD)
+    commit_with(ledger, h3, NEW)
+
+
+def test_validator_change_height_in_the_past_reverts(ledger, signers):
+    grow(ledger, [1, 2])
+    for past in (0, 1, 2):  # 2 is the head: already certified by the old set
+        with reverts("SlipLedgerInvalidChangeHeight", past, 3):
+            schedule(ledger, NEW, past)
+
+
+def test_validator_change_must_follow_the_latest_scheduled_change(ledger, signers):
+    schedule(ledger, NEW, 5)
+    third = [0, 1, 2, 5]
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):  # the old set no longer decides
+        schedule(ledger, third, 6, old_ids=OLD)
+    with reverts("SlipLedgerInvalidChangeHeight", 5, 6):  # not after the pending change
+        schedule(ledger, third, 5, old_ids=NEW)
+    schedule(ledger, third, 6, old_ids=NEW)
+    assert ledger.latest_epoch() == (2, 6)
+    assert [ledger.validator_set_at(h)[:2] for h in (1, 4, 5, 6, 7)] == [(0, 1), (0, 1), (1, 5), (2, 6), (2, 6)]
+    prev = grow(ledger, [1, 2, 3, 4])
+    for height, ids in ((5, NEW), (6, third), (7, third)):
+        h = header_for(height, prev, slips(1, str(height)))
+        commit_with(ledger, h, ids)
+        prev = header_struct_hash(h)
+    assert ledger.epoch() == 2
+
+
+def test_validator_change_signed_only_by_the_old_set_reverts(ledger, signers):
+    with reverts("SlipLedgerInsufficientSignatures", 0, 3):
+        schedule(ledger, NEW, 2, by_new=lambda d: [])
+    # The new set's slots filled with old-set keys: validator 3 cannot vote for spare 4.
+    with reverts("SlipLedgerInvalidSignature", account(4).address, account(3).address):
+        schedule(ledger, NEW, 2, by_new=lambda d: sign_as(d, NEW, (1, 2, 3), keys=(1, 2, 3)))
+
+
+def test_validator_change_signed_only_by_the_new_set_reverts(ledger, signers):
+    with reverts("SlipLedgerInsufficientSignatures", 0, 3):
+        schedule(ledger, NEW, 2, by_current=lambda d: [])
+    # The old set's slots filled with new-set keys: spare 4 cannot vote for validator 3.
+    with reverts("SlipLedgerInvalidSignature", account(3).address, account(4).address):
+        schedule(ledger, NEW, 2, by_current=lambda d: sign_as(d, OLD, (1, 2, 3), keys=(1, 2, 4)))
+
+
+def test_validator_change_new_set_needs_its_own_quorum(ledger, signers):
+    grow(ledger, [1])
+    bigger = [0, 1, 2, 3, 4, 5, 6]  # n = 7: quorum 5
+    with reverts("SlipLedgerInsufficientSignatures", 4, 5):
+        schedule(ledger, bigger, 2, by_new=lambda d: sign_as(d, bigger, (0, 1, 2, 3)))  # only the old members
+    schedule(ledger, bigger, 2)
+    assert ledger.quorum() == 5
+
+
+def test_replayed_validator_change_reverts(ledger, signers):
+    digest = ledger.change_digest(1, 2, addrs(NEW))
+    first = (sign_as(digest, OLD), sign_as(digest, NEW))
+    schedule(ledger, NEW, 2, by_current=lambda d: first[0], by_new=lambda d: first[1])
+    schedule(ledger, OLD, 3, old_ids=NEW)  # back to the old set from height 3
+    # Replaying epoch 1's certificate (old set → new set) would re-install the new set.
+    with reverts("SlipLedgerUnexpectedEpoch", 3, 1):
+        schedule(ledger, NEW, 2, epoch=1, by_current=lambda d: first[0], by_new=lambda d: first[1])
+    # Re-signed for epoch 3 with the old height, it is still refused: the height is not after the latest change.
+    with reverts("SlipLedgerInvalidChangeHeight", 2, 4):
+        schedule(ledger, NEW, 2)
+
+
+def test_validator_change_naming_another_epoch_reverts(ledger, signers):
+    with reverts("SlipLedgerUnexpectedEpoch", 1, 2):
+        schedule(ledger, NEW, 2, epoch=2)
+    with reverts("SlipLedgerInvalidSignature"):  # signed for epoch 2, submitted as epoch 1
+        schedule(ledger, NEW, 2, epoch=1, signed_epoch=2)
 
 
 def test_validator_change_needs_quorum(ledger, signers):
-    new_set = [account(i).address for i in (0, 1, 2, 4)]
     with reverts("SlipLedgerInsufficientSignatures", 2, 3):
-        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1), signers, 1))
+        schedule(ledger, NEW, 2, by_current=lambda d: sign_as(d, OLD, (0, 1)))
 
 
 def test_validator_change_signed_for_another_set_reverts(ledger, signers):
-    new_set = [account(i).address for i in (0, 1, 2, 4)]
-    other = [account(i).address for i in (0, 1, 2, 5)]
     with reverts("SlipLedgerInvalidSignature"):
-        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, other, (0, 1, 2), signers, 1))
+        schedule(ledger, NEW, 2, signed_set=[0, 1, 2, 5])
 
 
 def test_validator_change_by_outsider_reverts(ledger, signers, make_account):
     outsider = make_account("outsider")
-    new_set = [account(i).address for i in (0, 1, 2, 4)]
     with reverts("SlipLedgerNotValidator", outsider.address):
-        ledger.change_validators(outsider, new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        schedule(ledger, NEW, 2, sender=outsider)
+    with reverts("SlipLedgerNotValidator", account(4).address):  # a member of the new set only
+        schedule(ledger, NEW, 2, sender=account(4))
 
 
 def test_validator_set_below_four_reverts(ledger, signers):
-    new_set = [account(i).address for i in (0, 1, 2)]
     with reverts("SlipLedgerInvalidValidatorSet", 3):
-        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        schedule(ledger, [0, 1, 2], 2)
 
 
 def test_validator_set_with_duplicate_reverts(ledger, signers):
-    new_set = [account(i).address for i in (0, 1, 2, 2)]
     with reverts("SlipLedgerInvalidValidatorSet", 4):
-        ledger.change_validators(account(0), new_set, current_set(), change_signatures(ledger, new_set, (0, 1, 2), signers, 1))
+        schedule(ledger, [0, 1, 2, 2], 2, by_new=lambda d: sign_as(d, [0, 1, 2, 2], (0, 1, 2)))
+
+
+def test_validator_set_of_257_reverts(ledger, signers, session_client, deployer):
+    too_many = list(range(MAX_VALIDATORS + 1))
+    with reverts("SlipLedgerTooManyValidators", 257, 256):
+        schedule(ledger, too_many, 2, by_new=lambda d: [])
+    art = artifact("SlipLedger")
+    with reverts("SlipLedgerTooManyValidators", 257, 256):
+        session_client.deploy("SlipLedger", art.abi, art.bytecode, deployer, addrs(too_many))
+
+
+def test_validator_set_of_256_certifies_with_signer_index_255(ledger, signers, chain, deployer):
+    full = list(range(10, 10 + MAX_VALIDATORS))  # 256 fresh keys; the last one is signer index 255
+    q = quorum_of(MAX_VALIDATORS)
+    top = range(MAX_VALIDATORS - q, MAX_VALIDATORS)  # the last quorum of positions, up to 255
+    prev = grow(ledger, [1])
+    schedule(ledger, full, 2, by_new=lambda d: sign_as(d, full, top))
+    assert ledger.quorum() == q == 171
+    chain.transfer(deployer, account(full[-1]).address, 10**18)
+    h = header_for(2, prev, slips(2))
+    receipt = commit_with(ledger, h, full, positions=top, sender=account(full[-1]))
+    (ev,) = ledger.events(receipt, "BlockCommitted")
+    assert ev["height"] == 2
+
+
+# -- the schedule against a ghost model (hypothesis state machine) ---------------------------------
+
+SETS = [OLD, NEW, [1, 2, 3, 4, 5], [4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6]]
+
+
+class ScheduleMachine(RuleBasedStateMachine):
+    """Ghost model: ``schedule`` (first height, set) per epoch and the committed ``head``.  Changes at any
+    height near the boundary, commits and re-submissions by any set either succeed on both or are refused
+    with the error the model predicts; after every step the set of every height up to head + 3 agrees."""
+
+    ledger: SlipLedgerAgent  # set by the test function
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot = self.ledger.client.snapshot()
+        self.schedule = [(1, OLD)]
+        self.head = 0
+        self.headers: list[BlockHeader] = []
+
+    def teardown(self) -> None:
+        self.ledger.client.revert(self.snapshot)
+
+    def set_at(self, height: int) -> tuple[int, int, list[int]]:
+        epoch = max(e for e, (first, _) in enumerate(self.schedule) if first <= height)
+        return (epoch, *self.schedule[epoch])
+
+    @rule(offset=st.integers(-2, 3), ids=st.sampled_from(SETS))
+    def change(self, offset: int, ids: list[int]) -> None:
+        earliest = max(self.head, self.schedule[-1][0]) + 1
+        from_height = max(0, earliest + offset - 1)
+        latest = self.schedule[-1][1]
+        if from_height < earliest:
+            with reverts("SlipLedgerInvalidChangeHeight", from_height, earliest):
+                schedule(self.ledger, ids, from_height, old_ids=latest)
+            return
+        (ev,) = self.ledger.events(schedule(self.ledger, ids, from_height, old_ids=latest), "ValidatorSetChanged")
+        assert ev == {"epoch": len(self.schedule), "fromHeight": from_height, "validators": addrs(ids)}
+        self.schedule.append((from_height, ids))
+
+    @rule(ids=st.sampled_from(SETS))
+    def commit(self, ids: list[int]) -> None:
+        height = self.head + 1
+        prev = header_struct_hash(self.headers[-1]) if self.headers else ZERO32
+        h = header_for(height, prev, slips(1, f"sm/{height}"))
+        expected = self.set_at(height)[2]
+        if ids != expected:
+            with reverts("SlipLedgerUnknownValidatorSet", set_hash(ids), set_hash(expected)):
+                commit_with(self.ledger, h, ids)
+            return
+        commit_with(self.ledger, h, ids)
+        self.head, self.headers = height, self.headers + [h]
+
+    @precondition(lambda self: self.head > 0)
+    @rule(data=st.data())
+    def resubmit(self, data) -> None:
+        height = data.draw(st.integers(1, self.head))
+        receipt = commit_with(self.ledger, self.headers[height - 1], self.set_at(height)[2])
+        assert self.ledger.events(receipt, "BlockCommitted") == []
+
+    @invariant()
+    def sets_agree(self) -> None:
+        for height in range(1, self.head + 4):
+            epoch, first, ids = self.set_at(height)
+            assert self.ledger.validator_set_at(height) == (epoch, first, addrs(ids)), height
+        epoch, _, ids = self.set_at(self.head + 1)
+        assert (self.ledger.epoch(), self.ledger.validators(), self.ledger.quorum()) == (
+            epoch, addrs(ids), quorum_of(len(ids)))
+        assert self.ledger.latest_epoch() == (len(self.schedule) - 1, self.schedule[-1][0])
+
+
+def test_validator_schedule_matches_the_model(ledger, chain, deployer):
+    for i in range(8):
+        chain.transfer(deployer, account(i).address, 10**19)
+    ScheduleMachine.ledger = ledger
+    run_state_machine_as_test(
+        ScheduleMachine,
+        settings=settings(max_examples=20, stateful_step_count=15, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=list(HealthCheck)),
+    )
 
 
 def test_anchor_gas_is_reported_for_a_128_slip_block(ledger, signers, record_property):
