@@ -432,11 +432,15 @@ class TxSender:
             if exc.has(_KNOWN) or (exc.has(_NONCE_LOW + _OCCUPIED) and self._known(tx.hashes[-1])):
                 return None
             return exc
-        except ChainError:
+        except ChainError as unanswered:
             # No answer: Ganache's eager mining can take a transaction and never answer the request that
-            # brought it (when it lands while another block is mined). The node has it: the receipt follows.
-            if not self._known(tx.hashes[-1]):
-                raise
+            # brought it (when it lands while another block is mined). If the node has it, the receipt follows.
+            try:
+                known = self._known(tx.hashes[-1])
+            except ChainError:
+                known = False
+            if not known:
+                raise unanswered from None
         tx.sent_at = time.monotonic()
         return None
 
