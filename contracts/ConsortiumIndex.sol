@@ -136,21 +136,24 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     // ------------------------------------------------------------------
 
     /// @inheritdoc IConsortiumIndex
-    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        external
-        view
-        returns (bool)
-    {
+    function verifyItem(
+        BlockHeader calldata header,
+        bytes32[] calldata proof,
+        bytes32 slipHash,
+        uint256 index,
+        bytes32 itemHash
+    ) external view returns (bool) {
         bytes32 headerHash = _hashHeader(header);
         if (header.height == 0 || _headerHashes[header.height] != headerHash) {
             revert ConsortiumIndexHeaderNotCommitted(header.height, headerHash);
         }
-        return MerkleProof.verifyCalldata(proof, header.merkleRoot, leaf);
+        // The leaf is hashed here, never taken as given: an inner node cannot pose as a leaf.
+        return MerkleProof.verifyCalldata(proof, header.merkleRoot, _itemLeaf(slipHash, index, itemHash));
     }
 
     /// @inheritdoc IConsortiumIndex
     function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(slipHash, index, itemHash))));
+        return _itemLeaf(slipHash, index, itemHash);
     }
 
     /// @inheritdoc IConsortiumIndex
@@ -335,6 +338,12 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     function _isSuspended(bytes32 id, address account) private view returns (bool) {
         if (_identity.isActive(account)) return false;
         return _identity.participant(id).suspended;
+    }
+
+    /// StandardMerkleTree leaf: the double hash of the 96-byte encoding. An inner node is the hash of
+    /// 64 bytes, so no leaf equals an inner node (short of a keccak256 collision).
+    function _itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(slipHash, index, itemHash))));
     }
 
     function _hashHeader(BlockHeader calldata h) private pure returns (bytes32) {

@@ -148,12 +148,17 @@ interface IConsortiumIndex {
     // Views
     // ------------------------------------------------------------------
 
-    /// @notice True when `header` is committed and `leaf` is in its Merkle tree; reverts
-    /// with ConsortiumIndexHeaderNotCommitted for a header that is not committed.
-    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        external
-        view
-        returns (bool);
+    /// @notice True when `header` is committed and item `index` (struct hash `itemHash`) of the slip with
+    /// struct hash `slipHash` is in its Merkle tree. The leaf is computed here (`itemLeaf`), never taken
+    /// raw, so an inner node with a shorter proof does not verify. Reverts with
+    /// ConsortiumIndexHeaderNotCommitted for a header that is not committed.
+    function verifyItem(
+        BlockHeader calldata header,
+        bytes32[] calldata proof,
+        bytes32 slipHash,
+        uint256 index,
+        bytes32 itemHash
+    ) external view returns (bool);
 
     /// @notice The Merkle leaf of item `index` of the slip with struct hash `slipHash`.
     function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32);

@@ -377,8 +377,11 @@ class ConsortiumIndexAgent:
     def item_leaf(self, slip_hash: bytes, index: int, item_hash: bytes) -> bytes:
         return bytes(self._call(self.contract.functions.itemLeaf(slip_hash, index, item_hash)))
 
-    def verify_item(self, header: BlockHeader, proof: Iterable[bytes], leaf: bytes) -> bool:
-        return self._call(self.contract.functions.verifyItem(header.as_abi(), list(proof), leaf))
+    def verify_item(self, header: BlockHeader, proof: Iterable[bytes], slip_hash: bytes, index: int,
+                    item_hash: bytes) -> bool:
+        """``verifyItem``: the contract hashes the leaf from the item (a raw leaf is never accepted)."""
+        return self._call(self.contract.functions.verifyItem(header.as_abi(), list(proof), slip_hash, index,
+                                                             item_hash))
 
     # -- events ------------------------------------------------------------------------------------
 

@@ -381,7 +381,7 @@ class ConsortiumNode:
             out.append({"height": height, "slip": s, "index": i, "chain_id": item.chain_id,
                         "block_height": item.block_height, "slip_id": "0x" + item.slip_id.hex(),
                         "hmi_hash": "0x" + item.hmi_hash.hex(), "keywords": ["0x" + k.hex() for k in item.keywords],
-                        "header": "0x" + header.encode().hex(), "leaf": "0x" + proof.leaf.hex(),
+                        "header": "0x" + header.encode().hex(), "slip_hash": "0x" + proof.slip_hash.hex(),
                         "proof": ["0x" + p.hex() for p in proof.proof]})
         return out
 

@@ -27,6 +27,7 @@ from mbds_py.consortium import (
 from mbds_py.consortium.agents import ConsortiumIndexAgent
 from mbds_py.consortium.blocks import patients_hash
 from mbds_py.consortium.cid import default_cid_of
+from mbds_py.consortium.merkle import hash_pair, process_proof, verify_item
 from mbds_py.identity import Participant
 from tests.conftest import peks_key, pre_key
 from tests.consortium._consortium_support import Net, account, fund, gas_report, reverts
@@ -120,12 +121,36 @@ def test_verify_item_proves_items_of_a_committed_block(net):
     block, _ = produce(net, 0, n_slips=3)
     for s, i in [(0, 0), (1, 2), (2, 1)]:
         p = block.item_proof(s, i)
-        assert net.index.verify_item(block.header, p.proof, p.leaf)
+        assert net.index.verify_item(block.header, p.proof, p.slip_hash, p.index, p.item_hash)
+        assert verify_item(p.proof, block.header.merkle_root, p.slip_hash, p.index, p.item_hash)
     p = block.item_proof(0, 0)
-    assert not net.index.verify_item(block.header, p.proof, keccak(b"forged item"))
+    assert not net.index.verify_item(block.header, p.proof, p.slip_hash, p.index, keccak(b"forged item"))
+    assert not net.index.verify_item(block.header, p.proof, p.slip_hash, p.index + 1, p.item_hash)
     uncommitted = replace(block.header, merkle_root=keccak(b"other"))
     with reverts("ConsortiumIndexHeaderNotCommitted", 1, uncommitted.block_hash):
-        net.index.verify_item(uncommitted, p.proof, p.leaf)
+        net.index.verify_item(uncommitted, p.proof, p.slip_hash, p.index, p.item_hash)
+
+
+def test_verify_item_refuses_an_inner_node_posing_as_a_leaf(net):
+    """L-5: with a raw bytes32 leaf, the parent of two leaves and the proof minus its first node verified.
+    Now the leaf is hashed from the item on both sides, and no raw-leaf entry point is left."""
+    block, _ = produce(net, 0, n_slips=3)
+    p = block.item_proof(0, 0)
+    inner = hash_pair(p.leaf, p.proof[0])
+    root = block.header.merkle_root
+    assert process_proof(p.proof[1:], inner) == root  # what a raw-leaf verifier accepted
+    # the attacker's only handles are the item's fields: the inner node cannot be passed as the leaf
+    for slip_hash, index, item_hash in [(inner, 0, ZERO32), (p.leaf, 0, p.proof[0]), (ZERO32, 0, inner)]:
+        assert not net.index.verify_item(block.header, p.proof[1:], slip_hash, index, item_hash)
+        assert not verify_item(p.proof[1:], root, slip_hash, index, item_hash)
+    # the old raw-leaf function is gone: its selector hits no function (the contract has no fallback)
+    old = net.index.contract.w3.codec.encode(
+        ["(uint64,bytes32,uint64,uint64,bytes32,bytes32,uint32,bytes32,bytes32)", "bytes32[]", "bytes32"],
+        [block.header.as_abi(), list(p.proof[1:]), inner])
+    selector = keccak(text="verifyItem((uint64,bytes32,uint64,uint64,bytes32,bytes32,uint32,bytes32,bytes32),"
+                           "bytes32[],bytes32)")[:4]
+    with pytest.raises(Exception):
+        net.client.w3.eth.call({"to": net.index.address, "data": "0x" + (selector + old).hex()})
 
 
 def test_blocks_chain_and_the_proxy_finds_a_patient_by_log_filter(net):
