@@ -166,7 +166,6 @@ class ConsortiumNode:
         self.credit = CreditRegistryAgent(ChainClient(config.rpc_url, name="consortium"), config.credit_registry)
         self.domain = self.index.domain()
         self.clock = self.index.clock()
-        self.quorum = self.index.quorum()
         self.checker = ItemChecker(config.private_chains)
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=8)
@@ -317,8 +316,9 @@ class ConsortiumNode:
                     votes.add(att)
                 except MBDSError:
                     pass
-        if len(votes) < self.quorum:
-            log.warning("slot %d: only %d of %d attestations", slot, len(votes), self.quorum)
+        quorum = self.index.attestation_quorum()  # shrinks with the ATN set once the reserve ran out
+        if len(votes) < quorum:
+            log.warning("slot %d: only %d of %d attestations", slot, len(votes), quorum)
             return
         try:
             gas = 600_000 + 40_000 * len(block.patient_ids) + 4_000 * block.header.item_count

@@ -194,6 +194,24 @@ def test_missed_slots_mirror_settlement_across_a_round_boundary():
     assert clock.missed_slots(next_unsettled=3, end=17, registry_round=0) == [3, 4, 15, 16]
 
 
+def test_missed_slots_are_bounded_per_call():
+    """L-6: at most MAX_MISSED_SLOTS_PER_CALL per call; a commit forgives the rest, a report leaves it."""
+    clock = SlotClock(0, 10, 20)
+    assert clock.missed_slots(0, 19, 0) == list(range(16))  # a commit: 16..18 forgiven
+    assert clock.missed_slots(0, 19, 0, forgive=False) == list(range(16))
+    assert clock.missed_slots(16, 19, 0, forgive=False) == [16, 17, 18]
+    # across a boundary a report stops at the end of the unsettled round
+    assert clock.missed_slots(0, 25, 0, forgive=False) == list(range(16))
+    assert clock.missed_slots(16, 25, 0, forgive=False) == [16, 17, 18, 19, 20, 21, 22, 23, 24]
+    # a commit forgives the rest of the old round and charges the new one with what is left of the budget
+    assert clock.missed_slots(10, 25, 0) == list(range(10, 20)) + [20, 21, 22, 23, 24, 25][:5]
+    assert clock.missed_slots(0, 25, 0) == list(range(16))
+    assert clock.missed_slots(0, 19, 0, bound=None) == list(range(19))
+
+
+# -- encodings and hashes ---------------------------------------------------------------------------------
+
+
 def _item(n: int, patient: int = 0) -> SummaryItem:
     rng = random.Random(n)
     return SummaryItem(patient_id=ident(1000 + patient), keywords=(rng.randbytes(80), rng.randbytes(80)),
