@@ -637,6 +637,39 @@ def test_python_ranking_is_what_the_contract_elects(net, scores):
         net.client.revert(snap)
 
 
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=st.lists(st.tuples(st.sampled_from(["swap", "drop", "withdraw", "rejoin", "penalise"]),
+                                st.integers(0, 13), st.integers(0, 13)), min_size=1, max_size=6))
+def test_any_stale_or_perturbed_hint_elects_the_honest_roster(net, reporter, moves):
+    """L-4 property: whatever lands between computing the ranking and elect (withdrawals, rejoins, penalties)
+    and whatever the hint gets wrong (swaps, omissions), elect neither reverts nor deviates from the pure
+    core's ranking of the chain state it lands on."""
+    snap = net.client.snapshot()
+    try:
+        hint = list(net.credit.current_ranking())
+        for move, a, b in moves:
+            inst = net.by_order()[a]
+            if move == "swap" and a < len(hint) and b < len(hint):
+                hint[a], hint[b] = hint[b], hint[a]
+            elif move == "drop" and a < len(hint):
+                hint.pop(a)
+            elif move == "withdraw":
+                net.credit.set_willing(inst.account, False)
+            elif move == "rejoin":
+                net.credit.set_willing(inst.account, True)
+            elif move == "penalise":
+                net.credit.penalise(reporter, inst.id, Offence.MISSED_SLOT)
+        honest = net.credit.current_ranking()
+        if len(honest) < 9:
+            with reverts("CreditRegistryTooFewCandidates", len(honest), 9):
+                net.credit.elect(net.governor, hint)
+            return
+        net.credit.elect(net.governor, hint)
+        assert elected(net) == tuple(honest[:9])
+    finally:
+        net.client.revert(snap)
+
+
 # -- replacement against a ghost model (stateful property test) -------------------------------------------------------
 
 
