@@ -59,6 +59,14 @@ def test_election_with_paper_values_over_150_institutions(net, record_property):
     assert (ev["version"], ev["fromRound"], tuple(ev["rpn"]), tuple(ev["atn"])) == (1, 0, expected.rpn, expected.atn)
 
 
+def test_the_atn_set_of_a_round_is_recorded_from_the_first_election(net):
+    with reverts("CreditRegistryNoAtnSet", 0):
+        net.credit.atn_set_at(0)
+    net.credit.elect(net.governor)
+    assert net.credit.atn_set_at(0) == net.credit.atn_set() and len(net.credit.atn_set()) == PAPER_ATN_COUNT
+    assert net.credit.atn_seated() == PAPER_ATN_COUNT
+
+
 def test_re_elections_reuse_the_roster_buffers(net, record_property):
     gases = []
     for n in range(3):

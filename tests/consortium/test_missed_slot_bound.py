@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from tests.consortium._consortium_support import SMALL_INCENTIVES, Net, build_net, gas_report, small_dims
+from tests.consortium._consortium_support import SMALL_INCENTIVES, Net, build_net, gas_report, reverts, small_dims
 
 K, M = 20, 3
 BOUND = 16
@@ -81,3 +81,24 @@ def test_the_round_advances_only_once_its_misses_are_settled(net):
     assert missed(net, second) == list(range(BOUND, K)) + list(range(K, K + 5))
     assert net.credit.events(second, "RoundAdvanced") == [{"previous": 0, "round": 1}]
     assert net.index.next_unsettled_slot() == K + 5
+
+
+def test_a_report_waits_until_the_headers_round_is_settled(net):
+    """L-3: a header of round 1 cannot be judged while the registry, with misses of round 0 still pending,
+    has not reached round 1 (its ATN set is not fixed yet)."""
+    from mbds_py.consortium import attest, ordered_signatures, reject
+
+    net.goto_slot(K + 5)
+    header = net.build([], K + 5).header
+    domain = net.index.domain()
+    producer = net.inst(header.producer)
+    rejections = ordered_signatures(reject(header, domain, a.signer) for a in net.atn_insts()[:2])
+    with reverts("ConsortiumIndexRoundNotSettled", 1, 0):  # after the bounded settlement, round 0 is pending
+        net.index.report_invalid_block(stranger(net), header, attest(header, domain, producer.signer).signature,
+                                       rejections, atn_set=net.credit.atn_set())
+    net.index.report_missed_slots(stranger(net))
+    net.index.report_missed_slots(stranger(net))  # round 0 settled: the registry is in round 1
+    assert net.credit.round() == 1
+    receipt = net.index.report_invalid_block(stranger(net), header, attest(header, domain, producer.signer).signature,
+                                             rejections)
+    assert net.index.events(receipt, "BlockRejected")[0]["headerHash"] == header.block_hash
