@@ -25,6 +25,8 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         "bytes32 merkleRoot,uint32 itemCount,bytes32 patientsHash,bytes32 bodyCid)"
     );
     bytes32 private constant BLOCK_REJECTION_TYPEHASH = keccak256("BlockRejection(bytes32 headerHash)");
+    /// At most this many missed slots are examined (and charged) per call: a commit never pays for more.
+    uint256 public constant MAX_MISSED_SLOTS_PER_CALL = 16;
 
     // ------------------------------------------------------------------
     // Storage
@@ -46,7 +48,7 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         EIP712("MBDS ConsortiumIndex", "1")
     {
         uint256 atn = credit_.atnCount();
-        if (slotSeconds_ == 0 || quorum_ == 0 || quorum_ > atn) {
+        if (slotSeconds_ == 0 || quorum_ < 2 || quorum_ > atn) {
             revert ConsortiumIndexInvalidConfig(slotSeconds_, quorum_, atn);
         }
         _credit = credit_;
@@ -71,12 +73,13 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         if (header.slot != slot) revert ConsortiumIndexWrongSlot(header.slot, slot);
         // Only a committed block settles the current slot (misses are charged for past slots only).
         if (slot < _nextSlot) revert ConsortiumIndexSlotAlreadyCommitted(slot, _nextSlot);
-        _settleUpTo(slot);
+        _settleUpTo(slot, true); // at most MAX_MISSED_SLOTS_PER_CALL charged; the rest is forgiven
         bytes32 producerId = _checkProducer(header, slot);
         _checkSequence(header, slot);
         _checkPatients(header.patientsHash, patientIds);
         bytes32 headerHash = _hashHeader(header);
-        bytes32[] memory attesters = _attesterIds(_hashTypedDataV4(headerHash), attestations, _quorum, true);
+        bytes32[] memory attesters =
+            _attesterIds(_hashTypedDataV4(headerHash), attestations, _effectiveQuorum(_credit.atnSeated()), true);
 
         uint64 height = header.height;
         _headerHashes[height] = headerHash;
@@ -92,35 +95,25 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
 
     /// @inheritdoc IConsortiumIndex
     function reportMissedSlots() external {
-        _settleUpTo(_currentSlot());
+        _settleUpTo(_currentSlot(), false);
     }
 
     /// @inheritdoc IConsortiumIndex
     function advanceRound() external {
-        _settleUpTo(_currentSlot());
+        _settleUpTo(_currentSlot(), false);
     }
 
     /// @inheritdoc IConsortiumIndex
     function reportInvalidBlock(
         BlockHeader calldata header,
         bytes calldata producerSignature,
+        bytes32[] calldata atnSet,
         bytes[] calldata rejections,
         bytes[] calldata attestations
     ) external {
-        _settleUpTo(_currentSlot()); // the ATN set of the current round judges
-        bytes32 headerHash = _hashHeader(header);
-        if (_reported[headerHash]) revert ConsortiumIndexAlreadyReported(headerHash);
-        bytes32 digest = _hashTypedDataV4(headerHash);
-        address producer = _credit.institution(header.producer).account;
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, producerSignature);
-        if (err != ECDSA.RecoverError.NoError || signer != producer) {
-            revert ConsortiumIndexBadProducerSignature(header.producer, signer);
-        }
-        bytes32[] memory rejecters = _attesterIds(
-            _hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))), rejections, _quorum, true
-        );
-        // Attesters of a rejected header pay even if suspended since.
-        bytes32[] memory attesters = _attesterIds(digest, attestations, 0, false);
+        bytes32 headerHash = _checkReport(header, producerSignature);
+        (bytes32[] memory rejecters, bytes32[] memory attesters) =
+            _judges(header.slot, headerHash, atnSet, rejections, attestations);
 
         _reported[headerHash] = true;
         emit BlockRejected(headerHash, header.slot, header.producer, rejecters, attesters);
@@ -136,21 +129,24 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     // ------------------------------------------------------------------
 
     /// @inheritdoc IConsortiumIndex
-    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        external
-        view
-        returns (bool)
-    {
+    function verifyItem(
+        BlockHeader calldata header,
+        bytes32[] calldata proof,
+        bytes32 slipHash,
+        uint256 index,
+        bytes32 itemHash
+    ) external view returns (bool) {
         bytes32 headerHash = _hashHeader(header);
         if (header.height == 0 || _headerHashes[header.height] != headerHash) {
             revert ConsortiumIndexHeaderNotCommitted(header.height, headerHash);
         }
-        return MerkleProof.verifyCalldata(proof, header.merkleRoot, leaf);
+        // The leaf is hashed here, never taken as given: an inner node cannot pose as a leaf.
+        return MerkleProof.verifyCalldata(proof, header.merkleRoot, _itemLeaf(slipHash, index, itemHash));
     }
 
     /// @inheritdoc IConsortiumIndex
     function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(slipHash, index, itemHash))));
+        return _itemLeaf(slipHash, index, itemHash);
     }
 
     /// @inheritdoc IConsortiumIndex
@@ -209,6 +205,11 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
     }
 
     /// @inheritdoc IConsortiumIndex
+    function attestationQuorum() external view returns (uint256) {
+        return _effectiveQuorum(_credit.atnSeated());
+    }
+
+    /// @inheritdoc IConsortiumIndex
     function credit() external view returns (ICreditRegistry) {
         return _credit;
     }
@@ -237,34 +238,56 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         return uint64((block.timestamp - _genesisTime) / _slotSeconds);
     }
 
-    /// Settle every slot before `end` (the current slot): charge the misses of the registry's
-    /// round, move the registry to the round of `end` (it reads that round back from
-    /// `currentRound`; activating elections and replacements), then charge the misses of that
-    /// round. Whole rounds without any block are charged to nobody.
-    function _settleUpTo(uint64 end) private {
+    /// Settle slots before `end` (the current slot): charge the misses of the registry's round, move the
+    /// registry to the round of `end` once that round is settled (it reads the round back from
+    /// `currentRound`; activating elections and replacements), then charge the misses of that round. At
+    /// most MAX_MISSED_SLOTS_PER_CALL slots are examined per call. With `forgive` (a commit, which must
+    /// settle everything before its slot) the slots beyond that bound are forgiven (`SlotsForgiven`);
+    /// without it they stay pending for the next call (`reportMissedSlots`, anyone). Whole rounds without
+    /// any block are charged to nobody.
+    function _settleUpTo(uint64 end, bool forgive) private {
         uint64 target = end / _slotsPerRound;
         uint64 registryRound = _credit.round();
         if (registryRound > target) revert ConsortiumIndexRegistryAhead(registryRound, target);
+        uint256 budget = MAX_MISSED_SLOTS_PER_CALL;
         if (registryRound < target) {
-            _chargeMissed(registryRound, end);
+            budget = _chargeMissed(registryRound, end, budget, forgive);
+            uint64 roundEnd = (registryRound + 1) * _slotsPerRound;
+            if (_nextSlot < roundEnd && _nextSlot < end) return; // the registry's round is not settled yet
             _credit.advanceRound();
         }
-        _chargeMissed(target, end);
+        _chargeMissed(target, end, budget, forgive);
     }
 
-    function _chargeMissed(uint64 round_, uint64 end) private {
+    function _chargeMissed(uint64 round_, uint64 end, uint256 budget, bool forgive) private returns (uint256) {
         uint64 roundStart = round_ * _slotsPerRound;
         uint64 first = _nextSlot < roundStart ? roundStart : _nextSlot;
         uint64 last = roundStart + _slotsPerRound < end ? roundStart + _slotsPerRound : end;
-        if (first >= last) return;
-        _nextSlot = last;
-        if (_credit.rosterVersion() == 0) return; // no roster yet: nobody was scheduled
-        for (uint64 s = first; s < last; ++s) {
+        if (first >= last) return budget;
+        if (_credit.rosterVersion() == 0) {
+            _nextSlot = last; // no roster yet: nobody was scheduled
+            return budget;
+        }
+        uint64 s = first;
+        for (; s < last && budget != 0; ++s) {
+            --budget;
             (bytes32 id,) = _credit.rpnAt(s - roundStart);
             if (id == bytes32(0)) continue; // vacant seat
             emit SlotMissed(s, id);
             _credit.penalise(id, ICreditRegistry.Offence.MissedSlot, bytes32(uint256(s)));
         }
+        if (s < last && forgive) {
+            emit SlotsForgiven(s, last);
+            s = last;
+        }
+        _nextSlot = s;
+        return budget;
+    }
+
+    /// The attestations a block needs: the configured quorum, or every seated ATN once fewer are left
+    /// (a shrinking ATN set does not halt commits; with none seated nobody can attest).
+    function _effectiveQuorum(uint256 seated) private view returns (uint256) {
+        return seated == 0 || seated >= _quorum ? _quorum : seated;
     }
 
     // ------------------------------------------------------------------
@@ -329,12 +352,103 @@ contract ConsortiumIndex is IConsortiumIndex, EIP712 {
         }
     }
 
+    /// A reportable header: its slot has begun and its round is the registry's or earlier, not reported
+    /// before, not committed (a committed block carried a quorum of attestations: it is valid, and so
+    /// were they), signed by its producer. Returns its hash.
+    function _checkReport(BlockHeader calldata header, bytes calldata producerSignature)
+        private
+        returns (bytes32 headerHash)
+    {
+        uint64 now_ = _currentSlot();
+        if (header.slot > now_) revert ConsortiumIndexFutureSlot(header.slot, now_);
+        _settleUpTo(now_, false); // bring the registry to the header's round if it lags (bounded)
+        uint64 round_ = header.slot / _slotsPerRound;
+        uint64 registryRound = _credit.round();
+        if (registryRound < round_) revert ConsortiumIndexRoundNotSettled(round_, registryRound);
+        headerHash = _hashHeader(header);
+        if (_reported[headerHash]) revert ConsortiumIndexAlreadyReported(headerHash);
+        if (header.height != 0 && _headerHashes[header.height] == headerHash) {
+            revert ConsortiumIndexBlockCommitted(header.height, headerHash);
+        }
+        address producer = _credit.institution(header.producer).account;
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(_hashTypedDataV4(headerHash), producerSignature);
+        if (err != ECDSA.RecoverError.NoError || signer != producer) {
+            revert ConsortiumIndexBadProducerSignature(header.producer, signer);
+        }
+    }
+
+    /// The ATNs of the header's round judge it, not those of the round the report lands in: `atnSet` must
+    /// hash to the set the registry recorded for that round. ≥ quorum of them (not suspended now) rejected
+    /// it; the attesters shown pay even if suspended since.
+    function _judges(
+        uint64 slot,
+        bytes32 headerHash,
+        bytes32[] calldata atnSet,
+        bytes[] calldata rejections,
+        bytes[] calldata attestations
+    ) private view returns (bytes32[] memory rejecters, bytes32[] memory attesters) {
+        _checkAtnSet(slot / _slotsPerRound, atnSet);
+        rejecters = _membersOf(
+            _hashTypedDataV4(keccak256(abi.encode(BLOCK_REJECTION_TYPEHASH, headerHash))),
+            rejections,
+            atnSet,
+            _effectiveQuorum(atnSet.length),
+            true
+        );
+        attesters = _membersOf(_hashTypedDataV4(headerHash), attestations, atnSet, 0, false);
+    }
+
+    function _checkAtnSet(uint64 round_, bytes32[] calldata atnSet) private view {
+        (, bytes32 atnHash) = _credit.atnSetAt(round_);
+        bytes32 given = keccak256(abi.encodePacked(atnSet));
+        if (given != atnHash) revert ConsortiumIndexWrongAtnSet(round_, atnHash, given);
+    }
+
+    /// Recover the signers of `digest` (strictly ascending addresses, hence distinct), require each to be
+    /// an institution of `members` (the ATN set of a past round; and, if `activeOnly`, not suspended now)
+    /// and at least `minimum` of them; returns their institution IDs.
+    function _membersOf(
+        bytes32 digest,
+        bytes[] calldata signatures,
+        bytes32[] calldata members,
+        uint256 minimum,
+        bool activeOnly
+    ) private view returns (bytes32[] memory ids) {
+        uint256 n = signatures.length;
+        if (n < minimum) revert ConsortiumIndexInsufficientAttestations(n, minimum);
+        ids = new bytes32[](n);
+        address previous;
+        for (uint256 i; i < n; ++i) {
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
+            if (err != ECDSA.RecoverError.NoError) revert ConsortiumIndexInvalidSignature(i);
+            if (signer <= previous) revert ConsortiumIndexSignersNotSorted(i, signer);
+            previous = signer;
+            bytes32 id = _credit.idOf(signer);
+            if (id == bytes32(0) || !_contains(members, id)) revert ConsortiumIndexNotAttester(signer);
+            if (activeOnly && _isSuspended(id, signer)) revert ConsortiumIndexAttesterSuspended(signer, id);
+            ids[i] = id;
+        }
+    }
+
+    function _contains(bytes32[] calldata list, bytes32 id) private pure returns (bool) {
+        for (uint256 i; i < list.length; ++i) {
+            if (list[i] == id) return true;
+        }
+        return false;
+    }
+
     /// Suspended in the IdentityRegistry (`account` is the one the CreditRegistry holds for `id`).
     /// One cheap `isActive` read while it is the participant's current account; an account replaced
     /// by a key rotation (not yet synced in the CreditRegistry) falls back to the participant record.
     function _isSuspended(bytes32 id, address account) private view returns (bool) {
         if (_identity.isActive(account)) return false;
         return _identity.participant(id).suspended;
+    }
+
+    /// StandardMerkleTree leaf: the double hash of the 96-byte encoding. An inner node is the hash of
+    /// 64 bytes, so no leaf equals an inner node (short of a keccak256 collision).
+    function _itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(slipHash, index, itemHash))));
     }
 
     function _hashHeader(BlockHeader calldata h) private pure returns (bytes32) {

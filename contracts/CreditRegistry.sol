@@ -46,6 +46,12 @@ contract CreditRegistry is ICreditRegistry {
         uint16 index; // RPN seat index (unused for ATN: the ATN list is ordered by rank)
     }
 
+    /// The ATN set in force from `fromRound` until the next checkpoint: `keccak256(abi.encodePacked(atn))`.
+    struct AtnCheckpoint {
+        uint64 fromRound;
+        bytes32 atnHash;
+    }
+
     struct Roster {
         uint64 version; // election number; 0 = never filled
         uint64 fromRound;
@@ -80,6 +86,9 @@ contract CreditRegistry is ICreditRegistry {
     bool private _hasActive;
     bool private _hasPending;
     bytes32[] private _removalQueue;
+    uint256 private _seenSuspensions; // the IdentityRegistry's suspensionCount at the last seat review
+    bool private _reviewAll; // weights or threshold changed: every seat is re-checked at the next boundary
+    AtnCheckpoint[] private _atnHistory; // the ATN set of every round, as (first round, hash of the set)
 
     // ------------------------------------------------------------------
     // Modifiers
@@ -190,16 +199,19 @@ contract CreditRegistry is ICreditRegistry {
     function elect(bytes32[] calldata ranked) external onlyGovernor {
         Weights memory w = _weights;
         uint256 threshold = _incentives.removalThreshold;
-        _verifyRanking(ranked, w, threshold);
-        uint256 eligible = _countEligible(w, threshold);
-        if (eligible != ranked.length) revert CreditRegistryRankingIncomplete(ranked.length, eligible);
+        (bytes32[] memory ids, uint256[] memory credits, uint256 n, uint256 skipped) =
+            _hintedRanking(ranked, w, threshold);
+        (bytes32[] memory allIds, uint256[] memory allCredits, uint256 eligible) = _allEligible(w, threshold);
+        uint256 added;
+        if (eligible != n) (n, added) = _addMissing(ids, credits, n, allIds, allCredits, eligible);
+        if (skipped != 0 || added != 0) emit RankingRepaired(skipped, added);
         uint256 required = _rpnCount + _atnCount;
-        if (eligible < required) revert CreditRegistryTooFewCandidates(eligible, required);
+        if (n < required) revert CreditRegistryTooFewCandidates(n, required);
 
         uint8 target = _hasActive ? 1 - _active : _active;
         Roster storage r = _rosters[target];
         uint64 version = ++_elections;
-        _fillRoster(r, version, ranked);
+        _fillRoster(r, version, ids, n);
         uint64 fromRound = _hasActive ? _round + 1 : _round;
         r.fromRound = fromRound;
         emit Elected(version, fromRound, r.rpn, r.atn, r.reserve);
@@ -210,6 +222,7 @@ contract CreditRegistry is ICreditRegistry {
             _hasActive = true;
             _active = target;
             emit RosterActivated(version, fromRound);
+            _recordAtnSet(r, fromRound);
         }
     }
 
@@ -290,12 +303,18 @@ contract CreditRegistry is ICreditRegistry {
         if (round_ <= previous) revert CreditRegistryRoundNotAhead(round_, previous);
         _round = round_;
         emit RoundAdvanced(previous, round_);
+        bool changed;
         if (_hasPending) {
             _hasPending = false;
             _active = 1 - _active;
+            changed = true;
             emit RosterActivated(_rosters[_active].version, round_);
         }
-        if (_hasActive) _applyRemovals(_rosters[_active], round_);
+        if (!_hasActive) return;
+        Roster storage r = _rosters[_active];
+        _reviewSeatsIfNeeded(r);
+        if (_applyRemovals(r, round_)) changed = true;
+        if (changed) _recordAtnSet(r, round_);
     }
 
     // ------------------------------------------------------------------
@@ -473,6 +492,26 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     /// @inheritdoc ICreditRegistry
+    function atnSeated() external view returns (uint256) {
+        return _hasActive ? _rosters[_active].atn.length : 0;
+    }
+
+    /// @inheritdoc ICreditRegistry
+    function atnSetAt(uint64 round_) external view returns (uint64 fromRound, bytes32 atnHash) {
+        uint256 lo;
+        uint256 hi = _atnHistory.length;
+        // the last checkpoint with fromRound <= round_
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if (_atnHistory[mid].fromRound > round_) hi = mid;
+            else lo = mid + 1;
+        }
+        if (lo == 0) revert CreditRegistryNoAtnSet(round_);
+        AtnCheckpoint storage cp = _atnHistory[lo - 1];
+        return (cp.fromRound, cp.atnHash);
+    }
+
+    /// @inheritdoc ICreditRegistry
     function atnIdsOf(address[] calldata accounts) external view returns (bytes32[] memory ids) {
         ids = new bytes32[](accounts.length);
         if (!_hasActive) return ids;
@@ -527,7 +566,12 @@ contract CreditRegistry is ICreditRegistry {
 
     /// Queue a seated institution that became ineligible; its seat is reviewed at the next boundary.
     function _scheduleRemovalIfIneligible(bytes32 id, Record storage rec) private {
-        if (rec.removalQueued || !_isSeated(id) || _eligible(id, rec)) return;
+        if (!_isSeated(id)) return;
+        _queueIfIneligible(id, rec);
+    }
+
+    function _queueIfIneligible(bytes32 id, Record storage rec) private {
+        if (rec.removalQueued || _eligible(id, rec)) return;
         rec.removalQueued = true;
         _removalQueue.push(id);
         emit RemovalScheduled(id, _round, _credit(rec, _weights));
@@ -537,46 +581,130 @@ contract CreditRegistry is ICreditRegistry {
     // Internal: election
     // ------------------------------------------------------------------
 
-    /// Every listed ID is eligible and the list is strictly ordered by (credit desc, ID asc);
-    /// strict order also rules out duplicates.
-    function _verifyRanking(bytes32[] calldata ranked, Weights memory w, uint256 threshold) private view {
-        uint256 previousCredit;
-        bytes32 previous;
+    /// The governance's ranking is a hint, read in O(n): a listed institution that is no longer eligible
+    /// (it withdrew, was suspended or fell below the threshold since the ranking was computed) is skipped,
+    /// and the rest is put in (credit desc, ID asc) order by insertion sort — O(n) for a ranking that is
+    /// right, a few moves more for one a penalty landed on first. Unknown and repeated IDs revert.
+    function _hintedRanking(bytes32[] calldata ranked, Weights memory w, uint256 threshold)
+        private
+        view
+        returns (bytes32[] memory ids, uint256[] memory credits, uint256 n, uint256 skipped)
+    {
+        uint256 capacity = ranked.length + _order.length;
+        ids = new bytes32[](capacity);
+        credits = new uint256[](capacity);
         for (uint256 i; i < ranked.length; ++i) {
             bytes32 id = ranked[i];
             Record storage rec = _records[id];
             if (!rec.registered) revert CreditRegistryUnknownInstitution(id);
             uint256 c = _credit(rec, w);
-            if (!rec.willing || c < threshold) revert CreditRegistryIneligibleCandidate(i, id);
-            if (_suspended(id, rec)) revert CreditRegistrySuspendedCandidate(i, id);
-            if (i != 0 && (c > previousCredit || (c == previousCredit && id <= previous))) {
-                revert CreditRegistryRankingOutOfOrder(i, previous, id);
+            if (!rec.willing || c < threshold || _suspended(id, rec)) {
+                ++skipped;
+                continue;
             }
-            previousCredit = c;
-            previous = id;
+            ids[n] = id;
+            credits[n] = c;
+            ++n;
+        }
+        _insertionSort(ids, credits, 0, n);
+        for (uint256 i = 1; i < n; ++i) {
+            if (ids[i] == ids[i - 1]) revert CreditRegistryDuplicateCandidate(ids[i]);
         }
     }
 
-    function _countEligible(Weights memory w, uint256 threshold) private view returns (uint256 count) {
+    /// Every eligible institution in registration order, with its credit.
+    function _allEligible(Weights memory w, uint256 threshold)
+        private
+        view
+        returns (bytes32[] memory ids, uint256[] memory credits, uint256 count)
+    {
         uint256 n = _order.length;
+        ids = new bytes32[](n);
+        credits = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             bytes32 id = _order[i];
             Record storage rec = _records[id];
-            if (rec.willing && _credit(rec, w) >= threshold && !_suspended(id, rec)) ++count;
+            uint256 c = _credit(rec, w);
+            if (rec.willing && c >= threshold && !_suspended(id, rec)) {
+                ids[count] = id;
+                credits[count] = c;
+                ++count;
+            }
         }
     }
 
-    /// Write a verified ranking into roster buffer `r`.
-    function _fillRoster(Roster storage r, uint64 version, bytes32[] calldata ranked) private {
+    /// Add the eligible institutions the (sorted, eligible, distinct) hint left out — e.g. one that declared
+    /// itself willing after the ranking was computed — and restore the order. Binary search per institution.
+    function _addMissing(
+        bytes32[] memory ids,
+        uint256[] memory credits,
+        uint256 n,
+        bytes32[] memory allIds,
+        uint256[] memory allCredits,
+        uint256 eligible
+    ) private pure returns (uint256 total, uint256 added) {
+        total = n;
+        for (uint256 i; i < eligible; ++i) {
+            if (_contains(ids, credits, n, allIds[i], allCredits[i])) continue;
+            ids[total] = allIds[i];
+            credits[total] = allCredits[i];
+            ++total;
+        }
+        added = total - n;
+        _insertionSort(ids, credits, n, total);
+    }
+
+    function _contains(bytes32[] memory ids, uint256[] memory credits, uint256 n, bytes32 id, uint256 c)
+        private
+        pure
+        returns (bool)
+    {
+        uint256 lo;
+        uint256 hi = n;
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if (ids[mid] == id) return true;
+            if (_ranksBefore(credits[mid], ids[mid], c, id)) lo = mid + 1;
+            else hi = mid;
+        }
+        return false;
+    }
+
+    /// Sort `[0, end)` given that `[0, from)` is already sorted.
+    function _insertionSort(bytes32[] memory ids, uint256[] memory credits, uint256 from, uint256 end)
+        private
+        pure
+    {
+        for (uint256 i = from == 0 ? 1 : from; i < end; ++i) {
+            bytes32 id = ids[i];
+            uint256 c = credits[i];
+            uint256 j = i;
+            while (j > 0 && _ranksBefore(c, id, credits[j - 1], ids[j - 1])) {
+                ids[j] = ids[j - 1];
+                credits[j] = credits[j - 1];
+                --j;
+            }
+            ids[j] = id;
+            credits[j] = c;
+        }
+    }
+
+    /// Credit descending, ties by the lower ID.
+    function _ranksBefore(uint256 c1, bytes32 id1, uint256 c2, bytes32 id2) private pure returns (bool) {
+        return c1 > c2 || (c1 == c2 && id1 < id2);
+    }
+
+    /// Write the first `n` entries of a complete, ordered ranking into roster buffer `r`.
+    function _fillRoster(Roster storage r, uint64 version, bytes32[] memory ranked, uint256 n) private {
         uint256 k = _rpnCount;
         uint256 required = k + _atnCount;
         uint256 reserveEnd = required + _reserveCapacity;
-        if (reserveEnd > ranked.length) reserveEnd = ranked.length;
+        if (reserveEnd > n) reserveEnd = n;
         r.version = version;
         r.reserveNext = 0;
-        _copyIds(r.rpn, ranked[0:k]);
-        _copyIds(r.atn, ranked[k:required]);
-        _copyIds(r.reserve, ranked[required:reserveEnd]);
+        _copyIds(r.rpn, ranked, 0, k);
+        _copyIds(r.atn, ranked, k, required);
+        _copyIds(r.reserve, ranked, required, reserveEnd);
         for (uint256 i; i < k; ++i) {
             r.seats[ranked[i]] = Seat(version, SeatKind.Rpn, uint16(i));
         }
@@ -585,13 +713,13 @@ contract CreditRegistry is ICreditRegistry {
         }
     }
 
-    /// Overwrite `dst` with `src` element by element (reused slots cost less than fresh ones).
-    function _copyIds(bytes32[] storage dst, bytes32[] calldata src) private {
-        uint256 n = src.length;
+    /// Overwrite `dst` with `src[from:to]` element by element (reused slots cost less than fresh ones).
+    function _copyIds(bytes32[] storage dst, bytes32[] memory src, uint256 from, uint256 to) private {
+        uint256 n = to - from;
         uint256 old = dst.length;
         for (uint256 i; i < n; ++i) {
-            if (i < old) dst[i] = src[i];
-            else dst.push(src[i]);
+            if (i < old) dst[i] = src[from + i];
+            else dst.push(src[from + i]);
         }
         for (uint256 i = n; i < old; ++i) {
             dst.pop();
@@ -602,9 +730,10 @@ contract CreditRegistry is ICreditRegistry {
     // Internal: replacement at round boundaries
     // ------------------------------------------------------------------
 
-    function _applyRemovals(Roster storage r, uint64 round_) private {
+    /// Replace every queued institution that is still ineligible; true if a seat changed hands.
+    function _applyRemovals(Roster storage r, uint64 round_) private returns (bool changed) {
         uint256 n = _removalQueue.length;
-        if (n == 0) return;
+        if (n == 0) return false;
         for (uint256 i; i < n; ++i) {
             bytes32 id = _removalQueue[i];
             Record storage rec = _records[id];
@@ -612,6 +741,7 @@ contract CreditRegistry is ICreditRegistry {
             if (_eligible(id, rec)) continue; // recovered before the boundary
             Seat storage seat = r.seats[id];
             if (seat.version != r.version) continue; // not seated in this roster
+            changed = true;
             if (seat.kind == SeatKind.Rpn) {
                 _replaceRpn(r, id, seat.index, round_);
             } else if (seat.kind == SeatKind.Atn) {
@@ -621,6 +751,37 @@ contract CreditRegistry is ICreditRegistry {
             }
         }
         delete _removalQueue;
+    }
+
+    /// Without waiting for a volunteer's `reviewSeat`: when an institution was suspended in the
+    /// IdentityRegistry since the last review (its `suspensionCount` moved), or the weights or the threshold
+    /// changed, queue every seated member that is no longer eligible. O(K + M) only in those rounds;
+    /// otherwise one external read.
+    function _reviewSeatsIfNeeded(Roster storage r) private {
+        uint256 suspensions = _identity.suspensionCount();
+        if (!_reviewAll && suspensions == _seenSuspensions) return;
+        _seenSuspensions = suspensions;
+        _reviewAll = false;
+        uint256 k = r.rpn.length;
+        for (uint256 i; i < k; ++i) {
+            bytes32 id = r.rpn[i];
+            if (id != bytes32(0)) _queueIfIneligible(id, _records[id]);
+        }
+        uint256 m = r.atn.length;
+        for (uint256 i; i < m; ++i) {
+            bytes32 id = r.atn[i];
+            _queueIfIneligible(id, _records[id]);
+        }
+    }
+
+    /// Record the active ATN set for the rounds from `round_` (what `reportInvalidBlock` judges with).
+    function _recordAtnSet(Roster storage r, uint64 round_) private {
+        bytes32[] memory atn = r.atn;
+        bytes32 atnHash = keccak256(abi.encodePacked(atn));
+        uint256 n = _atnHistory.length;
+        if (n != 0 && _atnHistory[n - 1].fromRound == round_) _atnHistory[n - 1].atnHash = atnHash;
+        else _atnHistory.push(AtnCheckpoint(round_, atnHash));
+        emit AtnSetRecorded(round_, atnHash, atn);
     }
 
     /// RPN seat `index` goes to the best eligible ATN (or stays vacant if none is left).
@@ -745,11 +906,13 @@ contract CreditRegistry is ICreditRegistry {
             revert CreditRegistryInvalidWeights(w);
         }
         _weights = w;
+        _reviewAll = true; // every credit moved: every seat is re-checked at the next boundary
         emit WeightsSet(w);
     }
 
     function _setIncentives(Incentives memory inc) private {
         _incentives = inc;
+        _reviewAll = true; // the threshold may have moved: every seat is re-checked at the next boundary
         emit IncentivesSet(inc);
     }
 }

@@ -26,6 +26,7 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     /// Accounts ever used, so a rotated-away key can never be re-registered.
     mapping(address account => bool) private _accountUsed;
     bytes32[] private _order;
+    uint256 private _suspensionCount; // suspensions ever made: lets a registry notice one in O(1)
 
     // ------------------------------------------------------------------
     // Modifiers
@@ -151,6 +152,11 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IIdentityRegistry
+    function suspensionCount() external view returns (uint256) {
+        return _suspensionCount;
+    }
+
+    /// @inheritdoc IIdentityRegistry
     function participantCount() external view returns (uint256) {
         return _order.length;
     }
@@ -197,6 +203,7 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
         if (authority == id) revert IdentityRegistrySelfSuspension(id);
         p.suspended = suspended;
         p.updatedAt = uint48(block.timestamp);
+        if (suspended) ++_suspensionCount;
         if (suspended) emit ParticipantSuspended(id, authority, reason);
         else emit ParticipantReinstated(id, authority, reason);
     }

@@ -133,23 +133,16 @@ contract SlipLedger is ISlipLedger, EIP712 {
     // ------------------------------------------------------------------
 
     /// @inheritdoc ISlipLedger
-    function verifyLeaf(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        public
-        view
-        returns (bool)
-    {
-        bytes32 committed = _headerHashes[header.height];
-        if (header.height == 0 || committed != _hashHeader(header)) return false;
-        return MerkleProof.verifyCalldata(proof, header.merkleRoot, leaf);
-    }
-
-    /// @inheritdoc ISlipLedger
     function verifySlip(BlockHeader calldata header, bytes32[] calldata proof, bytes32 slipId, bytes calldata payload)
         external
         view
         returns (bool)
     {
-        return verifyLeaf(header, proof, keccak256(bytes.concat(keccak256(abi.encode(slipId, payload)))));
+        bytes32 committed = _headerHashes[header.height];
+        if (header.height == 0 || committed != _hashHeader(header)) return false;
+        // The leaf is hashed here, never taken as given: an inner node cannot pose as a leaf.
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(slipId, payload))));
+        return MerkleProof.verifyCalldata(proof, header.merkleRoot, leaf);
     }
 
     /// @inheritdoc ISlipLedger

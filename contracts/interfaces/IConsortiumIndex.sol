@@ -31,9 +31,15 @@ import {ICreditRegistry} from "./ICreditRegistry.sol";
 /// attests (nor rejects) here, whatever seat it still holds until the next round boundary.
 ///
 /// Misbehaviour costs credit: slots that passed without a block are charged to
-/// their RPN (by the next commit, or by anyone through `reportMissedSlots`);
-/// a header a quorum of ATNs rejected is charged to the producer that signed it
-/// and to every ATN shown to have attested it (`reportInvalidBlock`).
+/// their RPN (by anyone through `reportMissedSlots`, or by the next commit), at most
+/// MAX_MISSED_SLOTS_PER_CALL per call: `reportMissedSlots` leaves the rest pending
+/// for the next call, a commit forgives it, so a producer never pays for an
+/// unbounded backlog. A header a quorum of the ATNs of its round rejected is charged
+/// to the producer that signed it and to every ATN of that round shown to have
+/// attested it (`reportInvalidBlock`); a committed block cannot be reported.
+///
+/// Quorum: at least 2 (constructor); when fewer ATN seats are left than the quorum
+/// (the reserve ran out), every seated ATN must attest (`attestationQuorum`).
 interface IConsortiumIndex {
     // ------------------------------------------------------------------
     // Types
@@ -57,7 +63,7 @@ interface IConsortiumIndex {
     // Errors
     // ------------------------------------------------------------------
 
-    /// @dev Zero slot length, or a quorum of zero or above the ATN count.
+    /// @dev Zero slot length, or a quorum below 2 or above the ATN count.
     error ConsortiumIndexInvalidConfig(uint256 slotSeconds, uint256 quorum, uint256 atnCount);
     /// @dev The clock has not reached the genesis time.
     error ConsortiumIndexBeforeGenesis(uint256 timestamp, uint256 genesisTime);
@@ -97,6 +103,14 @@ interface IConsortiumIndex {
     error ConsortiumIndexAlreadyReported(bytes32 headerHash);
     /// @dev The header is not the one committed at its height.
     error ConsortiumIndexHeaderNotCommitted(uint64 height, bytes32 headerHash);
+    /// @dev A committed block is valid (a quorum attested it): neither it nor its attestations can be reported.
+    error ConsortiumIndexBlockCommitted(uint64 height, bytes32 headerHash);
+    /// @dev A reported header's slot has not begun.
+    error ConsortiumIndexFutureSlot(uint64 slot, uint64 currentSlot);
+    /// @dev The registry has not reached the reported header's round yet (missed slots still pending).
+    error ConsortiumIndexRoundNotSettled(uint64 round, uint64 registryRound);
+    /// @dev The ATN set given for the header's round does not hash to the one the registry recorded.
+    error ConsortiumIndexWrongAtnSet(uint64 round, bytes32 expected, bytes32 given);
     /// @dev The CreditRegistry is already in a later round than the clock.
     error ConsortiumIndexRegistryAhead(uint64 registryRound, uint64 round);
 
@@ -112,6 +126,9 @@ interface IConsortiumIndex {
     event PatientIndexed(bytes32 indexed patientId, uint64 height);
     /// @notice A slot passed without a block; its RPN was penalised.
     event SlotMissed(uint64 indexed slot, bytes32 indexed producer);
+    /// @notice Slots `[fromSlot, toSlot)` passed without a block and were not charged: a commit settles at most
+    /// MAX_MISSED_SLOTS_PER_CALL of them (anyone's `reportMissedSlots` charges pending misses before that).
+    event SlotsForgiven(uint64 indexed fromSlot, uint64 toSlot);
     /// @notice An ATN quorum rejected a producer-signed header; producer and shown attesters were penalised.
     event BlockRejected(
         bytes32 indexed headerHash, uint64 indexed slot, bytes32 indexed producer, bytes32[] rejecters, bytes32[] attesters
@@ -122,24 +139,30 @@ interface IConsortiumIndex {
     // ------------------------------------------------------------------
 
     /// @notice Commit the next block. Only the scheduled RPN's account (not suspended), in its slot, one
-    /// block per slot, with ≥ quorum attestations over `headerDigest(header)` by non-suspended ATN accounts
-    /// sorted by signer; `patientIds` are the block's distinct patient IDs, ascending. Charges missed slots
-    /// since the last block to their RPNs and rewards the producer and the attesters.
+    /// block per slot, with ≥ `attestationQuorum()` attestations over `headerDigest(header)` by non-suspended ATN accounts
+    /// sorted by signer; `patientIds` are the block's distinct patient IDs, ascending. Charges up to
+    /// MAX_MISSED_SLOTS_PER_CALL missed slots since the last block to their RPNs (forgives the rest) and
+    /// rewards the producer and the attesters.
     function commitBlock(BlockHeader calldata header, bytes32[] calldata patientIds, bytes[] calldata attestations)
         external;
 
-    /// @notice Charge every slot of the current round that passed without a block (anyone).
+    /// @notice Charge up to MAX_MISSED_SLOTS_PER_CALL slots that passed without a block, oldest first;
+    /// call again while `nextUnsettledSlot()` lags (anyone).
     function reportMissedSlots() external;
 
-    /// @notice Bring the CreditRegistry to the current round (anyone); set changes apply at round boundaries.
+    /// @notice Bring the CreditRegistry to the current round (anyone; once the registry's round is settled,
+    /// which may take several calls); set changes apply at round boundaries.
     function advanceRound() external;
 
-    /// @notice Penalise a producer for a header it signed that ≥ quorum current ATNs rejected
-    /// (`rejectionDigest(hashHeader(header))`, sorted by signer), and every current ATN whose
-    /// attestation of that header is shown in `attestations` (sorted by signer). Anyone; once per header.
+    /// @notice Penalise a producer for a header it signed that ≥ quorum ATNs of the header's round
+    /// (`atnSet`: the IDs of `CreditRegistry.AtnSetRecorded` for that round, checked against `atnSetAt`)
+    /// rejected (`rejectionDigest(hashHeader(header))`, sorted by signer), and every ATN of that round
+    /// whose attestation of that header is shown in `attestations` (sorted by signer). Anyone; once per
+    /// header; never a committed header.
     function reportInvalidBlock(
         BlockHeader calldata header,
         bytes calldata producerSignature,
+        bytes32[] calldata atnSet,
         bytes[] calldata rejections,
         bytes[] calldata attestations
     ) external;
@@ -148,12 +171,17 @@ interface IConsortiumIndex {
     // Views
     // ------------------------------------------------------------------
 
-    /// @notice True when `header` is committed and `leaf` is in its Merkle tree; reverts
-    /// with ConsortiumIndexHeaderNotCommitted for a header that is not committed.
-    function verifyItem(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        external
-        view
-        returns (bool);
+    /// @notice True when `header` is committed and item `index` (struct hash `itemHash`) of the slip with
+    /// struct hash `slipHash` is in its Merkle tree. The leaf is computed here (`itemLeaf`), never taken
+    /// raw, so an inner node with a shorter proof does not verify. Reverts with
+    /// ConsortiumIndexHeaderNotCommitted for a header that is not committed.
+    function verifyItem(
+        BlockHeader calldata header,
+        bytes32[] calldata proof,
+        bytes32 slipHash,
+        uint256 index,
+        bytes32 itemHash
+    ) external view returns (bool);
 
     /// @notice The Merkle leaf of item `index` of the slip with struct hash `slipHash`.
     function itemLeaf(bytes32 slipHash, uint256 index, bytes32 itemHash) external pure returns (bytes32);
@@ -184,6 +212,9 @@ interface IConsortiumIndex {
     function slotSeconds() external view returns (uint64);
     function slotsPerRound() external view returns (uint64);
     function quorum() external view returns (uint256);
+
+    /// @notice The attestations a block needs now: `quorum()`, or every seated ATN if fewer are left.
+    function attestationQuorum() external view returns (uint256);
     function credit() external view returns (ICreditRegistry);
 
     /// @notice The slot at the current block time.

@@ -15,9 +15,13 @@ import {IIdentityRegistry} from "./IIdentityRegistry.sol";
 ///
 /// The score is bound to the institution's participant ID in the IdentityRegistry.
 /// An institution is *eligible* when it is willing to serve and its credit is at
-/// least the removal threshold. An election takes the ranking of all eligible
-/// institutions (credit descending, ties by the lower ID), computed off-chain and
-/// verified here in O(n): ranks 1..K become representative nodes (RPN, produce
+/// least the removal threshold. An election ranks all eligible institutions (credit
+/// descending, ties by the lower ID): the ranking computed off-chain is a hint, read
+/// here in O(n) and repaired if the chain moved under it (a listed institution that
+/// withdrew or fell below the threshold is skipped, one that became willing is added,
+/// a penalty that landed first is sorted in), so no single `setWilling` or
+/// `reportMissedSlots` landing first makes an election revert, and no omission or
+/// swap in the hint steers it. Ranks 1..K become representative nodes (RPN, produce
 /// blocks in turn), ranks K+1..K+M audit nodes (ATN, attest blocks), the next
 /// ranks a reserve that refills the ATN set. Every change of the sets takes
 /// effect at a round boundary (a round is K slots of the ConsortiumIndex clock):
@@ -34,8 +38,11 @@ import {IIdentityRegistry} from "./IIdentityRegistry.sol";
 /// of `advanceRound`, and the round is read from that clock, never passed in.
 ///
 /// A participant suspended in the IdentityRegistry is not eligible: it cannot be
-/// elected, loses its seat at the next round boundary (see `reviewSeat`), and the
-/// ConsortiumIndex takes neither blocks nor attestations from it.
+/// elected, loses its seat at the next round boundary (every seat is re-checked at a
+/// boundary after the IdentityRegistry's `suspensionCount` moved or the weights or the
+/// threshold changed; `reviewSeat` is no longer needed), and the ConsortiumIndex takes
+/// neither blocks nor attestations from it. The ATN set of every round is recorded
+/// (`atnSetAt`) so a report about an old header is judged by the ATNs of its round.
 interface ICreditRegistry {
     // ------------------------------------------------------------------
     // Types
@@ -127,14 +134,8 @@ interface ICreditRegistry {
     error CreditRegistryInvalidDimensions(bytes32 id, Dimensions dimensions);
     /// @dev Weights do not sum to 10 000 basis points.
     error CreditRegistryInvalidWeights(Weights weights);
-    /// @dev The ranking lists an institution that is not eligible (unwilling or below threshold).
-    error CreditRegistryIneligibleCandidate(uint256 rank, bytes32 id);
-    /// @dev The ranking lists an institution whose participant is suspended in the IdentityRegistry.
-    error CreditRegistrySuspendedCandidate(uint256 rank, bytes32 id);
-    /// @dev The ranking is not in strictly decreasing (credit, then lower ID first) order at `rank`.
-    error CreditRegistryRankingOutOfOrder(uint256 rank, bytes32 previous, bytes32 current);
-    /// @dev The ranking does not list every eligible institution.
-    error CreditRegistryRankingIncomplete(uint256 listed, uint256 eligible);
+    /// @dev The ranking lists the same eligible institution twice.
+    error CreditRegistryDuplicateCandidate(bytes32 id);
     /// @dev Fewer eligible institutions than RPN + ATN seats.
     error CreditRegistryTooFewCandidates(uint256 eligible, uint256 required);
     /// @dev advanceRound while the clock's round is not after the current one.
@@ -147,6 +148,8 @@ interface ICreditRegistry {
     error CreditRegistryInvalidClock(address clock);
     /// @dev No roster has been elected yet.
     error CreditRegistryNoRoster();
+    /// @dev No ATN set was recorded for `round` (before the first election).
+    error CreditRegistryNoAtnSet(uint64 round);
     /// @dev A seat index beyond the roster.
     error CreditRegistrySeatOutOfRange(SeatKind kind, uint256 index, uint256 size);
 
@@ -180,6 +183,11 @@ interface ICreditRegistry {
     event PenaltiesCleared(bytes32 indexed id, address indexed governor, uint256 cleared, uint256 credit);
     /// @notice The institution became ineligible; its seat (if any) is reviewed at the next round boundary.
     event RemovalScheduled(bytes32 indexed id, uint64 indexed round, uint256 credit);
+    /// @notice An election's ranking hint was repaired: `skipped` listed institutions were no longer eligible,
+    /// `added` eligible ones were missing (the order is restored in any case).
+    event RankingRepaired(uint256 skipped, uint256 added);
+    /// @notice The ATN set in force from `fromRound` (until the next record); `atnHash` = keccak256(abi.encodePacked(atn)).
+    event AtnSetRecorded(uint64 indexed fromRound, bytes32 indexed atnHash, bytes32[] atn);
     /// @notice An election verified a ranking; the roster applies from `fromRound`.
     event Elected(uint64 indexed version, uint64 indexed fromRound, bytes32[] rpn, bytes32[] atn, bytes32[] reserve);
     /// @notice A roster became the active one.
@@ -219,8 +227,9 @@ interface ICreditRegistry {
     /// Once only; it must be a contract whose `credit()` is this registry.
     function setClock(address clock) external;
 
-    /// @notice Verify `ranked` — every eligible institution, credit descending, ties by lower ID —
-    /// and make it the roster: the first one immediately, later ones from the next round.
+    /// @notice Elect from the hint `ranked` — every eligible institution, credit descending, ties by lower ID —
+    /// repaired on chain where it went stale (ineligible skipped, missing eligible added, order restored), and
+    /// make it the roster: the first one immediately, later ones from the next round.
     function elect(bytes32[] calldata ranked) external;
 
     // ------------------------------------------------------------------
@@ -235,8 +244,8 @@ interface ICreditRegistry {
     /// key rotation: until then the old account still acts for the institution here (produces, attests).
     function syncAccount(bytes32 id) external;
 
-    /// @notice Queue a seated institution that is no longer eligible — e.g. suspended in the IdentityRegistry,
-    /// which does not notify this registry — for replacement at the next round boundary (anyone; no-op otherwise).
+    /// @notice Queue a seated institution that is no longer eligible for replacement at the next round boundary
+    /// (anyone; no-op otherwise). Optional: a boundary re-checks every seat by itself after a suspension.
     function reviewSeat(bytes32 id) external;
 
     // ------------------------------------------------------------------
@@ -336,6 +345,13 @@ interface ICreditRegistry {
 
     /// @notice The RPN in seat `index` (0 ≤ index < K) and its account; zero for a vacant seat.
     function rpnAt(uint256 index) external view returns (bytes32 id, address account);
+
+    /// @notice How many ATN seats the active roster holds now (≤ M; fewer once the reserve ran out).
+    function atnSeated() external view returns (uint256);
+
+    /// @notice The ATN set in force in `round`: the round it was recorded from and keccak256(abi.encodePacked(ids))
+    /// (the IDs are in the `AtnSetRecorded` event of that round).
+    function atnSetAt(uint64 round) external view returns (uint64 fromRound, bytes32 atnHash);
 
     /// @notice For each account, its institution ID if it holds an ATN seat in the active roster, else zero.
     function atnIdsOf(address[] calldata accounts) external view returns (bytes32[] memory ids);

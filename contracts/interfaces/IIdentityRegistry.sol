@@ -129,6 +129,10 @@ interface IIdentityRegistry {
     /// @notice True when `account` is an active health authority of any level.
     function isAuthority(address account) external view returns (bool);
 
+    /// @notice How many suspensions were ever made (never decreases): a contract that caches eligibility
+    /// (the CreditRegistry) re-checks its members only when this moved.
+    function suspensionCount() external view returns (uint256);
+
     /// @notice Number of registered participants.
     function participantCount() external view returns (uint256);
 

@@ -117,13 +117,9 @@ interface ISlipLedger {
         SetSignatures calldata byNew
     ) external;
 
-    /// @notice True when `header` is committed and `leaf` is in its Merkle tree.
-    function verifyLeaf(BlockHeader calldata header, bytes32[] calldata proof, bytes32 leaf)
-        external
-        view
-        returns (bool);
-
-    /// @notice True when the slip (id, payload) is in the committed block `header`.
+    /// @notice True when the slip (id, payload) is in the committed block `header`. The leaf,
+    /// `keccak256(bytes.concat(keccak256(abi.encode(slipId, payload))))`, is computed here and never
+    /// taken raw, so an inner node of the tree with a shorter proof does not verify.
     function verifySlip(BlockHeader calldata header, bytes32[] calldata proof, bytes32 slipId, bytes calldata payload)
         external
         view

@@ -120,10 +120,6 @@ class SlipLedgerAgent:
         fn = self.contract.functions.verifySlip(header_tuple(header), list(proof), slip.slip_id, slip.payload)
         return self.client.call(fn, contract=CONTRACT)
 
-    def verify_leaf(self, header: BlockHeader, proof: Sequence[bytes], leaf: bytes) -> bool:
-        fn = self.contract.functions.verifyLeaf(header_tuple(header), list(proof), leaf)
-        return self.client.call(fn, contract=CONTRACT)
-
     def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
         event = getattr(self.contract.events, name)()
         return [dict(e["args"]) for e in event.process_receipt(receipt)]

@@ -248,6 +248,20 @@ class CreditRegistryAgent:
         institution_id, account = self._call(self.contract.functions.rpnAt(seat))
         return bytes(institution_id), account
 
+    def atn_seated(self) -> int:
+        """ATN seats the active roster holds now (fewer than M once the reserve ran out)."""
+        return self._call(self.contract.functions.atnSeated())
+
+    def atn_set_at(self, round_: int) -> tuple[bytes, ...]:
+        """The ATN set in force in ``round_`` (what ``reportInvalidBlock`` judges a header of that round with):
+        the IDs of the ``AtnSetRecorded`` event the registry's ``atnSetAt`` points to."""
+        from_round, atn_hash = self._call(self.contract.functions.atnSetAt(round_))
+        logs = self.contract.events.AtnSetRecorded().get_logs(
+            from_block=0, argument_filters={"fromRound": from_round, "atnHash": bytes(atn_hash)})
+        if not logs:
+            raise LookupError(f"no AtnSetRecorded event for round {from_round}")
+        return tuple(bytes(x) for x in logs[-1]["args"]["atn"])
+
     def atn_accounts(self) -> list[str]:
         return [self.institution(i).account for i in self.atn_set()]
 
@@ -315,10 +329,18 @@ class ConsortiumIndexAgent:
         return self._tx(self.contract.functions.advanceRound(), sender)
 
     def report_invalid_block(self, sender: LocalAccount, header: BlockHeader, producer_signature: bytes,
-                             rejections: Sequence[bytes], attestations: Sequence[bytes] = ()) -> dict[str, Any]:
-        fn = self.contract.functions.reportInvalidBlock(header.as_abi(), producer_signature, list(rejections),
-                                                        list(attestations))
+                             rejections: Sequence[bytes], attestations: Sequence[bytes] = (),
+                             atn_set: Sequence[bytes] | None = None) -> dict[str, Any]:
+        """``reportInvalidBlock``; ``atn_set`` defaults to the ATN set of the header's round (read from the
+        registry's ``AtnSetRecorded`` events)."""
+        if atn_set is None:
+            atn_set = self.credit_agent().atn_set_at(header.slot // self.clock().slots_per_round)
+        fn = self.contract.functions.reportInvalidBlock(header.as_abi(), producer_signature, list(atn_set),
+                                                        list(rejections), list(attestations))
         return self._tx(fn, sender)
+
+    def credit_agent(self) -> CreditRegistryAgent:
+        return CreditRegistryAgent(self.client, self.credit_address())
 
     # -- views -------------------------------------------------------------------------------------
 
@@ -337,7 +359,12 @@ class ConsortiumIndexAgent:
         return self._clock
 
     def quorum(self) -> int:
+        """The configured quorum (≥ 2)."""
         return self._call(self.contract.functions.quorum())
+
+    def attestation_quorum(self) -> int:
+        """The attestations a block needs now: the quorum, or every seated ATN once fewer are left."""
+        return self._call(self.contract.functions.attestationQuorum())
 
     def credit_address(self) -> str:
         return self._call(self.contract.functions.credit())
@@ -377,8 +404,11 @@ class ConsortiumIndexAgent:
     def item_leaf(self, slip_hash: bytes, index: int, item_hash: bytes) -> bytes:
         return bytes(self._call(self.contract.functions.itemLeaf(slip_hash, index, item_hash)))
 
-    def verify_item(self, header: BlockHeader, proof: Iterable[bytes], leaf: bytes) -> bool:
-        return self._call(self.contract.functions.verifyItem(header.as_abi(), list(proof), leaf))
+    def verify_item(self, header: BlockHeader, proof: Iterable[bytes], slip_hash: bytes, index: int,
+                    item_hash: bytes) -> bool:
+        """``verifyItem``: the contract hashes the leaf from the item (a raw leaf is never accepted)."""
+        return self._call(self.contract.functions.verifyItem(header.as_abi(), list(proof), slip_hash, index,
+                                                             item_hash))
 
     # -- events ------------------------------------------------------------------------------------
 

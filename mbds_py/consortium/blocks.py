@@ -33,7 +33,7 @@ from .cid import default_cid_of
 from .credit import ZERO32
 from .eip712 import Domain, Signer, recover, rejection_struct_hash, u256
 from .errors import BlockFault, InvalidBlock, InvalidSignature
-from .merkle import MerkleTree
+from .merkle import MerkleTree, item_leaf
 from .schedule import SlotClock
 
 MAX_ITEMS_PER_SLIP = 10
@@ -149,11 +149,6 @@ class ConsortiumSlip:
         return cls(slip_id, timestamp, origin, tuple(items)).signed(domain, signer)
 
 
-def item_leaf(slip_hash: bytes, index: int, item_hash: bytes) -> bytes:
-    """``ConsortiumIndex.itemLeaf``: the double-hashed Merkle leaf of an item."""
-    return keccak(keccak(slip_hash + u256(index) + item_hash))
-
-
 def patients_hash(patient_ids: Sequence[bytes]) -> bytes:
     """``keccak256(abi.encodePacked(ids))`` of the distinct IDs, ascending."""
     return keccak(b"".join(patient_ids))
@@ -236,10 +231,15 @@ class BlockHeader:
 
 @dataclass(frozen=True)
 class ItemProof:
-    """An item's Merkle leaf and its proof against the header's root."""
+    """An item's Merkle leaf and its proof against the header's root, with what the leaf hashes
+    (a verifier recomputes the leaf from ``slip_hash``, ``index`` and ``item_hash``, see
+    :func:`mbds_py.consortium.merkle.verify_item`)."""
 
     leaf: bytes
     proof: tuple[bytes, ...]
+    slip_hash: bytes = b""
+    index: int = 0
+    item_hash: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -268,9 +268,10 @@ class ConsortiumBlock:
 
     def item_proof(self, slip_index: int, item_index: int) -> ItemProof:
         slip = self.slips[slip_index]
-        leaf = item_leaf(slip.struct_hash, item_index, slip.items[item_index].struct_hash)
+        item_hash = slip.items[item_index].struct_hash
+        leaf = item_leaf(slip.struct_hash, item_index, item_hash)
         assert self.tree is not None
-        return ItemProof(leaf, tuple(self.tree.proof(leaf)))
+        return ItemProof(leaf, tuple(self.tree.proof(leaf)), slip.struct_hash, item_index, item_hash)
 
     def items_of(self, patient_id: bytes) -> list[tuple[int, int, SummaryItem]]:
         """(slip index, item index, item) of every item of one patient."""

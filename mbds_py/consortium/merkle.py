@@ -1,16 +1,32 @@
 """Merkle trees of consortium items: the private chain's OpenZeppelin-compatible tree (``mbds_py.pbft.merkle``)
 with leaf lookup by value and an all-zero root for an empty block.
 
-Leaves are 32-byte hashes (already double-hashed by the caller, see
-:func:`mbds_py.consortium.blocks.item_leaf`); they are sorted, inner nodes hash the
-sorted pair, and a proof verifies on-chain with ``MerkleProof.verify(proof, root, leaf)``.
+Leaves are domain-separated from inner nodes as in OpenZeppelin's StandardMerkleTree: a leaf is
+the double hash of its 96-byte encoding (:func:`item_leaf`), an inner node the hash of 64 bytes, so
+no inner node can pose as a leaf. Trees are built from these hashed leaves; a proof is checked
+only from the item's fields (:func:`verify_item`, ``ConsortiumIndex.verifyItem``), never from a
+32-byte value taken as the leaf.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ..pbft.merkle import hash_pair, make_tree, process_proof, verify
+from eth_utils import keccak
+
+from ..pbft.merkle import hash_pair, make_tree, process_proof
+
+
+def item_leaf(slip_hash: bytes, index: int, item_hash: bytes) -> bytes:
+    """``ConsortiumIndex.itemLeaf``: ``keccak256(keccak256(abi.encode(slipHash, index, itemHash)))``."""
+    if len(slip_hash) != 32 or len(item_hash) != 32 or not 0 <= index < 2**256:
+        raise ValueError("an item leaf needs a 32-byte slip hash, a uint256 index and a 32-byte item hash")
+    return keccak(keccak(slip_hash + index.to_bytes(32, "big") + item_hash))
+
+
+def verify_item(proof: Sequence[bytes], root: bytes, slip_hash: bytes, index: int, item_hash: bytes) -> bool:
+    """``ConsortiumIndex.verifyItem`` off chain: the leaf is hashed here from the item, never taken raw."""
+    return process_proof(proof, item_leaf(slip_hash, index, item_hash)) == root
 
 
 class MerkleTree:
@@ -43,4 +59,4 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return MerkleTree(leaves).root if leaves else bytes(32)
 
 
-__all__ = ["MerkleTree", "hash_pair", "merkle_root", "process_proof", "verify"]
+__all__ = ["MerkleTree", "hash_pair", "item_leaf", "merkle_root", "process_proof", "verify_item"]

@@ -166,7 +166,6 @@ class ConsortiumNode:
         self.credit = CreditRegistryAgent(ChainClient(config.rpc_url, name="consortium"), config.credit_registry)
         self.domain = self.index.domain()
         self.clock = self.index.clock()
-        self.quorum = self.index.quorum()
         self.checker = ItemChecker(config.private_chains)
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=8)
@@ -317,8 +316,9 @@ class ConsortiumNode:
                     votes.add(att)
                 except MBDSError:
                     pass
-        if len(votes) < self.quorum:
-            log.warning("slot %d: only %d of %d attestations", slot, len(votes), self.quorum)
+        quorum = self.index.attestation_quorum()  # shrinks with the ATN set once the reserve ran out
+        if len(votes) < quorum:
+            log.warning("slot %d: only %d of %d attestations", slot, len(votes), quorum)
             return
         try:
             gas = 600_000 + 40_000 * len(block.patient_ids) + 4_000 * block.header.item_count
@@ -381,7 +381,7 @@ class ConsortiumNode:
             out.append({"height": height, "slip": s, "index": i, "chain_id": item.chain_id,
                         "block_height": item.block_height, "slip_id": "0x" + item.slip_id.hex(),
                         "hmi_hash": "0x" + item.hmi_hash.hex(), "keywords": ["0x" + k.hex() for k in item.keywords],
-                        "header": "0x" + header.encode().hex(), "leaf": "0x" + proof.leaf.hex(),
+                        "header": "0x" + header.encode().hex(), "slip_hash": "0x" + proof.slip_hash.hex(),
                         "proof": ["0x" + p.hex() for p in proof.proof]})
         return out
 

@@ -14,6 +14,9 @@ from typing import Sequence
 from .credit import ZERO32
 
 
+MAX_MISSED_SLOTS_PER_CALL = 16  # ConsortiumIndex.MAX_MISSED_SLOTS_PER_CALL
+
+
 @dataclass(frozen=True)
 class SlotClock:
     genesis_time: int
@@ -59,20 +62,28 @@ class SlotClock:
         candidate = (after_slot + 1) - (after_slot + 1) % k + seat
         return candidate if candidate > after_slot else candidate + k
 
-    def missed_slots(self, next_unsettled: int, end: int, registry_round: int) -> list[int]:
-        """Slots ``ConsortiumIndex`` charges when settling up to ``end`` (exclusive): the unsettled
-        slots of the registry's round and of the round of ``end``; whole rounds between are skipped."""
+    def missed_slots(self, next_unsettled: int, end: int, registry_round: int, *,
+                     bound: int | None = MAX_MISSED_SLOTS_PER_CALL, forgive: bool = True) -> list[int]:
+        """Slots one ``ConsortiumIndex`` call charges when settling up to ``end`` (exclusive): the unsettled
+        slots of the registry's round, then — once that round is settled — of the round of ``end``; whole
+        rounds between are skipped. At most ``bound`` slots are examined per call (None: no bound). A commit
+        (``forgive``) forgives the slots beyond the bound; ``reportMissedSlots`` (not ``forgive``) leaves
+        them, and the registry's round, for the next call."""
         target = self.round_of(end)
-        rounds = [registry_round, target] if registry_round < target else [target]
+        budget = float("inf") if bound is None else bound
         slots: list[int] = []
-        for r in rounds:
+        for r in ([registry_round, target] if registry_round < target else [target]):
             start = self.round_start(r)
             first = max(next_unsettled, start)
             last = min(start + self.slots_per_round, end)
             if first < last:
-                slots.extend(range(first, last))
-                next_unsettled = last
+                taken = int(min(budget, last - first))
+                slots.extend(range(first, first + taken))
+                budget -= taken
+                next_unsettled = last if forgive else first + taken
+            if r != target and next_unsettled < min(start + self.slots_per_round, end):
+                break  # the registry's round is not settled: it does not advance in this call
         return slots
 
 
-__all__ = ["SlotClock"]
+__all__ = ["MAX_MISSED_SLOTS_PER_CALL", "SlotClock"]

@@ -560,17 +560,30 @@ class ProxyService:
         self._slips[key] = verified
         return verified
 
-    def _verify_item(self, item: dict[str, Any]) -> None:
-        """The item's Merkle proof against a header committed in ConsortiumIndex."""
-        from ..consortium.blocks import BlockHeader
-        from ..consortium.merkle import verify
+    def _verify_item(self, item: dict[str, Any], patient: bytes) -> None:
+        """The item's Merkle proof against a header committed in ConsortiumIndex.
+
+        The leaf is recomputed from the item's own fields (and its slip's struct hash), never taken
+        from the node's answer: an inner node of the tree cannot pose as an item, and an item whose
+        fields were altered does not verify."""
+        from ..consortium.blocks import BlockHeader, SummaryItem
+        from ..consortium.merkle import verify_item
 
         header = BlockHeader.decode(_unhex(item["header"], "header"))
         if header.block_hash not in self._headers:
             if self.index.header_hash_at(header.height) != header.block_hash:
                 raise ProxyRefused(Refusal.INTEGRITY, f"consortium header {header.height} is not committed on chain")
             self._headers.add(header.block_hash)
-        if not verify([_unhex(p, "proof") for p in item["proof"]], header.merkle_root, _unhex(item["leaf"], "leaf")):
+        try:
+            summary = SummaryItem(patient,
+                                  tuple(_unhex(k, "keyword") for k in item["keywords"]),
+                                  _unhex(item["hmi_hash"], "hmi_hash", 32), int(item["chain_id"]),
+                                  int(item["block_height"]), _unhex(item["slip_id"], "slip_id", 32))
+            proven = verify_item([_unhex(p, "proof") for p in item["proof"]], header.merkle_root,
+                                 _unhex(item["slip_hash"], "slip_hash", 32), int(item["index"]), summary.struct_hash)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProxyRefused(Refusal.INTEGRITY, f"malformed consortium item: {exc}") from None
+        if not proven:
             raise ProxyRefused(Refusal.INTEGRITY, f"item proof does not verify against consortium block "
                                                   f"{header.height}")
 
@@ -601,7 +614,7 @@ class ProxyService:
             slip_id, chain_id = _unhex(item["slip_id"], "slip_id", 32), int(item["chain_id"])
             if (chain_id, slip_id) in seen:
                 continue
-            self._verify_item(item)
+            self._verify_item(item, patient)
             v = self.verified_slip(chain_id, slip_id)
             keywords = [c.to_bytes() for c in v.slip.encrypted_keywords]
             if (v.slip.patient_id != patient or v.slip.hmi_hash != _unhex(item["hmi_hash"], "hmi_hash")

@@ -27,6 +27,7 @@ from mbds_py.consortium import (
 from mbds_py.consortium.agents import ConsortiumIndexAgent
 from mbds_py.consortium.blocks import patients_hash
 from mbds_py.consortium.cid import default_cid_of
+from mbds_py.consortium.merkle import hash_pair, process_proof, verify_item
 from mbds_py.identity import Participant
 from tests.conftest import peks_key, pre_key
 from tests.consortium._consortium_support import Net, account, fund, gas_report, reverts
@@ -120,12 +121,36 @@ def test_verify_item_proves_items_of_a_committed_block(net):
     block, _ = produce(net, 0, n_slips=3)
     for s, i in [(0, 0), (1, 2), (2, 1)]:
         p = block.item_proof(s, i)
-        assert net.index.verify_item(block.header, p.proof, p.leaf)
+        assert net.index.verify_item(block.header, p.proof, p.slip_hash, p.index, p.item_hash)
+        assert verify_item(p.proof, block.header.merkle_root, p.slip_hash, p.index, p.item_hash)
     p = block.item_proof(0, 0)
-    assert not net.index.verify_item(block.header, p.proof, keccak(b"forged item"))
+    assert not net.index.verify_item(block.header, p.proof, p.slip_hash, p.index, keccak(b"forged item"))
+    assert not net.index.verify_item(block.header, p.proof, p.slip_hash, p.index + 1, p.item_hash)
     uncommitted = replace(block.header, merkle_root=keccak(b"other"))
     with reverts("ConsortiumIndexHeaderNotCommitted", 1, uncommitted.block_hash):
-        net.index.verify_item(uncommitted, p.proof, p.leaf)
+        net.index.verify_item(uncommitted, p.proof, p.slip_hash, p.index, p.item_hash)
+
+
+def test_verify_item_refuses_an_inner_node_posing_as_a_leaf(net):
+    """L-5: with a raw bytes32 leaf, the parent of two leaves and the proof minus its first node verified.
+    Now the leaf is hashed from the item on both sides, and no raw-leaf entry point is left."""
+    block, _ = produce(net, 0, n_slips=3)
+    p = block.item_proof(0, 0)
+    inner = hash_pair(p.leaf, p.proof[0])
+    root = block.header.merkle_root
+    assert process_proof(p.proof[1:], inner) == root  # what a raw-leaf verifier accepted
+    # the attacker's only handles are the item's fields: the inner node cannot be passed as the leaf
+    for slip_hash, index, item_hash in [(inner, 0, ZERO32), (p.leaf, 0, p.proof[0]), (ZERO32, 0, inner)]:
+        assert not net.index.verify_item(block.header, p.proof[1:], slip_hash, index, item_hash)
+        assert not verify_item(p.proof[1:], root, slip_hash, index, item_hash)
+    # the old raw-leaf function is gone: its selector hits no function (the contract has no fallback)
+    old = net.index.contract.w3.codec.encode(
+        ["(uint64,bytes32,uint64,uint64,bytes32,bytes32,uint32,bytes32,bytes32)", "bytes32[]", "bytes32"],
+        [block.header.as_abi(), list(p.proof[1:]), inner])
+    selector = keccak(text="verifyItem((uint64,bytes32,uint64,uint64,bytes32,bytes32,uint32,bytes32,bytes32),"
+                           "bytes32[],bytes32)")[:4]
+    with pytest.raises(Exception):
+        net.client.w3.eth.call({"to": net.index.address, "data": "0x" + (selector + old).hex()})
 
 
 def test_blocks_chain_and_the_proxy_finds_a_patient_by_log_filter(net):
@@ -403,7 +428,7 @@ def test_a_rotated_but_unsynced_account_is_not_taken_for_suspended(net, kmc):
 
 
 def test_constructor_rejects_bad_config(net, deployer):
-    for slot_seconds, quorum in [(0, 2), (60, 0), (60, M + 1)]:
+    for slot_seconds, quorum in [(0, 2), (60, 0), (60, 1), (60, M + 1)]:  # L-3: one ATN alone is no quorum
         with reverts("ConsortiumIndexInvalidConfig", slot_seconds, quorum, M):
             ConsortiumIndexAgent.deploy(net.client, deployer, net.credit.address, genesis_time=0,
                                         slot_seconds=slot_seconds, quorum=quorum)
@@ -487,6 +512,84 @@ def test_report_invalid_block_refusals(net):
     outsiders = ordered_signatures(reject(block.header, domain, a.signer) for a in honest[:2] + [rpn(net, 2)])
     with reverts("ConsortiumIndexNotAttester", rpn(net, 2).account.address):
         net.index.report_invalid_block(reporter, block.header, proposal, outsiders)
+
+
+# -- L-3/L-4: reports judged by the header's round, committed blocks, a shrinking ATN set -------------------
+
+
+def test_a_committed_block_and_its_attestations_cannot_be_reported(net):
+    """L-3: a byzantine ATN quorum "rejects" a valid committed block to penalise its producer and attesters."""
+    block, _ = produce(net, 0)
+    domain = net.index.domain()
+    producer = rpn(net, 0)
+    rejections = ordered_signatures(reject(block.header, domain, a.signer) for a in net.atn_insts()[:QUORUM])
+    attestations = net.attestations(block, net.atn_insts()[:QUORUM])
+    proposal = attest(block.header, domain, producer.signer).signature
+    before = net.credit.credit_of(producer.id)
+    with reverts("ConsortiumIndexBlockCommitted", 1, block.header.block_hash):
+        net.index.report_invalid_block(net.by_order()[13].account, block.header, proposal, rejections, attestations)
+    assert net.credit.credit_of(producer.id) == before
+
+
+def test_a_report_is_judged_by_the_atn_set_of_the_headers_round(net):
+    """L-3: a bad header of round 0, reported in round 1 after an ATN left and a reserve joined: the ATNs of
+    round 0 judge it (the departed attester still pays), the newcomer is no judge, another set is refused."""
+    block, producer, _ = _bad_block(net, "wrong-root")
+    domain = net.index.domain()
+    round0 = net.credit.atn_set()
+    honest, byzantine = net.atn_insts()[:QUORUM], net.atn_insts()[QUORUM]
+    lone = net.attestations(block, [byzantine])
+    proposal = attest(block.header, domain, producer.signer).signature
+    reporter = net.by_order()[13].account
+    net.identity.suspend(net.governor, byzantine.id, "signed a bad header")
+    net.goto_slot(K)
+    receipt = net.index.advance_round(reporter)  # the boundary unseats it by itself, a reserve joins
+    (admitted,) = [net.inst(e["admitted"]) for e in net.credit.events(receipt, "AtnAdmitted")]
+    assert byzantine.id not in net.credit.atn_set() and admitted.id in net.credit.atn_set()
+    assert net.credit.events(receipt, "AtnSetRecorded")[0]["fromRound"] == 1
+    assert net.credit.atn_set_at(0) == round0 and net.credit.atn_set_at(1) == net.credit.atn_set()
+
+    rejections = ordered_signatures(reject(block.header, domain, a.signer) for a in honest)
+    current = net.credit.atn_set()
+    with reverts("ConsortiumIndexWrongAtnSet", 0, keccak(b"".join(round0)), keccak(b"".join(current))):
+        net.index.report_invalid_block(reporter, block.header, proposal, rejections, lone, atn_set=current)
+    newcomer = ordered_signatures(reject(block.header, domain, a.signer) for a in honest[:2] + [admitted])
+    with reverts("ConsortiumIndexNotAttester", admitted.account.address):
+        net.index.report_invalid_block(reporter, block.header, proposal, newcomer, lone)
+    receipt = net.index.report_invalid_block(reporter, block.header, proposal, rejections, lone)
+    (ev,) = net.index.events(receipt, "BlockRejected")
+    assert ev["attesters"] == [byzantine.id]
+    offences = [(e["id"], e["offence"]) for e in net.credit.events(receipt, "Penalised")]
+    assert offences == [(producer.id, int(Offence.INVALID_BLOCK)), (byzantine.id, int(Offence.WRONG_ATTESTATION))]
+
+
+def test_a_header_of_a_future_slot_cannot_be_reported(net):
+    block, producer, _ = _bad_block(net, "wrong-root")
+    domain = net.index.domain()
+    future = replace(block.header, slot=7)
+    rejections = ordered_signatures(reject(future, domain, a.signer) for a in net.atn_insts()[:QUORUM])
+    with reverts("ConsortiumIndexFutureSlot", 7, 0):
+        net.index.report_invalid_block(net.by_order()[13].account, future,
+                                       attest(future, domain, producer.signer).signature, rejections,
+                                       atn_set=net.credit.atn_set())
+
+
+def test_a_shrinking_atn_set_does_not_halt_commits(net):
+    """L-4: two ATNs withdraw and the reserve is unwilling: 2 ATNs are left for a quorum of 3. The quorum
+    follows the seated set (down to 2), so the chain goes on; one attestation is still not enough."""
+    leaving = net.atn_insts()[2:]
+    for inst in leaving + net.by_order()[9:]:  # two ATNs and every reserve
+        net.credit.set_willing(inst.account, False)
+    net.goto_slot(K)
+    net.index.advance_round(net.by_order()[13].account)
+    assert net.credit.atn_seated() == 2 and net.index.attestation_quorum() == 2 and net.index.quorum() == QUORUM
+    producer = rpn(net, 1)
+    net.goto_slot(K + 1)
+    block = net.build([], K + 1)
+    with reverts("ConsortiumIndexInsufficientAttestations", 1, 2):
+        net.index.commit(producer.account, block, net.attestations(block, net.atn_insts()[:1]))
+    receipt = net.index.commit(producer.account, block, net.attestations(block, net.atn_insts()))
+    assert net.index.events(receipt, "BlockCommitted")[0]["height"] == 1
 
 
 # -- missed slots ------------------------------------------------------------------------------------------

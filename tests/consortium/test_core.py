@@ -41,7 +41,7 @@ from mbds_py.consortium import (
 )
 from mbds_py.consortium.cid import cid_v0, cid_v0_digest
 from mbds_py.consortium.election import AtnAdmitted, AtnRemoved, Candidate, RpnReplaced, is_valid_ranking
-from mbds_py.consortium.merkle import MerkleTree, merkle_root, verify
+from mbds_py.consortium.merkle import MerkleTree, hash_pair, item_leaf, merkle_root, process_proof, verify_item
 from mbds_py.errors import ConsensusError
 
 ZERO32 = bytes(32)
@@ -194,6 +194,21 @@ def test_missed_slots_mirror_settlement_across_a_round_boundary():
     assert clock.missed_slots(next_unsettled=3, end=17, registry_round=0) == [3, 4, 15, 16]
 
 
+def test_missed_slots_are_bounded_per_call():
+    """L-6: at most MAX_MISSED_SLOTS_PER_CALL per call; a commit forgives the rest, a report leaves it."""
+    clock = SlotClock(0, 10, 20)
+    assert clock.missed_slots(0, 19, 0) == list(range(16))  # a commit: 16..18 forgiven
+    assert clock.missed_slots(0, 19, 0, forgive=False) == list(range(16))
+    assert clock.missed_slots(16, 19, 0, forgive=False) == [16, 17, 18]
+    # across a boundary a report stops at the end of the unsettled round
+    assert clock.missed_slots(0, 25, 0, forgive=False) == list(range(16))
+    assert clock.missed_slots(16, 25, 0, forgive=False) == [16, 17, 18, 19, 20, 21, 22, 23, 24]
+    # a commit forgives the rest of the old round and charges the new one with what is left of the budget
+    assert clock.missed_slots(10, 25, 0) == list(range(10, 20)) + [20, 21, 22, 23, 24, 25][:5]
+    assert clock.missed_slots(0, 25, 0) == list(range(16))
+    assert clock.missed_slots(0, 19, 0, bound=None) == list(range(19))
+
+
 # -- encodings and hashes ---------------------------------------------------------------------------------
 
 
@@ -251,13 +266,30 @@ def test_cid_v0_digest_round_trip():
 
 
 def test_merkle_proofs_verify_for_every_leaf_and_odd_sizes():
+    slip = keccak(b"slip")
     for n in (1, 2, 3, 7, 10):
-        leaves = [keccak(ident(i)) for i in range(n)]
+        items = [keccak(ident(i)) for i in range(n)]
+        leaves = [item_leaf(slip, i, h) for i, h in enumerate(items)]
         tree = MerkleTree(leaves)
-        for leaf in leaves:
-            assert verify(tree.proof(leaf), tree.root, leaf)
-        assert not verify(tree.proof(leaves[0]), tree.root, keccak(b"other"))
+        for i, h in enumerate(items):
+            assert verify_item(tree.proof(leaves[i]), tree.root, slip, i, h)
+        assert not verify_item(tree.proof(leaves[0]), tree.root, slip, 0, keccak(b"other"))
     assert merkle_root([]) == ZERO32
+
+
+def test_an_inner_node_does_not_verify_as_an_item():
+    """L-5 off chain: leaves are double-hashed (domain-separated from 64-byte inner nodes) and checked
+    only from the item's fields, so the parent of two leaves with the shorter proof is refused."""
+    slip = keccak(b"slip")
+    items = [keccak(ident(i)) for i in range(4)]
+    leaves = [item_leaf(slip, i, h) for i, h in enumerate(items)]
+    tree = MerkleTree(leaves)
+    proof = tree.proof(leaves[0])
+    inner = hash_pair(leaves[0], proof[0])
+    assert process_proof(proof[1:], inner) == tree.root  # a raw-leaf check would accept it
+    assert not verify_item(proof[1:], tree.root, inner, 0, ZERO32)
+    assert not verify_item(proof[1:], tree.root, leaves[0], 0, proof[0])
+    assert item_leaf(slip, 1, items[1]) == keccak(keccak(slip + (1).to_bytes(32, "big") + items[1]))
 
 
 # -- build and verify ------------------------------------------------------------------------------------
@@ -297,7 +329,7 @@ def test_build_then_verify_accepts_an_honest_block(fx):
     fx.verify(block)
     assert block.patient_ids == (ident(1000), ident(1001))
     proof = block.item_proof(1, 2)
-    assert verify(proof.proof, block.header.merkle_root, proof.leaf)
+    assert verify_item(proof.proof, block.header.merkle_root, proof.slip_hash, proof.index, proof.item_hash)
     nxt = fx.block(prev=block.header, slot=5, producer=ident(3), timestamp=1_700_000_051)
     fx.verify(nxt, prev=block.header)
 

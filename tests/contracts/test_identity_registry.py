@@ -189,6 +189,18 @@ def test_authority_suspends_and_reinstates(acct, population, registry):
     assert registry.is_active(doctor.address)
 
 
+def test_suspension_count_moves_on_every_suspension_only(acct, population, registry):
+    """What lets the CreditRegistry notice a suspension at a round boundary in O(1) (issue 13, L-4)."""
+    count = lambda: registry.contract.functions.suspensionCount().call()  # noqa: E731
+    before = count()
+    registry.suspend(acct("authority"), population["doctor"].id, "audit")
+    assert count() == before + 1
+    registry.reinstate(acct("authority"), population["doctor"].id, "cleared")
+    assert count() == before + 1  # a reinstatement never makes anyone ineligible
+    registry.suspend(acct("authority"), population["doctor"].id, "again")
+    assert count() == before + 2
+
+
 def test_suspend_reverts_for_non_authority(acct, population, registry):
     hospital_acct = acct("hospital")
     with reverts("IdentityRegistryNotAuthority", hospital_acct.address):

@@ -559,6 +559,28 @@ def test_validator_schedule_matches_the_model(ledger, chain, deployer):
     )
 
 
+def test_an_inner_node_does_not_verify_as_a_slip(ledger, signers):
+    """L-5: no raw-leaf entry point (``verifyLeaf`` is gone); ``verifySlip`` hashes the leaf itself, so the
+    parent of two leaves with the proof minus its first node — which a raw-leaf check accepted — is refused."""
+    from mbds_py.pbft.merkle import hash_pair, process_proof
+
+    body = slips(4)
+    h = header_for(1, ZERO32, body)
+    ledger.commit(account(1), certify(ledger, h, signers), addresses(signers))
+    leaves = [slip_leaf(s) for s in body]
+    proof = merkle_proof(leaves, 0)
+    inner = hash_pair(leaves[0], proof[0])
+    assert process_proof(proof[1:], inner) == h.merkle_root
+    assert not any(f.get("name") == "verifyLeaf" for f in ledger.contract.abi)
+    assert not ledger.verify_slip(h, proof[1:], SlipEnvelope(inner, b""))
+    assert not ledger.verify_slip(h, proof[1:], SlipEnvelope(leaves[0], proof[0]))
+    selector = keccak(text="verifyLeaf((uint64,uint64,bytes32,uint64,address,bytes32,bytes),bytes32[],bytes32)")[:4]
+    data = ledger.client.w3.codec.encode(["(uint64,uint64,bytes32,uint64,address,bytes32,bytes)", "bytes32[]", "bytes32"],
+                                         [header_tuple(h), list(proof[1:]), inner])
+    with pytest.raises(Exception):
+        ledger.client.w3.eth.call({"to": ledger.address, "data": "0x" + (selector + data).hex()})
+
+
 def test_anchor_gas_is_reported_for_a_128_slip_block(ledger, signers, record_property):
     """Records (does not assert a time) the anchoring gas per slip at 128 slips; see `mbds bench`."""
     h = header_for(1, ZERO32, slips(128))
