@@ -239,13 +239,14 @@ class PatientSecrets:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatientSecrets):
             return NotImplemented
-        return hmac.compare_digest(self.to_bytes(), other.to_bytes())
+        return self._key_version == other._key_version and hmac.compare_digest(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self._public)
 
     def __repr__(self) -> str:
-        return f"PatientSecrets({self.address})"
+        return f"PatientSecrets({self.address})" if self._key_version == 1 else \
+            f"PatientSecrets({self.address}, v{self._key_version})"
 
     def __reduce__(self):
         raise TypeError("PatientSecrets is not picklable: export it explicitly with to_bytes() into a keystore")
