@@ -18,7 +18,7 @@ import hmac
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import umbral_pre
@@ -203,6 +203,10 @@ def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]
     account, factory, peks_sk, pre_pk, peks_pk = derive_public(bundle)
     public = doc.get("public", {})
     participant = _participant_from_public(public, path)
+    if doc.get("version") == 1 and participant.key_version != 1:
+        # format 1 kept one key set; a file rotated before key history existed holds only the version its
+        # public section names (the earlier ones were not kept then)
+        bundle = replace(bundle, key_version=participant.key_version)
     if (participant.address, participant.pre_key, participant.peks_key, participant.key_version) != \
             (account.address, pre_pk, peks_pk, bundle.key_version):
         raise KeystoreError(f"{path}: the public section does not match the decrypted key")

@@ -139,6 +139,21 @@ def test_format_1_keystore_opens_as_key_version_1_and_rotates(people, tmp_path):
     assert ring.versions == (1, 2) and ring.version(1) == s
 
 
+def test_format_1_keystore_of_an_earlier_rotation_opens_as_its_one_version(people, tmp_path):
+    """A file rotated by the KMC before key history existed: format 1, public key_version 2, one key set."""
+    path = tmp_path / "kmc" / "participants" / "alice.json"
+    s = people.unlock("alice", PASS).secrets
+    public = {**read_keystore(path)["public"], "key_version": 2}
+    _format_1_keystore(path, public, {"account_key": s.to_bytes()[6:38].hex(), "umbral_seed": s.to_bytes()[38:70].hex(),
+                                      "peks_key": s.peks.to_bytes().hex(), "real_identity": "Alice Chen, ID 1"},
+                       PASS, FAST_SCRYPT)
+    keys = people.unlock("alice", PASS)
+    assert keys.key_version == 2 and keys.keyring.versions == (2,)
+    assert keys.secrets.public_keys.key_version == 2 and keys.account.address == s.address
+    assert people.rotate("alice", PASS).key_version == 3
+    assert people.unlock("alice", PASS).keyring.versions == (2, 3)
+
+
 def test_default_scrypt_cost_is_at_least_2_to_the_17(tmp_path):
     assert DEFAULT_SCRYPT_N >= 2**17
     kmc = KeyManagementCenter(tmp_path / "kmc", PASS)  # the default, as a real KMC runs
