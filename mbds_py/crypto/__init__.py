@@ -27,8 +27,9 @@ from .signing import Eip712Domain, EthSigner, recover_address
 
 __all__ = [
     "CONFIRMATION_STRUCT", "RECORD_STRUCT",
-    "ConfirmedRecord", "Eip712Domain", "EthSigner", "HmiEnvelope", "HmiPayload", "Keyword", "PatientKeyring", "PatientPublicKeys",
-    "PatientSecrets", "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "RecordHeader", "ReviewedRecord",
+    "ConfirmedRecord", "Eip712Domain", "EthSigner", "HmiEnvelope", "HmiPayload", "Keyword", "PatientKeyring",
+    "PatientPublicKeys", "PatientSecrets", "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "RecordHeader",
+    "ReviewedRecord",
     "Trapdoor", "UmbralCiphertext",
     "as_keyring", "batch_test", "build_envelope", "canonical_hmi", "confirm_record", "decrypt_reencrypted",
     "decrypt_storage_address", "hmi_hash", "load_cfrag", "load_kfrag", "make_record_kfrags", "match_all",
