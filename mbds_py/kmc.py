@@ -3,6 +3,10 @@
 The KMC authenticates a participant off-line, generates its key set —
 secp256k1 account, Umbral PRE key seed, PEKS key pair — and stores the
 secrets and the real identity encrypted at rest (scrypt + AES-GCM keystore).
+A rotation adds a key version and keeps every earlier one in the same
+encrypted keystore: records made under an old version stay readable,
+searchable and shareable, new records use the new keys, and a compromised
+version is retired (no longer registered) without losing data.
 The participant ID registered on-chain is a keyed commitment to the real
 identity, so the same person cannot be enrolled twice and the chain never
 sees who it is.
@@ -14,14 +18,14 @@ import hmac
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import umbral_pre
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from .crypto.keys import IDENTITY_KEY_LABEL, PatientSecrets
+from .crypto.keys import IDENTITY_KEY_LABEL, PatientKeyring, PatientSecrets
 from .crypto.peks import PeksPublicKey, PeksSecretKey
 from .errors import IdentityError, KeystoreError
 from .identity import Participant, Role
@@ -40,11 +44,23 @@ class ParticipantKeys:
     umbral_factory: umbral_pre.SecretKeyFactory = field(repr=False)
     peks_secret: PeksSecretKey = field(repr=False)
     _seed: bytes = field(repr=False, default=b"")
+    _earlier: tuple[SecretBundle, ...] = field(repr=False, default=())
+
+    @property
+    def key_version(self) -> int:
+        return self.participant.key_version
 
     @property
     def secrets(self) -> PatientSecrets:
-        """The key set as the crypto layer uses it (envelopes, confirmations, kfrags, trapdoors)."""
-        return PatientSecrets(self.account.key, self._seed, self.peks_secret)
+        """The current key set as the crypto layer uses it (new records, signatures, trapdoors)."""
+        return PatientSecrets(self.account.key, self._seed, self.peks_secret, key_version=self.key_version)
+
+    @property
+    def keyring(self) -> PatientKeyring:
+        """Every key version, current included: what opens, searches and shares records of any version."""
+        earlier = [PatientSecrets(b.account_key, b.umbral_seed, b.peks_key, key_version=b.key_version)
+                   for b in self._earlier]
+        return PatientKeyring([*earlier, self.secrets])
 
     @property
     def umbral_secret(self) -> umbral_pre.SecretKey:
@@ -117,16 +133,19 @@ class KeyManagementCenter:
         return participant
 
     def rotate(self, name: str, passphrase: str) -> Participant:
-        """New account and keys for an enrolled participant; its ID stays the same."""
+        """A new key version (account, Umbral, PEKS) for an enrolled participant; its ID stays the same
+        and every earlier version stays in the keystore (encrypted), so records made under them remain
+        readable, searchable and shareable.  Register the result on chain (``IdentityRegistry.rotateKeys``)
+        so new records use it and the old account is retired."""
         path = self._path(name)
-        doc = read_keystore(path)
-        old = decrypt_bundle(doc, passphrase, source=str(path))
-        current = self.load(name)
-        bundle = SecretBundle(os.urandom(32), os.urandom(umbral_pre.SecretKeyFactory.seed_size()),
-                              PeksSecretKey.generate().to_bytes(), old.real_identity)
+        keys, old = _unlock(path, passphrase)  # checks the passphrase and that the file is intact
+        current = keys.participant
+        bundle = old.rotated(os.urandom(32), os.urandom(umbral_pre.SecretKeyFactory.seed_size()),
+                             PeksSecretKey.generate().to_bytes())
         participant = self._participant(name, current.role, current.id, bundle, current.institution,
-                                        key_version=current.key_version + 1)
-        write_keystore(path, encrypt_bundle(bundle, passphrase, self._public(participant), scrypt_n=self.scrypt_n))
+                                        key_version=bundle.key_version)
+        write_keystore(path, encrypt_bundle(bundle, passphrase, self._public(participant, bundle),
+                                            scrypt_n=self.scrypt_n))
         return participant
 
     @staticmethod
@@ -137,10 +156,13 @@ class KeyManagementCenter:
                            peks_key=peks_pk, institution=institution, key_version=key_version)
 
     @staticmethod
-    def _public(p: Participant) -> dict:
-        return {"kind": "participant", "name": p.name, "id": p.id.hex(), "role": p.role.label,
-                "address": p.address, "pre_key": p.pre_key.hex(), "peks_key": p.peks_key.hex(),
-                "institution": p.institution.hex(), "key_version": p.key_version}
+    def _public(p: Participant, bundle: SecretBundle | None = None) -> dict:
+        doc = {"kind": "participant", "name": p.name, "id": p.id.hex(), "role": p.role.label,
+               "address": p.address, "pre_key": p.pre_key.hex(), "peks_key": p.peks_key.hex(),
+               "institution": p.institution.hex(), "key_version": p.key_version}
+        if bundle is not None and bundle.earlier:
+            doc["earlier_keys"] = [_public_keys(b) for b in bundle.earlier]
+        return doc
 
     def load(self, name: str) -> Participant:
         """The public record of an enrolled participant (no passphrase needed)."""
@@ -172,13 +194,32 @@ def load_participant(path: Path) -> Participant:
 def unlock_participant(path: Path, passphrase: str) -> ParticipantKeys:
     """Decrypt one participant keystore with its own passphrase — what a participant's client does,
     without the KMC's secrets (wrong passphrase → KeystoreError)."""
+    return _unlock(path, passphrase)[0]
+
+
+def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]:
     doc = read_keystore(path)
     bundle = decrypt_bundle(doc, passphrase, source=str(path))
-    account, factory, peks_sk, _pre, _peks = derive_public(bundle)
-    participant = _participant_from_public(doc.get("public", {}), path)
-    if participant.address != account.address:
+    account, factory, peks_sk, pre_pk, peks_pk = derive_public(bundle)
+    public = doc.get("public", {})
+    participant = _participant_from_public(public, path)
+    if doc.get("version") == 1 and participant.key_version != 1:
+        # format 1 kept one key set; a file rotated before key history existed holds only the version its
+        # public section names (the earlier ones were not kept then)
+        bundle = replace(bundle, key_version=participant.key_version)
+    if (participant.address, participant.pre_key, participant.peks_key, participant.key_version) != \
+            (account.address, pre_pk, peks_pk, bundle.key_version):
         raise KeystoreError(f"{path}: the public section does not match the decrypted key")
-    return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed)
+    if public.get("earlier_keys", []) != [_public_keys(b) for b in bundle.earlier]:
+        raise KeystoreError(f"{path}: the public list of earlier key versions does not match the decrypted keys")
+    return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed, bundle.earlier), bundle
+
+
+def _public_keys(bundle: SecretBundle) -> dict:
+    """The public side of one key version (what the keystore shows in clear)."""
+    account, _f, _s, pre_pk, peks_pk = derive_public(bundle)
+    return {"key_version": bundle.key_version, "address": account.address, "pre_key": pre_pk.hex(),
+            "peks_key": peks_pk.hex()}
 
 
 def _participant_from_public(pub: dict, path: Path) -> Participant:

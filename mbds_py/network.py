@@ -86,6 +86,25 @@ class Network:
             self.people[m.name] = self.kmc.enroll(m.name, m.role, m.real_identity, self.passphrase, institution=inst)
         return self.people
 
+    def rotate(self, name: str) -> Participant:
+        """A new key version for ``name`` (e.g. after a compromise): the KMC keeps every earlier version in
+        the keystore, so records made under them stay readable, searchable and shareable; every chain's
+        IdentityRegistry gets the new keys (new records use them, the old account is retired there); the
+        new account is funded like the old one."""
+        p = self.kmc.rotate(name, self.passphrase)
+        pending = []
+        for chain in self.spec.chains:
+            agent = self.identity(chain.name)
+            fn = agent.contract.functions.rotateKeys(p.id, p.address, p.pre_key, p.peks_key)
+            pending.append(agent.client.submit(fn, self.kmc.account, contract="IdentityRegistry"))
+        for tx in pending:
+            tx.wait()
+        for chain in self.spec.chains:
+            fund(self.client(chain.name), deployer_for(chain), [p.address])
+        self.people[name] = p
+        self._keys.pop(name, None)
+        return p
+
     def keys(self, name: str) -> ParticipantKeys:
         if name not in self._keys:
             self._keys[name] = self.kmc.unlock(name, self.passphrase)

@@ -592,7 +592,10 @@ class Connection:
     def search(self, doctor: str, patient: str, keywords: str | Sequence[str]) -> list[SearchHit]:
         """The patient issues trapdoors, the doctor searches through a proxy (all keywords must match);
         every hit is proven against its chain."""
-        tds = self.trapdoors(patient, keywords)
+        words = [keywords] if isinstance(keywords, str) else list(keywords)
+        if not words:
+            raise ScriptingError("give at least one coded keyword (system|code, e.g. icd10|J06.9)")
+        tds = self.patient(patient).trapdoor_sets(*words)  # every key version: records made before a rotation too
         matches = self.doctor(doctor).search(self.participant(patient).id, tds)
         return [SearchHit(_hex(m.slip_id), m.chain, m.block_height, m.consortium_height) for m in matches]
 

@@ -17,7 +17,7 @@ from .confirmation import (CONFIRMATION_STRUCT, ConfirmedRecord, ReviewedRecord,
                            review_envelope)
 from .envelope import (RECORD_STRUCT, HmiEnvelope, HmiPayload, RecordHeader, build_envelope, canonical_hmi,
                        hmi_hash)
-from .keys import PatientPublicKeys, PatientSecrets
+from .keys import PatientKeyring, PatientPublicKeys, PatientSecrets, as_keyring
 from .keywords import Keyword, normalize_keyword
 from .peks import (PeksCiphertext, PeksPublicKey, PeksSecretKey, Trapdoor, batch_test, match_all, peks_encrypt,
                    peks_test, trapdoor)
@@ -27,10 +27,11 @@ from .signing import Eip712Domain, EthSigner, recover_address
 
 __all__ = [
     "CONFIRMATION_STRUCT", "RECORD_STRUCT",
-    "ConfirmedRecord", "Eip712Domain", "EthSigner", "HmiEnvelope", "HmiPayload", "Keyword", "PatientPublicKeys",
-    "PatientSecrets", "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "RecordHeader", "ReviewedRecord",
+    "ConfirmedRecord", "Eip712Domain", "EthSigner", "HmiEnvelope", "HmiPayload", "Keyword", "PatientKeyring",
+    "PatientPublicKeys", "PatientSecrets", "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "RecordHeader",
+    "ReviewedRecord",
     "Trapdoor", "UmbralCiphertext",
-    "batch_test", "build_envelope", "canonical_hmi", "confirm_record", "decrypt_reencrypted",
+    "as_keyring", "batch_test", "build_envelope", "canonical_hmi", "confirm_record", "decrypt_reencrypted",
     "decrypt_storage_address", "hmi_hash", "load_cfrag", "load_kfrag", "make_record_kfrags", "match_all",
     "normalize_keyword", "open_record", "open_shared_address", "open_shared_record", "peks_encrypt", "peks_test",
     "pre_decrypt", "pre_encrypt", "recover_address", "reencrypt", "review_envelope", "trapdoor",

@@ -36,7 +36,7 @@ from ._codec import KIND_CONFIRMED_RECORD, Reader, Writer
 from .envelope import HmiEnvelope, HmiPayload, RecordHeader
 from .errors import (CiphertextMismatchError, DecryptionError, EnvelopeError, HmiHashMismatchError,
                      KeywordError, KeywordMismatchError, MalformedDataError, WrongRecipientError)
-from .keys import UMBRAL_PUBLIC_KEY_SIZE, PatientSecrets, umbral_public_key
+from .keys import UMBRAL_PUBLIC_KEY_SIZE, PatientKeyring, PatientSecrets, umbral_public_key
 from .keywords import to_keyword
 from .pre import UmbralCiphertext, decrypt_reencrypted, pre_decrypt, pre_encrypt
 from .signing import SIGNATURE_SIZE, Eip712Domain, struct, verify_signer
@@ -51,6 +51,18 @@ CONFIRMATION_STRUCT = struct("HmiConfirmation", [
     ("recordCiphertext", "bytes32"),
     ("storageAddress", "bytes32"),
 ])
+
+
+def _version_for(header: RecordHeader, patient: PatientSecrets | PatientKeyring) -> PatientSecrets:
+    """The key set the record was made under: ``patient`` itself, or the keyring's version the record names."""
+    if isinstance(patient, PatientKeyring):
+        if header.patient.address != patient.current.address and \
+                all(s.address != header.patient.address for s in patient):
+            raise WrongRecipientError(f"record is addressed to patient {header.patient.address}, not to any key "
+                                      f"version of {patient.current.address}")
+        return patient.for_keys(header.patient)
+    _check_recipient(header, patient)
+    return patient
 
 
 def _check_recipient(header: RecordHeader, patient: PatientSecrets) -> None:
@@ -124,9 +136,12 @@ class ReviewedRecord:
         return f"ReviewedRecord(record_id=0x{self.record_id.hex()}, doctor={self.envelope.header.doctor})"
 
 
-def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets, *, domain: Eip712Domain,
+def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets | PatientKeyring, *, domain: Eip712Domain,
                     expected_doctor: str, check_keywords: bool = True) -> ReviewedRecord:
     """Algorithm 2 up to the patient's decision: verify, decrypt, check, re-key.
+
+    With a :class:`PatientKeyring` the key version the envelope names is used throughout (identity
+    key, PEKS check, per-record key), so an envelope made before a rotation still reviews.
 
     Raises :class:`WrongRecipientError`, ``InvalidSignatureError`` /
     ``UnexpectedSignerError`` (signature), :class:`CiphertextMismatchError`
@@ -136,7 +151,7 @@ def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets, *, domain: E
     if not isinstance(envelope, HmiEnvelope):
         raise TypeError(f"review_envelope needs an HmiEnvelope, got {type(envelope).__name__}")
     header = envelope.header
-    _check_recipient(header, patient)
+    patient = _version_for(header, patient)
     record_id = envelope.verify(domain, expected_doctor=expected_doctor)
     plaintext = pre_decrypt(patient.identity_secret_key, envelope.hmi_ciphertext)
     payload = _payload(plaintext)
@@ -245,12 +260,14 @@ class ConfirmedRecord:
                 f"t={self.header.timestamp}, type={self.header.record_type!r})")
 
 
-def confirm_record(reviewed: ReviewedRecord, patient: PatientSecrets, *, storage_address: str) -> ConfirmedRecord:
-    """Algorithm 2's confirmation: Enc(record key, address) and the patient's EIP-712 signature."""
+def confirm_record(reviewed: ReviewedRecord, patient: PatientSecrets | PatientKeyring, *,
+                   storage_address: str) -> ConfirmedRecord:
+    """Algorithm 2's confirmation: Enc(record key, address) and the patient's EIP-712 signature (by the
+    account of the key version the record was made under)."""
     if not isinstance(reviewed, ReviewedRecord):
         raise TypeError(f"confirm_record needs a ReviewedRecord, got {type(reviewed).__name__}")
     header = reviewed.envelope.header
-    _check_recipient(header, patient)
+    patient = _version_for(header, patient)
     if not isinstance(storage_address, str) or not storage_address or \
             len(storage_address.encode()) > MAX_STORAGE_ADDRESS:
         raise EnvelopeError(f"storage address must be a non-empty string of at most {MAX_STORAGE_ADDRESS} bytes")
@@ -271,8 +288,14 @@ def confirm_record(reviewed: ReviewedRecord, patient: PatientSecrets, *, storage
 # --- opening a confirmed record ------------------------------------------------------------------
 
 
-def _record_sk(record: ConfirmedRecord, patient: PatientSecrets, domain: Eip712Domain) -> umbral_pre.SecretKey:
-    _check_recipient(record.header, patient)
+def record_secrets(record: ConfirmedRecord, patient: PatientSecrets | PatientKeyring) -> PatientSecrets:
+    """The patient's key set this record was made under (its per-record key and kfrag signer derive from it)."""
+    return _version_for(record.header, patient)
+
+
+def _record_sk(record: ConfirmedRecord, patient: PatientSecrets | PatientKeyring,
+               domain: Eip712Domain) -> umbral_pre.SecretKey:
+    patient = _version_for(record.header, patient)
     sk = patient.record_secret_key(record.record_id(domain))
     if sk.public_key().to_compressed_bytes() != record.record_key:
         raise DecryptionError("the record key in this record is not this patient's key for its record id "
@@ -280,7 +303,7 @@ def _record_sk(record: ConfirmedRecord, patient: PatientSecrets, domain: Eip712D
     return sk
 
 
-def open_record(record: ConfirmedRecord, record_blob: bytes, patient: PatientSecrets, *,
+def open_record(record: ConfirmedRecord, record_blob: bytes, patient: PatientSecrets | PatientKeyring, *,
                 domain: Eip712Domain) -> HmiPayload:
     """The patient opens its own stored record (blob hash, decryption and H(M) checked)."""
     ct = record.load_ciphertext(record_blob)
@@ -289,7 +312,8 @@ def open_record(record: ConfirmedRecord, record_blob: bytes, patient: PatientSec
     return payload
 
 
-def decrypt_storage_address(record: ConfirmedRecord, patient: PatientSecrets, *, domain: Eip712Domain) -> str:
+def decrypt_storage_address(record: ConfirmedRecord, patient: PatientSecrets | PatientKeyring, *,
+                            domain: Eip712Domain) -> str:
     """The patient decrypts Enc(record key, address)."""
     raw = pre_decrypt(_record_sk(record, patient, domain), record.encrypted_address)
     return raw.decode("utf-8")
@@ -312,5 +336,5 @@ def open_shared_address(record: ConfirmedRecord, *, receiving_sk: umbral_pre.Sec
 
 __all__ = [
     "CONFIRMATION_STRUCT", "ConfirmedRecord", "ReviewedRecord", "confirm_record", "decrypt_storage_address",
-    "open_record", "open_shared_address", "open_shared_record", "review_envelope",
+    "open_record", "open_shared_address", "open_shared_record", "record_secrets", "review_envelope",
 ]

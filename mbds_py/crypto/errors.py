@@ -33,6 +33,10 @@ class WrongRecipientError(CryptoError):
     """An envelope or record is addressed to another patient than the key holder."""
 
 
+class KeyVersionError(WrongRecipientError, LookupError):
+    """A record was made under a key version this keyring does not hold (or holds with other keys)."""
+
+
 class UnverifiedFragError(CryptoError, TypeError):
     """A key or capsule fragment was passed onward without being verified first."""
 
@@ -83,6 +87,7 @@ __all__ = [
     "HmiHashMismatchError",
     "InvalidSignatureError",
     "KeyFragVerificationError",
+    "KeyVersionError",
     "KeywordError",
     "KeywordMismatchError",
     "MalformedDataError",

@@ -11,6 +11,13 @@ from the one factory:
   re-encryption key made for one record opens no other (ARCHITECTURE §5);
 * ``mbds/kfrag-signing`` — signs the kfrags the patient hands to proxies.
 
+A participant has one such key set per **key version** (1 at enrolment, +1 per
+rotation, as ``IdentityRegistry.keyVersion``).  :class:`PatientPublicKeys`
+carries the version, so every record says which version it was made under;
+:class:`PatientKeyring` holds every version of one participant and picks the
+one a record needs (per-record keys, kfrags and trapdoors derive from it),
+while new records use the current one.
+
 Patients, doctors and other delegatees all use this type for their own keys.
 Nothing secret appears in ``repr`` and the objects refuse to be pickled;
 ``to_bytes`` is the one explicit export (keep it in a keystore).
@@ -22,13 +29,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Iterable
 
 import umbral_pre
 from py_arkworks_bls12381 import Scalar
 
 from ._codec import KIND_PATIENT_KEYS, KIND_PATIENT_SECRETS, Reader, Writer
-from .errors import MalformedDataError
+from .errors import KeyVersionError, MalformedDataError
 from .keywords import KeywordLike
 from .peks import PeksPublicKey, PeksSecretKey, Trapdoor
 from .signing import EthSigner, address_bytes, checksum_address
@@ -38,6 +45,7 @@ RECORD_KEY_PREFIX = b"mbds/record/"
 KFRAG_SIGNING_LABEL = b"mbds/kfrag-signing"
 UMBRAL_PUBLIC_KEY_SIZE = 33
 MAX_RECORD_LABEL = 256
+MAX_KEY_VERSION = 2**32 - 1
 
 
 def umbral_public_key(value: umbral_pre.PublicKey | bytes, what: str = "Umbral public key") -> umbral_pre.PublicKey:
@@ -61,11 +69,17 @@ def record_key_label(record_label: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class PatientPublicKeys:
-    """PK_p: what the registry publishes for a participant (address, identity PRE key, PEKS key)."""
+    """PK_p: what the registry publishes for a participant (address, identity PRE key, PEKS key, key version).
+
+    Encoding: key version 1 keeps the original encoding (format 1, no version field), so records made
+    before key rotation existed keep their bytes and record ids; a later version is format 2 with the
+    version as a u32 after the keys.  Each value has exactly one encoding.
+    """
 
     address: str
     pre_key: bytes
     peks_key: PeksPublicKey
+    key_version: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", checksum_address(self.address, "patient address"))
@@ -73,40 +87,56 @@ class PatientPublicKeys:
         object.__setattr__(self, "pre_key", bytes(self.pre_key))
         if not isinstance(self.peks_key, PeksPublicKey):
             raise MalformedDataError("patient PEKS key: expected a PeksPublicKey")
+        v = self.key_version
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_KEY_VERSION:
+            raise MalformedDataError(f"patient key version: expected an integer 1..{MAX_KEY_VERSION}, got {v!r}")
 
     @classmethod
     def from_participant(cls, participant: Any) -> "PatientPublicKeys":
-        """From any record with ``address``, ``pre_key`` and ``peks_key`` bytes (e.g. ``identity.Participant``)."""
-        return cls(participant.address, participant.pre_key, PeksPublicKey.from_bytes(participant.peks_key))
+        """From any record with ``address``, ``pre_key`` and ``peks_key`` bytes and optionally ``key_version``
+        (e.g. ``identity.Participant``, a registry entry)."""
+        return cls(participant.address, participant.pre_key, PeksPublicKey.from_bytes(participant.peks_key),
+                   int(getattr(participant, "key_version", 1)))
 
     @cached_property
     def pre_public_key(self) -> umbral_pre.PublicKey:
         return umbral_pre.PublicKey.from_compressed_bytes(self.pre_key)
 
     def to_bytes(self) -> bytes:
-        return (Writer(KIND_PATIENT_KEYS).raw(address_bytes(self.address)).raw(self.pre_key)
-                .raw(self.peks_key.to_bytes()).getvalue())
+        w = Writer(KIND_PATIENT_KEYS, version=1 if self.key_version == 1 else 2)
+        w.raw(address_bytes(self.address)).raw(self.pre_key).raw(self.peks_key.to_bytes())
+        if self.key_version != 1:
+            w.raw(self.key_version.to_bytes(4, "big"))
+        return w.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "PatientPublicKeys":
-        r = Reader(data, "patient public keys", KIND_PATIENT_KEYS)
+        fmt = bytes(data[5:6]) if isinstance(data, (bytes, bytearray, memoryview)) else b""
+        version = 2 if fmt == b"\x02" else 1
+        r = Reader(data, "patient public keys", KIND_PATIENT_KEYS, version=version)
         address = checksum_address(r.raw(20))
         pre = r.raw(UMBRAL_PUBLIC_KEY_SIZE)
         peks = PeksPublicKey.from_bytes(r.raw(48))
+        key_version = 1
+        if version == 2:
+            key_version = int.from_bytes(r.raw(4), "big")
+            if key_version < 2:
+                raise r.fail(f"key version {key_version} must use encoding format 1")
         r.done()
-        return cls(address, pre, peks)
+        return cls(address, pre, peks, key_version)
 
     def __repr__(self) -> str:
-        return f"PatientPublicKeys({self.address}, pre={self.pre_key.hex()[:16]}…)"
+        return f"PatientPublicKeys({self.address}, v{self.key_version}, pre={self.pre_key.hex()[:16]}…)"
 
 
 class PatientSecrets:
     """SK_p: account key + Umbral factory seed + PEKS key, with every key derived once."""
 
     __slots__ = ("_account_key", "_umbral_seed", "_peks", "_factory", "_identity_sk", "_signer",
-                 "_kfrag_sk", "_kfrag_vk", "_public")
+                 "_kfrag_sk", "_kfrag_vk", "_public", "_key_version")
 
-    def __init__(self, account_key: bytes, umbral_seed: bytes, peks_key: PeksSecretKey | bytes):
+    def __init__(self, account_key: bytes, umbral_seed: bytes, peks_key: PeksSecretKey | bytes, *,
+                 key_version: int = 1):
         if not isinstance(account_key, (bytes, bytearray)) or len(account_key) != 32:
             raise MalformedDataError("account key: expected 32 bytes")
         if not isinstance(umbral_seed, (bytes, bytearray)) or len(umbral_seed) != 32:
@@ -119,9 +149,10 @@ class PatientSecrets:
         self._identity_sk = self._factory.make_key(IDENTITY_KEY_LABEL)
         self._kfrag_sk = self._factory.make_key(KFRAG_SIGNING_LABEL)
         self._kfrag_vk = self._kfrag_sk.public_key()
+        self._key_version = key_version
         self._public = PatientPublicKeys(self._signer.address,
                                          self._identity_sk.public_key().to_compressed_bytes(),
-                                         self._peks.public_key())
+                                         self._peks.public_key(), key_version)
 
     @classmethod
     def generate(cls) -> "PatientSecrets":
@@ -165,6 +196,11 @@ class PatientSecrets:
         return self._public
 
     @property
+    def key_version(self) -> int:
+        """The key version this set is (1 at enrolment, +1 per rotation)."""
+        return self._key_version
+
+    @property
     def kfrag_verifying_key(self) -> umbral_pre.PublicKey:
         """The key proxies verify this participant's kfrags against."""
         return self._kfrag_vk
@@ -203,16 +239,90 @@ class PatientSecrets:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatientSecrets):
             return NotImplemented
-        return hmac.compare_digest(self.to_bytes(), other.to_bytes())
+        return self._key_version == other._key_version and hmac.compare_digest(self.to_bytes(), other.to_bytes())
 
     def __hash__(self) -> int:
         return hash(self._public)
 
     def __repr__(self) -> str:
-        return f"PatientSecrets({self.address})"
+        return f"PatientSecrets({self.address})" if self._key_version == 1 else \
+            f"PatientSecrets({self.address}, v{self._key_version})"
 
     def __reduce__(self):
         raise TypeError("PatientSecrets is not picklable: export it explicitly with to_bytes() into a keystore")
+
+
+class PatientKeyring:
+    """Every key version of one participant, oldest first; the newest is the current one.
+
+    New records are encrypted to the current version (the one registered on chain); a record made
+    under an earlier version names it (``header.patient.key_version``) and is opened, re-keyed, shared
+    and searched with that version's keys (:meth:`for_keys`).  A retired (e.g. compromised) version
+    stays here only so its records stay readable: it is no longer registered, so no new record uses it.
+    """
+
+    __slots__ = ("_versions",)
+
+    def __init__(self, versions: "Iterable[PatientSecrets]"):
+        by_version: dict[int, PatientSecrets] = {}
+        for s in versions:
+            if not isinstance(s, PatientSecrets):
+                raise TypeError(f"a keyring holds PatientSecrets, got {type(s).__name__}")
+            if s.key_version in by_version:
+                raise MalformedDataError(f"key version {s.key_version} given twice")
+            by_version[s.key_version] = s
+        if not by_version:
+            raise MalformedDataError("a keyring needs at least one key version")
+        self._versions = dict(sorted(by_version.items()))
+
+    @property
+    def current(self) -> PatientSecrets:
+        """The newest key version: the one registered on chain, used for new records and signatures."""
+        return self._versions[max(self._versions)]
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        return tuple(self._versions)
+
+    def __iter__(self):
+        return iter(self._versions.values())
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def version(self, key_version: int) -> PatientSecrets:
+        try:
+            return self._versions[key_version]
+        except KeyError:
+            raise KeyVersionError(f"key version {key_version} is not in this keyring (it holds "
+                                  f"{', '.join(map(str, self._versions))}); was the keystore replaced?") from None
+
+    def for_keys(self, public: PatientPublicKeys) -> PatientSecrets:
+        """The key version a record was made under (``public`` = the record's patient keys)."""
+        secrets_ = self.version(public.key_version)
+        if secrets_.public_keys != public:
+            raise KeyVersionError(f"the record names key version {public.key_version} of {public.address}, but "
+                                  "this keyring's version differs (another participant's record?)")
+        return secrets_
+
+    def trapdoors(self, keyword: KeywordLike) -> list[Trapdoor]:
+        """T_w under every key version, newest first (records of each version match their own)."""
+        return [self._versions[v].trapdoor(keyword) for v in sorted(self._versions, reverse=True)]
+
+    def __repr__(self) -> str:
+        return f"PatientKeyring({self.current.address}, versions={list(self._versions)})"
+
+    def __reduce__(self):
+        raise TypeError("PatientKeyring is not picklable: keep it in a keystore")
+
+
+def as_keyring(keys: "PatientSecrets | PatientKeyring") -> PatientKeyring:
+    """A keyring from a keyring or a single key set."""
+    if isinstance(keys, PatientKeyring):
+        return keys
+    if isinstance(keys, PatientSecrets):
+        return PatientKeyring([keys])
+    raise TypeError(f"expected PatientSecrets or PatientKeyring, got {type(keys).__name__}")
 
 
 def _valid_secp256k1_key() -> bytes:
@@ -220,6 +330,6 @@ def _valid_secp256k1_key() -> bytes:
 
 
 __all__ = [
-    "IDENTITY_KEY_LABEL", "KFRAG_SIGNING_LABEL", "RECORD_KEY_PREFIX", "PatientPublicKeys", "PatientSecrets",
-    "record_key_label", "umbral_public_key",
+    "IDENTITY_KEY_LABEL", "KFRAG_SIGNING_LABEL", "MAX_KEY_VERSION", "RECORD_KEY_PREFIX", "PatientKeyring",
+    "PatientPublicKeys", "PatientSecrets", "as_keyring", "record_key_label", "umbral_public_key",
 ]

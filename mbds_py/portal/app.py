@@ -393,9 +393,11 @@ class Portal:
         from ..crypto import normalize_keyword
 
         canon = normalize_keyword(keyword)
-        td = self.patient.trapdoor(canon)
-        return Flash("ok", f"Search trapdoor for {canon!r}: give it to the doctor. It lets the proxies find records "
-                           "with this keyword; it reveals nothing else and opens nothing.", _hex(td))
+        parts = [one[0] for one in self.patient.trapdoor_sets(canon)]  # one per key version, newest first
+        versions = f" (one part per key version: {len(parts)})" if len(parts) > 1 else ""
+        return Flash("ok", f"Search trapdoor for {canon!r}{versions}: give it to the doctor. It lets the proxies find "
+                           "records with this keyword; it reveals nothing else and opens nothing.",
+                     ",".join(_hex(td) for td in parts))
 
     def check_receipt(self, record_id: bytes) -> ReceiptCheck:
         """Fetch the record's receipt from its chain's replicas and verify it against SlipLedger's root."""
@@ -458,10 +460,7 @@ class Portal:
 
     def search(self, patient: str, trapdoors: str) -> Flash:
         pid = self.resolve(patient)
-        tds = [_trapdoor(t) for t in (trapdoors or "").split()]
-        if not tds:
-            raise PortalError("paste at least one trapdoor the patient issued")
-        matches = self.doctor.search(pid, tds)
+        matches = self.doctor.search(pid, _trapdoor_query(trapdoors))
         with self.mutex:
             self._memory = _Memory(pid, matches, {k: v for k, v in self._memory.read.items()
                                                   if self._memory.patient == pid})
@@ -521,6 +520,22 @@ class Portal:
     def forget(self) -> None:
         with self.mutex:
             self._memory = _Memory()
+
+
+def _trapdoor_query(text: str) -> list[bytes] | list[list[bytes]]:
+    """The pasted trapdoors (one per keyword, all must match) as one query, or — for a patient whose keys were
+    rotated, whose trapdoors hold one comma-separated part per key version — one query per key version."""
+    tokens = [[_trapdoor(part) for part in token.split(",") if part.strip()] for token in (text or "").split()]
+    tokens = [t for t in tokens if t]
+    if not tokens:
+        raise PortalError("paste at least one trapdoor the patient issued")
+    widths = {len(t) for t in tokens}
+    if widths == {1}:
+        return [t[0] for t in tokens]
+    if len(widths) != 1:
+        raise PortalError("the trapdoors have different numbers of key-version parts: paste trapdoors the patient "
+                          "issued with the same keys, each whole")
+    return [list(version) for version in zip(*tokens)]
 
 
 def _trapdoor(text: str) -> bytes:

@@ -299,7 +299,7 @@ def _search(portal: Portal, csrf: str) -> str:
             f'<label for="search-patient">Patient (name or 0x ID)</label>'
             f'<input id="search-patient" name="patient" list="patients-s" required '
             f'value="{h(portal.label(patient)) if patient else ""}">{_datalist("patients-s", portal.patients())}'
-            f'<label for="search-trapdoors">Trapdoors the patient issued (one per line; all must match)</label>'
+            f'<label for="search-trapdoors">Trapdoors the patient issued (one per line, each whole; all must match)</label>'
             f'<textarea id="search-trapdoors" name="trapdoors" rows="3" required></textarea>'
             f'<button type="submit" id="search-go">Search</button></form>')
     rows = [(f'data-record="{full(m.slip_id)}"', [

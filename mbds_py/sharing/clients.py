@@ -29,8 +29,9 @@ from typing import Any, Iterable, Sequence
 
 import requests
 
-from ..crypto import (HmiPayload, PatientSecrets, decrypt_storage_address, load_cfrag, make_record_kfrags,
-                      open_record, open_shared_record, pre_encrypt)
+from ..crypto import (HmiPayload, PatientKeyring, PatientSecrets, as_keyring, decrypt_storage_address, load_cfrag,
+                      make_record_kfrags, open_record, open_shared_record, pre_encrypt)
+from ..crypto.confirmation import record_secrets
 from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CapsuleFragVerificationError, MalformedDataError
 from ..crypto.signing import recover_address
@@ -285,10 +286,16 @@ class Issued:
 
 
 class PatientClient:
-    """The patient's side: policy on chain, trapdoors, and kfrags for the proxies."""
+    """The patient's side: policy on chain, trapdoors, and kfrags for the proxies.
+
+    ``keys`` holds every key version of the patient (``ParticipantKeys.keyring``): records made
+    before a key rotation are opened, searched and shared with the version that made them; the
+    current version signs (deposits, policy transactions).
+    """
 
     def __init__(self, keys: Any, directory: Directory):
         self.secrets: PatientSecrets = keys.secrets
+        self.keyring: PatientKeyring = getattr(keys, "keyring", None) or as_keyring(self.secrets)
         self.account = keys.account
         self.id: bytes = keys.participant.id
         self.directory = directory
@@ -308,8 +315,8 @@ class PatientClient:
 
     def _open(self, owned: OwnedSlip) -> _OwnRecord:
         domain = owned.chain.domain
-        address = decrypt_storage_address(owned.record, self.secrets, domain=domain)
-        payload = open_record(owned.record, self.directory.store().cat(address), self.secrets, domain=domain)
+        address = decrypt_storage_address(owned.record, self.keyring, domain=domain)
+        payload = open_record(owned.record, self.directory.store().cat(address), self.keyring, domain=domain)
         return _OwnRecord(owned, address, keyword_set_hash(payload.keywords), payload.keywords)
 
     def record_ids(self, *, keyword: str | None = None) -> list[bytes]:
@@ -325,11 +332,20 @@ class PatientClient:
     # -- trapdoors ------------------------------------------------------------------------------
 
     def trapdoor(self, keyword: str) -> bytes:
-        """T_w for the doctor (Algorithm 3 step 1)."""
+        """T_w for the doctor (Algorithm 3 step 1), under the current key version (records made since the
+        last rotation)."""
         return self.secrets.trapdoor(keyword).to_bytes()
 
     def trapdoors(self, *keywords: str) -> list[bytes]:
+        """One conjunctive query under the current key version; :meth:`trapdoor_sets` covers every version."""
         return [self.trapdoor(k) for k in keywords]
+
+    def trapdoor_sets(self, *keywords: str) -> list[list[bytes]]:
+        """One conjunctive query per key version, newest first: a record's keywords are encrypted under the
+        version it was made under, so a search over all of a patient's records needs each version's T_w.
+        :meth:`DoctorClient.search` takes the sets and returns the union of their matches."""
+        return [[s.trapdoor(k).to_bytes() for k in keywords]
+                for s in sorted(self.keyring, key=lambda s: s.key_version, reverse=True)]
 
     # -- policy -----------------------------------------------------------------------------------
 
@@ -434,7 +450,8 @@ class PatientClient:
             rec = own.get(rid)
             if rec is None:
                 raise SharingError(f"record {_hex(rid)} is not one of this patient's committed records")
-            kfrags = make_record_kfrags(self.secrets, rid, grantee_pk, m, n)
+            # the record's own key version: its per-record key and kfrag signer are the ones in the slip
+            kfrags = make_record_kfrags(record_secrets(rec.owned.record, self.keyring), rid, grantee_pk, m, n)
             for i, proxy, info in live:
                 jobs.append((proxy, self._deposit_doc(info, gid, rec, epoch, bytes(kfrags[i]))))
         results = list(self.directory.pool.map(lambda job: _try(job[0].deposit, job[1]), jobs))
@@ -561,8 +578,18 @@ class DoctorClient:
 
     # -- Algorithm 3 step 2: search ---------------------------------------------------------------
 
-    def search(self, patient: Who, trapdoors: Sequence[bytes]) -> list[Match]:
-        """Ask the proxies in turn (the first that answers) for the slips matching every trapdoor."""
+    def search(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> list[Match]:
+        """Ask the proxies in turn (the first that answers) for the slips matching every trapdoor.
+
+        ``trapdoors`` is one conjunctive query (a list of trapdoors) or one per key version of the patient
+        (:meth:`PatientClient.trapdoor_sets`): then the matches of every set, each slip once.
+        """
+        if trapdoors and not isinstance(trapdoors[0], (bytes, bytearray)):
+            out: dict[tuple[int, bytes], Match] = {}
+            for one in trapdoors:
+                for m in self.search(patient, list(one)):
+                    out.setdefault((m.chain_id, m.slip_id), m)
+            return list(out.values())
         pid = self.policy.resolve(patient)
         last: ProxyRefused | None = None
         for proxy in self.directory.proxies:
@@ -648,11 +675,11 @@ class DoctorClient:
                 "chain_id": owned.chain.chain_id, "action": int(action), "timestamp": ts, "nonce": _hex(nonce),
                 "signature": _hex(self.secrets.signer.sign_digest(digest))}
 
-    def read(self, patient: Who, trapdoors: Sequence[bytes]) -> list[SharedRecord]:
+    def read(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> list[SharedRecord]:
         """Search, then read every match (Algorithm 3 steps 2-5)."""
         return [self.read_record(patient, m) for m in self.search(patient, trapdoors)]
 
-    def history(self, patient: Who, trapdoors: Sequence[bytes]) -> Timeline:
+    def history(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> Timeline:
         """Search, read and combine (Algorithm 3 whole)."""
         return combine(self.read(patient, trapdoors))
 

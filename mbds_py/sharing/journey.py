@@ -119,8 +119,9 @@ def write(world: SharingWorld, label: str, doctor: str, patient: str, keywords: 
 
 
 def read_keyword(world: SharingWorld, doctor: str, patient: str, *keywords: str) -> list[SharedRecord]:
-    """The patient issues trapdoors, the doctor searches through a proxy and reads every match."""
-    tds = world.patients[patient].trapdoors(*keywords)
+    """The patient issues trapdoors (one set per key version), the doctor searches through a proxy and reads
+    every match."""
+    tds = world.patients[patient].trapdoor_sets(*keywords)
     return world.doctors[doctor].read(world.pid(patient), tds)
 
 

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..crypto import (Eip712Domain, HmiEnvelope, PatientPublicKeys, PatientSecrets, build_envelope, confirm_record,
-                      review_envelope)
+from ..crypto import (Eip712Domain, HmiEnvelope, PatientKeyring, PatientPublicKeys, PatientSecrets, build_envelope,
+                      confirm_record, review_envelope)
 from ..errors import IntegrityError, MBDSError
 from ..private.client import HospitalClient, NodeUnavailable, Receipt, verify_receipt
 
@@ -107,13 +107,16 @@ def pending_records(api: HospitalClient, chain: str, patient_address: str) -> li
     return sorted(seen.values(), key=lambda p: (p.timestamp, p.record_id))
 
 
-def confirm_pending(api: HospitalClient, domain: Eip712Domain, patient: PatientSecrets, record_id: str, store: Any,
-                    *, expected_doctor: str | None = None) -> str:
+def confirm_pending(api: HospitalClient, domain: Eip712Domain, patient: PatientSecrets | PatientKeyring,
+                    record_id: str, store: Any, *, expected_doctor: str | None = None) -> str:
     """Algorithm 2: review the pending envelope (doctor's signature, H(M), keywords), re-key and store C_M,
     sign the confirmation and submit it; returns the slip ID (= record ID).
 
-    ``expected_doctor`` pins the signer; by default the envelope's own doctor, whose registration the
-    replicas check again.  ``store`` is a :class:`~mbds_py.storage.replicated.ReplicatedStore`.
+    ``patient`` may be every key version (a :class:`~mbds_py.crypto.PatientKeyring`): the envelope's own
+    version reviews and signs it (an envelope made before a rotation names a retired account, which the
+    replicas refuse: the doctor must write it again to the current keys).  ``expected_doctor`` pins the
+    signer; by default the envelope's own doctor, whose registration the replicas check again.  ``store`` is
+    a :class:`~mbds_py.storage.replicated.ReplicatedStore`.
     """
     envelope = fetch_envelope(api, record_id)
     reviewed = review_envelope(envelope, patient, domain=domain,

@@ -11,7 +11,7 @@ from mbds_py.identity import Role
 from mbds_py.kmc import KeyManagementCenter
 
 PASS = "correct horse battery staple"
-FAST_SCRYPT = 2**10  # tests only: the default is 2**15
+FAST_SCRYPT = 2**10  # tests only: the default is 2**17
 
 
 @pytest.fixture()

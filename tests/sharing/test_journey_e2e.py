@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 
 # one patient per policy test
 PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
-            "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold")
+            "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold",
+            "p-rotated")
 DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 
 
@@ -156,6 +157,50 @@ def test_one_hospital_scenario(world):
     assert len(denials) == len(refused.refusals) >= 1
     assert {d.reason for d in denials} == {Reason.REVOKED}
     assert li.search(world.pid(p), patient.trapdoors(journey.DIABETES))  # search is not access
+
+
+def test_rotated_patient_reads_searches_and_shares_all_versions(world):
+    """Issue 13 item 14: a patient rotated twice keeps records of all three key versions readable (by her),
+    searchable (one trapdoor set per version) and shareable (kfrags from each record's own version, through
+    the real 2-of-3 proxies); new records use the new keys and the retired accounts are gone on chain."""
+    from mbds_py.crypto import normalize_keyword
+
+    p, net = "p-rotated", world.net
+    pid = world.pid(p)
+    addresses, labels = [], []
+    for version in (1, 2, 3):
+        if version > 1:
+            net.rotate(p)
+        keys = net.keys(p)
+        assert keys.key_version == version and keys.keyring.versions == tuple(range(1, version + 1))
+        addresses.append(keys.account.address)
+        world.patients[p] = PatientClient(keys, world.directory)
+        labels.append(f"{p}-v{version}")
+        journey.write(world, labels[-1], "dr-li", p, [journey.HYPERTENSION], f"Hypertension, visit {version}")
+    rids = [world.records[label] for label in labels]
+    patient, li = world.patients[p], world.doctors["dr-li"]
+
+    # read: the patient opens every record with the key version it names
+    own = patient.records()
+    assert [own[r].owned.record.header.patient.key_version for r in rids] == [1, 2, 3]
+    assert [own[r].owned.record.header.patient.address for r in rids] == addresses
+    assert all(own[r].keywords == (normalize_keyword(journey.HYPERTENSION),) for r in rids)
+
+    # search: the current version's trapdoor finds the newest record only; one set per version finds all
+    assert [m.slip_id for m in li.search(pid, patient.trapdoors(journey.HYPERTENSION))] == [rids[2]]
+    assert {m.slip_id for m in li.search(pid, patient.trapdoor_sets(journey.HYPERTENSION))} == set(rids)
+
+    # share: the current account grants; the proxies verify kfrags signed by each record's own version
+    patient.grant(world.pid("dr-wang"), duration=600)
+    shared = journey.read_keyword(world, "dr-wang", p, journey.HYPERTENSION)
+    assert sorted(r.text for r in shared) == [f"Hypertension, visit {v}" for v in (1, 2, 3)]
+    assert {r.record_id for r in shared} == set(rids) and all(len(r.audits) == 2 for r in shared)
+
+    # the retired accounts no longer stand for the patient on any chain; the current one does
+    for chain in net.spec.chains:
+        registry = net.identity(chain.name)
+        assert [registry.id_of(a) for a in addresses] == [bytes(32), bytes(32), pid]
+        assert registry.get(pid).key_version == 3
 
 
 def test_doctor_without_grant_is_refused(world):
