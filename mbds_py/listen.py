@@ -13,21 +13,55 @@ from __future__ import annotations
 
 import argparse
 import errno
+import random
 import socket
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import TypeVar
 
 from .errors import PortInUseError
 
 BACKLOG = 512
+STABLE_PORTS_FROM = 20000  # services bound to "any port" get one from here up to the ephemeral range
 ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
 
 
-def bind_listener(host: str, port: int = 0, *, what: str = "service") -> socket.socket:
-    """A listening TCP socket on ``host:port`` (0 = any free port), inheritable by a child.
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections and to ``bind(0)`` (Linux; else the IANA range)."""
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 49152, 65535
+    return low, high
 
-    A busy fixed port raises :class:`PortInUseError` naming it.
+
+def stable_port_candidates(count: int = 64) -> list[int]:
+    """Random ports below the ephemeral range for a service that may be restarted on its port: a port from
+    the ephemeral range, once released, is soon some outgoing connection's local port (thousands a minute
+    on a busy devnet), so a restart would find it taken."""
+    low = ephemeral_range()[0]
+    if low - 1 - STABLE_PORTS_FROM < 1024:
+        return []
+    rng = random.SystemRandom()
+    return [rng.randint(STABLE_PORTS_FROM, low - 1) for _ in range(count)]
+
+
+def bind_listener(host: str, port: int = 0, *, what: str = "service") -> socket.socket:
+    """A listening TCP socket on ``host:port``, inheritable by a child.
+
+    Port 0 means any free port: one below the kernel's ephemeral range when one is free (bound at once and
+    kept, never probed), else whatever the kernel gives.  A busy fixed port raises :class:`PortInUseError`.
     """
+    if port == 0:
+        for candidate in stable_port_candidates():
+            try:
+                return _bind(host, candidate, what)
+            except PortInUseError:
+                continue
+    return _bind(host, port, what)
+
+
+def _bind(host: str, port: int, what: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

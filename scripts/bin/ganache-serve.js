@@ -7,9 +7,7 @@ const ganache = require("ganache");
 
 const [host, port, chainId, blockTime, mnemonic] = process.argv.slice(2);
 const options = {
-  // One request at a time: with overlapping requests, Ganache 7 can stop mining for good (an
-  // eth_estimateGas or eth_sendRawTransaction that lands while a block is mined is never answered).
-  chain: { chainId: Number(chainId), networkId: Number(chainId), hardfork: "shanghai", asyncRequestProcessing: false },
+  chain: { chainId: Number(chainId), networkId: Number(chainId), hardfork: "shanghai" },
   wallet: { mnemonic, totalAccounts: 10, defaultBalance: 1000000 },
   miner: Number(blockTime) > 0 ? { blockTime: Number(blockTime) } : {},
   logging: { quiet: true },

@@ -40,6 +40,35 @@ def test_bind_listener_names_a_busy_port():
         held.close()
 
 
+def test_any_port_is_taken_below_the_ephemeral_range():
+    """A service on "any port" gets one that outgoing connections never use, so a restart on it finds it free."""
+    from mbds_py.listen import STABLE_PORTS_FROM, ephemeral_range
+
+    socks = [bind_listener("127.0.0.1", 0) for _ in range(20)]
+    try:
+        ports = {s.getsockname()[1] for s in socks}
+    finally:
+        for s in socks:
+            s.close()
+    assert len(ports) == 20
+    assert all(STABLE_PORTS_FROM <= p < ephemeral_range()[0] for p in ports), sorted(ports)
+
+
+def test_any_port_steps_over_a_busy_candidate(monkeypatch):
+    from mbds_py import listen
+
+    held = bind_listener("127.0.0.1", 0)
+    busy = held.getsockname()[1]
+    free = listen.stable_port_candidates()
+    monkeypatch.setattr(listen, "stable_port_candidates", lambda: [busy, busy, *free])
+    try:
+        got = bind_listener("127.0.0.1", 0)
+        assert got.getsockname()[1] != busy and got.getsockname()[1] in free
+        got.close()
+    finally:
+        held.close()
+
+
 def test_a_chain_on_port_0_reports_the_port_it_bound():
     proc, url = start_chain_process("anvil", "127.0.0.1", 0, 43901, 0, None, what="test chain")
     try:
