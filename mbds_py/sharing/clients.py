@@ -295,7 +295,9 @@ class PatientClient:
 
     def __init__(self, keys: Any, directory: Directory):
         self.secrets: PatientSecrets = keys.secrets
-        self.keyring: PatientKeyring = getattr(keys, "keyring", None) or as_keyring(self.secrets)
+        # a keyless client (public reads only: ``mbds access list``) has no key versions
+        self.keyring: PatientKeyring | None = getattr(keys, "keyring", None) or (
+            as_keyring(self.secrets) if self.secrets is not None else None)
         self.account = keys.account
         self.id: bytes = keys.participant.id
         self.directory = directory
