@@ -74,7 +74,8 @@ class SenderTiming:
     poll_cap: float = 0.25
     stall_after: float = 3.0  # no receipt this long after a broadcast: look at the pool (dropped? superseded?)
     replace_after: float = 15.0  # pending at the head of the account this long: replace with a higher fee
-    reconnect: float = 15.0  # node unreachable this long: give up with ChainError
+    reconnect: float = 15.0  # node unreachable (connection refused or reset) this long: give up with ChainError
+    slow_answer: float = 60.0  # node reachable but not answering (read timeouts) this long: give up likewise
     price_ttl: float = 2.0  # gas price cache
     receipt_timeout: float = 120.0
 
@@ -137,7 +138,8 @@ class Endpoint:
         return f"{self.name} ({self.url})"
 
     def rpc(self, method: str, params: list[Any], *, doing: str) -> Any:
-        """Call ``method``; failures to connect or answer are retried with backoff for ``timing.reconnect`` s.
+        """Call ``method``; failures to connect are retried with backoff for ``timing.reconnect`` s, requests
+        the node does not answer in time for ``timing.slow_answer`` s.
 
         ``doing`` names what the caller was about (it ends up in the error if the node stays away).  Reads
         time out after ``READ_TIMEOUT`` s (broadcasts after ``SEND_READ_TIMEOUT`` s) and are asked again:
@@ -154,12 +156,15 @@ class Endpoint:
                 reply = resp.json()
             except _CONNECTION_ERRORS as exc:
                 elapsed = time.monotonic() - start
-                if elapsed >= self.timing.reconnect:
+                # a node that accepts the connection but is slow to answer (a loaded Ganache) gets longer
+                slow = isinstance(exc, requests.ReadTimeout)
+                budget = self.timing.slow_answer if slow else self.timing.reconnect
+                if elapsed >= budget:
                     raise ChainError(f"{self.label}: node unreachable or not answering for {elapsed:.1f} s "
                                      f"({type(exc).__name__}); {doing}. Start the node (or fix the URL) and retry."
                                      ) from None
-                restarted = restarted or not isinstance(exc, requests.ReadTimeout)
-                time.sleep(min(delay, max(self.timing.reconnect - elapsed, 0.0)))
+                restarted = restarted or not slow
+                time.sleep(min(delay, max(budget - elapsed, 0.0)))
                 delay = min(delay * 2, 1.0)
                 continue
             except ValueError:

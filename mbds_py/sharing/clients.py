@@ -78,7 +78,7 @@ class ProxyInfo:
 class ProxyClient:
     """HTTP client of one proxy; refusals come back as :class:`ProxyRefused` with the proxy's code."""
 
-    def __init__(self, url: str, *, timeout: float = 15.0):
+    def __init__(self, url: str, *, timeout: float = 75.0):  # a proxy waits up to 60 s for a slow chain
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()

@@ -424,7 +424,7 @@ def test_a_broadcast_the_node_takes_but_never_answers_counts_as_sent(nodes, monk
     front = SilentBroadcasts(node.url)
     try:
         monkeypatch.setattr(sender_module, "SEND_READ_TIMEOUT", 0.3)
-        endpoint_for(front.url, "silent", SenderTiming(stall_after=0.2, reconnect=1.0))
+        endpoint_for(front.url, "silent", SenderTiming(stall_after=0.2, reconnect=1.0, slow_answer=1.0))
         account = funded(node, "silent")
         sender = sender_for(front.url, account)
         start = int(node.rpc("eth_getTransactionCount", account.address, "latest"), 16)
