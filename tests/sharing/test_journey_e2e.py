@@ -41,7 +41,8 @@ DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody 
 
 @pytest.fixture(scope="module")
 def devchain() -> tuple[str, int]:
-    """(engine, block time) of every chain; the devchain modules importing these tests override it."""
+    """(engine, block time) of every chain (a module that imports these tests may override it to run them on
+    another devchain)."""
     return "anvil", 0
 
 
