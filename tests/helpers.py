@@ -46,23 +46,16 @@ def live_network(work) -> Iterator["Network"]:
         net.stop()
 
 
-def devchain_spec_file(work, engine: str, block_time: int):
-    """A copy of the default spec in ``work`` with every chain on ``engine`` mining every ``block_time`` s."""
-    from mbds_py.spec import default_spec_text
-
-    path = work / f"{engine}-{block_time}.toml"
-    path.write_text(default_spec_text().replace('engine = "anvil"', f'engine = "{engine}"\nblock_time = {block_time}', 1))
-    return path
-
-
 def devchain_spec(work, engine: str = "anvil", block_time: int = 0):
     """The default spec (state in ``work``/devnet) with every chain on ``engine`` mining every ``block_time``
-    seconds (0: on arrival)."""
-    from mbds_py.spec import load_spec
+    seconds (0: on arrival); any other than Anvil on arrival is written to ``work`` (``spec.path``)."""
+    from mbds_py.spec import default_spec_text, load_spec
 
     if (engine, block_time) == ("anvil", 0):
         return load_spec(None, state_dir=work / "devnet")
-    spec = load_spec(devchain_spec_file(work, engine, block_time), state_dir=work / "devnet")
+    path = work / f"{engine}-{block_time}.toml"
+    path.write_text(default_spec_text().replace('engine = "anvil"', f'engine = "{engine}"\nblock_time = {block_time}', 1))
+    spec = load_spec(path, state_dir=work / "devnet")
     assert {(c.engine, c.block_time) for c in spec.chains} == {(engine, block_time)}
     return spec
 

@@ -40,19 +40,10 @@ DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody 
 
 
 @pytest.fixture(scope="module")
-def devchain() -> tuple[str, int]:
-    """(engine, block time) of every chain (a module that imports these tests may override it to run them on
-    another devchain)."""
-    return "anvil", 0
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, devchain):
+def world(tmp_path_factory):
     population = (DEFAULT_POPULATION + members_for(PATIENTS, Role.PATIENT)
                   + members_for(DOCTORS, Role.DOCTOR, institution="hospital-b"))
-    engine, block_time = devchain
-    with live_network_of(tmp_path_factory.mktemp(f"sharing-e2e-{engine}-{block_time}"), population,
-                         engine=engine, block_time=block_time) as net:
+    with live_network_of(tmp_path_factory.mktemp("sharing-e2e"), population) as net:
         w = journey.setup_sharing(net)
         for name in PATIENTS:
             w.patients[name] = PatientClient(net.keys(name), w.directory)
