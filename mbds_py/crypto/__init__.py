@@ -15,8 +15,8 @@ Modules:
 from .confirmation import (CONFIRMATION_STRUCT, ConfirmedRecord, ReviewedRecord, confirm_record,
                            decrypt_storage_address, open_record, open_shared_address, open_shared_record,
                            review_envelope)
-from .envelope import (RECORD_STRUCT, HmiEnvelope, HmiPayload, RecordHeader, build_envelope, canonical_hmi,
-                       hmi_hash)
+from .envelope import (KEYWORD_SLOTS, RECORD_STRUCT, HmiEnvelope, HmiPayload, RecordHeader, build_envelope,
+                       canonical_hmi, hmi_hash)
 from .keys import PatientKeyring, PatientPublicKeys, PatientSecrets, as_keyring
 from .keywords import Keyword, normalize_keyword
 from .peks import (PeksCiphertext, PeksPublicKey, PeksSecretKey, Trapdoor, batch_test, match_all, peks_encrypt,
@@ -26,7 +26,7 @@ from .pre import (UmbralCiphertext, decrypt_reencrypted, load_cfrag, load_kfrag,
 from .signing import Eip712Domain, EthSigner, recover_address
 
 __all__ = [
-    "CONFIRMATION_STRUCT", "RECORD_STRUCT",
+    "CONFIRMATION_STRUCT", "KEYWORD_SLOTS", "RECORD_STRUCT",
     "ConfirmedRecord", "Eip712Domain", "EthSigner", "HmiEnvelope", "HmiPayload", "Keyword", "PatientKeyring",
     "PatientPublicKeys", "PatientSecrets", "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "RecordHeader",
     "ReviewedRecord",

@@ -2,8 +2,11 @@
 
 :func:`review_envelope` checks the envelope is for this patient, verifies the
 doctor's signature (and that it is the expected doctor), checks C_M against
-the signed hash, decrypts, checks H(M) and checks every PEKS keyword
-ciphertext against the keywords inside C_M.  It then re-keys the record: the
+the signed hash, decrypts, checks H(M) = keccak256(salt ‖ M) with the salt
+inside C_M, and checks the PEKS keyword ciphertexts: exactly
+``KEYWORD_SLOTS`` of them, each pad the one its seed (inside C_M) derives, each
+other one the PEKS of the keyword C_M lists for it — so no ciphertext hides a
+keyword the patient did not see.  It then re-keys the record: the
 payload is encrypted again under the patient's **per-record key** (derived
 from the record id), so a kfrag made for this record opens no other.  The
 caller stores ``reviewed.record_blob`` and passes its storage address to
@@ -33,7 +36,7 @@ import umbral_pre
 from . import peks
 from ._hash import keccak256 as keccak
 from ._codec import KIND_CONFIRMED_RECORD, Reader, Writer
-from .envelope import HmiEnvelope, HmiPayload, RecordHeader
+from .envelope import KEYWORD_SLOTS, HmiEnvelope, HmiPayload, RecordHeader
 from .errors import (CiphertextMismatchError, DecryptionError, EnvelopeError, HmiHashMismatchError,
                      KeywordError, KeywordMismatchError, MalformedDataError, WrongRecipientError)
 from .keys import UMBRAL_PUBLIC_KEY_SIZE, PatientKeyring, PatientSecrets, umbral_public_key
@@ -77,16 +80,24 @@ def _check_recipient(header: RecordHeader, patient: PatientSecrets) -> None:
 
 def _check_hmi(payload: HmiPayload, header: RecordHeader) -> None:
     if payload.hmi_hash != header.hmi_hash:
-        raise HmiHashMismatchError(f"decrypted HMI hashes to 0x{payload.hmi_hash.hex()}, but the record says "
-                                   f"H(M) = 0x{header.hmi_hash.hex()}")
+        raise HmiHashMismatchError(f"decrypted HMI with its salt hashes to 0x{payload.hmi_hash.hex()}, but the "
+                                   f"record says H(M) = keccak256(salt ‖ M) = 0x{header.hmi_hash.hex()}")
 
 
-def _check_keywords(patient: PatientSecrets, payload: HmiPayload, header: RecordHeader) -> None:
+def _check_keywords(patient: PatientSecrets, payload: HmiPayload, header: RecordHeader, slots: int) -> None:
     cts = header.keyword_ciphertexts
-    if len(payload.keywords) != len(cts):
+    if len(cts) != slots:
+        raise KeywordMismatchError(f"record carries {len(cts)} keyword ciphertexts; every record must carry "
+                                   f"exactly {slots} (its keywords padded) so that their number does not show")
+    if len(payload.keywords) + len(payload.pads) != len(cts):
         raise KeywordMismatchError(f"record carries {len(cts)} encrypted keywords but C_M lists "
-                                   f"{len(payload.keywords)} keywords")
-    for i, (word, ct) in enumerate(zip(payload.keywords, cts)):
+                                   f"{len(payload.keywords)} keywords and {len(payload.pads)} pads")
+    pads = {peks.peks_pad(seed).to_bytes() for seed in payload.pads}
+    real = [c for c in cts if c.to_bytes() not in pads]
+    if len(pads) != len(payload.pads) or len(real) != len(payload.keywords):
+        raise KeywordMismatchError("a padding ciphertext of the record is not the one its seed in C_M derives "
+                                   "(it may hide a keyword)")
+    for i, (word, ct) in enumerate(zip(payload.keywords, real)):
         try:
             canonical = to_keyword(word).canonical
         except KeywordError as exc:
@@ -137,11 +148,13 @@ class ReviewedRecord:
 
 
 def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets | PatientKeyring, *, domain: Eip712Domain,
-                    expected_doctor: str, check_keywords: bool = True) -> ReviewedRecord:
+                    expected_doctor: str, check_keywords: bool = True,
+                    keyword_slots: int = KEYWORD_SLOTS) -> ReviewedRecord:
     """Algorithm 2 up to the patient's decision: verify, decrypt, check, re-key.
 
     With a :class:`PatientKeyring` the key version the envelope names is used throughout (identity
     key, PEKS check, per-record key), so an envelope made before a rotation still reviews.
+    ``keyword_slots`` is the number of keyword ciphertexts every record must carry.
 
     Raises :class:`WrongRecipientError`, ``InvalidSignatureError`` /
     ``UnexpectedSignerError`` (signature), :class:`CiphertextMismatchError`
@@ -157,7 +170,7 @@ def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets | PatientKeyr
     payload = _payload(plaintext)
     _check_hmi(payload, header)
     if check_keywords:
-        _check_keywords(patient, payload, header)
+        _check_keywords(patient, payload, header, keyword_slots)
     record_pk = patient.record_public_key(record_id)
     return ReviewedRecord(envelope, domain, record_id, payload, record_pk, pre_encrypt(record_pk, plaintext))
 

@@ -3,9 +3,11 @@
 From HMI ``M``, keywords ``w``, the patient's public keys ``PK_p`` and the
 doctor's account key ``SK_d``::
 
-    H(M) = keccak256(M)
-    C_M  = Umbral(PK_p.pre, payload)           payload = M + the normalised keywords
-    C_w  = PEKS(PK_p.peks, w_i) for each keyword (sorted by ciphertext: order leaks nothing)
+    s    = 32 random bytes (the salt)
+    H(M) = keccak256(s ‖ M)
+    C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds
+    C_w  = PEKS(PK_p.peks, w_i) for each keyword, padded with peks_pad(seed_j) to KEYWORD_SLOTS
+           ciphertexts (sorted by ciphertext: order leaks nothing)
     Sig  = EIP-712 signature of SK_d over t‖Type‖Text‖PK_d‖PK_p‖H(M)‖C_M‖C_w
 
 The signed struct (``HmiRecord``) carries the variable-length parts as
@@ -19,6 +21,13 @@ signature from the slip alone::
     hmiCiphertext      = keccak256(UmbralCiphertext.to_bytes())     # C_M
     keywordCiphertexts = keccak256(C_w[0].to_bytes() ‖ C_w[1].to_bytes() ‖ …)   # 80 bytes each
 
+The salt keeps H(M) from confirming a guessed record (without it, keccak256 of a
+guess equals the chain's value); whoever decrypts C_M gets s and rechecks H(M).
+Padding keeps the number of keyword ciphertexts — the same for every record —
+from telling how many keywords a record has; the pad seeds inside C_M let the
+patient check that every pad is one (hides no keyword) and which ciphertexts
+are real.
+
 The EIP-712 digest of that struct is the **record id**.  ``type`` and ``text``
 are stored in clear on the private chain (paper: transaction type and
 content); put nothing sensitive there.
@@ -27,6 +36,7 @@ content); put nothing sensitive there.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,13 +48,20 @@ from ._codec import KIND_ENVELOPE, KIND_PAYLOAD, KIND_RECORD_HEADER, Reader, Wri
 from .errors import CiphertextMismatchError, EnvelopeError
 from .keys import PatientPublicKeys
 from .keywords import KeywordLike, to_keyword
-from .peks import CIPHERTEXT_SIZE, PeksCiphertext, peks_encrypt
+from .peks import CIPHERTEXT_SIZE, PAD_SEED_SIZE, PeksCiphertext, new_pad_seed, peks_encrypt, peks_pad
 from .pre import MAX_CIPHERTEXT_SIZE, UmbralCiphertext, pre_encrypt
 from .signing import (SIGNATURE_SIZE, Eip712Domain, SignerLike, address_bytes, as_signer, checksum_address,
                       struct, verify_signer)
 
 MAX_HMI_SIZE = 32 * 1024 * 1024
 MAX_KEYWORDS = 32
+#: Every record carries exactly this many PEKS ciphertexts (its keywords + padding), so the chain does not show
+#: how many keywords it has; a record with more keywords is refused.  A pad costs one G1 multiplication when
+#: built and when checked, but every slot costs the proxies one pairing per trapdoor on every search that does
+#: not match the record: 4 covers the 3-keyword benchmark record with a spare for +33 % search work, where 8
+#: would cost +167 % (docs/threat-model-privacy.md has the figures).  Doctor and patient must agree on it.
+KEYWORD_SLOTS = 4
+SALT_SIZE = 32
 MAX_RECORD_TYPE = 64
 MAX_TEXT = 4096
 _MAX_KEYWORD_BYTES = 1024
@@ -83,9 +100,15 @@ def canonical_hmi(hmi: HmiLike) -> bytes:
     return data
 
 
-def hmi_hash(hmi: HmiLike) -> bytes:
-    """H(M) = keccak256 of the canonical HMI bytes."""
-    return keccak(canonical_hmi(hmi))
+def hmi_hash(hmi: HmiLike, salt: bytes) -> bytes:
+    """H(M) = keccak256(salt ‖ canonical HMI bytes); ``salt`` is the record's 32 random bytes."""
+    return keccak(_check_salt(salt) + canonical_hmi(hmi))
+
+
+def _check_salt(salt: object) -> bytes:
+    if not isinstance(salt, (bytes, bytearray)) or len(salt) != SALT_SIZE:
+        raise EnvelopeError(f"the H(M) salt must be {SALT_SIZE} bytes")
+    return bytes(salt)
 
 
 def keyword_ciphertexts_hash(ciphertexts: Iterable[PeksCiphertext]) -> bytes:
@@ -97,31 +120,56 @@ def keyword_ciphertexts_hash(ciphertexts: Iterable[PeksCiphertext]) -> bytes:
 
 @dataclass(frozen=True)
 class HmiPayload:
-    """What C_M encrypts: M and its normalised keywords (in the order of C_w).  ``repr`` hides M."""
+    """What C_M encrypts: M, the H(M) salt, the normalised keywords (in the order of their ciphertexts in C_w)
+    and the seeds of the padding ciphertexts (in their order in C_w).  ``repr`` hides M.
+
+    Encoding (format 2): ``blob M ‖ salt (32) ‖ u16 n ‖ n × text keyword ‖ u16 p ‖ p × seed (32)``.
+    """
 
     hmi: bytes
     keywords: tuple[str, ...]
+    salt: bytes
+    pads: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keywords", tuple(self.keywords))
+        object.__setattr__(self, "pads", tuple(bytes(p) for p in self.pads))
+        object.__setattr__(self, "salt", _check_salt(self.salt))
+        if len(self.keywords) + len(self.pads) > MAX_KEYWORDS:
+            raise EnvelopeError(f"{len(self.keywords)} keywords and {len(self.pads)} pads exceed the limit of "
+                                f"{MAX_KEYWORDS} keyword ciphertexts")
+        if any(len(p) != PAD_SEED_SIZE for p in self.pads):
+            raise EnvelopeError(f"pad seeds must be {PAD_SEED_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
-        w = Writer(KIND_PAYLOAD).blob(self.hmi).u16(len(self.keywords))
+        w = Writer(KIND_PAYLOAD, version=2).blob(self.hmi).raw(self.salt).u16(len(self.keywords))
         for k in self.keywords:
             w.text(k)
+        w.u16(len(self.pads))
+        for p in self.pads:
+            w.raw(p)
         return w.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "HmiPayload":
-        r = Reader(data, "HMI payload", KIND_PAYLOAD)
+        r = Reader(data, "HMI payload", KIND_PAYLOAD, version=2)
         hmi = r.blob(MAX_HMI_SIZE)
+        salt = r.raw(SALT_SIZE)
         count = r.u16()
         if count > MAX_KEYWORDS:
             raise r.fail(f"{count} keywords exceed the limit of {MAX_KEYWORDS}")
         keywords = tuple(r.text(_MAX_KEYWORD_BYTES) for _ in range(count))
+        pads = r.u16()
+        if count + pads > MAX_KEYWORDS:
+            raise r.fail(f"{count} keywords and {pads} pads exceed the limit of {MAX_KEYWORDS}")
+        seeds = tuple(r.raw(PAD_SEED_SIZE) for _ in range(pads))
         r.done()
-        return cls(hmi, keywords)
+        return cls(hmi, keywords, salt, seeds)
 
     @property
     def hmi_hash(self) -> bytes:
-        return keccak(self.hmi)
+        """H(M) = keccak256(salt ‖ M), what the record header commits to."""
+        return keccak(self.salt + self.hmi)
 
     def hmi_json(self) -> Any:
         """M parsed as JSON (for FHIR resources)."""
@@ -286,24 +334,36 @@ class HmiEnvelope:
         return cls(header, ct)
 
 
-def _normalised_keywords(keywords: Iterable[KeywordLike]) -> list[str]:
+def _normalised_keywords(keywords: Iterable[KeywordLike], slots: int) -> list[str]:
     if isinstance(keywords, (str, bytes, Mapping)):
         raise EnvelopeError("keywords must be a list of 'system|code' strings, Keywords or FHIR Codings")
     seen: dict[str, None] = {}
     for k in keywords:
         seen.setdefault(to_keyword(k).canonical, None)
-    if not 1 <= len(seen) <= MAX_KEYWORDS:
-        raise EnvelopeError(f"a record needs 1-{MAX_KEYWORDS} distinct keywords, got {len(seen)}")
+    if not seen:
+        raise EnvelopeError(f"a record needs 1-{slots} distinct keywords, got 0")
+    if len(seen) > slots:
+        raise EnvelopeError(f"a record carries at most {slots} distinct keywords (every record is padded to {slots} "
+                            f"keyword ciphertexts so that their number does not show), got {len(seen)}: "
+                            "keep the most specific codes, or split the record")
     return list(seen)
+
+
+def check_keyword_slots(slots: int) -> int:
+    if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= MAX_KEYWORDS:
+        raise EnvelopeError(f"keyword slots must be an integer 1..{MAX_KEYWORDS}, got {slots!r}")
+    return slots
 
 
 def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: PatientPublicKeys,
                    doctor: SignerLike, *, timestamp: int, record_type: str, text: str,
-                   domain: Eip712Domain) -> HmiEnvelope:
-    """Algorithm 1: encrypt M to the patient, PEKS-encrypt the keywords, sign as the doctor.
+                   domain: Eip712Domain, keyword_slots: int = KEYWORD_SLOTS) -> HmiEnvelope:
+    """Algorithm 1: salt and hash M, encrypt it to the patient, PEKS-encrypt the keywords (padded to
+    ``keyword_slots`` ciphertexts), sign as the doctor.
 
     Keywords are normalised and de-duplicated; a keyword outside the coding
-    systems raises :class:`~mbds_py.crypto.errors.KeywordError`.  Pass the
+    systems raises :class:`~mbds_py.crypto.errors.KeywordError`, more than
+    ``keyword_slots`` distinct keywords :class:`EnvelopeError`.  Pass the
     doctor as an :class:`EthSigner` on hot paths (a ``LocalAccount`` is
     converted on every call).
     """
@@ -312,12 +372,16 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
         raise EnvelopeError(f"patient must be PatientPublicKeys, got {type(patient).__name__}")
     signer = as_signer(doctor)
     m = canonical_hmi(hmi)
-    words = _normalised_keywords(keywords)
-    pairs = sorted(((peks_encrypt(patient.peks_key, w), w) for w in words), key=lambda p: p[0].to_bytes())
-    cws = tuple(c for c, _ in pairs)
-    payload = HmiPayload(m, tuple(w for _, w in pairs))
+    slots = check_keyword_slots(keyword_slots)
+    words = _normalised_keywords(keywords, slots)
+    real = [(peks_encrypt(patient.peks_key, w), w) for w in words]
+    pads = [(peks_pad(seed), seed) for seed in (new_pad_seed() for _ in range(slots - len(words)))]
+    slotted = sorted(((c.to_bytes(), c, w) for c, w in real + pads), key=lambda t: t[0])
+    cws = tuple(c for _, c, _ in slotted)
+    payload = HmiPayload(m, tuple(w for _, _, w in slotted if isinstance(w, str)), secrets.token_bytes(SALT_SIZE),
+                         tuple(w for _, _, w in slotted if isinstance(w, bytes)))
     c_m = pre_encrypt(patient.pre_public_key, payload.to_bytes())
-    unsigned = RecordHeader(timestamp, record_type, text, signer.address, patient, keccak(m),
+    unsigned = RecordHeader(timestamp, record_type, text, signer.address, patient, payload.hmi_hash,
                             keccak(c_m.to_bytes()), cws, bytes(SIGNATURE_SIZE))
     signature = signer.sign_digest(unsigned.digest(domain))
     header = RecordHeader(timestamp, record_type, text, signer.address, patient, unsigned.hmi_hash,
@@ -326,6 +390,6 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
 
 
 __all__ = [
-    "HmiEnvelope", "HmiLike", "HmiPayload", "MAX_KEYWORDS", "RECORD_STRUCT", "RecordHeader", "build_envelope",
-    "canonical_hmi", "hmi_hash", "keyword_ciphertexts_hash",
+    "HmiEnvelope", "HmiLike", "HmiPayload", "KEYWORD_SLOTS", "MAX_KEYWORDS", "RECORD_STRUCT", "RecordHeader",
+    "SALT_SIZE", "build_envelope", "canonical_hmi", "check_keyword_slots", "hmi_hash", "keyword_ciphertexts_hash",
 ]

@@ -42,6 +42,9 @@ from .keywords import Keyword, KeywordLike, to_keyword
 H1_DST = b"MBDS-PEKS-V01-CS01-with-BLS12381G2_XMD:SHA-256_SSWU_RO_"
 #: Domain tag of H2: GT → {0,1}^256.
 H2_TAG = b"MBDS-PEKS-V01-H2"
+#: Domain tag of padding ciphertexts (:func:`peks_pad`).
+PAD_TAG = b"MBDS-PEKS-V01-PAD"
+PAD_SEED_SIZE = 32
 #: Order q of G1, G2 and GT.
 GROUP_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 
@@ -273,6 +276,27 @@ def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike) -> PeksCiphertext:
     return _encrypt_with(pk, hash_keyword(keyword), _random_scalar())
 
 
+def peks_pad(seed: bytes) -> PeksCiphertext:
+    """A padding ciphertext that no trapdoor matches, derived from a secret 32-byte ``seed``.
+
+    ``A = g^r`` with ``r = H(PAD_TAG‖"r"‖seed) mod q`` and ``B = SHA-256(PAD_TAG‖"b"‖seed)``.  Without the
+    seed it is indistinguishable from a real ciphertext (A is uniform in G1 like g^r, B is a hash output
+    like H2(e(h^r, H1(w)))), so padding every record to the same number of ciphertexts hides how many
+    keywords it has.  No trapdoor matches it: H2(e(A, T_w)) = B would be a SHA-256 collision between two
+    domain-separated inputs.  Whoever holds the seed (it travels inside C_M) recomputes it in one G1
+    multiplication and so checks that a pad hides no keyword.
+    """
+    seed = _check_size(seed, PAD_SEED_SIZE, "PEKS pad seed")
+    r = Scalar.from_be_bytes_mod_order(hashlib.sha512(PAD_TAG + b"r" + seed).digest())
+    if r.is_zero():  # pragma: no cover - probability 2^-255
+        raise MalformedDataError("PEKS pad seed derives a zero scalar; use another seed")
+    return PeksCiphertext(_G1 * r, hashlib.sha256(PAD_TAG + b"b" + seed).digest())
+
+
+def new_pad_seed() -> bytes:
+    return secrets.token_bytes(PAD_SEED_SIZE)
+
+
 def trapdoor(sk: PeksSecretKey, keyword: KeywordLike) -> Trapdoor:
     """Trapdoor(sk, w) = H1(w)^α."""
     return sk.trapdoor(keyword)
@@ -410,9 +434,9 @@ def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCi
 
 
 __all__ = [
-    "CIPHERTEXT_SIZE", "GROUP_ORDER", "H1_DST", "H2_TAG", "PARALLEL_MIN_ITEMS", "PUBLIC_KEY_SIZE",
-    "SECRET_KEY_SIZE", "TRAPDOOR_SIZE",
+    "CIPHERTEXT_SIZE", "GROUP_ORDER", "H1_DST", "H2_TAG", "PAD_SEED_SIZE", "PAD_TAG", "PARALLEL_MIN_ITEMS",
+    "PUBLIC_KEY_SIZE", "SECRET_KEY_SIZE", "TRAPDOOR_SIZE",
     "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "Trapdoor",
-    "batch_test", "canonical_keyword", "clear_caches", "hash_keyword", "match_all", "peks_encrypt", "peks_test",
-    "test", "trapdoor", "usable_cores",
+    "batch_test", "canonical_keyword", "clear_caches", "hash_keyword", "match_all", "new_pad_seed", "peks_encrypt",
+    "peks_pad", "peks_test", "test", "trapdoor", "usable_cores",
 ]

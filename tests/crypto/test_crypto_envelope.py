@@ -16,6 +16,8 @@ from mbds_py.crypto import (ConfirmedRecord, HmiEnvelope, HmiPayload, RecordHead
                             confirm_record, decrypt_storage_address, load_cfrag, load_kfrag, make_record_kfrags,
                             match_all, open_record, open_shared_address, open_shared_record, peks_encrypt,
                             pre_decrypt, pre_encrypt, reencrypt, review_envelope)
+from mbds_py.crypto.envelope import KEYWORD_SLOTS
+from mbds_py.crypto.peks import peks_pad
 from mbds_py.crypto.errors import (CapsuleFragVerificationError, CiphertextMismatchError, DecryptionError,
                                    EnvelopeError, HmiHashMismatchError, InvalidSignatureError, KeywordError,
                                    KeywordMismatchError, MalformedDataError, UnexpectedSignerError,
@@ -32,9 +34,9 @@ def test_envelope_carries_hash_ciphertexts_and_signed_fields(envelope, doctor, p
                                                              record_keywords):
     h = envelope.header
     assert h.doctor == doctor.address and h.patient == patient.public_keys
-    assert h.hmi_hash == keccak(canonical_hmi(fhir_condition))
+    assert h.hmi_hash != keccak(canonical_hmi(fhir_condition))  # salted: see the H(salt ‖ M) tests below
     assert h.hmi_ciphertext_hash == keccak(envelope.hmi_ciphertext.to_bytes())
-    assert len(h.keyword_ciphertexts) == len(record_keywords)
+    assert len(h.keyword_ciphertexts) == KEYWORD_SLOTS  # the record's keywords, padded
     assert [c.to_bytes() for c in h.keyword_ciphertexts] == sorted(c.to_bytes() for c in h.keyword_ciphertexts)
     assert (h.timestamp, h.record_type, h.text) == (1_700_000_000, "diagnosis", "outpatient visit")
 
@@ -59,9 +61,11 @@ def test_canonical_hmi_is_independent_of_key_order(fhir_condition):
     assert json.loads(canonical_hmi(fhir_condition)) == fhir_condition
 
 
-def test_keywords_are_normalised_and_deduplicated(make_envelope, patient):
+def test_keywords_are_normalised_and_deduplicated(make_envelope, patient, doctor, domain):
     env = make_envelope(keywords=["icd10|E11.9", " ICD-10|e119", "snomed|44054006"])
-    assert len(env.header.keyword_ciphertexts) == 2
+    payload = review_envelope(env, patient, domain=domain, expected_doctor=doctor.address).payload
+    assert sorted(payload.keywords) == ["http://hl7.org/fhir/sid/icd-10|E11.9", "http://snomed.info/sct|44054006"]
+    assert len(payload.pads) == KEYWORD_SLOTS - 2 and len(env.header.keyword_ciphertexts) == KEYWORD_SLOTS
     t2dm = patient.trapdoor("http://hl7.org/fhir/sid/icd-10|E11.9")
     assert match_all([t2dm], {"r": env.header.keyword_ciphertexts}) == ["r"]
 
@@ -69,7 +73,7 @@ def test_keywords_are_normalised_and_deduplicated(make_envelope, patient):
 @pytest.mark.parametrize("keywords, error, fragment", [
     (["icd9|250.00"], KeywordError, "unknown coding system"),
     (["snomed|44054007"], KeywordError, "Verhoeff"),
-    ([], EnvelopeError, "1-32 distinct keywords"),
+    ([], EnvelopeError, f"1-{KEYWORD_SLOTS} distinct keywords"),
     ("icd10|E11.9", EnvelopeError, "must be a list"),
 ])
 def test_bad_keywords_are_refused(make_envelope, keywords, error, fragment):
@@ -241,10 +245,15 @@ def test_hmi_hash_mismatch_raises_integrity_error(envelope, patient, doctor, dom
     assert isinstance(info.value, IntegrityError)
 
 
-def test_keyword_ciphertext_of_other_keyword_raises_keyword_mismatch(envelope, patient, doctor, domain,
+def _pad_bytes(reviewed) -> set[bytes]:
+    return {peks_pad(seed).to_bytes() for seed in reviewed.payload.pads}
+
+
+def test_keyword_ciphertext_of_other_keyword_raises_keyword_mismatch(envelope, reviewed, patient, doctor, domain,
                                                                      resign_header):
     cws = list(envelope.header.keyword_ciphertexts)
-    cws[0] = peks_encrypt(patient.public_keys.peks_key, "icd10|C50.9")  # a keyword the payload does not list
+    real = next(i for i, c in enumerate(cws) if c.to_bytes() not in _pad_bytes(reviewed))
+    cws[real] = peks_encrypt(patient.public_keys.peks_key, "icd10|C50.9")  # a keyword the payload does not list
     forged = HmiEnvelope(resign_header(envelope.header, doctor, domain, keyword_ciphertexts=tuple(cws)),
                          envelope.hmi_ciphertext)
     with pytest.raises(KeywordMismatchError, match="does not encrypt") as info:
@@ -258,8 +267,12 @@ def test_missing_keyword_ciphertext_raises_keyword_mismatch(envelope, patient, d
     forged = HmiEnvelope(resign_header(envelope.header, doctor, domain,
                                        keyword_ciphertexts=envelope.header.keyword_ciphertexts[1:]),
                          envelope.hmi_ciphertext)
-    with pytest.raises(KeywordMismatchError, match="lists 3 keywords"):
+    with pytest.raises(KeywordMismatchError, match=f"carries {KEYWORD_SLOTS - 1} keyword ciphertexts; every "
+                                                   f"record must carry exactly {KEYWORD_SLOTS}"):
         review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
+    with pytest.raises(KeywordMismatchError, match=f"lists 3 keywords and {KEYWORD_SLOTS - 3} pads"):
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address,
+                        keyword_slots=KEYWORD_SLOTS - 1)
 
 
 def test_ciphertext_without_mbds_payload_raises_malformed(envelope, patient, doctor, domain, resign_header):
@@ -294,6 +307,119 @@ def test_confirmation_signed_by_someone_else_is_rejected(confirmed, other_patien
                        match=f"signed by patient {patient.address}, but {other_patient.address} was expected") as info:
         confirmed.verify(domain, expected_patient=other_patient.address)
     assert isinstance(info.value, SignatureError)
+
+
+# --- salted H(M) (issue 13 item 10) ----------------------------------------------------------------
+
+POOL = ("icd10|E11.9", "icd10|I10", "icd10|J45.909", "icd10|E78.5", "icd10|N18.3", "snomed|44054006",
+        "snomed|38341003", "snomed|195967001", "loinc|4548-4", "loinc|2345-7", "text|metformin", "text|insulin")
+
+
+def _forge(envelope, payload, patient, doctor, domain, resign_header, **changes) -> HmiEnvelope:
+    """A malicious doctor's envelope: ``payload`` encrypted to the patient, the header re-signed."""
+    c_m = pre_encrypt(patient.public_keys.pre_key, payload.to_bytes())
+    return HmiEnvelope(resign_header(envelope.header, doctor, domain, hmi_ciphertext_hash=keccak(c_m.to_bytes()),
+                                     **changes), c_m)
+
+
+def test_onchain_hmi_hash_is_salted_so_a_guess_of_m_does_not_confirm(make_envelope, reviewed, fhir_condition):
+    m = canonical_hmi(fhir_condition)
+    a, b = make_envelope(), make_envelope()  # the same M (and keywords, doctor, time) twice
+    assert a.header.hmi_hash != b.header.hmi_hash
+    for env in (a, b):
+        assert env.header.hmi_hash not in {keccak(m), keccak(json.dumps(fhir_condition).encode()),
+                                           keccak(canonical_hmi(json.loads(m)))}
+    assert len(reviewed.payload.salt) == 32
+    assert reviewed.envelope.header.hmi_hash == keccak(reviewed.payload.salt + m) == reviewed.payload.hmi_hash
+
+
+def test_reader_rechecks_the_salted_hash_against_the_slip(confirmed, reviewed, patient, domain, fhir_condition):
+    opened = open_record(confirmed, reviewed.record_blob, patient, domain=domain)
+    assert opened.salt == reviewed.payload.salt and opened.hmi_hash == confirmed.header.hmi_hash
+    assert opened.hmi_json() == fhir_condition
+
+
+@pytest.mark.parametrize("what", ["salt", "hmi"])
+def test_tampered_salt_or_hmi_raises_hmi_hash_mismatch(envelope, reviewed, patient, doctor, domain, resign_header,
+                                                       what):
+    p = reviewed.payload
+    changed = replace(p, salt=p.salt[:-1] + bytes([p.salt[-1] ^ 1])) if what == "salt" else \
+        replace(p, hmi=p.hmi.replace(b"metformin", b"insulin  "))
+    forged = _forge(envelope, changed, patient, doctor, domain, resign_header)
+    with pytest.raises(HmiHashMismatchError, match="H\\(M\\) = keccak256\\(salt ‖ M\\)") as info:
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
+    assert isinstance(info.value, IntegrityError)
+
+
+def test_payload_salt_must_be_32_bytes():
+    with pytest.raises(EnvelopeError, match="salt must be 32 bytes"):
+        HmiPayload(b"{}", ("icd10|I10",), b"short")
+
+
+# --- keyword padding (issue 13 item 13) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 3, KEYWORD_SLOTS])
+def test_every_record_carries_exactly_keyword_slots_ciphertexts(make_envelope, patient, doctor, domain, count):
+    env = make_envelope(keywords=POOL[:count])
+    assert len(env.header.keyword_ciphertexts) == KEYWORD_SLOTS
+    again = RecordHeader.from_bytes(env.header.to_bytes())
+    assert len(again.keyword_ciphertexts) == KEYWORD_SLOTS
+    payload = review_envelope(env, patient, domain=domain, expected_doctor=doctor.address).payload
+    assert sorted(payload.keywords) == sorted(normalize_keyword(k) for k in POOL[:count])
+    assert len(payload.pads) == KEYWORD_SLOTS - count
+
+
+def test_more_keywords_than_slots_are_refused(make_envelope):
+    with pytest.raises(EnvelopeError, match=f"at most {KEYWORD_SLOTS} distinct keywords .* got {KEYWORD_SLOTS + 1}"):
+        make_envelope(keywords=POOL[:KEYWORD_SLOTS + 1])
+
+
+def test_keyword_slots_is_configurable_and_the_patient_checks_it(domain, patient, doctor, fhir_condition):
+    slots = KEYWORD_SLOTS + 2
+    env = build_envelope(fhir_condition, POOL[:2], patient.public_keys, doctor.signer, timestamp=1,
+                         record_type="lab", text="", domain=domain, keyword_slots=slots)
+    assert len(env.header.keyword_ciphertexts) == slots
+    assert review_envelope(env, patient, domain=domain, expected_doctor=doctor.address, keyword_slots=slots)
+    with pytest.raises(KeywordMismatchError,
+                       match=f"carries {slots} keyword ciphertexts; every record must carry exactly {KEYWORD_SLOTS}"):
+        review_envelope(env, patient, domain=domain, expected_doctor=doctor.address)
+    with pytest.raises(EnvelopeError, match="keyword slots must be an integer 1..32"):
+        build_envelope(fhir_condition, POOL[:2], patient.public_keys, doctor.signer, timestamp=1,
+                       record_type="lab", text="", domain=domain, keyword_slots=33)
+
+
+def test_search_results_are_unchanged_by_padding(make_envelope, patient):
+    """Conjunctive search over padded records finds exactly the records carrying every queried keyword."""
+    assert KEYWORD_SLOTS >= 4
+    sets = {"a": POOL[0:1], "b": POOL[0:3], "c": POOL[2:5], "d": POOL[0:4], "e": POOL[5:6]}
+    records = {name: make_envelope(keywords=kws).header.keyword_ciphertexts for name, kws in sets.items()}
+    assert {len(cts) for cts in records.values()} == {KEYWORD_SLOTS}
+    for query in (POOL[0:1], POOL[2:3], POOL[0:3], POOL[5:6], POOL[0:4], POOL[9:10], (POOL[0], POOL[4])):
+        expected = sorted(n for n, kws in sets.items() if set(query) <= set(kws))
+        got = sorted(match_all([patient.trapdoor(k) for k in query], records))
+        assert got == expected, query
+
+
+def test_pads_match_no_trapdoor(make_envelope, patient, doctor, domain):
+    env = make_envelope(keywords=POOL[:2])
+    payload = review_envelope(env, patient, domain=domain, expected_doctor=doctor.address).payload
+    pads = [peks_pad(seed) for seed in payload.pads]
+    assert {p.to_bytes() for p in pads} <= {c.to_bytes() for c in env.header.keyword_ciphertexts}
+    assert not match_all([patient.trapdoor(k) for k in POOL[:1]], {i: [p] for i, p in enumerate(pads)})
+    for k in POOL:
+        assert not match_all([patient.trapdoor(k)], {"pads": pads})
+
+
+def test_pad_hiding_a_keyword_raises_keyword_mismatch(envelope, reviewed, patient, doctor, domain, resign_header):
+    """A doctor cannot slip an unseen keyword into a pad: every pad must be the one its seed derives."""
+    cws = list(envelope.header.keyword_ciphertexts)
+    pad = next(i for i, c in enumerate(cws) if c.to_bytes() in _pad_bytes(reviewed))
+    cws[pad] = peks_encrypt(patient.public_keys.peks_key, "icd10|C50.9")
+    forged = HmiEnvelope(resign_header(envelope.header, doctor, domain, keyword_ciphertexts=tuple(cws)),
+                         envelope.hmi_ciphertext)
+    with pytest.raises(KeywordMismatchError, match="padding ciphertext .* not the one its seed in C_M derives"):
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
 
 
 # --- sharing through proxies (per-record keys) -----------------------------------------------------

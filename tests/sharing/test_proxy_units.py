@@ -130,7 +130,7 @@ def test_proxy_config_round_trips(tmp_path):
 
 def _shared(rid: bytes, t: int, chain_id: int) -> SharedRecord:
     return SharedRecord(rid, f"chain-{chain_id}", chain_id, t, "consultation", f"text {t}", "0x" + "00" * 20,
-                        HmiPayload(b"{}", ("icd10|R05",)))
+                        HmiPayload(b"{}", ("icd10|R05",), bytes(32)))
 
 
 def test_combine_orders_by_time_and_drops_duplicates():
