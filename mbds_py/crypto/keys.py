@@ -9,7 +9,10 @@ from the one factory:
   new records to it (Algorithm 1);
 * ``mbds/record/<record id>`` — one key per confirmed record, so a
   re-encryption key made for one record opens no other (ARCHITECTURE §5);
-* ``mbds/kfrag-signing`` — signs the kfrags the patient hands to proxies.
+* ``mbds/kfrag-signing`` — signs the kfrags the patient hands to proxies;
+* ``mbds/keyword-set-tag`` (a secret, not a key pair) — keys the PRF that names a
+  record's keyword set on chain (:func:`~mbds_py.crypto.keywords.keyword_set_tag`),
+  so nobody without it can test keyword guesses against the audit trail.
 
 A participant has one such key set per **key version** (1 at enrolment, +1 per
 rotation, as ``IdentityRegistry.keyVersion``).  :class:`PatientPublicKeys`
@@ -36,13 +39,14 @@ from py_arkworks_bls12381 import Scalar
 
 from ._codec import KIND_PATIENT_KEYS, KIND_PATIENT_SECRETS, Reader, Writer
 from .errors import KeyVersionError, MalformedDataError
-from .keywords import KeywordLike
+from .keywords import KeywordLike, keyword_set_tag
 from .peks import PeksPublicKey, PeksSecretKey, Trapdoor
 from .signing import EthSigner, address_bytes, checksum_address
 
 IDENTITY_KEY_LABEL = b"mbds/identity"
 RECORD_KEY_PREFIX = b"mbds/record/"
 KFRAG_SIGNING_LABEL = b"mbds/kfrag-signing"
+KEYWORD_SET_TAG_LABEL = b"mbds/keyword-set-tag"
 UMBRAL_PUBLIC_KEY_SIZE = 33
 MAX_RECORD_LABEL = 256
 MAX_KEY_VERSION = 2**32 - 1
@@ -133,7 +137,7 @@ class PatientSecrets:
     """SK_p: account key + Umbral factory seed + PEKS key, with every key derived once."""
 
     __slots__ = ("_account_key", "_umbral_seed", "_peks", "_factory", "_identity_sk", "_signer",
-                 "_kfrag_sk", "_kfrag_vk", "_public", "_key_version")
+                 "_kfrag_sk", "_kfrag_vk", "_public", "_key_version", "_tag_key")
 
     def __init__(self, account_key: bytes, umbral_seed: bytes, peks_key: PeksSecretKey | bytes, *,
                  key_version: int = 1):
@@ -150,6 +154,7 @@ class PatientSecrets:
         self._kfrag_sk = self._factory.make_key(KFRAG_SIGNING_LABEL)
         self._kfrag_vk = self._kfrag_sk.public_key()
         self._key_version = key_version
+        self._tag_key: bytes | None = None
         self._public = PatientPublicKeys(self._signer.address,
                                          self._identity_sk.public_key().to_compressed_bytes(),
                                          self._peks.public_key(), key_version)
@@ -236,6 +241,14 @@ class PatientSecrets:
         """T_w for a search (cached per keyword)."""
         return self._peks.trapdoor(keyword)
 
+    def keyword_set_tag(self, keywords: Iterable[KeywordLike]) -> bytes:
+        """The keyed tag of a keyword set (``keywordSetHash`` of kfrag deposits, audits and ``KeywordSet``
+        grants) under this key version: HMAC-SHA256 keyed by a secret the Umbral factory derives with the label
+        ``mbds/keyword-set-tag``, so it is deterministic per key version and useless to anyone without it."""
+        if self._tag_key is None:
+            self._tag_key = bytes(self._factory.make_secret(KEYWORD_SET_TAG_LABEL)[:32])
+        return keyword_set_tag(self._tag_key, keywords)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PatientSecrets):
             return NotImplemented
@@ -309,6 +322,12 @@ class PatientKeyring:
         """T_w under every key version, newest first (records of each version match their own)."""
         return [self._versions[v].trapdoor(keyword) for v in sorted(self._versions, reverse=True)]
 
+    def keyword_set_tags(self, keywords: Iterable[KeywordLike]) -> list[bytes]:
+        """The keyword set's tag under every key version, newest first (records of each version carry their
+        own: a ``KeywordSet`` grant covering records of several versions names each version's tag)."""
+        words = list(keywords)
+        return [self._versions[v].keyword_set_tag(words) for v in sorted(self._versions, reverse=True)]
+
     def __repr__(self) -> str:
         return f"PatientKeyring({self.current.address}, versions={list(self._versions)})"
 
@@ -330,6 +349,6 @@ def _valid_secp256k1_key() -> bytes:
 
 
 __all__ = [
-    "IDENTITY_KEY_LABEL", "KFRAG_SIGNING_LABEL", "MAX_KEY_VERSION", "RECORD_KEY_PREFIX", "PatientKeyring",
+    "IDENTITY_KEY_LABEL", "KEYWORD_SET_TAG_LABEL", "KFRAG_SIGNING_LABEL", "MAX_KEY_VERSION", "RECORD_KEY_PREFIX", "PatientKeyring",
     "PatientPublicKeys", "PatientSecrets", "as_keyring", "record_key_label", "umbral_public_key",
 ]

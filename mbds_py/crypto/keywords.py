@@ -26,9 +26,11 @@ was expected.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Union
 
@@ -258,8 +260,35 @@ def normalize_keyword(value: KeywordLike) -> str:
     return to_keyword(value).canonical
 
 
+#: Domain tag of :func:`keyword_set_tag`.
+KEYWORD_SET_TAG_DOMAIN = b"MBDS-KEYWORD-SET-TAG-V1"
+KEYWORD_SET_TAG_KEY_SIZE = 32
+
+
+def keyword_set_tag(key: bytes, keywords: Iterable[object], *, normalize: bool = True) -> bytes:
+    """The value a ``KeywordSet`` permission names (``keywordSetHash`` on chain): a keyed PRF of the set.
+
+    ``HMAC-SHA256(key, domain ‖ sorted SHA-256 of each distinct canonical keyword)`` — order- and
+    spelling-insensitive like the search, but only the holder of ``key`` (the patient:
+    ``PatientSecrets.keyword_set_tag``, one key per key version) can compute it.  An unkeyed hash would let
+    anyone reading ``recordAccess`` calldata, grants or requests test keyword guesses, one hash per
+    candidate, and so link records to their keywords in public — what PEKS hides.
+    Pass ``normalize=False`` for strings that already are canonical.
+    """
+    if not isinstance(key, (bytes, bytearray)) or len(key) != KEYWORD_SET_TAG_KEY_SIZE:
+        raise ValueError(f"a keyword-set tag key is {KEYWORD_SET_TAG_KEY_SIZE} bytes (the patient's, per key version)")
+    if normalize:
+        canon = {normalize_keyword(k) for k in keywords}  # type: ignore[arg-type]
+    else:
+        canon = {str(k) for k in keywords}
+    if not canon:
+        raise ValueError("a keyword set needs at least one keyword")
+    message = KEYWORD_SET_TAG_DOMAIN + b"".join(sorted(hashlib.sha256(c.encode("utf-8")).digest() for c in canon))
+    return hmac.new(bytes(key), message, hashlib.sha256).digest()
+
+
 __all__ = [
-    "ICD10", "ICD10_CM", "LOINC", "RXNORM", "SNOMED_CT", "TEXT",
-    "Keyword", "KeywordLike", "canonical_system", "luhn_check_digit", "normalize_keyword", "to_keyword",
-    "verhoeff_valid",
+    "ICD10", "ICD10_CM", "KEYWORD_SET_TAG_DOMAIN", "KEYWORD_SET_TAG_KEY_SIZE", "LOINC", "RXNORM", "SNOMED_CT", "TEXT",
+    "Keyword", "KeywordLike", "canonical_system", "keyword_set_tag", "luhn_check_digit", "normalize_keyword",
+    "to_keyword", "verhoeff_valid",
 ]

@@ -500,15 +500,13 @@ class Portal:
     def drop_revoked(self, patient: bytes) -> int:
         """After a revoke: forget the records of ``patient`` this doctor may no longer read (all of them when
         the chain cannot be asked); returns how many."""
-        from ..sharing.policy import keyword_set_hash
-
         with self.mutex:
             held = [r for r in self._memory.read.values() if self._memory.patient == patient]
         if not held:
             return 0
         try:
             decisions = self.policy.check_access_many(
-                patient, self.id, [(r.record_id, keyword_set_hash(r.keywords)) for r in held], Action.READ)
+                patient, self.id, [(r.record_id, r.keyword_set_tag) for r in held], Action.READ)
             gone = [r.record_id for r, d in zip(held, decisions) if not d.allowed]
         except Exception:  # noqa: BLE001 - the chain cannot say what is still allowed: forget them all
             gone = [r.record_id for r in held]

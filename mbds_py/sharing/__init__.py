@@ -11,11 +11,11 @@
 from .errors import AccessDenied, PolicyViolation
 from .policy import (ALL_ACTIONS, ZERO32, AccessEvent, AccessRequest, Action, Basis, Decision, EmergencyAccess,
                      EmergencyState, Grant, Identity, PolicyConfig, PolicyState, PresetRule, Reason, RequestState,
-                     Revocation, Scope, evaluate, grant_key, keyword_set_hash)
+                     Revocation, Scope, evaluate, grant_key, keyword_set_tag)
 
 __all__ = [
     "ALL_ACTIONS", "ZERO32",
     "AccessDenied", "AccessEvent", "AccessRequest", "Action", "Basis", "Decision", "EmergencyAccess",
     "EmergencyState", "Grant", "Identity", "PolicyConfig", "PolicyState", "PolicyViolation", "PresetRule",
-    "Reason", "RequestState", "Revocation", "Scope", "evaluate", "grant_key", "keyword_set_hash",
+    "Reason", "RequestState", "Revocation", "Scope", "evaluate", "grant_key", "keyword_set_tag",
 ]

@@ -37,8 +37,7 @@ from ..crypto.errors import CapsuleFragVerificationError, MalformedDataError
 from ..crypto.signing import recover_address
 from ..errors import IntegrityError, MBDSError
 from .agent import AccessPolicyAgent, Who
-from .policy import (ZERO32, AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope,
-                     keyword_set_hash)
+from .policy import ZERO32, AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope
 from .proxy import (DEFAULT_THRESHOLD, ChainRef, ProxyRefused, Refusal, deposit_digest, info_digest, read_digest)
 
 
@@ -271,7 +270,7 @@ class Directory:
 class _OwnRecord:
     owned: OwnedSlip
     address: str
-    keyword_set_hash: bytes
+    keyword_set_hash: bytes  # the keyed tag of its keyword set (PatientSecrets.keyword_set_tag): never unkeyed
     keywords: tuple[str, ...]
 
 
@@ -319,7 +318,8 @@ class PatientClient:
         domain = owned.chain.domain
         address = decrypt_storage_address(owned.record, self.keyring, domain=domain)
         payload = open_record(owned.record, self.directory.store().cat(address), self.keyring, domain=domain)
-        return _OwnRecord(owned, address, keyword_set_hash(payload.keywords), payload.keywords)
+        tag = record_secrets(owned.record, self.keyring).keyword_set_tag(payload.keywords)
+        return _OwnRecord(owned, address, tag, payload.keywords)
 
     def record_ids(self, *, keyword: str | None = None) -> list[bytes]:
         """Record IDs (optionally those carrying ``keyword``), oldest first."""
@@ -349,12 +349,31 @@ class PatientClient:
         return [[s.trapdoor(k).to_bytes() for k in keywords]
                 for s in sorted(self.keyring, key=lambda s: s.key_version, reverse=True)]
 
+    def keyword_set_tags(self, *keywords: str) -> list[bytes]:
+        """The keyword set's ``keywordSetHash`` under every key version, newest first: a patient-keyed tag
+        (nobody else can compute it or test a guess against it).  Give it to whoever should request a
+        ``KeywordSet`` scope; :meth:`grant` with ``keywords=`` uses it."""
+        return self.keyring.keyword_set_tags(keywords)
+
     # -- policy -----------------------------------------------------------------------------------
 
-    def grant(self, grantee: Who, *, records: Sequence[bytes] | None = None, duration: int = 3600,
-              actions: int = Action.READ, issue: bool = True) -> dict[str, Any]:
-        """Grant on chain (all records, or the listed ones), then issue the proxies their keys."""
+    def grant(self, grantee: Who, *, records: Sequence[bytes] | None = None, keywords: Sequence[str] | None = None,
+              duration: int = 3600, actions: int = Action.READ, issue: bool = True) -> dict[str, Any]:
+        """Grant on chain (all records, the listed ones, or those whose keyword set is exactly ``keywords``:
+        one ``KeywordSet`` grant naming the set's keyed tag), then issue the proxies their keys."""
         gid = self.policy.resolve(grantee)
+        if records is not None and keywords is not None:
+            raise SharingError("grant either records or a keyword set, not both")
+        if keywords is not None:
+            tags = self.keyword_set_tags(*keywords)
+            own = self.records()
+            used = [t for t in tags if any(r.keyword_set_hash == t for r in own.values())] or tags[:1]
+            receipts = [self.policy.grant(self.account, gid, scope=Scope.KEYWORD_SET, target=t, actions=actions,
+                                          duration=duration) for t in used]
+            rids = sorted(rid for rid, r in own.items() if r.keyword_set_hash in used)
+            issued = self.issue_keys(gid, rids) if issue and rids else None
+            return {"receipt": receipts[-1], "gas": sum(r["gasUsed"] for r in receipts), "issued": issued,
+                    "tags": used}
         if records is None:
             receipt = self.policy.grant(self.account, gid, actions=actions, duration=duration)
         else:
@@ -517,6 +536,9 @@ class SharedRecord:
     doctor: str  # the signing doctor's address
     payload: HmiPayload = field(repr=False)
     audits: tuple[dict[str, Any], ...] = ()
+    # the keyword set's keyed tag the proxies checked the policy with (from the patient's deposit); the doctor
+    # cannot compute it, and needs it to ask the chain whether a KeywordSet grant still covers the record
+    keyword_set_tag: bytes = ZERO32
 
     @property
     def hmi(self) -> Any:
@@ -629,6 +651,7 @@ class DoctorClient:
         refusals: list[ProxyRefused] = []
         cfrags: list[Any] = []
         audits: list[dict[str, Any]] = []
+        tags: list[bytes] = []
         blob = ciphertext = None
         while len(cfrags) < m and pending:
             batch, pending = pending[:m - len(cfrags)], pending[m - len(cfrags):]
@@ -651,6 +674,7 @@ class DoctorClient:
                                              verifying_pk=record.kfrag_verifying_key, delegating_pk=record.record_key,
                                              receiving_pk=self.secrets.public_keys.pre_key))
                     audits.append(a["audit"])
+                    tags.append(_b(a.get("keyword_set_hash", _hex(ZERO32))))
                 except (CapsuleFragVerificationError, MalformedDataError) as exc:
                     refusals.append(ProxyRefused(Refusal.INTEGRITY, f"invalid capsule fragment: {exc}",
                                                  proxy=proxy.name))
@@ -661,8 +685,9 @@ class DoctorClient:
             _raise_refusal(refusals, len(cfrags), m, owned)
         payload = open_shared_record(record, blob, receiving_sk=self.secrets.identity_secret_key, cfrags=cfrags[:m])
         h = record.header
+        tag = Counter(tags[:m]).most_common(1)[0][0] if tags else ZERO32
         return SharedRecord(owned.slip_id, owned.chain.name, owned.chain.chain_id, h.timestamp, h.record_type,
-                            h.text, h.doctor, payload, tuple(audits))
+                            h.text, h.doctor, payload, tuple(audits), tag)
 
     def _ask(self, proxy: ProxyClient, patient: bytes, owned: OwnedSlip, action: int) -> dict[str, Any] | ProxyRefused:
         try:

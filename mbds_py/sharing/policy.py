@@ -350,23 +350,13 @@ def grant_key(owner: bytes, holder: bytes, scope: Scope | int, target: bytes) ->
     return keccak(_b32(owner) + _b32(holder) + int(scope).to_bytes(32, "big") + _b32(target))
 
 
-def keyword_set_hash(keywords: Iterable[object], *, normalize: bool = True) -> bytes:
-    """The hash a ``KeywordSet`` permission names: order- and spelling-insensitive.
+def keyword_set_tag(key: bytes, keywords: Iterable[object], *, normalize: bool = True) -> bytes:
+    """The value a ``KeywordSet`` permission names: a patient-keyed tag of the keyword set, never an unkeyed
+    hash (anyone could test keyword guesses against an unkeyed hash in ``recordAccess`` calldata).  See
+    :func:`mbds_py.crypto.keywords.keyword_set_tag`; the patient's key is ``PatientSecrets.keyword_set_tag``'s."""
+    from ..crypto.keywords import keyword_set_tag as tag
 
-    Each keyword is normalised to its canonical ``system|code`` (as PEKS hashes
-    it; pass ``normalize=False`` for strings that already are), the distinct
-    canonical strings are hashed with keccak-256, sorted, concatenated and
-    hashed again.
-    """
-    if normalize:
-        from ..crypto.keywords import normalize_keyword
-
-        canon = {normalize_keyword(k) for k in keywords}  # type: ignore[arg-type]
-    else:
-        canon = {str(k) for k in keywords}
-    if not canon:
-        raise ValueError("a keyword set needs at least one keyword")
-    return keccak(b"".join(sorted(keccak(text=c) for c in canon)))
+    return tag(key, keywords, normalize=normalize)
 
 
 def check_scope(scope: Scope, target: bytes) -> None:
@@ -798,5 +788,5 @@ __all__ = [
     "AccessDenial", "AccessEvent", "AccessRequest", "Action", "Basis", "Decision", "EmergencyAccess", "EmergencyState", "Grant",
     "Identity", "PolicyConfig", "PolicyState", "PresetRule", "Reason", "RequestState", "Revocation", "Scope",
     "Tally", "check_action", "check_actions", "check_scope", "check_window", "denial", "evaluate", "grant_key",
-    "keyword_set_hash", "valid_at",
+    "keyword_set_tag", "valid_at",
 ]

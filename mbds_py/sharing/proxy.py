@@ -761,6 +761,7 @@ class ProxyService:
         return {"cfrag": _hex(bytes(cfrag)), "blob": _hex(blob), "chain_id": held.chain_id,
                 "receipt": v.receipt_json,
                 "audit": audit,
+                "keyword_set_hash": _hex(kw),  # the patient's keyed tag, as in the recordAccess it sent
                 "timings_ms": marks}
 
     def _audit_denial(self, patient: bytes, grantee: bytes, record_id: bytes, kw: bytes, action: int) -> None:

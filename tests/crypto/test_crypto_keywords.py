@@ -120,3 +120,23 @@ def test_free_text_normalisation_is_idempotent(words):
         return
     assert normalize_keyword(once) == once
     assert "  " not in once and once == once.strip()
+
+
+# --- the keyed keyword-set tag (issue 13 item 9) ---------------------------------------------------
+
+
+def test_patient_keyword_set_tag_is_keyed_per_key_version(keys_for):
+    from mbds_py.crypto import PatientKeyring, PatientSecrets
+    from mbds_py.crypto.keywords import keyword_set_tag
+
+    v1 = keys_for("tag-patient")
+    other = keys_for("tag-other")
+    v2 = PatientSecrets(b"\x07" * 32, bytes(range(32)), other.peks, key_version=2)  # a rotated key set
+    words = ["icd10|E11.9", "loinc|4548-4"]
+    tag = v1.keyword_set_tag(words)
+    assert tag == v1.keyword_set_tag(["LOINC|4548-4", "icd10|e119"]) == keys_for("tag-patient").keyword_set_tag(words)
+    assert tag != other.keyword_set_tag(words) and tag != v2.keyword_set_tag(words)
+    assert PatientKeyring([v1, v2]).keyword_set_tags(words) == [v2.keyword_set_tag(words), tag]
+    # nothing public reproduces it: not the public keys' bytes, not the keccak of the keywords
+    for guess_key in (v1.public_keys.to_bytes()[:32], v1.public_keys.peks_key.to_bytes()[:32], bytes(32)):
+        assert keyword_set_tag(guess_key, words) != tag

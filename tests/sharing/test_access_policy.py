@@ -7,12 +7,13 @@ import pytest
 from mbds_py.errors import PolicyDenied
 from mbds_py.sharing.agent import AccessPolicyAgent, AccessPolicyRefusal
 from mbds_py.sharing.policy import (DAY, HOUR, ZERO32, Action, Basis, Decision, EmergencyState, Grant, PolicyConfig,
-                                    Reason, RequestState, Revocation, Scope, keyword_set_hash)
+                                    Reason, RequestState, Revocation, Scope, keyword_set_tag)
 from mbds_py.toolchain import artifact
 from tests.sharing._support import CONFIG, World, record, reverts
 
 R1, R2 = record("r1"), record("r2")
-KW = keyword_set_hash(["icd10|E11.9", "loinc|4548-4"])
+TAG_KEY = bytes(range(32))  # a patient's keyword-set tag key (PatientSecrets.keyword_set_tag)
+KW = keyword_set_tag(TAG_KEY, ["icd10|E11.9", "loinc|4548-4"])
 
 
 def check(w: World, grantee: str, rec: bytes = R1, action: Action = Action.READ, *, patient: str = "patient",
@@ -132,7 +133,7 @@ def test_grant_for_all_records_covers_any_record(world):
 def test_keyword_set_grant_covers_only_records_of_that_set(world):
     grant(world, "doctor-b1", scope=Scope.KEYWORD_SET, target=KW)
     assert check(world, "doctor-b1", R1, kw=KW).allowed
-    other = keyword_set_hash(["icd10|I10"])
+    other = keyword_set_tag(TAG_KEY, ["icd10|I10"])
     assert check(world, "doctor-b1", R1, kw=other).reason is Reason.OUT_OF_SCOPE
     assert check(world, "doctor-b1", R1).reason is Reason.OUT_OF_SCOPE
     event = record_access(world, "doctor-b1", R1, kw=KW)

@@ -23,7 +23,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant, multi
 from mbds_py.errors import ContractRevert
 from mbds_py.sharing.errors import PolicyViolation
 from mbds_py.sharing.policy import (HOUR, ZERO32, Action, EmergencyState, Grant, Identity, PolicyState, PresetRule,
-                                    Reason, RequestState, Scope, keyword_set_hash)
+                                    Reason, RequestState, Scope, keyword_set_tag)
 from tests.sharing._support import CONFIG, POPULATION, World, pid, record
 
 PATIENTS = ["patient", "patient-2"]
@@ -31,7 +31,7 @@ GRANTEES = ["doctor-a1", "doctor-b1", "insurer"]
 INSTITUTIONS = ["hospital-a", "hospital-b"]
 AUTHORITIES = ["authority-national", "authority-provincial", "authority-municipal"]
 R1, R2 = record("r1"), record("r2")
-KW = keyword_set_hash(["icd10|E11.9"])
+KW = keyword_set_tag(bytes(range(32)), ["icd10|E11.9"])
 SCOPES = [(Scope.ALL, ZERO32), (Scope.RECORD, R1), (Scope.RECORD, R2), (Scope.KEYWORD_SET, KW)]
 QUERIES = [(rec, kw, act) for rec in (R1, R2) for kw in (ZERO32, KW) for act in (Action.READ, Action.WRITE)]
 

@@ -16,7 +16,7 @@ from mbds_py.sharing.agent import replay
 from mbds_py.sharing.errors import AccessDenied, PolicyViolation
 from mbds_py.sharing.policy import (DAY, HOUR, ZERO32, Action, Basis, Decision, EmergencyState, Grant, Identity,
                                     PolicyConfig, PolicyState, PresetRule, Reason, RequestState, Revocation, Scope,
-                                    Tally, denial, grant_key, keyword_set_hash)
+                                    Tally, denial, grant_key, keyword_set_tag)
 
 T0 = 1_700_000_000
 P, P2 = keccak(text="p"), keccak(text="p2")
@@ -60,16 +60,52 @@ def test_grant_key_is_the_contracts_abi_encoded_hash():
     assert grant_key(P, DOC_B, Scope.RECORD, R1) == expected == g().key
 
 
-def test_keyword_set_hash_ignores_order_spelling_and_duplicates():
-    a = keyword_set_hash(["icd10|e119", "snomed|44054006"])
-    b = keyword_set_hash(["http://snomed.info/sct|44054006", "http://hl7.org/fhir/sid/icd-10|E11.9", "icd10|E11.9"])
+TAG_KEY, OTHER_TAG_KEY = bytes(range(32)), bytes(range(1, 33))
+
+
+def test_keyword_set_tag_ignores_order_spelling_and_duplicates():
+    a = keyword_set_tag(TAG_KEY, ["icd10|e119", "snomed|44054006"])
+    b = keyword_set_tag(TAG_KEY, ["http://snomed.info/sct|44054006", "http://hl7.org/fhir/sid/icd-10|E11.9",
+                                  "icd10|E11.9"])
     assert a == b and len(a) == 32
-    assert keyword_set_hash(["icd10|E11.9"]) != a
+    assert keyword_set_tag(TAG_KEY, ["icd10|E11.9"]) != a
 
 
-def test_keyword_set_hash_needs_a_keyword():
+def test_keyword_set_tag_needs_a_keyword_and_a_key():
     with pytest.raises(ValueError, match="at least one keyword"):
-        keyword_set_hash([])
+        keyword_set_tag(TAG_KEY, [])
+    with pytest.raises(ValueError, match="tag key is 32 bytes"):
+        keyword_set_tag(b"", ["icd10|E11.9"])
+
+
+def _unkeyed_guesses(candidates: list[str]) -> set[bytes]:
+    """Every value an attacker without the patient's key can compute from a candidate keyword list: the
+    former unkeyed keyword-set hash and plain hashes of each subset of up to three candidates."""
+    import hashlib
+    from itertools import combinations
+
+    from mbds_py.crypto.keywords import normalize_keyword
+
+    canon = sorted({normalize_keyword(c) for c in candidates})
+    out: set[bytes] = set()
+    for n in range(1, 4):
+        for subset in combinations(canon, n):
+            joined = "\n".join(subset).encode()
+            out |= {keccak(b"".join(sorted(keccak(text=c) for c in subset))), keccak(joined),
+                    hashlib.sha256(joined).digest(), keccak(b"".join(sorted(hashlib.sha256(c.encode()).digest()
+                                                                           for c in subset)))}
+    return out
+
+
+def test_keyword_set_tag_cannot_be_tested_without_the_patients_key():
+    """Issue 13 item 9: the chain's keywordSetHash matches no unkeyed hash of any candidate keyword set, and a
+    guesser with another key gets other tags; only the key holder reproduces it."""
+    truth = ["icd10|E11.9", "loinc|4548-4"]
+    candidates = truth + ["icd10|I10", "icd10|R05", "snomed|44054006", "icd10|J18.9"]
+    tag = keyword_set_tag(TAG_KEY, truth)
+    assert tag not in _unkeyed_guesses(candidates)
+    assert tag != keyword_set_tag(OTHER_TAG_KEY, truth)
+    assert tag == keyword_set_tag(TAG_KEY, list(reversed(truth)))
 
 
 # -- the decision -------------------------------------------------------------------------------------
