@@ -84,3 +84,24 @@ class reverts:  # noqa: N801 - used as a context manager like pytest.raises
         if self.args:
             assert err.args_decoded == self.args, f"{err.error_name}{err.args_decoded!r} != {self.args!r}"
         return handled
+
+
+def unkeyed_keyword_set_guesses(candidates: list[str], *, up_to: int = 3) -> set[bytes]:
+    """Every value someone without the patient's key can compute from a candidate keyword list (issue 13 item
+    9): the former unkeyed keyword-set hash and plain keccak / SHA-256 hashes of every subset of up to ``up_to``
+    candidates, canonical and as given."""
+    import hashlib
+    from itertools import combinations
+
+    from mbds_py.crypto.keywords import normalize_keyword
+
+    out: set[bytes] = set()
+    for words in (sorted({normalize_keyword(c) for c in candidates}), sorted(set(candidates))):
+        for n in range(1, up_to + 1):
+            for subset in combinations(words, n):
+                joined = "\n".join(subset).encode()
+                out |= {keccak(b"".join(sorted(keccak(text=c) for c in subset))), keccak(joined), keccak(b"".join(
+                    c.encode() for c in subset)), hashlib.sha256(joined).digest(),
+                    keccak(b"".join(sorted(hashlib.sha256(c.encode()).digest() for c in subset)))}
+    return out
+

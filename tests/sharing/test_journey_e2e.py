@@ -26,16 +26,17 @@ from mbds_py.sharing.agent import AccessPolicyRefusal
 from mbds_py.sharing.clients import DoctorClient, PatientClient, ThresholdNotMet, combine
 from mbds_py.sharing.journey import expect_refusal, read_label
 from mbds_py.sharing.launch import AUTHORITIES, policy_agent, proxy_keys, restart_proxy, stop_proxy
-from mbds_py.sharing.policy import Action, Basis, Reason, Scope
+from mbds_py.sharing.policy import Action, Basis, Grant, Reason, Scope
 from mbds_py.sharing.proxy import ProxyConfig, ProxyRefused, Refusal
 from tests.helpers import live_network_of, members_for
+from tests.sharing._support import unkeyed_keyword_set_guesses
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 
 # one patient per policy test
 PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
             "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold",
-            "p-rotated")
+            "p-rotated", "p-keyword-set")
 DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 
 
@@ -126,7 +127,69 @@ def test_conjunctive_search_needs_every_keyword(world, alice_journey):
     assert wang.search(world.pid("alice"), world.patients["bob"].trapdoors(journey.PNEUMONIA)) == []
 
 
+def _record_access_keyword_set(world, tx_hash: bytes) -> bytes:
+    """The keywordSetHash argument of a recordAccess transaction, decoded from its public calldata."""
+    from eth_abi import decode
+
+    policy = world.directory.policy
+    method = policy._methods["recordAccess"]  # noqa: SLF001 - the agent's ABI of the function
+    data = bytes(policy.client.w3.eth.get_transaction(tx_hash)["input"])
+    assert data[:4] == method.selector
+    return decode(list(method.inputs), data[4:])[3]
+
+
+JOURNEY_KEYWORDS = [journey.COUGH, journey.PNEUMONIA, journey.CHEST_CT, journey.FOLLOW_UP, journey.HYPERTENSION,
+                    journey.DIABETES]
+
+
+def test_what_the_chains_hold_of_the_journey_tests_no_guess(world, alice_journey):
+    """Issue 13 items 9, 10, 13 on alice's real records: every consortium item carries KEYWORD_SLOTS keyword
+    ciphertexts and a salted H(M) (not keccak of the decrypted M, which a reader rechecks with the salt), and
+    every recordAccess names the patient's keyed keyword-set tag, which matches no hash of the candidates."""
+    from eth_utils import keccak
+
+    from mbds_py.crypto import KEYWORD_SLOTS
+
+    pid, alice = world.pid("alice"), world.patients["alice"]
+    items = {i["slip_id"]: i for i in world.directory.consortium_items(pid)}
+    assert len(items) >= 4 and {len(i["keywords"]) for i in items.values()} == {KEYWORD_SLOTS}
+    for rec in journey.read_keyword(world, "dr-zhao", "alice", journey.PNEUMONIA):
+        onchain = bytes.fromhex(items["0x" + rec.record_id.hex()]["hmi_hash"][2:])
+        assert onchain != keccak(rec.payload.hmi) and onchain == keccak(rec.payload.salt + rec.payload.hmi)
+        assert rec.keyword_set_tag == alice.records()[rec.record_id].keyword_set_hash
+    guesses = unkeyed_keyword_set_guesses(JOURNEY_KEYWORDS)
+    audited = 0
+    for rid, mine in alice.records().items():
+        for event in alice.audit_trail(record=rid):
+            onchain = _record_access_keyword_set(world, event.tx_hash)
+            assert onchain == mine.keyword_set_hash and onchain not in guesses
+            audited += 1
+    assert audited >= 3  # the journey's reads and the ones above
+
+
 # --- scenario 1: one hospital; grants and refusals, each test on records of a patient of its own ----------------
+
+
+def test_keyword_set_grant_opens_that_set_only_and_names_a_keyed_tag(world):
+    """Issue 13 item 9: a KeywordSet grant names the patient's keyed tag (grant target, kfrag deposit, the
+    proxies' recordAccess agree on it); the doctor reads the record of that set, not another; nothing on
+    chain equals an unkeyed hash of any candidate keyword set."""
+    p = "p-keyword-set"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    patient = world.patients[p]
+    granted = patient.grant(world.pid("dr-wang"), keywords=[journey.HYPERTENSION], duration=3600)
+    (tag,) = granted["tags"]
+    assert tag == patient.keyword_set_tags(journey.HYPERTENSION)[0]
+    assert tag not in unkeyed_keyword_set_guesses(JOURNEY_KEYWORDS)
+    rec = read_label(world, "dr-wang", p, labels["hypertension"])
+    assert rec.record_id == world.records[labels["hypertension"]] and rec.keyword_set_tag == tag
+    assert {a["basis"] for a in rec.audits} == {int(Basis.GRANT)}
+    refused = expect_refusal(Refusal.OUT_OF_SCOPE, lambda: read_label(world, "dr-wang", p, labels["diabetes"]))
+    assert refused.reason is Reason.OUT_OF_SCOPE
+    history = world.directory.policy.grant_history(world.pid(p))
+    assert [(g.scope, g.target) for g in history if isinstance(g, Grant)] == [(Scope.KEYWORD_SET, tag)]
+    trail = patient.audit_trail(record=world.records[labels["hypertension"]])
+    assert trail and {_record_access_keyword_set(world, e.tx_hash) for e in trail} == {tag}
 
 
 def test_one_hospital_scenario(world):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import raises_named
+from tests.sharing._support import unkeyed_keyword_set_guesses
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import given, settings
@@ -78,32 +79,13 @@ def test_keyword_set_tag_needs_a_keyword_and_a_key():
         keyword_set_tag(b"", ["icd10|E11.9"])
 
 
-def _unkeyed_guesses(candidates: list[str]) -> set[bytes]:
-    """Every value an attacker without the patient's key can compute from a candidate keyword list: the
-    former unkeyed keyword-set hash and plain hashes of each subset of up to three candidates."""
-    import hashlib
-    from itertools import combinations
-
-    from mbds_py.crypto.keywords import normalize_keyword
-
-    canon = sorted({normalize_keyword(c) for c in candidates})
-    out: set[bytes] = set()
-    for n in range(1, 4):
-        for subset in combinations(canon, n):
-            joined = "\n".join(subset).encode()
-            out |= {keccak(b"".join(sorted(keccak(text=c) for c in subset))), keccak(joined),
-                    hashlib.sha256(joined).digest(), keccak(b"".join(sorted(hashlib.sha256(c.encode()).digest()
-                                                                           for c in subset)))}
-    return out
-
-
 def test_keyword_set_tag_cannot_be_tested_without_the_patients_key():
     """Issue 13 item 9: the chain's keywordSetHash matches no unkeyed hash of any candidate keyword set, and a
     guesser with another key gets other tags; only the key holder reproduces it."""
     truth = ["icd10|E11.9", "loinc|4548-4"]
     candidates = truth + ["icd10|I10", "icd10|R05", "snomed|44054006", "icd10|J18.9"]
     tag = keyword_set_tag(TAG_KEY, truth)
-    assert tag not in _unkeyed_guesses(candidates)
+    assert tag not in unkeyed_keyword_set_guesses(candidates)
     assert tag != keyword_set_tag(OTHER_TAG_KEY, truth)
     assert tag == keyword_set_tag(TAG_KEY, list(reversed(truth)))
 
