@@ -371,7 +371,7 @@ class PatientClient:
             receipts = [self.policy.grant(self.account, gid, scope=Scope.KEYWORD_SET, target=t, actions=actions,
                                           duration=duration) for t in used]
             rids = sorted(rid for rid, r in own.items() if r.keyword_set_hash in used)
-            issued = self.issue_keys(gid, rids) if issue and rids else None
+            issued = self.issue_keys(gid, rids, keyword_scoped=True) if issue and rids else None
             return {"receipt": receipts[-1], "gas": sum(r["gasUsed"] for r in receipts), "issued": issued,
                     "tags": used}
         if records is None:
@@ -400,7 +400,7 @@ class PatientClient:
                 rids = [rid for rid, r in self.records().items() if r.keyword_set_hash == req.target]
             else:
                 rids = self.record_ids()
-            issued = self.issue_keys(req.requester, rids)
+            issued = self.issue_keys(req.requester, rids, keyword_scoped=req.scope is Scope.KEYWORD_SET)
         return {"receipt": receipt, "gas": receipt["gasUsed"], "issued": issued, "request": req}
 
     def reject(self, request_id: int, reason: str) -> dict[str, Any]:
@@ -425,10 +425,17 @@ class PatientClient:
         if reissue and scope is not None:
             own = self.records()
             candidates = sorted(own)
-            decisions = self.policy.check_access_many(
-                self.id, gid, [(rid, own[rid].keyword_set_hash) for rid in candidates], Action.READ)
+            # first without the keyword-set tag (what the keys carry unless only a KeywordSet grant covers them)
+            decisions = self.policy.check_access_many(self.id, gid, [(rid, ZERO32) for rid in candidates],
+                                                      Action.READ)
             still = [rid for rid, d in zip(candidates, decisions) if d.allowed]
+            rest = [rid for rid, d in zip(candidates, decisions) if not d.allowed]
+            by_tag = self.policy.check_access_many(
+                self.id, gid, [(rid, own[rid].keyword_set_hash) for rid in rest], Action.READ) if rest else []
+            tagged = [rid for rid, d in zip(rest, by_tag) if d.allowed]
             reissued = self.issue_keys(gid, still) if still else None
+            if tagged:
+                reissued = self.issue_keys(gid, tagged, keyword_scoped=True)
         if scope is None:
             self._issued.pop(gid, None)
         elif scope is Scope.RECORD:
@@ -454,8 +461,12 @@ class PatientClient:
 
     # -- Algorithm 3 step 3: kfrags and addresses for the proxies -----------------------------------
 
-    def issue_keys(self, grantee: Who, record_ids: Iterable[bytes]) -> Issued:
-        """One kfrag per proxy (m-of-n) per record, with the address encrypted to each proxy."""
+    def issue_keys(self, grantee: Who, record_ids: Iterable[bytes], *, keyword_scoped: bool = False) -> Issued:
+        """One kfrag per proxy (m-of-n) per record, with the address encrypted to each proxy.
+
+        ``keyword_scoped``: the keys serve a ``KeywordSet`` grant, so each deposit names its record's keyed
+        keyword-set tag (the proxies put it into ``recordAccess``); otherwise zero, so the audit trail shows
+        no tag that would link the records sharing a keyword set."""
         gid = self.policy.resolve(grantee)
         rids = list(record_ids)
         infos = self.directory.proxy_infos()
@@ -474,7 +485,8 @@ class PatientClient:
             # the record's own key version: its per-record key and kfrag signer are the ones in the slip
             kfrags = make_record_kfrags(record_secrets(rec.owned.record, self.keyring), rid, grantee_pk, m, n)
             for i, proxy, info in live:
-                jobs.append((proxy, self._deposit_doc(info, gid, rec, epoch, bytes(kfrags[i]))))
+                jobs.append((proxy, self._deposit_doc(info, gid, rec, epoch, bytes(kfrags[i]),
+                                                      rec.keyword_set_hash if keyword_scoped else ZERO32)))
         results = list(self.directory.pool.map(lambda job: _try(job[0].deposit, job[1]), jobs))
         per_record = len(live)
         failures = [r for r in results if isinstance(r, ProxyRefused)]
@@ -487,14 +499,14 @@ class PatientClient:
         return Issued(gid, epoch, tuple(rids), per_record)
 
     def _deposit_doc(self, info: ProxyInfo, grantee: bytes, rec: _OwnRecord, epoch: int,
-                     kfrag: bytes) -> dict[str, Any]:
+                     kfrag: bytes, tag: bytes) -> dict[str, Any]:
         encrypted = pre_encrypt(info.pre_key, rec.address.encode()).to_bytes()
         ts = int(time.time())
         chain_id = rec.owned.chain.chain_id
-        digest = deposit_digest(info.address, self.id, grantee, rec.owned.slip_id, chain_id, epoch,
-                                rec.keyword_set_hash, kfrag, encrypted, ts)
+        digest = deposit_digest(info.address, self.id, grantee, rec.owned.slip_id, chain_id, epoch, tag, kfrag,
+                                encrypted, ts)
         return {"patient": _hex(self.id), "grantee": _hex(grantee), "record_id": _hex(rec.owned.slip_id),
-                "chain_id": chain_id, "epoch": epoch, "keyword_set_hash": _hex(rec.keyword_set_hash),
+                "chain_id": chain_id, "epoch": epoch, "keyword_set_hash": _hex(tag),
                 "kfrag": _hex(kfrag), "encrypted_address": _hex(encrypted), "timestamp": ts,
                 "signature": _hex(self.secrets.signer.sign_digest(digest))}
 

@@ -145,7 +145,8 @@ JOURNEY_KEYWORDS = [journey.COUGH, journey.PNEUMONIA, journey.CHEST_CT, journey.
 def test_what_the_chains_hold_of_the_journey_tests_no_guess(world, alice_journey):
     """Issue 13 items 9, 10, 13 on alice's real records: every consortium item carries KEYWORD_SLOTS keyword
     ciphertexts and a salted H(M) (not keccak of the decrypted M, which a reader rechecks with the salt), and
-    every recordAccess names the patient's keyed keyword-set tag, which matches no hash of the candidates."""
+    no recordAccess names a keyword set: the journey's grants are not keyword-scoped, so the deposits carry
+    zero (the keyed tag only serves KeywordSet grants: see the next test)."""
     from eth_utils import keccak
 
     from mbds_py.crypto import KEYWORD_SLOTS
@@ -156,13 +157,13 @@ def test_what_the_chains_hold_of_the_journey_tests_no_guess(world, alice_journey
     for rec in journey.read_keyword(world, "dr-zhao", "alice", journey.PNEUMONIA):
         onchain = bytes.fromhex(items["0x" + rec.record_id.hex()]["hmi_hash"][2:])
         assert onchain != keccak(rec.payload.hmi) and onchain == keccak(rec.payload.salt + rec.payload.hmi)
-        assert rec.keyword_set_tag == alice.records()[rec.record_id].keyword_set_hash
+        assert rec.keyword_set_tag == bytes(32)
     guesses = unkeyed_keyword_set_guesses(JOURNEY_KEYWORDS)
     audited = 0
     for rid, mine in alice.records().items():
         for event in alice.audit_trail(record=rid):
             onchain = _record_access_keyword_set(world, event.tx_hash)
-            assert onchain == mine.keyword_set_hash and onchain not in guesses
+            assert onchain == bytes(32) and onchain not in guesses and mine.keyword_set_hash not in guesses
             audited += 1
     assert audited >= 3  # the journey's reads and the ones above
 
@@ -190,6 +191,16 @@ def test_keyword_set_grant_opens_that_set_only_and_names_a_keyed_tag(world):
     assert [(g.scope, g.target) for g in history if isinstance(g, Grant)] == [(Scope.KEYWORD_SET, tag)]
     trail = patient.audit_trail(record=world.records[labels["hypertension"]])
     assert trail and {_record_access_keyword_set(world, e.tx_hash) for e in trail} == {tag}
+    # a record grant beside it, then revoked: the epoch moves and the keyword-set record's keys are re-issued
+    # with its tag (the only grant covering it), the other record's are not
+    diabetes = world.records[labels["diabetes"]]
+    patient.grant(world.pid("dr-wang"), records=[diabetes], duration=3600)
+    assert read_label(world, "dr-wang", p, labels["diabetes"]).keyword_set_tag == bytes(32)
+    patient.revoke(world.pid("dr-wang"), record=diabetes)
+    assert read_label(world, "dr-wang", p, labels["hypertension"]).keyword_set_tag == tag
+    with pytest.raises(ProxyRefused) as refused:
+        read_label(world, "dr-wang", p, labels["diabetes"])
+    assert refused.value.code in (Refusal.REVOKED, Refusal.OUT_OF_SCOPE)  # the keyword-set grant does not cover it
 
 
 def test_one_hospital_scenario(world):
