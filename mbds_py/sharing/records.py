@@ -1,8 +1,8 @@
 """Writing a health record on a private chain (paper Algorithms 1-2), for the demo, scripts and the CLI.
 
 * :func:`submit_record` — the doctor builds the envelope (salted H(M), C_M to the patient, one PEKS
-  ciphertext per coded keyword padded to ``KEYWORD_SLOTS``, EIP-712 signature) and uploads it to the hospital's replicas,
-  where it waits for the patient (``POST /v1/records``);
+  ciphertext per coded keyword padded to ``KEYWORD_SLOTS``, EIP-712 signature) and uploads it to the
+  hospital's replicas, where it waits for the patient (``POST /v1/records``);
 * :func:`pending_records` / :func:`confirm_pending` — the patient fetches what waits for her,
   verifies the doctor, decrypts, checks H(M) and the keywords, re-keys C_M, stores it and signs
   the confirmation (``POST /v1/slips``);
