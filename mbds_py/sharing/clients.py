@@ -499,7 +499,7 @@ class PatientClient:
         return Issued(gid, epoch, tuple(rids), per_record)
 
     def _deposit_doc(self, info: ProxyInfo, grantee: bytes, rec: _OwnRecord, epoch: int,
-                     kfrag: bytes, tag: bytes) -> dict[str, Any]:
+                     kfrag: bytes, tag: bytes = ZERO32) -> dict[str, Any]:
         encrypted = pre_encrypt(info.pre_key, rec.address.encode()).to_bytes()
         ts = int(time.time())
         chain_id = rec.owned.chain.chain_id
