@@ -349,6 +349,7 @@ def _valid_secp256k1_key() -> bytes:
 
 
 __all__ = [
-    "IDENTITY_KEY_LABEL", "KEYWORD_SET_TAG_LABEL", "KFRAG_SIGNING_LABEL", "MAX_KEY_VERSION", "RECORD_KEY_PREFIX", "PatientKeyring",
+    "IDENTITY_KEY_LABEL", "KEYWORD_SET_TAG_LABEL", "KFRAG_SIGNING_LABEL", "MAX_KEY_VERSION", "RECORD_KEY_PREFIX",
+    "PatientKeyring",
     "PatientPublicKeys", "PatientSecrets", "as_keyring", "record_key_label", "umbral_public_key",
 ]

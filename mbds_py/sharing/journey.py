@@ -83,7 +83,8 @@ def setup_sharing(net, *, threshold: int = DEFAULT_THRESHOLD, rate_limit: int = 
 
 def record_visit_keywords(net, doctor: str, patient: str, keywords: Sequence[str], text: str, *,
                           record_type: str = "consultation"):
-    """:func:`mbds_py.sharing.records.record_visit` with several coded keywords (one PEKS ciphertext each, padded to KEYWORD_SLOTS)."""
+    """:func:`mbds_py.sharing.records.record_visit` with several coded keywords (one PEKS ciphertext each,
+    padded to ``KEYWORD_SLOTS``)."""
     from .records import record_visit
 
     return record_visit(net, doctor, patient, list(keywords), text, record_type=record_type)
