@@ -13,6 +13,7 @@ const options = {
   logging: { quiet: true },
 };
 const server = ganache.server(options);
+serializeSends(server.provider);
 server.listen(Number(port), host, (err) => {
   if (err) {
     console.error(`ganache: cannot listen on ${host}:${port}: ${err.message}`);
@@ -20,6 +21,35 @@ server.listen(Number(port), host, (err) => {
   }
   console.log(`Listening on ${host}:${server.address().port}`);
 });
+// Ganache 7's eager instamine races when a transaction arrives while another one is being mined: under
+// load its miner can stop for good, leaving executable transactions in the pool (evm_mine and
+// miner_stop/miner_start do not revive it; ganache issues #2489, #4487, #4522). Transactions are
+// therefore handed to the miner one at a time: the next waits until the previous one is mined (or
+// SEND_SLOT_MS passed: a future-nonce transaction is held until its gap fills and must not block the rest).
+function serializeSends(provider) {
+  const SENDS = new Set(["eth_sendRawTransaction", "eth_sendTransaction"]);
+  const SEND_SLOT_MS = 5000;
+  const raw = provider._requestRaw.bind(provider);
+  let tail = Promise.resolve();
+  provider._requestRaw = async (request) => {
+    if (!SENDS.has(request.method)) return raw(request);
+    const previous = tail;
+    let release;
+    tail = new Promise((resolve) => { release = resolve; });
+    await previous;
+    let out;
+    try {
+      out = await raw(request);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const settled = Promise.resolve(out.value).then(() => undefined, () => undefined);
+    Promise.race([settled, new Promise((resolve) => setTimeout(resolve, SEND_SLOT_MS).unref())]).then(release);
+    return out;
+  };
+}
+
 const stop = () => server.close().then(() => process.exit(0), () => process.exit(0));
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
