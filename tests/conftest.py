@@ -3,6 +3,7 @@ session-scoped deployments, function-scoped isolation by chain snapshot."""
 
 from __future__ import annotations
 
+from mbds_py.chain.governance import GovernanceParams
 import os
 import signal
 from typing import Iterator
@@ -75,7 +76,7 @@ def kmc(make_account) -> LocalAccount:
 @pytest.fixture(scope="session")
 def identity_address(session_client: ChainClient, deployer: LocalAccount, kmc: LocalAccount) -> str:
     art = artifact("IdentityRegistry")
-    address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address, *GovernanceParams().as_args())
     return address
 
 

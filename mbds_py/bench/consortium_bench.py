@@ -25,6 +25,7 @@ went the same path on this network).
 
 from __future__ import annotations
 
+from ..chain.governance import GovernanceParams
 import random
 import statistics
 import time
@@ -93,7 +94,7 @@ class GasBench:
         for a in [kmc, governor] + [i.account for i in insts]:
             client.w3.provider.make_request("anvil_setBalance", [a.address, hex(10**20)])
         art = artifact("IdentityRegistry")
-        identity_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+        identity_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address, *GovernanceParams().as_args())
         identity = IdentityRegistryAgent(client, identity_address)
         identity.register(kmc, Participant(id=keccak(text="mbds-bench/authority"), name="authority",
                                            role=Role.AUTHORITY_NATIONAL, address=governor.address,

@@ -8,6 +8,7 @@ authorities).  Participants' keys derive deterministically from labels.
 
 from __future__ import annotations
 
+from ..chain.governance import GovernanceParams
 import os
 import signal
 from contextlib import contextmanager
@@ -95,7 +96,7 @@ def private_testbed(tmp: Path, chain_id: int, **node_params) -> Iterator[Testbed
         kmc = Account.from_key(keccak(text="private-test/kmc"))
         fund(client, deployer, [kmc.address])
         art = artifact("IdentityRegistry")
-        reg_addr, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+        reg_addr, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address, *GovernanceParams().as_args())
         identity = IdentityRegistryAgent(client, reg_addr)
         hospital = participant("hospital", Role.HOSPITAL)
         other = participant("other-hospital", Role.HOSPITAL)

@@ -3,6 +3,7 @@ real node: concurrent senders of one account, a stale nonce, dropped transaction
 
 from __future__ import annotations
 
+from mbds_py.chain.governance import GovernanceParams
 import json
 import os
 import random
@@ -455,7 +456,7 @@ def _registry(node: Node) -> tuple[ChainClient, IdentityRegistryAgent, Participa
     client = ChainClient(node.url, name="reverts")
     kmc = Account.from_key(keccak(text="test-sender/kmc"))
     art = artifact("IdentityRegistry")
-    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address)
+    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address, *GovernanceParams().as_args())
     hospital = Participant(keccak(text="s/hospital"), "h", Role.HOSPITAL,
                            Account.from_key(keccak(text="s/h")).address, pre_key("s/h"), peks_key("s/h"))
     return client, IdentityRegistryAgent(client, address), hospital
@@ -502,7 +503,7 @@ def test_the_proxys_audits_share_the_sender_and_decode_refusals(nodes, kind, blo
         p.wait(30)
     art = artifact("IdentityRegistry")
     registry_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(),
-                                        accounts["kmc"].address)
+                                        accounts["kmc"].address, *GovernanceParams().as_args())
     registry = IdentityRegistryAgent(client, registry_address)
     ids = {label: keccak(text=f"test-sender/audit-id/{label}") for label in accounts}
     roles = {"hospital": Role.HOSPITAL, "doctor": Role.DOCTOR, "patient": Role.PATIENT,

@@ -6,6 +6,7 @@ one), so registering this population never shows up in other modules' tests.
 
 from __future__ import annotations
 
+from mbds_py.chain.governance import GovernanceParams
 import pytest
 from eth_account.signers.local import LocalAccount
 
@@ -23,7 +24,7 @@ from tests.sharing._support import CONFIG, POPULATION, World, pid
 def sharing_world(session_client: ChainClient, deployer: LocalAccount, kmc: LocalAccount, make_account) -> World:
     """Registry + population + AccessPolicy + one proxy, deployed once (before any snapshot)."""
     art = artifact("IdentityRegistry")
-    registry_address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    registry_address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address, *GovernanceParams().as_args())
     registry = IdentityRegistryAgent(session_client, registry_address)
     accounts = {label: make_account(f"sharing/{label}") for label in POPULATION}
     for label, (role, inst) in POPULATION.items():
