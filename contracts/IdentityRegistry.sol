@@ -225,8 +225,9 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     function _setSuspended(bytes32 id, bool suspended, string calldata reason) private {
         Participant storage p = _existing(id);
         if (p.suspended == suspended) revert IdentityRegistrySuspensionUnchanged(id, suspended);
-        bytes32 authority = _ids[msg.sender]; // zero when the governor (k authorities) acts
-        if (authority == id) revert IdentityRegistrySelfSuspension(id);
+        // Zero when the governor (k authorities) acts. No authority suspends itself: suspending any
+        // authority is the governor's alone.
+        bytes32 authority = _ids[msg.sender];
         p.suspended = suspended;
         p.updatedAt = uint48(block.timestamp);
         if (suspended) ++_suspensionCount;

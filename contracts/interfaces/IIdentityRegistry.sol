@@ -67,8 +67,6 @@ interface IIdentityRegistry is IGoverned {
     error IdentityRegistryRenounceDisabled(address caller);
     /// @dev Suspend on a suspended participant, or reinstate on an active one.
     error IdentityRegistrySuspensionUnchanged(bytes32 id, bool suspended);
-    /// @dev An authority cannot suspend itself.
-    error IdentityRegistrySelfSuspension(bytes32 id);
     /// @dev Only the k-of-n AuthorityGovernor may do this (reinstate anyone, suspend an authority).
     error IdentityRegistryNotGovernance(address caller);
 

@@ -3,7 +3,6 @@ real node: concurrent senders of one account, a stale nonce, dropped transaction
 
 from __future__ import annotations
 
-from mbds_py.chain.governance import GovernanceParams
 import json
 import os
 import random
@@ -21,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import GovernanceParams
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.chain.sender import Endpoint, PendingTx, SenderTiming, TxSender, endpoint_for, sender_for
 from mbds_py.devnet import DEV_DEPLOYER_KEY, DEV_MNEMONIC
@@ -456,7 +456,8 @@ def _registry(node: Node) -> tuple[ChainClient, IdentityRegistryAgent, Participa
     client = ChainClient(node.url, name="reverts")
     kmc = Account.from_key(keccak(text="test-sender/kmc"))
     art = artifact("IdentityRegistry")
-    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address, *GovernanceParams().as_args())
+    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address,
+                               *GovernanceParams().as_args())
     hospital = Participant(keccak(text="s/hospital"), "h", Role.HOSPITAL,
                            Account.from_key(keccak(text="s/h")).address, pre_key("s/h"), peks_key("s/h"))
     return client, IdentityRegistryAgent(client, address), hospital

@@ -15,7 +15,7 @@ from mbds_py.consortium.agents import ConsortiumIndexAgent, CreditRegistryAgent
 from mbds_py.consortium.election import elect
 from mbds_py.identity import Participant, Role
 from tests.conftest import peks_key, pre_key
-from tests.consortium._consortium_support import SMALL_INCENTIVES, BatchSender, account, as_contract, fund, reverts
+from tests.consortium._consortium_support import SMALL_INCENTIVES, account, as_contract, fund, reverts
 
 ZERO32 = bytes(32)
 
@@ -174,7 +174,8 @@ def test_clear_penalties_emits_event_and_is_idempotent(net, reporter):
     net.credit.penalise(reporter, inst.id, Offence.MISSED_SLOT)
     receipt = net.credit.clear_penalties(net.governor, inst.id)
     (ev,) = net.credit.events(receipt, "PenaltiesCleared")
-    assert ev == {"id": inst.id, "governor": net.credit.governor().address, "cleared": SMALL_INCENTIVES.missed_slot_penalty,
+    assert ev == {"id": inst.id, "governor": net.credit.governor().address,
+                  "cleared": SMALL_INCENTIVES.missed_slot_penalty,
                   "credit": credit_score(inst.dimensions, Weights())}
     assert net.credit.events(net.credit.clear_penalties(net.governor, inst.id), "PenaltiesCleared") == []
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mbds_py.chain.governance import GovernanceParams
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import GovernanceParams
 from mbds_py.chain.sender import Endpoint, TxSender
 from mbds_py.toolchain import artifact
 
@@ -14,11 +14,13 @@ def test_a_stale_local_nonce_is_re_read_and_the_transaction_sent(anvil_url, chai
     art = artifact("IdentityRegistry")
     first = ChainClient(anvil_url, name="a")
     start = first.w3.eth.get_transaction_count(sender.address)
-    first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address, *GovernanceParams().as_args())  # caches nonce n + 1
+    first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
+                 *GovernanceParams().as_args())  # caches nonce n + 1
     init = first.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode).constructor(kmc.address) \
         .build_transaction({"from": sender.address, "gas": 1, "gasPrice": 1, "nonce": 0, "chainId": first.chain_id})
     TxSender(Endpoint(anvil_url, "b"), sender).transact(None, init["data"], gas=3_000_000)  # takes n + 1
-    address, receipt = first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address, *GovernanceParams().as_args())
+    address, receipt = first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
+                                    *GovernanceParams().as_args())
     assert receipt["status"] == 1 and first.code_hash(address) is not None
     assert first.w3.eth.get_transaction_count(sender.address) == start + 3
 
