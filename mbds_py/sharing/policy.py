@@ -645,7 +645,8 @@ class PolicyState:
             raise PolicyViolation("AccessPolicyUnknownEmergency", (emergency_id,)) from None
 
     def approve_emergency(self, emergency_id: int, authority: bytes, now: int) -> EmergencyAccess:
-        """``approveEmergencyAccess``: one approval per authority; the quorum activates the access."""
+        """``approveEmergencyAccess``: one approval per authority; the access activates once ``emergency_quorum``
+        of the approvers are active (not suspended in the registry) at that moment."""
         e = self.emergency(emergency_id)
         current = e.state_at(now)
         if current is not EmergencyState.PENDING:
@@ -654,7 +655,7 @@ class PolicyState:
         if authority in e.approvers:
             raise PolicyViolation("AccessPolicyDuplicateEmergencyApproval", (emergency_id, authority))
         e = replace(e, approvals=e.approvals + 1, approvers=e.approvers | {authority})
-        if e.approvals >= self.config.emergency_quorum:
+        if self._active_approvers(e) >= self.config.emergency_quorum:
             e = replace(e, state=EmergencyState.ACTIVE, activated_at=now, expires_at=now + e.duration)
             pair = self._pair(e.patient, e.grantee)
             if pair.emergency_until > now:  # still inside an earlier window: extend, never shorten
@@ -663,6 +664,10 @@ class PolicyState:
                 pair.emergency_from, pair.emergency_until = now, e.expires_at
         self._emergencies[emergency_id] = e
         return e
+
+    def _active_approvers(self, e: EmergencyAccess) -> int:
+        """Approvers not suspended in the registry now (an unknown one counts: the chain checks the caller)."""
+        return sum(1 for a in e.approvers if not (a in self.identities and self.identities[a].suspended))
 
     # -- suspension -----------------------------------------------------------------------------
 

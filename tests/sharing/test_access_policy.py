@@ -651,6 +651,21 @@ def test_emergency_approval_reverts_for_non_authority(world, caller):
         world.policy.approve_emergency(acct, e.id)
 
 
+def test_an_approver_suspended_before_activation_does_not_count(world):
+    """The quorum counts approvers still active when the access activates (issue 13, M-3 item 3)."""
+    e = emergency(world)
+    world.policy.approve_emergency(world.acct("authority-national"), e.id)
+    world.registry.suspend(world.council("authority-provincial", "authority-municipal"), world.id("authority-national"),
+                           "key leak")
+    receipt = world.policy.approve_emergency(world.acct("authority-provincial"), e.id)
+    assert world.policy.events(receipt, "EmergencyAccessActivated") == []  # 2 approvals, 1 still active
+    assert world.policy.emergency(e.id).state is EmergencyState.PENDING
+    assert check(world, "doctor-b1").allowed is False
+    receipt = world.policy.approve_emergency(world.acct("authority-municipal"), e.id)
+    assert len(world.policy.events(receipt, "EmergencyAccessActivated")) == 1
+    assert world.policy.emergency(e.id).state is EmergencyState.ACTIVE
+
+
 def test_suspended_authority_cannot_approve_emergencies(world):
     e = emergency(world)
     world.registry.suspend(world.council("authority-provincial", "authority-municipal"), world.id("authority-national"),
