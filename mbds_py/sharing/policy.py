@@ -99,7 +99,7 @@ _REASON_MESSAGES = {
     Reason.EXPIRED: "the permission has expired; ask the patient to renew it",
     Reason.ACTION_NOT_ALLOWED: "the permission does not include this action; ask the patient for it",
     Reason.REVOKED: "the patient revoked this permission; ask the patient again",
-    Reason.GRANTEE_SUSPENDED: "the grantee is suspended after abnormal access; a health authority must clear it",
+    Reason.GRANTEE_SUSPENDED: "the grantee is suspended after abnormal access; k health authorities must clear it",
     Reason.OUT_OF_SCOPE: "the grantee's permissions cover other records, not this one",
 }
 

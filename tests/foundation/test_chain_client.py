@@ -16,7 +16,8 @@ def test_a_stale_local_nonce_is_re_read_and_the_transaction_sent(anvil_url, chai
     start = first.w3.eth.get_transaction_count(sender.address)
     first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
                  *GovernanceParams().as_args())  # caches nonce n + 1
-    init = first.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode).constructor(kmc.address) \
+    factory = first.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode)
+    init = factory.constructor(kmc.address, *GovernanceParams().as_args()) \
         .build_transaction({"from": sender.address, "gas": 1, "gasPrice": 1, "nonce": 0, "chainId": first.chain_id})
     TxSender(Endpoint(anvil_url, "b"), sender).transact(None, init["data"], gas=3_000_000)  # takes n + 1
     address, receipt = first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
@@ -38,7 +39,8 @@ def test_send_then_wait_by_hash_and_decoded_receipts(anvil_url, chain, deployer,
     art = artifact("IdentityRegistry")
     factory = client.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode)
     client.errors.add_abi("IdentityRegistry", art.abi)
-    hashes = [client.send(factory.constructor(kmc.address), deployer, contract="IdentityRegistry") for _ in range(3)]
+    hashes = [client.send(factory.constructor(kmc.address, *GovernanceParams().as_args()), deployer,
+                          contract="IdentityRegistry") for _ in range(3)]
     receipts = [client.wait(h, contract="IdentityRegistry") for h in hashes]
     assert [r["transactionHash"] for r in receipts] == hashes
     assert all(r["status"] == 1 and r["contractAddress"] for r in receipts)
