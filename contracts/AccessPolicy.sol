@@ -132,7 +132,7 @@ contract AccessPolicy is IAccessPolicy {
     uint256 private _requestCount;
 
     mapping(uint256 emergencyId => EmergencyAccess) private _emergencies;
-    mapping(uint256 emergencyId => mapping(bytes32 authority => bool)) private _emergencyApprovals;
+    /// Who approved each emergency, in order: scanned for duplicates and re-checked at activation.
     mapping(uint256 emergencyId => bytes32[]) private _emergencyApprovers;
     uint256 private _emergencyCount;
 
@@ -318,7 +318,7 @@ contract AccessPolicy is IAccessPolicy {
         if (current != EmergencyState.Pending) {
             revert AccessPolicyUnexpectedEmergencyState(emergencyId, current, EmergencyState.Pending);
         }
-        if (_emergencyApprovals[emergencyId][authority]) {
+        if (_hasApprovedEmergency(emergencyId, authority)) {
             revert AccessPolicyDuplicateEmergencyApproval(emergencyId, authority);
         }
         _addEmergencyApproval(emergencyId, e, authority);
@@ -463,7 +463,7 @@ contract AccessPolicy is IAccessPolicy {
 
     /// @inheritdoc IAccessPolicy
     function hasApprovedEmergency(uint256 emergencyId, bytes32 authority) external view returns (bool) {
-        return _emergencyApprovals[emergencyId][authority];
+        return _hasApprovedEmergency(emergencyId, authority);
     }
 
     /// @inheritdoc IAccessPolicy
@@ -715,10 +715,18 @@ contract AccessPolicy is IAccessPolicy {
     }
 
     function _addEmergencyApproval(uint256 emergencyId, EmergencyAccess storage e, bytes32 authority) private {
-        _emergencyApprovals[emergencyId][authority] = true;
         _emergencyApprovers[emergencyId].push(authority);
         uint8 approvals = ++e.approvals;
         emit EmergencyAccessApproved(emergencyId, authority, approvals);
+    }
+
+    function _hasApprovedEmergency(uint256 emergencyId, bytes32 authority) private view returns (bool) {
+        bytes32[] storage approvers = _emergencyApprovers[emergencyId];
+        uint256 n = approvers.length;
+        for (uint256 i; i < n; ++i) {
+            if (approvers[i] == authority) return true;
+        }
+        return false;
     }
 
     /// @dev How many approvers of an emergency are active health authorities now (at activation).
@@ -726,7 +734,7 @@ contract AccessPolicy is IAccessPolicy {
         bytes32[] storage approvers = _emergencyApprovers[emergencyId];
         uint256 n = approvers.length;
         for (uint256 i; i < n; ++i) {
-            if (_registry.isAuthority(_registry.participant(approvers[i]).account)) ++active;
+            if (_registry.isAuthorityId(approvers[i])) ++active;
         }
     }
 

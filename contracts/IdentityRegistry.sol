@@ -163,6 +163,12 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
         return _isAuthorityRole(_participants[_ids[account]].role);
     }
 
+    /// @inheritdoc IIdentityRegistry
+    function isAuthorityId(bytes32 id) external view returns (bool) {
+        Participant storage p = _participants[id];
+        return _isAuthorityRole(p.role) && !p.suspended;
+    }
+
     /// @inheritdoc IGoverned
     function governor() external view returns (address) {
         return _governor;

@@ -12,6 +12,8 @@ import {IGoverned} from "../interfaces/IGoverned.sol";
 /// AccessPolicy) accept for their privileged functions. See IAuthorityGovernor.
 /// @dev Approvals are kept per participant ID (stable across key rotation) and the approvers are
 /// re-checked at execution: one suspended, or no longer an authority, since it approved does not count.
+/// Storage per operation is one packed slot plus the approver list (its first entry is the proposer);
+/// a duplicate approval is found by scanning that list, which holds at most the n authorities.
 /// As in OpenZeppelin `AccessManager`, the operation ID hashes what will run, the calls are published
 /// at proposal (the other authorities review what they approve) and supplied again at execution.
 contract AuthorityGovernor is IAuthorityGovernor {
@@ -29,10 +31,16 @@ contract AuthorityGovernor is IAuthorityGovernor {
     // Storage
     // ------------------------------------------------------------------
 
+    /// What an operation stores besides its approvers (one slot).
+    struct Schedule {
+        uint48 proposedAt;
+        uint48 readyAt;
+        OperationState state;
+    }
+
     IIdentityRegistry private immutable _registry;
-    mapping(bytes32 operationId => Operation) private _operations;
-    mapping(bytes32 operationId => bytes32[]) private _approvers;
-    mapping(bytes32 operationId => mapping(bytes32 authority => bool)) private _approved;
+    mapping(bytes32 operationId => Schedule) private _operations;
+    mapping(bytes32 operationId => bytes32[]) private _approvers; // [0] is the proposer
     uint8 private _quorum;
     uint32 private _delay;
 
@@ -64,31 +72,29 @@ contract AuthorityGovernor is IAuthorityGovernor {
     function propose(Call[] calldata calls, bytes32 salt) external onlyAuthority returns (bytes32 operationId) {
         if (calls.length == 0) revert AuthorityGovernorEmptyOperation();
         operationId = hashOperation(calls, salt);
-        Operation storage op = _operations[operationId];
-        if (op.state != OperationState.Unknown) revert AuthorityGovernorOperationExists(operationId);
+        if (_operations[operationId].state != OperationState.Unknown) {
+            revert AuthorityGovernorOperationExists(operationId);
+        }
         bytes32 proposer = _registry.idOf(msg.sender);
         uint48 now_ = Time.timestamp();
         uint48 readyAt = _anyDelayed(calls) ? now_ + _delay : now_;
-        op.proposer = proposer;
-        op.proposedAt = now_;
-        op.readyAt = readyAt;
-        op.state = OperationState.Proposed;
+        _operations[operationId] = Schedule(now_, readyAt, OperationState.Proposed);
         emit OperationProposed(operationId, proposer, calls, salt, readyAt);
-        _addApproval(operationId, op, proposer);
+        _addApproval(operationId, proposer);
     }
 
     /// @inheritdoc IAuthorityGovernor
     function approve(bytes32 operationId) external onlyAuthority {
-        Operation storage op = _expectState(operationId, OperationState.Proposed);
+        _expectState(operationId, OperationState.Proposed);
         bytes32 authority = _registry.idOf(msg.sender);
-        if (_approved[operationId][authority]) revert AuthorityGovernorAlreadyApproved(operationId, authority);
-        _addApproval(operationId, op, authority);
+        if (hasApproved(operationId, authority)) revert AuthorityGovernorAlreadyApproved(operationId, authority);
+        _addApproval(operationId, authority);
     }
 
     /// @inheritdoc IAuthorityGovernor
     function execute(Call[] calldata calls, bytes32 salt) external {
         bytes32 operationId = hashOperation(calls, salt);
-        Operation storage op = _expectState(operationId, OperationState.Proposed);
+        Schedule storage op = _expectState(operationId, OperationState.Proposed);
         uint48 now_ = Time.timestamp();
         if (now_ < op.readyAt) revert AuthorityGovernorNotReady(operationId, op.readyAt, now_);
         uint256 active = activeApprovals(operationId);
@@ -103,12 +109,13 @@ contract AuthorityGovernor is IAuthorityGovernor {
 
     /// @inheritdoc IAuthorityGovernor
     function cancel(bytes32 operationId) external {
-        Operation storage op = _expectState(operationId, OperationState.Proposed);
-        if (_registry.idOf(msg.sender) != op.proposer || !_registry.isAuthority(msg.sender)) {
+        Schedule storage op = _expectState(operationId, OperationState.Proposed);
+        bytes32 proposer = _approvers[operationId][0];
+        if (_registry.idOf(msg.sender) != proposer || !_registry.isAuthority(msg.sender)) {
             revert AuthorityGovernorNotProposer(operationId, msg.sender);
         }
         op.state = OperationState.Cancelled;
-        emit OperationCancelled(operationId, op.proposer);
+        emit OperationCancelled(operationId, proposer);
     }
 
     /// @inheritdoc IAuthorityGovernor
@@ -132,12 +139,26 @@ contract AuthorityGovernor is IAuthorityGovernor {
 
     /// @inheritdoc IAuthorityGovernor
     function getOperation(bytes32 operationId) external view returns (Operation memory) {
-        return _operations[operationId];
+        Schedule storage op = _operations[operationId];
+        bytes32[] storage approvers = _approvers[operationId];
+        uint256 n = approvers.length;
+        return Operation({
+            proposer: n == 0 ? bytes32(0) : approvers[0],
+            proposedAt: op.proposedAt,
+            readyAt: op.readyAt,
+            approvals: uint8(n),
+            state: op.state
+        });
     }
 
     /// @inheritdoc IAuthorityGovernor
-    function hasApproved(bytes32 operationId, bytes32 authority) external view returns (bool) {
-        return _approved[operationId][authority];
+    function hasApproved(bytes32 operationId, bytes32 authority) public view returns (bool) {
+        bytes32[] storage approvers = _approvers[operationId];
+        uint256 n = approvers.length;
+        for (uint256 i; i < n; ++i) {
+            if (approvers[i] == authority) return true;
+        }
+        return false;
     }
 
     /// @inheritdoc IAuthorityGovernor
@@ -145,7 +166,7 @@ contract AuthorityGovernor is IAuthorityGovernor {
         bytes32[] storage approvers = _approvers[operationId];
         uint256 n = approvers.length;
         for (uint256 i; i < n; ++i) {
-            if (_registry.isAuthority(_registry.participant(approvers[i]).account)) ++active;
+            if (_registry.isAuthorityId(approvers[i])) ++active;
         }
     }
 
@@ -174,14 +195,13 @@ contract AuthorityGovernor is IAuthorityGovernor {
     // Internal
     // ------------------------------------------------------------------
 
-    function _addApproval(bytes32 operationId, Operation storage op, bytes32 authority) private {
-        _approved[operationId][authority] = true;
-        _approvers[operationId].push(authority);
-        uint8 approvals = ++op.approvals;
-        emit OperationApproved(operationId, authority, approvals);
+    function _addApproval(bytes32 operationId, bytes32 authority) private {
+        bytes32[] storage approvers = _approvers[operationId];
+        approvers.push(authority);
+        emit OperationApproved(operationId, authority, uint8(approvers.length));
     }
 
-    function _expectState(bytes32 operationId, OperationState expected) private view returns (Operation storage op) {
+    function _expectState(bytes32 operationId, OperationState expected) private view returns (Schedule storage op) {
         op = _operations[operationId];
         OperationState current = op.state;
         if (current == OperationState.Unknown) revert AuthorityGovernorUnknownOperation(operationId);

@@ -132,6 +132,10 @@ interface IIdentityRegistry is IGoverned {
     /// @notice True when `account` is an active health authority of any level.
     function isAuthority(address account) external view returns (bool);
 
+    /// @notice True when participant `id` is an active (not suspended) health authority: `isAuthority` by the
+    /// stable ID (one storage read), what approvals kept per ID are re-checked with.
+    function isAuthorityId(bytes32 id) external view returns (bool);
+
     /// @notice How many suspensions were ever made (never decreases): a contract that caches eligibility
     /// (the CreditRegistry) re-checks its members only when this moved.
     function suspensionCount() external view returns (uint256);
