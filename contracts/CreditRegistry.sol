@@ -8,10 +8,9 @@ import {IConsortiumIndex} from "./interfaces/IConsortiumIndex.sol";
 
 /// @title CreditRegistry — multi-dimensional credit, RPN/ATN election, rewards, penalties, replacement
 /// @notice Governance is k-of-n of the active health authorities: the IdentityRegistry's
-/// AuthorityGovernor alone sets dimensions, weights and incentives (after its delay), appoints
-/// reporters, clears penalties, binds the clock and runs elections. Registering an institution
-/// stays with any one active authority (onboarding of a KMC-registered institution; its dimensions
-/// are bounded and any correction is governed).
+/// AuthorityGovernor alone registers institutions with their dimensions, sets dimensions, weights and
+/// incentives (the last three after its delay), appoints reporters, clears penalties, binds the clock
+/// and runs elections.
 /// Rosters are double-buffered: an election writes the inactive buffer and a round
 /// boundary flips it in O(1), so activation never copies a roster on the hot path.
 /// Sorting stays off-chain: `elect` only verifies the submitted ranking in O(n).
@@ -105,12 +104,6 @@ contract CreditRegistry is ICreditRegistry {
     // Modifiers
     // ------------------------------------------------------------------
 
-    /// One active authority (institution registration only).
-    modifier onlyGovernor() {
-        if (!_identity.isAuthority(msg.sender)) revert CreditRegistryNotGovernor(msg.sender);
-        _;
-    }
-
     /// The k-of-n AuthorityGovernor, executing an approved operation.
     modifier onlyGovernance() {
         if (msg.sender != _governor) revert CreditRegistryNotGovernance(msg.sender);
@@ -152,7 +145,7 @@ contract CreditRegistry is ICreditRegistry {
     // ------------------------------------------------------------------
 
     /// @inheritdoc ICreditRegistry
-    function registerInstitution(bytes32 id, Dimensions calldata dimensions) external onlyGovernor {
+    function registerInstitution(bytes32 id, Dimensions calldata dimensions) external onlyGovernance {
         if (_records[id].registered) revert CreditRegistryAlreadyRegistered(id);
         IIdentityRegistry.Participant memory p = _participant(id);
         if (!_isInstitutionRole(p.role)) revert CreditRegistryNotAnInstitutionRole(id, p.role);

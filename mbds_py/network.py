@@ -159,7 +159,7 @@ class Network:
         from .consortium.credit import Dimensions
 
         credit, index = self.credit(), self.consortium_index()
-        governor = self.council()  # reporter, clock and election: k-of-n operations of the governor
+        governor = self.council()  # reporter, clock, registrations, election: k-of-n operations of the governor
         if not credit.is_reporter(index.address):
             credit.set_reporter(governor, index.address, True)
         if credit.clock() != index.address:  # once per CreditRegistry: the index is redeployed with it
@@ -167,10 +167,9 @@ class Network:
         known = set(credit.institution_ids())
         members = [(name, self.people[name], dims) for name, dims in DEVNET_DIMENSIONS.items() if name in self.people]
         client, fns = credit.client, credit.contract.functions
-        # pipelined: every registration sent, then awaited; then every declaration of willingness
-        for tx in [client.submit(fns.registerInstitution(p.id, Dimensions(*dims).as_tuple()), governor.lead,
-                                 contract="CreditRegistry") for _n, p, dims in members if p.id not in known]:
-            tx.wait()
+        # every registration in one governance operation; then every declaration of willingness, pipelined
+        credit.register_institutions(governor, [(p.id, Dimensions(*dims)) for _n, p, dims in members
+                                                if p.id not in known])
         for tx in [client.submit(fns.setWilling(True), self.keys(name).account, contract="CreditRegistry")
                    for name, p, _d in members if not credit.institution(p.id).willing]:
             tx.wait()

@@ -115,8 +115,6 @@ interface ICreditRegistry is IGoverned {
 
     /// @dev RPN or ATN count is zero, or more than 65 535 RPN seats.
     error CreditRegistryInvalidConfig(uint256 rpnCount, uint256 atnCount);
-    /// @dev The caller is not an active health authority in the IdentityRegistry.
-    error CreditRegistryNotGovernor(address caller);
     /// @dev The caller is not a configured reporter (the ConsortiumIndex or another reporter).
     error CreditRegistryNotReporter(address caller);
     /// @dev The caller's account is not a registered institution.
@@ -208,11 +206,12 @@ interface ICreditRegistry is IGoverned {
     event AtnAdmitted(uint64 indexed round, bytes32 indexed admitted);
 
     // ------------------------------------------------------------------
-    // Governance: `registerInstitution` by any one active health authority; the rest only by the k-of-n
-    // AuthorityGovernor (an executed operation); dimensions, weights and incentives after its delay
+    // Governance: only the k-of-n AuthorityGovernor (an executed operation); dimensions, weights and
+    // incentives after its delay
     // ------------------------------------------------------------------
 
-    /// @notice Register an institution of the IdentityRegistry with its dimension scores. One active authority.
+    /// @notice Register an institution of the IdentityRegistry with its dimension scores. Governor (many
+    /// registrations may go in one operation).
     function registerInstitution(bytes32 id, Dimensions calldata dimensions) external;
 
     /// @notice Set an institution's dimension scores. Governor, delayed.

@@ -118,8 +118,10 @@ class GasBench:
             identity.register(kmc, Participant(id=inst.id, name=label, role=roles[n % len(roles)],
                                                address=inst.account.address, pre_key=_pre_key(label),
                                                peks_key=_peks_key(label)))
-            self.credit.register_institution(governor, inst.id,
-                                             Dimensions(9000 - 250 * n, 8000 - 200 * n, 7000 - 100 * n))
+        self.credit.register_institutions(council, [(inst.id, Dimensions(9000 - 250 * n, 8000 - 200 * n,
+                                                                         7000 - 100 * n))
+                                                    for n, inst in enumerate(insts)])
+        for inst in insts:
             self.credit.set_willing(inst.account, True)
         self.credit.elect(council)
         genesis = client.w3.eth.get_block("latest")["timestamp"]

@@ -134,9 +134,20 @@ class CreditRegistryAgent:
 
     def register_institution(self, governor: Governor, institution_id: bytes,
                              dimensions: Dimensions) -> dict[str, Any]:
-        """One active authority (the council's lead) registers a KMC-registered institution."""
-        fn = self.contract.functions.registerInstitution(institution_id, dimensions.as_tuple())
-        return self._tx(fn, lead_of(governor))
+        return self._govern(self.contract.functions.registerInstitution(institution_id, dimensions.as_tuple()),
+                            governor)
+
+    def register_institutions(self, council: Council, items: Sequence[tuple[bytes, Dimensions]], *,
+                              per_operation: int = 40) -> list[dict[str, Any]]:
+        """Register many institutions, ``per_operation`` registrations per governance operation (each one
+        proposal, k - 1 approvals and one execution); returns the execution receipts."""
+        fns = self.contract.functions
+        governor = self.governor()
+        out = []
+        for start in range(0, len(items), per_operation):
+            calls = [call_of(fns.registerInstitution(i, d.as_tuple())) for i, d in items[start:start + per_operation]]
+            out.append(governor.govern(council, calls).receipt)
+        return out
 
     def set_dimensions(self, governor: Governor, institution_id: bytes,
                        dimensions: Dimensions) -> Outcome | dict[str, Any]:

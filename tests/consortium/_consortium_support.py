@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
-from mbds_py.chain.governance import Council, Governor, lead_of
+from mbds_py.chain.governance import Council
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.chain.sender import PendingTx
 from mbds_py.consortium import (
@@ -198,7 +198,7 @@ class BatchSender:
 
 
 def register_population(client: ChainClient, identity: IdentityRegistryAgent, credit: CreditRegistryAgent,
-                        kmc: LocalAccount, governor: Governor, dims: Sequence[Dimensions], *, prefix: str,
+                        kmc: LocalAccount, governor: Council, dims: Sequence[Dimensions], *, prefix: str,
                         willing: bool = True) -> list[Inst]:
     """Register institutions in the IdentityRegistry (KMC) and the CreditRegistry (governance)."""
     insts = []
@@ -212,12 +212,13 @@ def register_population(client: ChainClient, identity: IdentityRegistryAgent, cr
         fund(client, inst.account.address)
         batch.send(identity.contract, "register", [inst.id, inst.account.address, int(inst.role), ZERO32,
                                                    pre_key(inst.label), peks_key(inst.label)], kmc, 400_000)
-    for inst in insts:
-        batch.send(credit.contract, "registerInstitution", [inst.id, inst.dimensions.as_tuple()], lead_of(governor),
-                   300_000)
-        if willing:
-            batch.send(credit.contract, "setWilling", [True], inst.account, 100_000)
     batch.finish()
+    credit.register_institutions(governor, [(inst.id, inst.dimensions) for inst in insts])  # k-of-n, in chunks
+    if willing:
+        batch = BatchSender(client)
+        for inst in insts:
+            batch.send(credit.contract, "setWilling", [True], inst.account, 100_000)
+        batch.finish()
     return insts
 
 

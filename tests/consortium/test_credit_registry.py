@@ -62,7 +62,7 @@ def test_register_institution_binds_identity_account_and_emits_event(net, kmc):
 def test_register_reverts_for_non_governor(net, kmc):
     p = new_participant(net, kmc, "h-ng")
     intruder = ranked(net)[0].account
-    with reverts("CreditRegistryNotGovernor", intruder.address):
+    with reverts("CreditRegistryNotGovernance", intruder.address):
         net.credit.register_institution(intruder, p.id, Dimensions(1, 1, 1))
 
 
@@ -93,9 +93,8 @@ def test_register_reverts_for_suspended_participant(net, kmc):
 
 def test_register_reverts_for_raw_dimension_above_10000(net, kmc):
     p = new_participant(net, kmc, "h-dims2")
-    fn = net.credit.contract.functions.registerInstitution(p.id, (10_001, 0, 0))
     with reverts("CreditRegistryInvalidDimensions", p.id, (10_001, 0, 0)):
-        net.client.transact(fn, net.governor.lead, contract="CreditRegistry")
+        net.as_governor("registerInstitution", p.id, (10_001, 0, 0))
 
 
 # -- governance --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from mbds_py.chain.client import ChainClient
 from mbds_py.chain.governance import (CANCELLED, DAY, EXECUTED, HOUR, PROPOSED, Call, Council, GovernanceParams,
                                       GovernorAgent, call_of)
 from mbds_py.chain.identity import IdentityRegistryAgent
-from mbds_py.consortium import Incentives, Weights
+from mbds_py.consortium import Dimensions, Incentives, Weights
 from mbds_py.consortium.agents import CreditRegistryAgent
 from mbds_py.errors import ContractRevert, GovernanceError
 from mbds_py.identity import Participant, Role
@@ -127,6 +127,8 @@ def test_governed_functions_refuse_a_direct_call_from_one_authority(g):
         g.credit.set_reporter(national, national.address, True)
     with reverts("CreditRegistryNotGovernance", national.address):
         g.credit.set_weights(national, Weights(2000, 2000, 6000))
+    with reverts("CreditRegistryNotGovernance", national.address):  # no inflated dimensions by one key
+        g.credit.register_institution(national, pid("hospital"), Dimensions(10_000, 10_000, 10_000))
     with reverts("AccessPolicyNotGovernance", national.address):
         g.policy.add_proxy(national, national.address)
     with reverts("AccessPolicyNotGovernance", national.address):
