@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Time} from "@openzeppelin/contracts/utils/types/Time.sol";
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
 import {IAccessPolicy, ACTION_READ, ACTION_WRITE, ACTION_COPY, ACTION_ALL} from "./interfaces/IAccessPolicy.sol";
+import {IGoverned} from "./interfaces/IGoverned.sol";
 
 /// @title AccessRules — the decision over the permissions that could cover an access
 /// @notice Pure; the Python model `mbds_py.sharing.policy` applies the same rules.
@@ -71,6 +72,10 @@ library AccessRules {
 ///   clear), and IdentityRegistry suspension is honoured too: either one refuses every access.
 /// - A suspended patient may still revoke, reject and remove rules (they only narrow access), not grant.
 /// - Emergency access is read-only on all records and cannot be revoked by the patient; it is time boxed.
+///   It activates when `emergencyQuorum` distinct approvers are active authorities at that moment (an
+///   approver suspended since it approved does not count).
+/// - Adding or removing a proxy and clearing a suspension need the k-of-n AuthorityGovernor of the
+///   registry; a proxy's (or one authority's) `suspendRequester` stays a single, fast, protective action.
 contract AccessPolicy is IAccessPolicy {
     using AccessRules for AccessRules.Tally;
 
@@ -112,6 +117,7 @@ contract AccessPolicy is IAccessPolicy {
     // ------------------------------------------------------------------
 
     IIdentityRegistry private immutable _registry;
+    address private immutable _governor;
     uint48 private immutable _requestTtl;
     uint48 private immutable _emergencyApprovalWindow;
     uint48 private immutable _emergencyMaxDuration;
@@ -126,7 +132,8 @@ contract AccessPolicy is IAccessPolicy {
     uint256 private _requestCount;
 
     mapping(uint256 emergencyId => EmergencyAccess) private _emergencies;
-    mapping(uint256 emergencyId => mapping(bytes32 authority => bool)) private _emergencyApprovals;
+    /// Who approved each emergency, in order: scanned for duplicates and re-checked at activation.
+    mapping(uint256 emergencyId => bytes32[]) private _emergencyApprovers;
     uint256 private _emergencyCount;
 
     mapping(address account => bool) private _proxies;
@@ -138,6 +145,11 @@ contract AccessPolicy is IAccessPolicy {
 
     modifier onlyAuthority() {
         if (!_registry.isAuthority(msg.sender)) revert AccessPolicyNotAuthority(msg.sender);
+        _;
+    }
+
+    modifier onlyGovernance() {
+        if (msg.sender != _governor) revert AccessPolicyNotGovernance(msg.sender);
         _;
     }
 
@@ -162,6 +174,7 @@ contract AccessPolicy is IAccessPolicy {
             );
         }
         _registry = registry;
+        _governor = registry.governor();
         _requestTtl = requestTtl_;
         _emergencyApprovalWindow = emergencyApprovalWindow_;
         _emergencyMaxDuration = emergencyMaxDuration_;
@@ -305,11 +318,11 @@ contract AccessPolicy is IAccessPolicy {
         if (current != EmergencyState.Pending) {
             revert AccessPolicyUnexpectedEmergencyState(emergencyId, current, EmergencyState.Pending);
         }
-        if (_emergencyApprovals[emergencyId][authority]) {
+        if (_hasApprovedEmergency(emergencyId, authority)) {
             revert AccessPolicyDuplicateEmergencyApproval(emergencyId, authority);
         }
         _addEmergencyApproval(emergencyId, e, authority);
-        if (e.approvals >= _emergencyQuorum) _activateEmergency(emergencyId, e);
+        if (_activeEmergencyApprovals(emergencyId) >= _emergencyQuorum) _activateEmergency(emergencyId, e);
     }
 
     // ------------------------------------------------------------------
@@ -317,13 +330,13 @@ contract AccessPolicy is IAccessPolicy {
     // ------------------------------------------------------------------
 
     /// @inheritdoc IAccessPolicy
-    function addProxy(address proxy) external onlyAuthority {
+    function addProxy(address proxy) external onlyGovernance {
         if (proxy == address(0)) revert AccessPolicyInvalidProxy(proxy);
         _setProxy(proxy, true);
     }
 
     /// @inheritdoc IAccessPolicy
-    function removeProxy(address proxy) external onlyAuthority {
+    function removeProxy(address proxy) external onlyGovernance {
         _setProxy(proxy, false);
     }
 
@@ -336,7 +349,7 @@ contract AccessPolicy is IAccessPolicy {
     }
 
     /// @inheritdoc IAccessPolicy
-    function clearSuspension(bytes32 requester, string calldata reason) external onlyAuthority {
+    function clearSuspension(bytes32 requester, string calldata reason) external onlyGovernance {
         _setSuspended(requester, false, reason);
     }
 
@@ -450,7 +463,7 @@ contract AccessPolicy is IAccessPolicy {
 
     /// @inheritdoc IAccessPolicy
     function hasApprovedEmergency(uint256 emergencyId, bytes32 authority) external view returns (bool) {
-        return _emergencyApprovals[emergencyId][authority];
+        return _hasApprovedEmergency(emergencyId, authority);
     }
 
     /// @inheritdoc IAccessPolicy
@@ -496,6 +509,16 @@ contract AccessPolicy is IAccessPolicy {
     /// @inheritdoc IAccessPolicy
     function emergencyQuorum() external view returns (uint8) {
         return _emergencyQuorum;
+    }
+
+    /// @inheritdoc IGoverned
+    function governor() external view returns (address) {
+        return _governor;
+    }
+
+    /// @inheritdoc IGoverned
+    function isParameterChange(bytes4) external pure returns (bool) {
+        return false; // proxies and clearances are not parameters (the rest is immutable): no delay
     }
 
     // ------------------------------------------------------------------
@@ -692,9 +715,27 @@ contract AccessPolicy is IAccessPolicy {
     }
 
     function _addEmergencyApproval(uint256 emergencyId, EmergencyAccess storage e, bytes32 authority) private {
-        _emergencyApprovals[emergencyId][authority] = true;
+        _emergencyApprovers[emergencyId].push(authority);
         uint8 approvals = ++e.approvals;
         emit EmergencyAccessApproved(emergencyId, authority, approvals);
+    }
+
+    function _hasApprovedEmergency(uint256 emergencyId, bytes32 authority) private view returns (bool) {
+        bytes32[] storage approvers = _emergencyApprovers[emergencyId];
+        uint256 n = approvers.length;
+        for (uint256 i; i < n; ++i) {
+            if (approvers[i] == authority) return true;
+        }
+        return false;
+    }
+
+    /// @dev How many approvers of an emergency are active health authorities now (at activation).
+    function _activeEmergencyApprovals(uint256 emergencyId) private view returns (uint256 active) {
+        bytes32[] storage approvers = _emergencyApprovers[emergencyId];
+        uint256 n = approvers.length;
+        for (uint256 i; i < n; ++i) {
+            if (_registry.isAuthorityId(approvers[i])) ++active;
+        }
     }
 
     function _activateEmergency(uint256 emergencyId, EmergencyAccess storage e) private {

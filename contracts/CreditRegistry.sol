@@ -2,11 +2,15 @@
 pragma solidity ^0.8.24;
 
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
+import {IGoverned} from "./interfaces/IGoverned.sol";
 import {ICreditRegistry} from "./interfaces/ICreditRegistry.sol";
 import {IConsortiumIndex} from "./interfaces/IConsortiumIndex.sol";
 
 /// @title CreditRegistry — multi-dimensional credit, RPN/ATN election, rewards, penalties, replacement
-/// @notice Governance is the set of active health authorities of the IdentityRegistry.
+/// @notice Governance is k-of-n of the active health authorities: the IdentityRegistry's
+/// AuthorityGovernor alone registers institutions with their dimensions, sets dimensions, weights and
+/// incentives (the last three after its delay), appoints reporters, clears penalties, binds the clock
+/// and runs elections.
 /// Rosters are double-buffered: an election writes the inactive buffer and a round
 /// boundary flips it in O(1), so activation never copies a roster on the hot path.
 /// Sorting stays off-chain: `elect` only verifies the submitted ranking in O(n).
@@ -19,6 +23,11 @@ contract CreditRegistry is ICreditRegistry {
 
     uint256 private constant BPS = 10_000;
     uint256 private constant MAX_DIMENSION = 10_000;
+    /// Bounds of the incentives: a reward per unit of service, a penalty per offence, the removal
+    /// threshold (a credit: at most the largest base credit).
+    uint256 public constant MAX_REWARD = 1_000;
+    uint256 public constant MAX_PENALTY = 10_000;
+    uint256 public constant MAX_THRESHOLD = MAX_DIMENSION;
 
     // ------------------------------------------------------------------
     // Storage types
@@ -67,6 +76,7 @@ contract CreditRegistry is ICreditRegistry {
     // ------------------------------------------------------------------
 
     IIdentityRegistry private immutable _identity;
+    address private immutable _governor;
     uint256 private immutable _rpnCount;
     uint256 private immutable _atnCount;
     uint256 private immutable _reserveCapacity;
@@ -94,8 +104,9 @@ contract CreditRegistry is ICreditRegistry {
     // Modifiers
     // ------------------------------------------------------------------
 
-    modifier onlyGovernor() {
-        if (!_identity.isAuthority(msg.sender)) revert CreditRegistryNotGovernor(msg.sender);
+    /// The k-of-n AuthorityGovernor, executing an approved operation.
+    modifier onlyGovernance() {
+        if (msg.sender != _governor) revert CreditRegistryNotGovernance(msg.sender);
         _;
     }
 
@@ -121,6 +132,7 @@ contract CreditRegistry is ICreditRegistry {
             revert CreditRegistryInvalidConfig(rpnCount_, atnCount_);
         }
         _identity = identity_;
+        _governor = identity_.governor();
         _rpnCount = rpnCount_;
         _atnCount = atnCount_;
         _reserveCapacity = reserveCapacity_;
@@ -133,7 +145,7 @@ contract CreditRegistry is ICreditRegistry {
     // ------------------------------------------------------------------
 
     /// @inheritdoc ICreditRegistry
-    function registerInstitution(bytes32 id, Dimensions calldata dimensions) external onlyGovernor {
+    function registerInstitution(bytes32 id, Dimensions calldata dimensions) external onlyGovernance {
         if (_records[id].registered) revert CreditRegistryAlreadyRegistered(id);
         IIdentityRegistry.Participant memory p = _participant(id);
         if (!_isInstitutionRole(p.role)) revert CreditRegistryNotAnInstitutionRole(id, p.role);
@@ -151,7 +163,7 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     /// @inheritdoc ICreditRegistry
-    function setDimensions(bytes32 id, Dimensions calldata dimensions) external onlyGovernor {
+    function setDimensions(bytes32 id, Dimensions calldata dimensions) external onlyGovernance {
         Record storage rec = _existing(id);
         _checkDimensions(id, dimensions);
         _writeDimensions(rec, dimensions);
@@ -160,33 +172,33 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     /// @inheritdoc ICreditRegistry
-    function setWeights(Weights calldata weights_) external onlyGovernor {
+    function setWeights(Weights calldata weights_) external onlyGovernance {
         _setWeights(weights_);
     }
 
     /// @inheritdoc ICreditRegistry
-    function setIncentives(Incentives calldata incentives_) external onlyGovernor {
+    function setIncentives(Incentives calldata incentives_) external onlyGovernance {
         _setIncentives(incentives_);
     }
 
     /// @inheritdoc ICreditRegistry
-    function setReporter(address reporter, bool enabled) external onlyGovernor {
+    function setReporter(address reporter, bool enabled) external onlyGovernance {
         if (_reporters[reporter] == enabled) return;
         _reporters[reporter] = enabled;
         emit ReporterSet(reporter, enabled);
     }
 
     /// @inheritdoc ICreditRegistry
-    function clearPenalties(bytes32 id) external onlyGovernor {
+    function clearPenalties(bytes32 id) external onlyGovernance {
         Record storage rec = _existing(id);
         uint256 cleared = rec.penaltyPoints;
         if (cleared == 0) return;
         rec.penaltyPoints = 0;
-        emit PenaltiesCleared(id, msg.sender, cleared, _credit(rec, _weights));
+        emit PenaltiesCleared(id, msg.sender, cleared, _credit(rec, _weights)); // msg.sender: the governor
     }
 
     /// @inheritdoc ICreditRegistry
-    function setClock(address clock_) external onlyGovernor {
+    function setClock(address clock_) external onlyGovernance {
         if (address(_clock) != address(0)) revert CreditRegistryClockAlreadySet(address(_clock));
         if (clock_.code.length == 0 || address(IConsortiumIndex(clock_).credit()) != address(this)) {
             revert CreditRegistryInvalidClock(clock_);
@@ -196,7 +208,7 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     /// @inheritdoc ICreditRegistry
-    function elect(bytes32[] calldata ranked) external onlyGovernor {
+    function elect(bytes32[] calldata ranked) external onlyGovernance {
         Weights memory w = _weights;
         uint256 threshold = _incentives.removalThreshold;
         (bytes32[] memory ids, uint256[] memory credits, uint256 n, uint256 skipped) =
@@ -320,6 +332,17 @@ contract CreditRegistry is ICreditRegistry {
     // ------------------------------------------------------------------
     // Views
     // ------------------------------------------------------------------
+
+    /// @inheritdoc IGoverned
+    function governor() external view returns (address) {
+        return _governor;
+    }
+
+    /// @inheritdoc IGoverned
+    function isParameterChange(bytes4 selector) external pure returns (bool) {
+        return selector == this.setDimensions.selector || selector == this.setWeights.selector
+            || selector == this.setIncentives.selector;
+    }
 
     /// @inheritdoc ICreditRegistry
     function identity() external view returns (IIdentityRegistry) {
@@ -911,6 +934,11 @@ contract CreditRegistry is ICreditRegistry {
     }
 
     function _setIncentives(Incentives memory inc) private {
+        if (
+            inc.blockReward > MAX_REWARD || inc.attestationReward > MAX_REWARD || inc.dataServedReward > MAX_REWARD
+                || inc.invalidBlockPenalty > MAX_PENALTY || inc.wrongAttestationPenalty > MAX_PENALTY
+                || inc.missedSlotPenalty > MAX_PENALTY || inc.removalThreshold > MAX_THRESHOLD
+        ) revert CreditRegistryInvalidIncentives(inc);
         _incentives = inc;
         _reviewAll = true; // the threshold may have moved: every seat is re-checked at the next boundary
         emit IncentivesSet(inc);

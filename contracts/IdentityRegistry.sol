@@ -3,11 +3,15 @@ pragma solidity ^0.8.24;
 
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {IIdentityRegistry} from "./interfaces/IIdentityRegistry.sol";
+import {IGoverned} from "./interfaces/IGoverned.sol";
+import {AuthorityGovernor} from "./governance/AuthorityGovernor.sol";
 
 /// @title IdentityRegistry — the KMC's public record, deployed on every chain
 /// @notice The KMC authority (the owner, transferable in two steps, never
-/// renounced) registers participants and rotates their keys; active health
-/// authorities suspend and reinstate them.
+/// renounced) registers participants and rotates their keys. Any one active health
+/// authority may suspend a participant that is not an authority (a fast, protective action);
+/// suspending an authority and reinstating anyone widen or move power, so they need the k-of-n
+/// AuthorityGovernor of this chain, which the registry creates and whose authorities it records.
 contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     // ------------------------------------------------------------------
     // Constants
@@ -27,6 +31,7 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     mapping(address account => bool) private _accountUsed;
     bytes32[] private _order;
     uint256 private _suspensionCount; // suspensions ever made: lets a registry notice one in O(1)
+    address private immutable _governor;
 
     // ------------------------------------------------------------------
     // Modifiers
@@ -37,12 +42,16 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
         _;
     }
 
-    modifier onlyAuthority() {
-        if (!isAuthority(msg.sender)) revert IdentityRegistryNotAuthority(msg.sender);
+    modifier onlyGovernance() {
+        if (msg.sender != _governor) revert IdentityRegistryNotGovernance(msg.sender);
         _;
     }
 
-    constructor(address kmc) Ownable(kmc) {}
+    /// @param governanceQuorum k: distinct active authorities an operation needs (≥ 2).
+    /// @param governanceDelay seconds a parameter change waits between proposal and execution.
+    constructor(address kmc, uint8 governanceQuorum, uint32 governanceDelay) Ownable(kmc) {
+        _governor = address(new AuthorityGovernor(this, governanceQuorum, governanceDelay));
+    }
 
     // ------------------------------------------------------------------
     // KMC
@@ -115,12 +124,16 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     // ------------------------------------------------------------------
 
     /// @inheritdoc IIdentityRegistry
-    function suspend(bytes32 id, string calldata reason) external onlyAuthority {
+    function suspend(bytes32 id, string calldata reason) external {
+        if (msg.sender != _governor) {
+            if (!isAuthority(msg.sender)) revert IdentityRegistryNotAuthority(msg.sender);
+            if (_isAuthorityRole(_existing(id).role)) revert IdentityRegistryNotGovernance(msg.sender);
+        }
         _setSuspended(id, true, reason);
     }
 
     /// @inheritdoc IIdentityRegistry
-    function reinstate(bytes32 id, string calldata reason) external onlyAuthority {
+    function reinstate(bytes32 id, string calldata reason) external onlyGovernance {
         _setSuspended(id, false, reason);
     }
 
@@ -147,8 +160,23 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     /// @inheritdoc IIdentityRegistry
     function isAuthority(address account) public view returns (bool) {
         if (!isActive(account)) return false;
-        Role role = _participants[_ids[account]].role;
-        return role == Role.AuthorityNational || role == Role.AuthorityProvincial || role == Role.AuthorityMunicipal;
+        return _isAuthorityRole(_participants[_ids[account]].role);
+    }
+
+    /// @inheritdoc IIdentityRegistry
+    function isAuthorityId(bytes32 id) external view returns (bool) {
+        Participant storage p = _participants[id];
+        return _isAuthorityRole(p.role) && !p.suspended;
+    }
+
+    /// @inheritdoc IGoverned
+    function governor() external view returns (address) {
+        return _governor;
+    }
+
+    /// @inheritdoc IGoverned
+    function isParameterChange(bytes4) external pure returns (bool) {
+        return false; // suspensions are not parameters: no delay
     }
 
     /// @inheritdoc IIdentityRegistry
@@ -169,6 +197,10 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     // ------------------------------------------------------------------
     // Internal
     // ------------------------------------------------------------------
+
+    function _isAuthorityRole(Role role) private pure returns (bool) {
+        return role == Role.AuthorityNational || role == Role.AuthorityProvincial || role == Role.AuthorityMunicipal;
+    }
 
     function _existing(bytes32 id) private view returns (Participant storage p) {
         p = _participants[id];
@@ -199,8 +231,9 @@ contract IdentityRegistry is IIdentityRegistry, Ownable2Step {
     function _setSuspended(bytes32 id, bool suspended, string calldata reason) private {
         Participant storage p = _existing(id);
         if (p.suspended == suspended) revert IdentityRegistrySuspensionUnchanged(id, suspended);
+        // Zero when the governor (k authorities) acts. No authority suspends itself: suspending any
+        // authority is the governor's alone.
         bytes32 authority = _ids[msg.sender];
-        if (authority == id) revert IdentityRegistrySelfSuspension(id);
         p.suspended = suspended;
         p.updatedAt = uint48(block.timestamp);
         if (suspended) ++_suspensionCount;

@@ -26,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from .chain.client import ChainClient
+from .chain.governance import GovernanceParams
 from .consortium.credit import Incentives, Weights
 from .devnet import DEV_DEPLOYER_KEY, Devnet
 from .errors import DeploymentError
@@ -37,11 +38,11 @@ from .toolchain import artifact
 DeployArgs = Callable[["DeployContext"], tuple]
 PLAN: dict[str, list[tuple[str, DeployArgs]]] = {
     "private": [
-        ("IdentityRegistry", lambda ctx: (ctx.kmc_address,)),
+        ("IdentityRegistry", lambda ctx: (ctx.kmc_address, *ctx.dpos.governance.as_args())),
         ("SlipLedger", lambda ctx: (list(ctx.validators[ctx.chain.name]),)),
     ],
     "consortium": [
-        ("IdentityRegistry", lambda ctx: (ctx.kmc_address,)),
+        ("IdentityRegistry", lambda ctx: (ctx.kmc_address, *ctx.dpos.governance.as_args())),
         ("CreditRegistry", lambda ctx: (ctx.addresses["IdentityRegistry"], ctx.dpos.rpn_count, ctx.dpos.atn_count,
                                         ctx.dpos.reserve, Weights().as_tuple(), Incentives().as_tuple())),
         ("ConsortiumIndex", lambda ctx: (ctx.addresses["CreditRegistry"], int(time.time()), ctx.dpos.slot_seconds,
@@ -72,6 +73,9 @@ class DposParams:
     emergency_window: int = 24 * 3600
     emergency_max_duration: int = 24 * 3600
     emergency_quorum: int = 2
+    # Every chain's AuthorityGovernor (created by its IdentityRegistry): k of the authorities (default 2 of
+    # the devnet's nha, pha, mha) approve a governance operation; parameter changes wait the delay (1 day).
+    governance: GovernanceParams = GovernanceParams()
 
 
 def _access_policy_args(ctx: "DeployContext") -> tuple:

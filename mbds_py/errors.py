@@ -86,6 +86,11 @@ class KeystoreError(MBDSError, ValueError):
     """A keystore could not be read or unlocked (wrong passphrase, corrupt file)."""
 
 
+class GovernanceError(MBDSError, PermissionError):
+    """A governance operation cannot go through: fewer authority keys than the quorum, or not ready yet.
+    Have more authorities approve (``GovernorAgent.approve``) or execute after the operation's delay."""
+
+
 class PolicyDenied(MBDSError, PermissionError):
     """An access policy refused the request; the message names the rule."""
 

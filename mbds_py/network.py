@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .chain.client import ChainClient
 from .chain.identity import IdentityRegistryAgent
+from .chain.governance import Council
 from .chain.slip_ledger import SlipLedgerAgent
 from .deploy import Deployer, Deployment, DposParams, deployer_for
 from .devnet import Devnet
@@ -29,7 +30,7 @@ from .private.cluster import ClusterHandle, bind_replica_sockets, fund, node_con
 from .spec import NetworkSpec
 
 AUTHORITIES = ("nha", "pha", "mha")
-GOVERNOR = "nha"  # the health authority that governs the CreditRegistry in the devnet
+GOVERNOR = "nha"  # the authority that proposes governance operations in the devnet (the others approve)
 
 # Credit dimensions of the devnet institutions (hospital grade, information-center scale, enterprise strength).
 DEVNET_DIMENSIONS = {
@@ -105,6 +106,10 @@ class Network:
         self._keys.pop(name, None)
         return p
 
+    def council(self) -> Council:
+        """The devnet's authority keys, proposer (GOVERNOR) first: enough for the governors' quorum (k of n)."""
+        return Council(*(self.keys(a).account for a in (GOVERNOR, *(a for a in AUTHORITIES if a != GOVERNOR))))
+
     def keys(self, name: str) -> ParticipantKeys:
         if name not in self._keys:
             self._keys[name] = self.kmc.unlock(name, self.passphrase)
@@ -154,7 +159,7 @@ class Network:
         from .consortium.credit import Dimensions
 
         credit, index = self.credit(), self.consortium_index()
-        governor = self.keys(GOVERNOR).account
+        governor = self.council()  # reporter, clock, registrations, election: k-of-n operations of the governor
         if not credit.is_reporter(index.address):
             credit.set_reporter(governor, index.address, True)
         if credit.clock() != index.address:  # once per CreditRegistry: the index is redeployed with it
@@ -162,10 +167,9 @@ class Network:
         known = set(credit.institution_ids())
         members = [(name, self.people[name], dims) for name, dims in DEVNET_DIMENSIONS.items() if name in self.people]
         client, fns = credit.client, credit.contract.functions
-        # pipelined: every registration sent, then awaited; then every declaration of willingness
-        for tx in [client.submit(fns.registerInstitution(p.id, Dimensions(*dims).as_tuple()), governor,
-                                 contract="CreditRegistry") for _n, p, dims in members if p.id not in known]:
-            tx.wait()
+        # every registration in one governance operation; then every declaration of willingness, pipelined
+        credit.register_institutions(governor, [(p.id, Dimensions(*dims)) for _n, p, dims in members
+                                                if p.id not in known])
         for tx in [client.submit(fns.setWilling(True), self.keys(name).account, contract="CreditRegistry")
                    for name, p, _d in members if not credit.institution(p.id).willing]:
             tx.wait()

@@ -212,7 +212,12 @@ class AuthorityClient:
         return self.policy.approve_emergency(self.account, int(emergency_id))
 
     def clear_suspension(self, requester: str | bytes, reason: str) -> dict[str, Any]:
-        return self.policy.clear_suspension(self.account, self._net.participant_id(requester), reason)
+        """This authority's share of a k-of-n clearance: proposes it, or approves the same pending one (same
+        requester and reason); the approval that reaches the quorum executes it. Returns the operation ID
+        and whether it was executed."""
+        outcome = self.policy.join_clear_suspension(self.account, self._net.participant_id(requester), reason)
+        return {"operation": "0x" + outcome.operation_id.hex(), "executed": outcome.executed,
+                "receipt": outcome.receipt}
 
 
 # ---------------------------------------------------------------------------------------------

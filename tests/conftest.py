@@ -13,6 +13,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import GovernanceParams
 from mbds_py.devnet import DEV_DEPLOYER_KEY, launch_chain
 from mbds_py.toolchain import artifact
 
@@ -75,7 +76,8 @@ def kmc(make_account) -> LocalAccount:
 @pytest.fixture(scope="session")
 def identity_address(session_client: ChainClient, deployer: LocalAccount, kmc: LocalAccount) -> str:
     art = artifact("IdentityRegistry")
-    address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address,
+                                       *GovernanceParams().as_args())
     return address
 
 

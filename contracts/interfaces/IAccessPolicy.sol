@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IIdentityRegistry} from "./IIdentityRegistry.sol";
+import {IGoverned} from "./IGoverned.sol";
 
 // ----------------------------------------------------------------------
 // Actions (a bitmask in grants, exactly one bit in an access)
@@ -36,7 +37,7 @@ uint8 constant ACTION_ALL = 7;
 /// suspending a suspended requester or clearing an unsuspended one change
 /// nothing and emit nothing. Granting the same key with different terms
 /// replaces the terms and emits `AccessGranted` again.
-interface IAccessPolicy {
+interface IAccessPolicy is IGoverned {
     // ------------------------------------------------------------------
     // Types
     // ------------------------------------------------------------------
@@ -143,6 +144,8 @@ interface IAccessPolicy {
     error AccessPolicyNotDoctor(address caller);
     /// @dev The caller is not an active health authority.
     error AccessPolicyNotAuthority(address caller);
+    /// @dev The caller is not the k-of-n AuthorityGovernor (a governed function called directly).
+    error AccessPolicyNotGovernance(address caller);
     /// @dev The caller is not a registered proxy.
     error AccessPolicyNotProxy(address caller);
     /// @dev The caller is neither a registered proxy nor an active health authority.
@@ -246,13 +249,13 @@ interface IAccessPolicy {
     event EmergencyAccessActivated(
         uint256 indexed emergencyId, bytes32 indexed patient, bytes32 indexed grantee, uint48 activatedAt, uint48 expiresAt
     );
-    /// @notice A health authority registered a proxy.
+    /// @notice The k-of-n governor registered a proxy (`authority` is zero: see IAuthorityGovernor).
     event ProxyAdded(address indexed proxy, bytes32 indexed authority);
-    /// @notice A health authority removed a proxy.
+    /// @notice The k-of-n governor removed a proxy (`authority` is zero).
     event ProxyRemoved(address indexed proxy, bytes32 indexed authority);
     /// @notice A proxy or authority suspended a requester after abnormal access.
     event RequesterSuspended(bytes32 indexed requester, address indexed by, string reason);
-    /// @notice A health authority cleared a requester's suspension.
+    /// @notice The k-of-n governor cleared a requester's suspension (`authority` is zero).
     event RequesterCleared(bytes32 indexed requester, bytes32 indexed authority, string reason);
     /// @notice A proxy re-encrypted a record for a grantee (the audit trail).
     event AccessRecorded(
@@ -351,24 +354,24 @@ interface IAccessPolicy {
         returns (uint256 emergencyId);
 
     /// @notice Approve a pending emergency request (active health authorities, once each).
-    /// The approval that reaches the quorum activates the access.
+    /// The approval that brings the approvers *still active as authorities* to the quorum activates the access.
     function approveEmergencyAccess(uint256 emergencyId) external;
 
     // ------------------------------------------------------------------
     // Health authorities and proxies
     // ------------------------------------------------------------------
 
-    /// @notice Register a proxy allowed to record accesses. Active health authorities only.
+    /// @notice Register a proxy allowed to record accesses. The k-of-n governor only (an executed operation).
     function addProxy(address proxy) external;
 
-    /// @notice Remove a proxy. Active health authorities only.
+    /// @notice Remove a proxy. The k-of-n governor only (an executed operation).
     function removeProxy(address proxy) external;
 
     /// @notice Suspend a requester in this policy after abnormal access: every access
     /// check fails until an authority clears it. Proxies and active health authorities.
     function suspendRequester(bytes32 requester, string calldata reason) external;
 
-    /// @notice Clear a requester's suspension. Active health authorities only.
+    /// @notice Clear a requester's suspension. The k-of-n governor only (an executed operation).
     function clearSuspension(bytes32 requester, string calldata reason) external;
 
     /// @notice Record one re-encryption: reverts unless `checkAccess` allows it now and

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IIdentityRegistry} from "./IIdentityRegistry.sol";
+import {IGoverned} from "./IGoverned.sol";
 
 /// @title ICreditRegistry — credit scores and the RPN/ATN election of the consortium chain
 /// @notice Institutions of the consortium (hospitals, Internet medicine platforms,
@@ -43,7 +44,7 @@ import {IIdentityRegistry} from "./IIdentityRegistry.sol";
 /// threshold changed; `reviewSeat` is no longer needed), and the ConsortiumIndex takes
 /// neither blocks nor attestations from it. The ATN set of every round is recorded
 /// (`atnSetAt`) so a report about an old header is judged by the ATNs of its round.
-interface ICreditRegistry {
+interface ICreditRegistry is IGoverned {
     // ------------------------------------------------------------------
     // Types
     // ------------------------------------------------------------------
@@ -114,8 +115,6 @@ interface ICreditRegistry {
 
     /// @dev RPN or ATN count is zero, or more than 65 535 RPN seats.
     error CreditRegistryInvalidConfig(uint256 rpnCount, uint256 atnCount);
-    /// @dev The caller is not an active health authority in the IdentityRegistry.
-    error CreditRegistryNotGovernor(address caller);
     /// @dev The caller is not a configured reporter (the ConsortiumIndex or another reporter).
     error CreditRegistryNotReporter(address caller);
     /// @dev The caller's account is not a registered institution.
@@ -134,6 +133,10 @@ interface ICreditRegistry {
     error CreditRegistryInvalidDimensions(bytes32 id, Dimensions dimensions);
     /// @dev Weights do not sum to 10 000 basis points.
     error CreditRegistryInvalidWeights(Weights weights);
+    /// @dev A reward above MAX_REWARD, a penalty above MAX_PENALTY or a threshold above MAX_THRESHOLD.
+    error CreditRegistryInvalidIncentives(Incentives incentives);
+    /// @dev The caller is not the k-of-n AuthorityGovernor (a governed function called directly).
+    error CreditRegistryNotGovernance(address caller);
     /// @dev The ranking lists the same eligible institution twice.
     error CreditRegistryDuplicateCandidate(bytes32 id);
     /// @dev Fewer eligible institutions than RPN + ATN seats.
@@ -180,6 +183,7 @@ interface ICreditRegistry {
     /// @notice A reporter penalised an institution; `evidence` identifies the case (header hash, slot).
     event Penalised(bytes32 indexed id, Offence indexed offence, uint256 points, uint256 credit, bytes32 evidence);
     /// @notice Governance cleared an institution's penalty points.
+    /// (`governor` is the AuthorityGovernor that executed the clearance.)
     event PenaltiesCleared(bytes32 indexed id, address indexed governor, uint256 cleared, uint256 credit);
     /// @notice The institution became ineligible; its seat (if any) is reviewed at the next round boundary.
     event RemovalScheduled(bytes32 indexed id, uint64 indexed round, uint256 credit);
@@ -202,34 +206,37 @@ interface ICreditRegistry {
     event AtnAdmitted(uint64 indexed round, bytes32 indexed admitted);
 
     // ------------------------------------------------------------------
-    // Governance (active health authorities)
+    // Governance: only the k-of-n AuthorityGovernor (an executed operation); dimensions, weights and
+    // incentives after its delay
     // ------------------------------------------------------------------
 
-    /// @notice Register an institution of the IdentityRegistry with its dimension scores.
+    /// @notice Register an institution of the IdentityRegistry with its dimension scores. Governor (many
+    /// registrations may go in one operation).
     function registerInstitution(bytes32 id, Dimensions calldata dimensions) external;
 
-    /// @notice Set an institution's dimension scores.
+    /// @notice Set an institution's dimension scores. Governor, delayed.
     function setDimensions(bytes32 id, Dimensions calldata dimensions) external;
 
-    /// @notice Set the weights of the dimensions (basis points, sum 10 000). Applies to the next election.
+    /// @notice Set the weights of the dimensions (basis points, sum 10 000). Applies to the next election. Governor, delayed.
     function setWeights(Weights calldata weights) external;
 
-    /// @notice Set rewards, penalties and the removal threshold.
+    /// @notice Set rewards, penalties and the removal threshold, within MAX_REWARD, MAX_PENALTY and
+    /// MAX_THRESHOLD. Governor, delayed.
     function setIncentives(Incentives calldata incentives) external;
 
-    /// @notice Enable or disable a reporter (idempotent).
+    /// @notice Enable or disable a reporter (idempotent). Governor.
     function setReporter(address reporter, bool enabled) external;
 
-    /// @notice Reset an institution's penalty points to zero.
+    /// @notice Reset an institution's penalty points to zero. Governor.
     function clearPenalties(bytes32 id) external;
 
     /// @notice Bind the clock: the ConsortiumIndex of this registry, the only caller of `advanceRound`.
-    /// Once only; it must be a contract whose `credit()` is this registry.
+    /// Once only; it must be a contract whose `credit()` is this registry. Governor.
     function setClock(address clock) external;
 
     /// @notice Elect from the hint `ranked` — every eligible institution, credit descending, ties by lower ID —
     /// repaired on chain where it went stale (ineligible skipped, missing eligible added, order restored), and
-    /// make it the roster: the first one immediately, later ones from the next round.
+    /// make it the roster: the first one immediately, later ones from the next round. Governor.
     function elect(bytes32[] calldata ranked) external;
 
     // ------------------------------------------------------------------

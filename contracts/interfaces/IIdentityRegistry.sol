@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IGoverned} from "./IGoverned.sol";
+
 /// @title IIdentityRegistry — the Key Management Center's public record
 /// @notice One key set per participant: account address, Umbral PRE public key,
 /// PEKS public key, role and (for doctors) the institution they belong to.
 /// The participant ID is a stable commitment chosen by the KMC (it never
 /// reveals the real identity) and survives key rotation.
-interface IIdentityRegistry {
+interface IIdentityRegistry is IGoverned {
     // ------------------------------------------------------------------
     // Types
     // ------------------------------------------------------------------
@@ -65,8 +67,8 @@ interface IIdentityRegistry {
     error IdentityRegistryRenounceDisabled(address caller);
     /// @dev Suspend on a suspended participant, or reinstate on an active one.
     error IdentityRegistrySuspensionUnchanged(bytes32 id, bool suspended);
-    /// @dev An authority cannot suspend itself.
-    error IdentityRegistrySelfSuspension(bytes32 id);
+    /// @dev Only the k-of-n AuthorityGovernor may do this (reinstate anyone, suspend an authority).
+    error IdentityRegistryNotGovernance(address caller);
 
     // ------------------------------------------------------------------
     // Events
@@ -80,9 +82,9 @@ interface IIdentityRegistry {
     event KeysRotated(
         bytes32 indexed id, address indexed oldAccount, address indexed newAccount, uint32 keyVersion, bytes preKey, bytes peksKey
     );
-    /// @notice A health authority suspended a participant.
+    /// @notice A health authority suspended a participant (`authority` zero: the k-of-n governor did).
     event ParticipantSuspended(bytes32 indexed id, bytes32 indexed authority, string reason);
-    /// @notice A health authority reinstated a participant.
+    /// @notice The k-of-n governor reinstated a participant (`authority` is zero).
     event ParticipantReinstated(bytes32 indexed id, bytes32 indexed authority, string reason);
 
     // ------------------------------------------------------------------
@@ -107,10 +109,11 @@ interface IIdentityRegistry {
     // Health authorities
     // ------------------------------------------------------------------
 
-    /// @notice Suspend a participant (e.g. after abnormal access). Active health authorities only.
+    /// @notice Suspend a participant (e.g. after abnormal access): any one active health authority for a
+    /// participant that is not an authority; an authority only by the k-of-n governor (executed operation).
     function suspend(bytes32 id, string calldata reason) external;
 
-    /// @notice Reinstate a suspended participant. Active health authorities only.
+    /// @notice Reinstate a suspended participant. The k-of-n governor only (an executed operation).
     function reinstate(bytes32 id, string calldata reason) external;
 
     // ------------------------------------------------------------------
@@ -128,6 +131,10 @@ interface IIdentityRegistry {
 
     /// @notice True when `account` is an active health authority of any level.
     function isAuthority(address account) external view returns (bool);
+
+    /// @notice True when participant `id` is an active (not suspended) health authority: `isAuthority` by the
+    /// stable ID (one storage read), what approvals kept per ID are re-checked with.
+    function isAuthorityId(bytes32 id) external view returns (bool);
 
     /// @notice How many suspensions were ever made (never decreases): a contract that caches eligibility
     /// (the CreditRegistry) re-checks its members only when this moved.

@@ -36,6 +36,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
+from ..chain.governance import Council, GovernanceParams
 from .context import NETWORK, BenchContext
 from .registry import Samples, measurement
 
@@ -88,16 +89,22 @@ class GasBench:
 
         self.client = client
         deployer = Account.from_key(DEV_DEPLOYER_KEY)
-        kmc, governor = _account("kmc"), _account("governor")
+        kmc, governor, governor2 = _account("kmc"), _account("governor"), _account("governor-2")
         insts = [_Inst(keccak(text=f"mbds-bench/institution/{n}"), _account(f"inst-{n}")) for n in range(INSTITUTIONS)]
-        for a in [kmc, governor] + [i.account for i in insts]:
+        for a in [kmc, governor, governor2] + [i.account for i in insts]:
             client.w3.provider.make_request("anvil_setBalance", [a.address, hex(10**20)])
         art = artifact("IdentityRegistry")
-        identity_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+        identity_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address,
+                                            *GovernanceParams().as_args())
         identity = IdentityRegistryAgent(client, identity_address)
         identity.register(kmc, Participant(id=keccak(text="mbds-bench/authority"), name="authority",
                                            role=Role.AUTHORITY_NATIONAL, address=governor.address,
                                            pre_key=_pre_key("bench/authority"), peks_key=_peks_key("bench/authority")))
+        identity.register(kmc, Participant(id=keccak(text="mbds-bench/authority-2"), name="authority-2",
+                                           role=Role.AUTHORITY_PROVINCIAL, address=governor2.address,
+                                           pre_key=_pre_key("bench/authority-2"),
+                                           peks_key=_peks_key("bench/authority-2")))
+        council = Council(governor, governor2)  # the governor's quorum: elections and appointments are k-of-n
         # the consortium tests' small population and incentives, so the figures are comparable
         incentives = Incentives(block_reward=2, attestation_reward=1, data_served_reward=1,
                                 invalid_block_penalty=1000, wrong_attestation_penalty=500,
@@ -111,15 +118,17 @@ class GasBench:
             identity.register(kmc, Participant(id=inst.id, name=label, role=roles[n % len(roles)],
                                                address=inst.account.address, pre_key=_pre_key(label),
                                                peks_key=_peks_key(label)))
-            self.credit.register_institution(governor, inst.id,
-                                             Dimensions(9000 - 250 * n, 8000 - 200 * n, 7000 - 100 * n))
+        self.credit.register_institutions(council, [(inst.id, Dimensions(9000 - 250 * n, 8000 - 200 * n,
+                                                                         7000 - 100 * n))
+                                                    for n, inst in enumerate(insts)])
+        for inst in insts:
             self.credit.set_willing(inst.account, True)
-        self.credit.elect(governor)
+        self.credit.elect(council)
         genesis = client.w3.eth.get_block("latest")["timestamp"]
         self.index = ConsortiumIndexAgent.deploy(client, deployer, self.credit.address, genesis_time=genesis,
                                                  slot_seconds=SLOT_SECONDS, quorum=QUORUM)
-        self.credit.set_reporter(governor, self.index.address, True)
-        self.credit.set_clock(governor, self.index.address)
+        self.credit.set_reporter(council, self.index.address, True)
+        self.credit.set_clock(council, self.index.address)
         self.insts = {i.id: i for i in insts}
         self.origins = insts[9:12]  # bridge institutions in reserve ranks sign the slips
 

@@ -10,6 +10,7 @@ from eth_account.signers.local import LocalAccount
 from ..identity import Participant, Role
 from ..toolchain import artifact
 from .client import ChainClient
+from .governance import Council, Governor, GovernorAgent, call_of
 
 CONTRACT = "IdentityRegistry"
 
@@ -48,13 +49,26 @@ class IdentityRegistryAgent:
         fn = self.contract.functions.rotateKeys(p.id, p.address, p.pre_key, p.peks_key)
         return self.client.transact(fn, kmc, contract=CONTRACT)
 
-    def suspend(self, authority: LocalAccount, participant_id: bytes, reason: str) -> dict[str, Any]:
-        return self.client.transact(self.contract.functions.suspend(participant_id, reason), authority,
-                                    contract=CONTRACT)
+    def suspend(self, governor: Governor, participant_id: bytes, reason: str) -> dict[str, Any]:
+        """Suspend: one authority (an account) for a participant that is not an authority; a :class:`Council`
+        goes through the k-of-n governor (required to suspend an authority)."""
+        return self._govern(governor, self.contract.functions.suspend(participant_id, reason))
 
-    def reinstate(self, authority: LocalAccount, participant_id: bytes, reason: str) -> dict[str, Any]:
-        return self.client.transact(self.contract.functions.reinstate(participant_id, reason), authority,
-                                    contract=CONTRACT)
+    def reinstate(self, governor: Governor, participant_id: bytes, reason: str) -> dict[str, Any]:
+        """Reinstate: only through the k-of-n governor (pass a :class:`Council`)."""
+        return self._govern(governor, self.contract.functions.reinstate(participant_id, reason))
+
+    def governor(self) -> GovernorAgent:
+        """This chain's k-of-n AuthorityGovernor (created by the registry)."""
+        if getattr(self, "_governor", None) is None:
+            address = self.client.call(self.contract.functions.governor(), contract=CONTRACT)
+            self._governor = GovernorAgent(self.client, address)
+        return self._governor
+
+    def _govern(self, governor: Governor, fn: Any) -> dict[str, Any]:
+        if isinstance(governor, Council):
+            return self.governor().govern(governor, call_of(fn)).receipt
+        return self.client.transact(fn, governor, contract=CONTRACT)
 
     # -- views ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from ..chain.client import ChainClient
+from ..chain.governance import Council, Governor, GovernorAgent, Outcome, call_of, lead_of
 from ..toolchain import artifact
 from .blocks import BlockHeader, ConsortiumBlock
 from .credit import CreditRecord, Dimensions, Incentives, Offence, SeatKind, Service, Weights
@@ -102,41 +103,77 @@ class CreditRegistryAgent:
                                    reserve_capacity, weights.as_tuple(), incentives.as_tuple())
         return cls(client, address)
 
-    def _tx(self, fn: Any, sender: LocalAccount) -> dict[str, Any]:
-        return self.client.transact(fn, sender, contract=CREDIT)
+    def _tx(self, fn: Any, sender: LocalAccount | Council) -> dict[str, Any]:
+        return self.client.transact(fn, lead_of(sender), contract=CREDIT)
 
     def _call(self, fn: Any) -> Any:
         return self.client.call(fn, contract=CREDIT)
 
     # -- governance ---------------------------------------------------------------------------
 
-    def register_institution(self, governor: LocalAccount, institution_id: bytes,
+    # Every governed method takes a :class:`Council` (the operation goes through the k-of-n
+    # AuthorityGovernor) or one account (a direct call: refused with ``CreditRegistryNotGovernance``).
+
+    def governor(self) -> GovernorAgent:
+        """The k-of-n AuthorityGovernor, the only caller of the governed functions."""
+        if getattr(self, "_governor", None) is None:
+            self._governor = GovernorAgent(self.client, self._call(self.contract.functions.governor()))
+        return self._governor
+
+    def _govern(self, fn: Any, governor: Governor) -> dict[str, Any]:
+        """A routine governed call (no delay): executed at once; returns its receipt."""
+        if isinstance(governor, Council):
+            return self.governor().govern(governor, call_of(fn)).receipt
+        return self._tx(fn, governor)
+
+    def _propose_change(self, fn: Any, governor: Governor) -> Outcome | dict[str, Any]:
+        """A parameter change: proposed and approved now, executed by ``governor().finish`` after the delay."""
+        if isinstance(governor, Council):
+            return self.governor().govern(governor, call_of(fn))
+        return self._tx(fn, governor)
+
+    def register_institution(self, governor: Governor, institution_id: bytes,
                              dimensions: Dimensions) -> dict[str, Any]:
-        return self._tx(self.contract.functions.registerInstitution(institution_id, dimensions.as_tuple()), governor)
+        return self._govern(self.contract.functions.registerInstitution(institution_id, dimensions.as_tuple()),
+                            governor)
 
-    def set_dimensions(self, governor: LocalAccount, institution_id: bytes, dimensions: Dimensions) -> dict[str, Any]:
-        return self._tx(self.contract.functions.setDimensions(institution_id, dimensions.as_tuple()), governor)
+    def register_institutions(self, council: Council, items: Sequence[tuple[bytes, Dimensions]], *,
+                              per_operation: int = 40) -> list[dict[str, Any]]:
+        """Register many institutions, ``per_operation`` registrations per governance operation (each one
+        proposal, k - 1 approvals and one execution); returns the execution receipts."""
+        fns = self.contract.functions
+        governor = self.governor()
+        out = []
+        for start in range(0, len(items), per_operation):
+            calls = [call_of(fns.registerInstitution(i, d.as_tuple())) for i, d in items[start:start + per_operation]]
+            out.append(governor.govern(council, calls).receipt)
+        return out
 
-    def set_weights(self, governor: LocalAccount, weights: Weights) -> dict[str, Any]:
-        return self._tx(self.contract.functions.setWeights(weights.as_tuple()), governor)
+    def set_dimensions(self, governor: Governor, institution_id: bytes,
+                       dimensions: Dimensions) -> Outcome | dict[str, Any]:
+        return self._propose_change(self.contract.functions.setDimensions(institution_id, dimensions.as_tuple()),
+                                    governor)
 
-    def set_incentives(self, governor: LocalAccount, incentives: Incentives) -> dict[str, Any]:
-        return self._tx(self.contract.functions.setIncentives(incentives.as_tuple()), governor)
+    def set_weights(self, governor: Governor, weights: Weights) -> Outcome | dict[str, Any]:
+        return self._propose_change(self.contract.functions.setWeights(weights.as_tuple()), governor)
 
-    def set_reporter(self, governor: LocalAccount, reporter: str, enabled: bool = True) -> dict[str, Any]:
-        return self._tx(self.contract.functions.setReporter(reporter, enabled), governor)
+    def set_incentives(self, governor: Governor, incentives: Incentives) -> Outcome | dict[str, Any]:
+        return self._propose_change(self.contract.functions.setIncentives(incentives.as_tuple()), governor)
 
-    def clear_penalties(self, governor: LocalAccount, institution_id: bytes) -> dict[str, Any]:
-        return self._tx(self.contract.functions.clearPenalties(institution_id), governor)
+    def set_reporter(self, governor: Governor, reporter: str, enabled: bool = True) -> dict[str, Any]:
+        return self._govern(self.contract.functions.setReporter(reporter, enabled), governor)
 
-    def set_clock(self, governor: LocalAccount, clock: str) -> dict[str, Any]:
+    def clear_penalties(self, governor: Governor, institution_id: bytes) -> dict[str, Any]:
+        return self._govern(self.contract.functions.clearPenalties(institution_id), governor)
+
+    def set_clock(self, governor: Governor, clock: str) -> dict[str, Any]:
         """Bind the ConsortiumIndex whose slot clock drives the rounds (once, at deployment)."""
-        return self._tx(self.contract.functions.setClock(clock), governor)
+        return self._govern(self.contract.functions.setClock(clock), governor)
 
-    def elect(self, governor: LocalAccount, ranking: Sequence[bytes] | None = None) -> dict[str, Any]:
+    def elect(self, governor: Governor, ranking: Sequence[bytes] | None = None) -> dict[str, Any]:
         """Submit ``ranking`` (default: the one computed from the current chain state)."""
         ranking = self.current_ranking() if ranking is None else ranking
-        return self._tx(self.contract.functions.elect(list(ranking)), governor)
+        return self._govern(self.contract.functions.elect(list(ranking)), governor)
 
     # -- institutions ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from ..chain.client import ChainClient
+from ..chain.governance import GovernanceParams
 from ..chain.identity import IdentityRegistryAgent
 from ..chain.slip_ledger import SlipLedgerAgent
 from ..crypto import PatientSecrets, build_envelope, confirm_record, review_envelope
@@ -95,7 +96,8 @@ def private_testbed(tmp: Path, chain_id: int, **node_params) -> Iterator[Testbed
         kmc = Account.from_key(keccak(text="private-test/kmc"))
         fund(client, deployer, [kmc.address])
         art = artifact("IdentityRegistry")
-        reg_addr, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+        reg_addr, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address,
+                                    *GovernanceParams().as_args())
         identity = IdentityRegistryAgent(client, reg_addr)
         hospital = participant("hospital", Role.HOSPITAL)
         other = participant("other-hospital", Role.HOSPITAL)

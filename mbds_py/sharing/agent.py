@@ -20,6 +20,7 @@ from eth_utils import function_signature_to_4byte_selector, is_hex_address, to_c
 from web3.logs import DISCARD
 
 from ..chain.client import ChainClient
+from ..chain.governance import Call, Council, Governor, GovernorAgent, Outcome
 from ..errors import ChainError, ContractRevert, PolicyDenied
 from ..toolchain import artifact
 from .policy import (ZERO32, AccessDenial, AccessEvent, AccessRequest, Action, Basis, Decision, EmergencyAccess, EmergencyState,
@@ -254,17 +255,38 @@ class AccessPolicyAgent:
     def approve_emergency(self, authority: LocalAccount, emergency_id: int) -> dict[str, Any]:
         return self.transact("approveEmergencyAccess", authority, emergency_id)
 
-    def add_proxy(self, authority: LocalAccount, proxy: str) -> dict[str, Any]:
-        return self.transact("addProxy", authority, to_checksum_address(proxy))
+    def governor(self) -> GovernorAgent:
+        """The registry's k-of-n AuthorityGovernor, the only caller of the governed functions below."""
+        if getattr(self, "_governor", None) is None:
+            self._governor = GovernorAgent(self.client, self._view("governor"))
+        return self._governor
 
-    def remove_proxy(self, authority: LocalAccount, proxy: str) -> dict[str, Any]:
-        return self.transact("removeProxy", authority, to_checksum_address(proxy))
+    def govern(self, governor: Governor, name: str, *args: Any) -> dict[str, Any]:
+        """Run the governed ``name(*args)``: through the governor with a :class:`Council` (quorum of its
+        authorities propose and approve, then execute; returns the execution receipt), or as a direct
+        call from one account (refused on chain with ``AccessPolicyNotGovernance``)."""
+        if not isinstance(governor, Council):
+            return self.transact(name, governor, *args)
+        outcome = self.governor().govern(governor, Call(self.address, self._methods[name].encode(args)))
+        return outcome.receipt
+
+    def add_proxy(self, governor: Governor, proxy: str) -> dict[str, Any]:
+        return self.govern(governor, "addProxy", to_checksum_address(proxy))
+
+    def remove_proxy(self, governor: Governor, proxy: str) -> dict[str, Any]:
+        return self.govern(governor, "removeProxy", to_checksum_address(proxy))
 
     def suspend_requester(self, sender: LocalAccount, requester: Who, reason: str) -> dict[str, Any]:
         return self.transact("suspendRequester", sender, self.resolve(requester), reason)
 
-    def clear_suspension(self, authority: LocalAccount, requester: Who, reason: str) -> dict[str, Any]:
-        return self.transact("clearSuspension", authority, self.resolve(requester), reason)
+    def clear_suspension(self, governor: Governor, requester: Who, reason: str) -> dict[str, Any]:
+        return self.govern(governor, "clearSuspension", self.resolve(requester), reason)
+
+    def join_clear_suspension(self, authority: LocalAccount, requester: Who, reason: str) -> Outcome:
+        """One authority's share of a k-of-n clearance (see ``GovernorAgent.join``): proposes it, or approves
+        the same pending clearance, and executes it once the quorum is reached."""
+        data = self._methods["clearSuspension"].encode((self.resolve(requester), reason))
+        return self.governor().join(authority, Call(self.address, data))
 
     def record_access(self, proxy: LocalAccount, patient: Who, grantee: Who, record_id: bytes, action: int,
                       epoch: int, *, keyword_set_hash: bytes = ZERO32) -> AccessEvent:

@@ -233,7 +233,7 @@ def run_journey(net, narrator=None, *, world: SharingWorld | None = None,
     """The paper's four-step hybrid journey, each step narrated and timed."""
     step = _stepper(narrator)
     if world is None:
-        with step("start the authority proxies", "3 proxy processes (nha, pha, mha), registered with addProxy, "
+        with step("start the authority proxies", "3 proxy processes (nha, pha, mha), registered with addProxy (2-of-3 authorities each), "
                   f"{DEFAULT_THRESHOLD}-of-3 threshold") as s:
             world = setup_sharing(net)
             s.actual = f"proxies at {', '.join(world.urls)}; all registered on chain"
@@ -363,9 +363,9 @@ def step_abnormal_access(world: SharingWorld) -> str:
     if exc is None or exc.code is not Refusal.SUSPENDED or not policy.is_suspended(wid):
         raise AssertionError(f"no suspension after {reads} reads (limit {limit}): {exc}")
     expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, "dr-wang", "bob", "bob-diabetes"))
-    policy.clear_suspension(net.keys("nha").account, wid, "identity confirmed by phone")
+    policy.clear_suspension(net.council(), wid, "identity confirmed by phone")  # k-of-n: nha proposes, pha approves
     read_label(world, "dr-wang", "bob", "bob-diabetes")
-    return f"suspended on chain after {reads} reads (limit {limit}/min); refused while suspended; nha cleared it"
+    return f"suspended on chain after {reads} reads (limit {limit}/min); refused while suspended; the authorities (2 of 3) cleared it"
 
 
 def step_expired(world: SharingWorld, seconds: int = 8) -> str:

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import requests
 
+from ..chain.governance import Council
 from ..crypto import PatientSecrets
 from ..devnet import is_running
 from ..crypto._hash import keccak256 as keccak
@@ -83,13 +84,16 @@ def spawn_proxy(net, config: ProxyConfig, *, sock=None, wait: bool = True) -> st
 
 
 def register_proxy(net, authority: str, address: str) -> None:
-    """Fund the proxy's account on the consortium chain and have the authority register it (idempotent)."""
+    """Fund the proxy's account on the consortium chain and register it (idempotent): ``addProxy`` is a k-of-n
+    operation, proposed by ``authority`` and approved by the other authorities of the devnet's council."""
     from ..network import fund_accounts
 
     policy = policy_agent(net)
     fund_accounts(net, net.spec.consortium.name, [address])
     if not policy.is_proxy(address):
-        policy.add_proxy(net.keys(authority).account, address)  # the account's TxSender repairs nonce races
+        council = net.council()
+        others = [a for a in council.members if a.address != net.keys(authority).account.address]
+        policy.add_proxy(Council(net.keys(authority).account, *others), address)
 
 
 def start_proxies(net, threshold: int = DEFAULT_THRESHOLD, *, authorities: Sequence[str] = AUTHORITIES,

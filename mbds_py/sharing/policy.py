@@ -99,7 +99,7 @@ _REASON_MESSAGES = {
     Reason.EXPIRED: "the permission has expired; ask the patient to renew it",
     Reason.ACTION_NOT_ALLOWED: "the permission does not include this action; ask the patient for it",
     Reason.REVOKED: "the patient revoked this permission; ask the patient again",
-    Reason.GRANTEE_SUSPENDED: "the grantee is suspended after abnormal access; a health authority must clear it",
+    Reason.GRANTEE_SUSPENDED: "the grantee is suspended after abnormal access; k health authorities must clear it",
     Reason.OUT_OF_SCOPE: "the grantee's permissions cover other records, not this one",
 }
 
@@ -635,7 +635,8 @@ class PolicyState:
             raise PolicyViolation("AccessPolicyUnknownEmergency", (emergency_id,)) from None
 
     def approve_emergency(self, emergency_id: int, authority: bytes, now: int) -> EmergencyAccess:
-        """``approveEmergencyAccess``: one approval per authority; the quorum activates the access."""
+        """``approveEmergencyAccess``: one approval per authority; the access activates once ``emergency_quorum``
+        of the approvers are active (not suspended in the registry) at that moment."""
         e = self.emergency(emergency_id)
         current = e.state_at(now)
         if current is not EmergencyState.PENDING:
@@ -644,7 +645,7 @@ class PolicyState:
         if authority in e.approvers:
             raise PolicyViolation("AccessPolicyDuplicateEmergencyApproval", (emergency_id, authority))
         e = replace(e, approvals=e.approvals + 1, approvers=e.approvers | {authority})
-        if e.approvals >= self.config.emergency_quorum:
+        if self._active_approvers(e) >= self.config.emergency_quorum:
             e = replace(e, state=EmergencyState.ACTIVE, activated_at=now, expires_at=now + e.duration)
             pair = self._pair(e.patient, e.grantee)
             if pair.emergency_until > now:  # still inside an earlier window: extend, never shorten
@@ -653,6 +654,10 @@ class PolicyState:
                 pair.emergency_from, pair.emergency_until = now, e.expires_at
         self._emergencies[emergency_id] = e
         return e
+
+    def _active_approvers(self, e: EmergencyAccess) -> int:
+        """Approvers not suspended in the registry now (an unknown one counts: the chain checks the caller)."""
+        return sum(1 for a in e.approvers if not (a in self.identities and self.identities[a].suspended))
 
     # -- suspension -----------------------------------------------------------------------------
 

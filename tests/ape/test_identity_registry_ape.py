@@ -22,7 +22,7 @@ def kmc(accounts):
 
 @pytest.fixture(scope="module")
 def registry(project, kmc):
-    return kmc.deploy(project.IdentityRegistry, kmc)
+    return kmc.deploy(project.IdentityRegistry, kmc, 2, 86400)  # k = 2 authorities, 1-day delay
 
 
 def test_kmc_registers_a_patient(registry, kmc, accounts):

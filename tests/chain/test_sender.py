@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import Council, GovernanceParams
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.chain.sender import Endpoint, PendingTx, SenderTiming, TxSender, endpoint_for, sender_for
 from mbds_py.devnet import DEV_DEPLOYER_KEY, DEV_MNEMONIC
@@ -455,7 +456,8 @@ def _registry(node: Node) -> tuple[ChainClient, IdentityRegistryAgent, Participa
     client = ChainClient(node.url, name="reverts")
     kmc = Account.from_key(keccak(text="test-sender/kmc"))
     art = artifact("IdentityRegistry")
-    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address)
+    address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(), kmc.address,
+                               *GovernanceParams().as_args())
     hospital = Participant(keccak(text="s/hospital"), "h", Role.HOSPITAL,
                            Account.from_key(keccak(text="s/h")).address, pre_key("s/h"), peks_key("s/h"))
     return client, IdentityRegistryAgent(client, address), hospital
@@ -496,23 +498,23 @@ def test_the_proxys_audits_share_the_sender_and_decode_refusals(nodes, kind, blo
     endpoint_for(node.url, "audit", QUICK)
     client = ChainClient(node.url, name="audit")
     accounts = {label: Account.from_key(keccak(text=f"test-sender/audit/{label}"))
-                for label in ("kmc", "hospital", "doctor", "patient", "authority", "proxy")}
+                for label in ("kmc", "hospital", "doctor", "patient", "authority", "authority-2", "proxy")}
     funding = client.sender(deployer())
     for p in [funding.submit(a.address, value=10**21, gas=21_000) for a in accounts.values()]:
         p.wait(30)
     art = artifact("IdentityRegistry")
     registry_address, _ = client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer(),
-                                        accounts["kmc"].address)
+                                        accounts["kmc"].address, *GovernanceParams().as_args())
     registry = IdentityRegistryAgent(client, registry_address)
     ids = {label: keccak(text=f"test-sender/audit-id/{label}") for label in accounts}
     roles = {"hospital": Role.HOSPITAL, "doctor": Role.DOCTOR, "patient": Role.PATIENT,
-             "authority": Role.AUTHORITY_NATIONAL}
+             "authority": Role.AUTHORITY_NATIONAL, "authority-2": Role.AUTHORITY_PROVINCIAL}
     for label, role in roles.items():
         registry.register(accounts["kmc"], Participant(
             ids[label], label, role, accounts[label].address, pre_key(label), peks_key(label),
             institution=ids["hospital"] if label == "doctor" else b"\0" * 32))
     policy = AccessPolicyAgent.deploy(client, deployer(), registry_address, PolicyConfig())
-    policy.add_proxy(accounts["authority"], accounts["proxy"].address)
+    policy.add_proxy(Council(accounts["authority"], accounts["authority-2"]), accounts["proxy"].address)  # k = 2
     record = keccak(text="test-sender/audit-record")
 
     def grant() -> None:

@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import Council
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.chain.sender import PendingTx
 from mbds_py.consortium import (
@@ -74,7 +75,7 @@ class Net:
     identity: IdentityRegistryAgent
     credit: CreditRegistryAgent
     index: ConsortiumIndexAgent | None
-    governor: LocalAccount
+    governor: Council  # two authorities: the governor's quorum (k = 2)
     reporter: LocalAccount
     insts: dict[bytes, Inst] = field(default_factory=dict)
 
@@ -89,6 +90,14 @@ class Net:
 
     def by_order(self) -> list[Inst]:
         return list(self.insts.values())
+
+    # -- governance -----------------------------------------------------------------------------
+
+    def as_governor(self, fn_name: str, *args) -> dict:
+        """Call a governed CreditRegistry function as its AuthorityGovernor (Anvil impersonation): for
+        tests about what a parameter change does, not about the k-of-n and the delay that precede it
+        (those are tests/contracts/test_governance.py)."""
+        return as_contract(self.client, self.credit.governor().address, self.credit.contract, fn_name, list(args))
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -189,7 +198,7 @@ class BatchSender:
 
 
 def register_population(client: ChainClient, identity: IdentityRegistryAgent, credit: CreditRegistryAgent,
-                        kmc: LocalAccount, governor: LocalAccount, dims: Sequence[Dimensions], *, prefix: str,
+                        kmc: LocalAccount, governor: Council, dims: Sequence[Dimensions], *, prefix: str,
                         willing: bool = True) -> list[Inst]:
     """Register institutions in the IdentityRegistry (KMC) and the CreditRegistry (governance)."""
     insts = []
@@ -203,11 +212,13 @@ def register_population(client: ChainClient, identity: IdentityRegistryAgent, cr
         fund(client, inst.account.address)
         batch.send(identity.contract, "register", [inst.id, inst.account.address, int(inst.role), ZERO32,
                                                    pre_key(inst.label), peks_key(inst.label)], kmc, 400_000)
-    for inst in insts:
-        batch.send(credit.contract, "registerInstitution", [inst.id, inst.dimensions.as_tuple()], governor, 300_000)
-        if willing:
-            batch.send(credit.contract, "setWilling", [True], inst.account, 100_000)
     batch.finish()
+    credit.register_institutions(governor, [(inst.id, inst.dimensions) for inst in insts])  # k-of-n, in chunks
+    if willing:
+        batch = BatchSender(client)
+        for inst in insts:
+            batch.send(credit.contract, "setWilling", [True], inst.account, 100_000)
+        batch.finish()
     return insts
 
 
@@ -216,13 +227,16 @@ def build_net(client: ChainClient, identity_address: str, kmc: LocalAccount, dep
               incentives: Incentives = Incentives(), weights: Weights = Weights(), quorum: int | None = None,
               slot_seconds: int = 600, prefix: str = "inst", with_index: bool = True, elect: bool = True) -> Net:
     identity = IdentityRegistryAgent(client, identity_address)
-    governor = account(f"{prefix}/governor")
+    authorities = (account(f"{prefix}/governor"), account(f"{prefix}/governor-2"))
     reporter = account(f"{prefix}/reporter")
-    for a in (governor, reporter):
+    for a in (*authorities, reporter):
         fund(client, a.address)
-    identity.register(kmc, Participant(id=keccak(text=f"authority/{prefix}"), name="authority",
-                                       role=Role.AUTHORITY_NATIONAL, address=governor.address,
-                                       pre_key=pre_key(f"{prefix}/authority"), peks_key=peks_key(f"{prefix}/authority")))
+    for n, (a, role) in enumerate(zip(authorities, (Role.AUTHORITY_NATIONAL, Role.AUTHORITY_PROVINCIAL))):
+        label = f"{prefix}/authority" + (f"-{n + 1}" if n else "")
+        identity.register(kmc, Participant(id=keccak(text=f"authority/{prefix}" + (f"/{n + 1}" if n else "")),
+                                           name=f"authority-{n}", role=role, address=a.address,
+                                           pre_key=pre_key(label), peks_key=peks_key(label)))
+    governor = Council(*authorities)
     credit = CreditRegistryAgent.deploy(client, deployer, identity_address, rpn_count=rpn_count, atn_count=atn_count,
                                         reserve_capacity=reserve_capacity, weights=weights, incentives=incentives)
     insts = register_population(client, identity, credit, kmc, governor, dims, prefix=prefix)

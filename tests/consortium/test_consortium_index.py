@@ -304,7 +304,7 @@ def test_attestations_do_not_carry_over_to_a_tampered_header(net, pending):
 def test_advance_round_reverts_for_anyone_but_the_clock(net, who):
     """H-1: a reporter, a health authority or a producer calling the registry's advanceRound is refused."""
     net.credit.set_reporter(net.governor, net.reporter.address, True)
-    attacker = {"reporter": net.reporter, "governor": net.governor, "rpn": rpn(net, 0).account}[who]
+    attacker = {"reporter": net.reporter, "governor": net.governor.lead, "rpn": rpn(net, 0).account}[who]
     with reverts("CreditRegistryNotClock", attacker.address):
         net.client.transact(net.credit.contract.functions.advanceRound(), attacker, contract="CreditRegistry")
     assert net.credit.round() == 0

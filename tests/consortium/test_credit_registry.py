@@ -15,7 +15,7 @@ from mbds_py.consortium.agents import ConsortiumIndexAgent, CreditRegistryAgent
 from mbds_py.consortium.election import elect
 from mbds_py.identity import Participant, Role
 from tests.conftest import peks_key, pre_key
-from tests.consortium._consortium_support import SMALL_INCENTIVES, BatchSender, account, as_contract, fund, reverts
+from tests.consortium._consortium_support import SMALL_INCENTIVES, account, as_contract, fund, reverts
 
 ZERO32 = bytes(32)
 
@@ -62,7 +62,7 @@ def test_register_institution_binds_identity_account_and_emits_event(net, kmc):
 def test_register_reverts_for_non_governor(net, kmc):
     p = new_participant(net, kmc, "h-ng")
     intruder = ranked(net)[0].account
-    with reverts("CreditRegistryNotGovernor", intruder.address):
+    with reverts("CreditRegistryNotGovernance", intruder.address):
         net.credit.register_institution(intruder, p.id, Dimensions(1, 1, 1))
 
 
@@ -93,9 +93,8 @@ def test_register_reverts_for_suspended_participant(net, kmc):
 
 def test_register_reverts_for_raw_dimension_above_10000(net, kmc):
     p = new_participant(net, kmc, "h-dims2")
-    fn = net.credit.contract.functions.registerInstitution(p.id, (10_001, 0, 0))
     with reverts("CreditRegistryInvalidDimensions", p.id, (10_001, 0, 0)):
-        net.client.transact(fn, net.governor, contract="CreditRegistry")
+        net.as_governor("registerInstitution", p.id, (10_001, 0, 0))
 
 
 # -- governance --------------------------------------------------------------------------------------------
@@ -104,7 +103,7 @@ def test_register_reverts_for_raw_dimension_above_10000(net, kmc):
 def test_set_dimensions_emits_event_and_changes_credit(net):
     inst = ranked(net)[12]
     dims = Dimensions(10_000, 10_000, 10_000)
-    receipt = net.credit.set_dimensions(net.governor, inst.id, dims)
+    receipt = net.as_governor("setDimensions", inst.id, dims.as_tuple())
     (ev,) = net.credit.events(receipt, "DimensionsSet")
     assert ev == {"id": inst.id, "dimensions": dims, "credit": 10_000}
     assert net.credit.credit_of(inst.id) == 10_000
@@ -112,16 +111,16 @@ def test_set_dimensions_emits_event_and_changes_credit(net):
 
 def test_set_dimensions_reverts_for_non_governor_and_unknown(net):
     inst = ranked(net)[0]
-    with reverts("CreditRegistryNotGovernor", inst.account.address):
+    with reverts("CreditRegistryNotGovernance", inst.account.address):
         net.credit.set_dimensions(inst.account, inst.id, Dimensions(1, 1, 1))
     ghost = keccak(text="ghost")
     with reverts("CreditRegistryUnknownInstitution", ghost):
-        net.credit.set_dimensions(net.governor, ghost, Dimensions(1, 1, 1))
+        net.as_governor("setDimensions", ghost, Dimensions(1, 1, 1).as_tuple())
 
 
 def test_set_weights_emits_event_and_reweights_every_credit(net):
     w = Weights(2000, 2000, 6000)
-    receipt = net.credit.set_weights(net.governor, w)
+    receipt = net.as_governor("setWeights", w.as_tuple())
     assert net.credit.events(receipt, "WeightsSet") == [{"weights": w}]
     assert net.credit.weights() == w
     inst = ranked(net)[3]
@@ -129,27 +128,26 @@ def test_set_weights_emits_event_and_reweights_every_credit(net):
 
 
 def test_set_weights_reverts_when_not_summing_to_10000(net):
-    fn = net.credit.contract.functions.setWeights((5000, 3000, 1000))
     with reverts("CreditRegistryInvalidWeights", (5000, 3000, 1000)):
-        net.client.transact(fn, net.governor, contract="CreditRegistry")
+        net.as_governor("setWeights", (5000, 3000, 1000))
 
 
 def test_set_weights_reverts_for_non_governor(net):
     stranger = ranked(net)[1].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         net.credit.set_weights(stranger, Weights())
 
 
 def test_set_incentives_emits_event(net):
     inc = Incentives(5, 4, 3, 2000, 700, 90, 4000)
-    receipt = net.credit.set_incentives(net.governor, inc)
+    receipt = net.as_governor("setIncentives", inc.as_tuple())
     assert net.credit.events(receipt, "IncentivesSet") == [{"incentives": inc}]
     assert net.credit.incentives() == inc
 
 
 def test_set_incentives_reverts_for_non_governor(net):
     stranger = ranked(net)[1].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         net.credit.set_incentives(stranger, Incentives())
 
 
@@ -166,7 +164,7 @@ def test_set_reporter_is_idempotent_and_evented(net):
 
 def test_set_reporter_reverts_for_non_governor(net):
     stranger = ranked(net)[1].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         net.credit.set_reporter(stranger, stranger.address, True)
 
 
@@ -175,14 +173,15 @@ def test_clear_penalties_emits_event_and_is_idempotent(net, reporter):
     net.credit.penalise(reporter, inst.id, Offence.MISSED_SLOT)
     receipt = net.credit.clear_penalties(net.governor, inst.id)
     (ev,) = net.credit.events(receipt, "PenaltiesCleared")
-    assert ev == {"id": inst.id, "governor": net.governor.address, "cleared": SMALL_INCENTIVES.missed_slot_penalty,
+    assert ev == {"id": inst.id, "governor": net.credit.governor().address,
+                  "cleared": SMALL_INCENTIVES.missed_slot_penalty,
                   "credit": credit_score(inst.dimensions, Weights())}
     assert net.credit.events(net.credit.clear_penalties(net.governor, inst.id), "PenaltiesCleared") == []
 
 
 def test_clear_penalties_reverts_for_non_governor(net):
     stranger = ranked(net)[1].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         net.credit.clear_penalties(stranger, ranked(net)[0].id)
 
 
@@ -262,8 +261,8 @@ def test_reporter_functions_revert_for_non_reporter(net, call):
             "penalise": (target, Offence.MISSED_SLOT)}[call]
     with reverts("CreditRegistryNotReporter", caller.address):
         getattr(net.credit, call)(caller, *args)
-    with reverts("CreditRegistryNotReporter", net.governor.address):  # governance is not a reporter
-        getattr(net.credit, call)(net.governor, *args)
+    with reverts("CreditRegistryNotReporter", net.governor.lead.address):  # an authority is not a reporter
+        getattr(net.credit, call)(net.governor.lead, *args)
 
 
 def test_reward_reverts_for_unknown_institution(net, reporter):
@@ -303,7 +302,7 @@ def test_set_clock_reverts_for_non_governor(net, deployer):
     fresh = _unbound_registry(net, deployer)
     index = ConsortiumIndexAgent.deploy(net.client, deployer, fresh.address, genesis_time=0, slot_seconds=60, quorum=3)
     stranger = ranked(net)[0].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         fresh.set_clock(stranger, index.address)
 
 
@@ -319,7 +318,7 @@ def test_set_clock_reverts_for_an_account_or_another_registrys_index(net, deploy
 
 def test_without_a_clock_nobody_advances_the_round(net, deployer):
     fresh = _unbound_registry(net, deployer)
-    for caller in (net.governor, net.reporter):
+    for caller in (net.governor.lead, net.reporter):
         with reverts("CreditRegistryNotClock", caller.address):
             net.client.transact(fresh.contract.functions.advanceRound(), caller, contract="CreditRegistry")
 
@@ -340,7 +339,7 @@ def test_first_election_is_active_at_once_with_the_python_sets(net):
 
 def test_election_applies_from_the_next_round(net, reporter):
     last = ranked(net)[13]
-    net.credit.set_dimensions(net.governor, last.id, Dimensions(10_000, 10_000, 10_000))
+    net.as_governor("setDimensions", last.id, Dimensions(10_000, 10_000, 10_000).as_tuple())
     ranking = net.credit.current_ranking()
     assert ranking[0] == last.id
     receipt = net.credit.elect(net.governor, ranking)
@@ -359,7 +358,7 @@ def test_election_applies_from_the_next_round(net, reporter):
 
 def test_elect_reverts_for_non_governor(net):
     stranger = ranked(net)[0].account
-    with reverts("CreditRegistryNotGovernor", stranger.address):
+    with reverts("CreditRegistryNotGovernance", stranger.address):
         net.credit.elect(stranger, net.credit.current_ranking())
 
 
@@ -383,7 +382,7 @@ def test_elect_repairs_an_out_of_order_ranking(net):
 
 def test_elect_ties_are_broken_by_the_lower_id(net):
     a, b = ranked(net)[2], ranked(net)[3]
-    net.credit.set_dimensions(net.governor, b.id, a.dimensions)  # equal credit
+    net.as_governor("setDimensions", b.id, a.dimensions.as_tuple())  # equal credit
     low, high = sorted([a.id, b.id])
     r = list(net.credit.current_ranking())
     assert r.index(low) + 1 == r.index(high)
@@ -500,7 +499,7 @@ def test_a_raised_threshold_unseats_members_below_it_at_the_next_round(net):
     weakest_rpn = ranked(net)[4]
     inc = net.credit.incentives()
     raised = dataclasses.replace(inc, removal_threshold=net.credit.credit_of(weakest_rpn.id) + 1)
-    net.credit.set_incentives(net.governor, raised)
+    net.as_governor("setIncentives", raised.as_tuple())
     receipt = net.advance_round()
     assert weakest_rpn.id in {e["id"] for e in net.credit.events(receipt, "RemovalScheduled")}
     assert net.credit.seat_of(weakest_rpn.id) == (SeatKind.NONE, 0)
@@ -618,12 +617,9 @@ def test_python_ranking_is_what_the_contract_elects(net, scores):
     """Coarse random scores (many ties): the Python ranking is accepted and gives the same seats."""
     snap = net.client.snapshot()
     try:
-        batch = BatchSender(net.client)
-        batch.send(net.credit.contract, "setIncentives", [Incentives(removal_threshold=0).as_tuple()], net.governor,
-                   100_000)
+        net.as_governor("setIncentives", Incentives(removal_threshold=0).as_tuple())
         for inst, (g, s, e) in zip(ranked(net), scores):
-            batch.send(net.credit.contract, "setDimensions", [inst.id, (g, s, e)], net.governor, 200_000)
-        batch.finish()
+            net.as_governor("setDimensions", inst.id, (g, s, e))
         records = net.credit.institutions()
         assert [r.dimensions.as_tuple() for r in records] == scores
         for r in records[:3]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
+from mbds_py.chain.governance import Council
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.errors import ContractRevert
 from mbds_py.identity import Participant, Role
@@ -26,14 +27,22 @@ def registry(chain, identity_address) -> IdentityRegistryAgent:
 
 @pytest.fixture()
 def population(registry, kmc, make_account):
-    """A hospital, a doctor of it, a patient and a municipal health authority."""
+    """A hospital, a doctor of it, a patient and two health authorities (municipal, provincial)."""
     hospital = person("hospital", Role.HOSPITAL, make_account("hospital"))
     authority = person("authority", Role.AUTHORITY_MUNICIPAL, make_account("authority"))
     doctor = person("doctor", Role.DOCTOR, make_account("doctor"), institution=hospital.id)
     patient = person("patient", Role.PATIENT, make_account("patient"))
-    for p in (hospital, authority, doctor, patient):
+    authority_b = person("authority-b", Role.AUTHORITY_PROVINCIAL, make_account("authority-b"))
+    for p in (hospital, authority, doctor, patient, authority_b):
         registry.register(kmc, p)
-    return {"hospital": hospital, "authority": authority, "doctor": doctor, "patient": patient}
+    return {"hospital": hospital, "authority": authority, "doctor": doctor, "patient": patient,
+            "authority-b": authority_b}
+
+
+@pytest.fixture()
+def council(make_account, population) -> Council:
+    """The two authorities: the governor's quorum (k = 2)."""
+    return Council(make_account("authority"), make_account("authority-b"))
 
 
 
@@ -99,14 +108,14 @@ def test_register_doctor_without_hospital_reverts(registry, kmc, make_account, p
         registry.register(kmc, orphan)
 
 
-def test_register_doctor_under_suspended_hospital_reverts(acct, registry, kmc, make_account, population):
+def test_register_doctor_under_suspended_hospital_reverts(acct, registry, kmc, make_account, population, council):
     hospital = population["hospital"]
     registry.suspend(acct("authority"), hospital.id, "licence withdrawn")
     recruit = person("recruit", Role.DOCTOR, make_account("recruit"), institution=hospital.id)
     with reverts("IdentityRegistryInstitutionSuspended", recruit.id, hospital.id):
         registry.register(kmc, recruit)
-    assert registry.count() == 4  # nothing was written
-    registry.reinstate(acct("authority"), hospital.id, "licence restored")
+    assert registry.count() == 5  # nothing was written
+    registry.reinstate(council, hospital.id, "licence restored")
     receipt = registry.register(kmc, recruit)  # an active institution again: accepted
     (ev,) = registry.events(receipt, "ParticipantRegistered")
     assert (ev["id"], ev["institution"]) == (recruit.id, hospital.id)
@@ -175,7 +184,7 @@ def acct(make_account):
     return make_account
 
 
-def test_authority_suspends_and_reinstates(acct, population, registry):
+def test_authority_suspends_and_the_governor_reinstates(acct, population, registry, council):
     auth = acct("authority")
     doctor = population["doctor"]
     receipt = registry.suspend(auth, doctor.id, "abnormal access rate")
@@ -183,19 +192,19 @@ def test_authority_suspends_and_reinstates(acct, population, registry):
     assert ev == {"id": doctor.id, "authority": population["authority"].id, "reason": "abnormal access rate"}
     assert registry.get(doctor.id).suspended
     assert not registry.is_active(doctor.address)
-    receipt = registry.reinstate(auth, doctor.id, "cleared by review")
+    receipt = registry.reinstate(council, doctor.id, "cleared by review")  # k-of-n: the governor acts
     (ev,) = registry.events(receipt, "ParticipantReinstated")
-    assert ev == {"id": doctor.id, "authority": population["authority"].id, "reason": "cleared by review"}
+    assert ev == {"id": doctor.id, "authority": ZERO32, "reason": "cleared by review"}
     assert registry.is_active(doctor.address)
 
 
-def test_suspension_count_moves_on_every_suspension_only(acct, population, registry):
+def test_suspension_count_moves_on_every_suspension_only(acct, population, registry, council):
     """What lets the CreditRegistry notice a suspension at a round boundary in O(1) (issue 13, L-4)."""
     count = lambda: registry.contract.functions.suspensionCount().call()  # noqa: E731
     before = count()
     registry.suspend(acct("authority"), population["doctor"].id, "audit")
     assert count() == before + 1
-    registry.reinstate(acct("authority"), population["doctor"].id, "cleared")
+    registry.reinstate(council, population["doctor"].id, "cleared")
     assert count() == before + 1  # a reinstatement never makes anyone ineligible
     registry.suspend(acct("authority"), population["doctor"].id, "again")
     assert count() == before + 2
@@ -207,17 +216,20 @@ def test_suspend_reverts_for_non_authority(acct, population, registry):
         registry.suspend(hospital_acct, population["patient"].id, "no")
 
 
-def test_reinstate_reverts_for_non_authority(acct, population, registry):
+def test_reinstate_reverts_for_one_authority_or_a_non_authority(acct, population, registry):
     registry.suspend(acct("authority"), population["patient"].id, "x")
-    doctor_acct = acct("doctor")
-    with reverts("IdentityRegistryNotAuthority", doctor_acct.address):
-        registry.reinstate(doctor_acct, population["patient"].id, "no")
+    for caller in (acct("doctor"), acct("authority")):  # one authority alone is not the governor either
+        with reverts("IdentityRegistryNotGovernance", caller.address):
+            registry.reinstate(caller, population["patient"].id, "no")
 
 
 def test_suspended_authority_cannot_suspend(acct, population, registry, kmc, make_account):
     second = person("authority2", Role.AUTHORITY_NATIONAL, make_account("authority2"))
     registry.register(kmc, second)
-    registry.suspend(make_account("authority2"), population["authority"].id, "under review")
+    with reverts("IdentityRegistryNotGovernance", make_account("authority2").address):  # not alone
+        registry.suspend(make_account("authority2"), population["authority"].id, "under review")
+    registry.suspend(Council(make_account("authority2"), make_account("authority-b")), population["authority"].id,
+                     "under review")
     auth = acct("authority")
     with reverts("IdentityRegistryNotAuthority", auth.address):
         registry.suspend(auth, population["patient"].id, "no")
@@ -230,14 +242,15 @@ def test_suspend_twice_reverts(acct, population, registry):
         registry.suspend(auth, population["patient"].id, "x")
 
 
-def test_reinstate_active_reverts(acct, population, registry):
+def test_reinstate_active_reverts(acct, population, registry, council):
     with reverts("IdentityRegistrySuspensionUnchanged", population["patient"].id, False):
-        registry.reinstate(acct("authority"), population["patient"].id, "x")
+        registry.reinstate(council, population["patient"].id, "x")
 
 
-def test_authority_cannot_suspend_itself(acct, population, registry):
-    with reverts("IdentityRegistrySelfSuspension", population["authority"].id):
-        registry.suspend(acct("authority"), population["authority"].id, "x")
+def test_authority_cannot_suspend_itself_or_another_authority_alone(acct, population, registry):
+    for target in ("authority", "authority-b"):
+        with reverts("IdentityRegistryNotGovernance", acct("authority").address):
+            registry.suspend(acct("authority"), population[target].id, "x")
 
 
 def test_suspend_unknown_participant_reverts(acct, population, registry):

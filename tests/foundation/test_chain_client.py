@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import GovernanceParams
 from mbds_py.chain.sender import Endpoint, TxSender
 from mbds_py.toolchain import artifact
 
@@ -13,11 +14,14 @@ def test_a_stale_local_nonce_is_re_read_and_the_transaction_sent(anvil_url, chai
     art = artifact("IdentityRegistry")
     first = ChainClient(anvil_url, name="a")
     start = first.w3.eth.get_transaction_count(sender.address)
-    first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address)  # caches nonce n + 1
-    init = first.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode).constructor(kmc.address) \
+    first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
+                 *GovernanceParams().as_args())  # caches nonce n + 1
+    factory = first.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode)
+    init = factory.constructor(kmc.address, *GovernanceParams().as_args()) \
         .build_transaction({"from": sender.address, "gas": 1, "gasPrice": 1, "nonce": 0, "chainId": first.chain_id})
     TxSender(Endpoint(anvil_url, "b"), sender).transact(None, init["data"], gas=3_000_000)  # takes n + 1
-    address, receipt = first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address)
+    address, receipt = first.deploy("IdentityRegistry", art.abi, art.bytecode, sender, kmc.address,
+                                    *GovernanceParams().as_args())
     assert receipt["status"] == 1 and first.code_hash(address) is not None
     assert first.w3.eth.get_transaction_count(sender.address) == start + 3
 
@@ -35,7 +39,8 @@ def test_send_then_wait_by_hash_and_decoded_receipts(anvil_url, chain, deployer,
     art = artifact("IdentityRegistry")
     factory = client.w3.eth.contract(abi=art.abi, bytecode="0x" + art.bytecode)
     client.errors.add_abi("IdentityRegistry", art.abi)
-    hashes = [client.send(factory.constructor(kmc.address), deployer, contract="IdentityRegistry") for _ in range(3)]
+    hashes = [client.send(factory.constructor(kmc.address, *GovernanceParams().as_args()), deployer,
+                          contract="IdentityRegistry") for _ in range(3)]
     receipts = [client.wait(h, contract="IdentityRegistry") for h in hashes]
     assert [r["transactionHash"] for r in receipts] == hashes
     assert all(r["status"] == 1 and r["contractAddress"] for r in receipts)

@@ -10,6 +10,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import GovernanceParams
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.devnet import DEV_DEPLOYER_KEY, launch_chain
 from mbds_py.errors import ContractRevert
@@ -33,7 +34,8 @@ def test_identity_registry_smoke_on_ganache(ganache):
     kmc = Account.from_key(keccak(text="ganache/kmc"))
     ganache.transfer(deployer, kmc.address, 10**20)
     art = artifact("IdentityRegistry")
-    address, _ = ganache.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    address, _ = ganache.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address,
+                                *GovernanceParams().as_args())
     agent = IdentityRegistryAgent(ganache, address)
     hospital = Participant(keccak(text="g/hospital"), "h", Role.HOSPITAL, Account.from_key(keccak(text="g/h")).address,
                            pre_key("g/h"), peks_key("g/h"))
@@ -60,7 +62,8 @@ def test_every_contract_deploys_and_slip_ledger_commits_on_ganache(ganache):
     deployer = Account.from_key(DEV_DEPLOYER_KEY)
     kmc = Account.from_key(keccak(text="ganache/kmc2"))
     identity, _ = ganache.deploy("IdentityRegistry", artifact("IdentityRegistry").abi,
-                                 artifact("IdentityRegistry").bytecode, deployer, kmc.address)
+                                 artifact("IdentityRegistry").bytecode, deployer, kmc.address,
+                                 *GovernanceParams().as_args())
     credit, _ = ganache.deploy("CreditRegistry", artifact("CreditRegistry").abi, artifact("CreditRegistry").bytecode,
                                deployer, identity, 5, 3, 4, Weights().as_tuple(), Incentives().as_tuple())
     for name, args in [("ConsortiumIndex", (credit, 1_700_000_000, 4, 2)),

@@ -9,6 +9,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import Council
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.errors import ContractRevert
 from mbds_py.identity import Role
@@ -54,6 +55,10 @@ class World:
     accounts: dict[str, LocalAccount]
     proxy: LocalAccount
     kmc: LocalAccount
+
+    def council(self, *labels: str) -> Council:
+        """Authorities that together reach the governor's quorum (k = 2): national and provincial by default."""
+        return Council(*(self.acct(a) for a in (labels or ("authority-national", "authority-provincial"))))
 
     def acct(self, label: str) -> LocalAccount:
         return self.accounts[label]

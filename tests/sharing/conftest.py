@@ -10,6 +10,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from mbds_py.chain.client import ChainClient
+from mbds_py.chain.governance import Council, GovernanceParams
 from mbds_py.chain.identity import IdentityRegistryAgent
 from mbds_py.identity import Participant
 from mbds_py.sharing.agent import AccessPolicyAgent
@@ -23,7 +24,8 @@ from tests.sharing._support import CONFIG, POPULATION, World, pid
 def sharing_world(session_client: ChainClient, deployer: LocalAccount, kmc: LocalAccount, make_account) -> World:
     """Registry + population + AccessPolicy + one proxy, deployed once (before any snapshot)."""
     art = artifact("IdentityRegistry")
-    registry_address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address)
+    registry_address, _ = session_client.deploy("IdentityRegistry", art.abi, art.bytecode, deployer, kmc.address,
+                                                *GovernanceParams().as_args())
     registry = IdentityRegistryAgent(session_client, registry_address)
     accounts = {label: make_account(f"sharing/{label}") for label in POPULATION}
     for label, (role, inst) in POPULATION.items():
@@ -32,7 +34,7 @@ def sharing_world(session_client: ChainClient, deployer: LocalAccount, kmc: Loca
             peks_key=peks_key(label), institution=pid(inst) if inst else ZERO32))
     policy = AccessPolicyAgent.deploy(session_client, deployer, registry_address, CONFIG)
     proxy = make_account("sharing/proxy")
-    policy.add_proxy(accounts["authority-national"], proxy.address)
+    policy.add_proxy(Council(accounts["authority-national"], accounts["authority-provincial"]), proxy.address)
     return World(session_client, policy, registry, accounts, proxy, kmc)
 
 

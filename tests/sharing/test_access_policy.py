@@ -652,9 +652,25 @@ def test_emergency_approval_reverts_for_non_authority(world, caller):
         world.policy.approve_emergency(acct, e.id)
 
 
+def test_an_approver_suspended_before_activation_does_not_count(world):
+    """The quorum counts approvers still active when the access activates (issue 13, M-3 item 3)."""
+    e = emergency(world)
+    world.policy.approve_emergency(world.acct("authority-national"), e.id)
+    world.registry.suspend(world.council("authority-provincial", "authority-municipal"), world.id("authority-national"),
+                           "key leak")
+    receipt = world.policy.approve_emergency(world.acct("authority-provincial"), e.id)
+    assert world.policy.events(receipt, "EmergencyAccessActivated") == []  # 2 approvals, 1 still active
+    assert world.policy.emergency(e.id).state is EmergencyState.PENDING
+    assert check(world, "doctor-b1").allowed is False
+    receipt = world.policy.approve_emergency(world.acct("authority-municipal"), e.id)
+    assert len(world.policy.events(receipt, "EmergencyAccessActivated")) == 1
+    assert world.policy.emergency(e.id).state is EmergencyState.ACTIVE
+
+
 def test_suspended_authority_cannot_approve_emergencies(world):
     e = emergency(world)
-    world.registry.suspend(world.acct("authority-provincial"), world.id("authority-national"), "key leak")
+    world.registry.suspend(world.council("authority-provincial", "authority-municipal"), world.id("authority-national"),
+                           "key leak")
     national = world.acct("authority-national")
     with reverts("AccessPolicyNotAuthority", national.address):
         world.policy.approve_emergency(national, e.id)
@@ -772,43 +788,44 @@ def test_record_access_reverts_for_non_proxy(world):
             world.policy.record_access(acct, world.id("patient"), world.id("doctor-b1"), R1, Action.READ, 0)
 
 
-def test_authority_adds_and_removes_proxies_idempotently(world, make_account):
+def test_governor_adds_and_removes_proxies_idempotently(world, make_account):
     proxy2 = make_account("sharing/proxy-2")
-    auth = world.acct("authority-provincial")
-    receipt = world.policy.add_proxy(auth, proxy2.address)
+    council = world.council("authority-provincial", "authority-municipal")
+    receipt = world.policy.add_proxy(council, proxy2.address)
     (ev,) = world.policy.events(receipt, "ProxyAdded")
-    assert ev == {"proxy": proxy2.address, "authority": world.id("authority-provincial")}
-    assert world.policy.add_proxy(auth, proxy2.address)["logs"] == []
-    receipt = world.policy.remove_proxy(auth, proxy2.address)
+    assert ev == {"proxy": proxy2.address, "authority": ZERO32}  # the governor (k authorities) acted
+    assert world.policy.events(world.policy.add_proxy(council, proxy2.address), "ProxyAdded") == []
+    receipt = world.policy.remove_proxy(council, proxy2.address)
     (ev,) = world.policy.events(receipt, "ProxyRemoved")
-    assert ev == {"proxy": proxy2.address, "authority": world.id("authority-provincial")}
-    assert world.policy.remove_proxy(auth, proxy2.address)["logs"] == []
+    assert ev == {"proxy": proxy2.address, "authority": ZERO32}
+    assert world.policy.events(world.policy.remove_proxy(council, proxy2.address), "ProxyRemoved") == []
     assert not world.policy.is_proxy(proxy2.address)
 
 
 def test_removed_proxy_can_no_longer_record(world):
     grant(world, "doctor-b1")
-    world.policy.remove_proxy(world.acct("authority-national"), world.proxy.address)
+    world.policy.remove_proxy(world.council(), world.proxy.address)
     with reverts("AccessPolicyNotProxy", world.proxy.address):
         record_access(world, "doctor-b1")
 
 
-@pytest.mark.parametrize("caller", ["doctor-a1", "hospital-a", "patient"])
-def test_add_proxy_reverts_for_non_authority(world, caller, make_account):
-    acct = world.acct(caller)
-    with reverts("AccessPolicyNotAuthority", acct.address):
+@pytest.mark.parametrize("caller", ["doctor-a1", "hospital-a", "patient", "authority-national"])
+def test_add_proxy_reverts_for_anyone_but_the_governor(world, caller, make_account):
+    acct = world.acct(caller)  # one authority alone included (M-3)
+    with reverts("AccessPolicyNotGovernance", acct.address):
         world.policy.add_proxy(acct, make_account("sharing/proxy-2").address)
 
 
-def test_remove_proxy_reverts_for_non_authority(world):
-    with reverts("AccessPolicyNotAuthority", world.proxy.address):
-        world.policy.remove_proxy(world.proxy, world.proxy.address)
+def test_remove_proxy_reverts_for_anyone_but_the_governor(world):
+    for acct in (world.proxy, world.acct("authority-provincial")):
+        with reverts("AccessPolicyNotGovernance", acct.address):
+            world.policy.remove_proxy(acct, world.proxy.address)
 
 
 def test_add_zero_proxy_reverts(world):
     zero = "0x" + "00" * 20
     with reverts("AccessPolicyInvalidProxy", zero):
-        world.policy.add_proxy(world.acct("authority-national"), zero)
+        world.policy.add_proxy(world.council(), zero)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -816,7 +833,7 @@ def test_add_zero_proxy_reverts(world):
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_proxy_suspends_a_requester_until_an_authority_clears_it(world):
+def test_proxy_suspends_a_requester_until_the_governor_clears_it(world):
     grant(world, "doctor-b1")
     receipt = world.policy.suspend_requester(world.proxy, world.id("doctor-b1"), "300 reads in 60 s")
     (ev,) = world.policy.events(receipt, "RequesterSuspended")
@@ -825,10 +842,10 @@ def test_proxy_suspends_a_requester_until_an_authority_clears_it(world):
     assert check(world, "doctor-b1") == Decision(False, Reason.GRANTEE_SUSPENDED, 0)
     with denied(world, "doctor-b1", Reason.GRANTEE_SUSPENDED):
         record_access(world, "doctor-b1")
-    receipt = world.policy.clear_suspension(world.acct("authority-municipal"), world.id("doctor-b1"), "verified")
+    receipt = world.policy.clear_suspension(world.council("authority-municipal", "authority-national"),
+                                            world.id("doctor-b1"), "verified")
     (ev,) = world.policy.events(receipt, "RequesterCleared")
-    assert ev == {"requester": world.id("doctor-b1"), "authority": world.id("authority-municipal"),
-                  "reason": "verified"}
+    assert ev == {"requester": world.id("doctor-b1"), "authority": ZERO32, "reason": "verified"}
     assert check(world, "doctor-b1").allowed
 
 
@@ -836,8 +853,12 @@ def test_authority_may_suspend_too_and_suspension_is_idempotent(world):
     auth = world.acct("authority-national")
     assert len(world.policy.suspend_requester(auth, world.id("doctor-b1"), "x")["logs"]) == 1
     assert world.policy.suspend_requester(world.proxy, world.id("doctor-b1"), "again")["logs"] == []
-    assert len(world.policy.clear_suspension(auth, world.id("doctor-b1"), "ok")["logs"]) == 1
-    assert world.policy.clear_suspension(auth, world.id("doctor-b1"), "ok")["logs"] == []
+    def cleared() -> list:
+        receipt = world.policy.clear_suspension(world.council(), world.id("doctor-b1"), "ok")
+        return world.policy.events(receipt, "RequesterCleared")
+
+    assert len(cleared()) == 1
+    assert cleared() == []
 
 
 @pytest.mark.parametrize("caller", ["doctor-a1", "hospital-a", "patient"])
@@ -847,10 +868,10 @@ def test_suspend_reverts_for_non_proxy_non_authority(world, caller):
         world.policy.suspend_requester(acct, world.id("doctor-b1"), "x")
 
 
-def test_clear_suspension_reverts_for_proxy_and_others(world):
+def test_clear_suspension_reverts_for_anyone_but_the_governor(world):
     world.policy.suspend_requester(world.proxy, world.id("doctor-b1"), "x")
-    for acct in (world.proxy, world.acct("patient"), world.acct("doctor-b1")):
-        with reverts("AccessPolicyNotAuthority", acct.address):
+    for acct in (world.proxy, world.acct("patient"), world.acct("doctor-b1"), world.acct("authority-national")):
+        with reverts("AccessPolicyNotGovernance", acct.address):
             world.policy.clear_suspension(acct, world.id("doctor-b1"), "me")
 
 

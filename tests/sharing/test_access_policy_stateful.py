@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule,
                                  run_state_machine_as_test)
 
+from mbds_py.chain.governance import Call
 from mbds_py.errors import ContractRevert
 from mbds_py.sharing.errors import PolicyViolation
 from mbds_py.sharing.policy import (HOUR, ZERO32, Action, EmergencyState, Grant, Identity, PolicyState, PresetRule,
@@ -216,9 +217,20 @@ class PolicyMachine(RuleBasedStateMachine):
             self._both(lambda t: self.model.suspend(pid(grantee)),
                        lambda: self.world.policy.suspend_requester(self.world.proxy, pid(grantee), "abnormal"))
         else:
-            self._both(lambda t: self.model.clear(pid(grantee)),
-                       lambda: self.world.policy.clear_suspension(self._acct("authority-national"), pid(grantee),
-                                                                  "ok"))
+            self._both(lambda t: self.model.clear(pid(grantee)), lambda: self._clear_on_chain(grantee))
+
+    def _clear_on_chain(self, grantee: str) -> None:
+        """The k-of-n clearance: national proposes, provincial approves, then it executes — one block each,
+        each at the next second of the model's clock."""
+        policy, council = self.world.policy, self.world.council()
+        gov = policy.governor()
+        call = Call(policy.address, policy._methods["clearSuspension"].encode((pid(grantee), "ok")))  # noqa: SLF001
+        salt = self.clock.to_bytes(32, "big")
+        gov.propose(council.members[0], [call], salt)
+        self._tick()
+        gov.approve(council.members[1], gov.hash_operation([call], salt))
+        self._tick()
+        gov.execute(council.members[0], [call], salt)
 
     @rule(hours=st.sampled_from([1, 1, 2, 3, 6, 24, 48]))
     def advance(self, hours):

@@ -442,7 +442,7 @@ def test_abnormal_access_suspends_the_requester(world):
     assert policy.is_suspended(world.pid(doctor))
     assert reads == limit  # every read up to the limit served, the next one refused
     expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, doctor, p, labels["diabetes"]))
-    policy.clear_suspension(world.net.keys("nha").account, world.pid(doctor), "cleared")
+    policy.clear_suspension(world.net.council(), world.pid(doctor), "cleared")
     assert not policy.is_suspended(world.pid(doctor))
 
 
@@ -457,7 +457,7 @@ def test_suspended_requester_is_refused_with_its_reason(world):
         refused = expect_refusal(Refusal.SUSPENDED, lambda: read_label(world, doctor, p, labels["diabetes"]))
         assert refused.reason is Reason.GRANTEE_SUSPENDED
     finally:
-        policy.clear_suspension(world.net.keys("nha").account, held, "test over")
+        policy.clear_suspension(world.net.council(), held, "test over")
     assert read_label(world, doctor, p, labels["diabetes"]).record_id == world.records[labels["diabetes"]]
 
 

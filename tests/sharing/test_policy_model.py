@@ -23,7 +23,7 @@ T0 = 1_700_000_000
 P, P2 = keccak(text="p"), keccak(text="p2")
 HOSP_A, HOSP_B = keccak(text="hospital-a"), keccak(text="hospital-b")
 DOC_A, DOC_B, INSURER = keccak(text="doc-a"), keccak(text="doc-b"), keccak(text="insurer")
-AUTH1, AUTH2 = keccak(text="auth1"), keccak(text="auth2")
+AUTH1, AUTH2, AUTH3 = keccak(text="auth1"), keccak(text="auth2"), keccak(text="auth3")
 R1, R2 = keccak(text="r1"), keccak(text="r2")
 
 
@@ -261,6 +261,17 @@ def test_emergency_needs_quorum_is_read_only_and_time_boxed(state):
     assert decide(state, action=Action.WRITE, t=T0 + 3).reason is Reason.ACTION_NOT_ALLOWED
     assert decide(state, t=T0 + 2 + 6 * HOUR).reason is Reason.EXPIRED
     assert e.state_at(T0 + 2 + 6 * HOUR) is EmergencyState.EXPIRED
+
+
+def test_emergency_counts_only_approvers_still_active_at_activation(state):
+    state.register(Identity(AUTH3, Role.AUTHORITY_PROVINCIAL))
+    e = state.request_emergency(P, DOC_B, HOUR, T0)
+    state.approve_emergency(e.id, AUTH1, T0 + 1)
+    state.set_registry_suspended(AUTH1, True)
+    e = state.approve_emergency(e.id, AUTH2, T0 + 2)
+    assert (e.approvals, e.state) == (2, EmergencyState.PENDING)
+    e = state.approve_emergency(e.id, AUTH3, T0 + 3)
+    assert (e.approvals, e.state, e.activated_at) == (3, EmergencyState.ACTIVE, T0 + 3)
 
 
 def test_emergency_refusals(state):
