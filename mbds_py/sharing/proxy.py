@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -78,7 +77,6 @@ from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
 
-PROXY_KEY_ENV = "MBDS_PROXY_KEY"
 MARKER = "mbds_py.sharing.proxy"
 DEFAULT_THRESHOLD = 2
 MAX_BODY = 4 * 1024 * 1024
@@ -1129,16 +1127,27 @@ def _handler_for(proxy: ProxyService):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    from ..service_keys import add_key_arguments
+
+    add_key_arguments(parser, "proxy")
     add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
-def load_proxy_keys() -> PatientSecrets:
-    raw = os.environ.get(PROXY_KEY_ENV)
-    if not raw:
-        raise ConfigError(f"no proxy key: set {PROXY_KEY_ENV} to the hex of the proxy's key set")
-    return PatientSecrets.from_bytes(bytes.fromhex(raw.removeprefix("0x")))
+def load_proxy_keys(args: argparse.Namespace) -> PatientSecrets:
+    """The proxy's key set: from the launcher's pipe (``--key-fd``) or an encrypted keystore (``--keystore``,
+    passphrase from a fd, a prompt or stdin); never from the environment (:mod:`mbds_py.service_keys`)."""
+    from ..service_keys import load_service_secret
+
+    def from_bundle(bundle: Any) -> bytes:
+        return PatientSecrets(bundle.account_key, bundle.umbral_seed, bundle.peks_key).to_bytes()
+
+    raw = load_service_secret(args, "proxy", from_bundle)
+    try:
+        return PatientSecrets.from_bytes(raw)
+    except CryptoError as exc:
+        raise ConfigError(f"proxy key set: {exc}") from None
 
 
 def run_proxy(args: argparse.Namespace) -> int:
@@ -1147,8 +1156,9 @@ def run_proxy(args: argparse.Namespace) -> int:
     config = ProxyConfig.load(args.config)
     if args.port:
         config = replace(config, port=args.port)
+    keys = load_proxy_keys(args)  # first: a bad key or passphrase fails before anything binds
     sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what=f"proxy {config.name}")
-    service = ProxyService(config, load_proxy_keys())
+    service = ProxyService(config, keys)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
     service.run(sock)
@@ -1169,7 +1179,7 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "MARKER", "PROXY_KEY_ENV",
+    "DEFAULT_THRESHOLD", "MARKER",
     "ChainRef", "HeldKey", "KeyStore", "ProxyConfig", "ProxyRefused", "ProxyService", "RateMonitor", "Refusal",
     "SearchToken", "add_arguments", "check_search_work", "decode_trapdoor_sets", "deposit_digest",
     "encode_trapdoor_sets", "info_digest", "load_proxy_keys", "main", "match_items", "read_digest", "run_proxy",
