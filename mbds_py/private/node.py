@@ -600,11 +600,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_node(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = load_private_key(args)  # first: a bad key or passphrase fails before anything else
     config = NodeConfig.load(args.config)
     if not 0 <= args.index < len(config.peers):
         raise ConfigError(f"--index {args.index} is outside 0..{len(config.peers) - 1}", path=args.config)
     sockets = inherited_sockets(args.listen)
-    node = ReplicaNode(config, args.index, load_private_key(args))
+    node = ReplicaNode(config, args.index, key)
     if "0x" + node.signer.address.hex() != config.validators[args.index].lower():
         raise ConfigError(f"the key is not validator {args.index} ({config.validators[args.index]})",
                           path=args.config)

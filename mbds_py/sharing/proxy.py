@@ -1153,10 +1153,10 @@ def load_proxy_keys(args: argparse.Namespace) -> PatientSecrets:
 def run_proxy(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keys = load_proxy_keys(args)  # first: a bad key or passphrase fails before anything else
     config = ProxyConfig.load(args.config)
     if args.port:
         config = replace(config, port=args.port)
-    keys = load_proxy_keys(args)  # first: a bad key or passphrase fails before anything binds
     sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what=f"proxy {config.name}")
     service = ProxyService(config, keys)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -506,3 +506,30 @@ def test_a_replayed_search_is_refused_after_a_proxy_restart_and_the_work_is_capp
         original.save(path)
         restart_proxy(world.net, "nha")
     assert nha.search(burst.search_doc(nha.info().address, ticket.token_for(nha.info().address)))
+
+
+# --- service keys (issue 13 item 12): no key or passphrase in any launched process's environ or cmdline ---------
+
+
+def test_launched_services_hold_no_key_or_passphrase_in_environ_or_cmdline(world):
+    """Every replica, consortium node and proxy of the network (and a proxy restarted on its recorded port)
+    got its key over an inherited pipe: none is in /proc/PID/environ or /proc/PID/cmdline."""
+    import re
+
+    from mbds_py.service_keys import SECRET_ENV
+
+    net = world.net
+    assert stop_proxy(net, "mha")
+    restart_proxy(net, "mha")  # a restart gets its key the same way
+    services = {s.name: s for s in net.devnet.load_services().values() if s.kind in ("replica", "consortium", "proxy")}
+    assert {s.kind for s in services.values()} == {"replica", "consortium", "proxy"}
+    secrets = [net.passphrase] + [proxy_keys(net, a).to_bytes().hex() for a in AUTHORITIES]
+    secrets += [bytes(net.keys(n).account.key).hex() for n in net.people if n.startswith(("nha", "pha", "mha"))]
+    for s in services.values():
+        environ = Path(f"/proc/{s.pid}/environ").read_bytes().decode("utf-8", "replace")
+        cmdline = Path(f"/proc/{s.pid}/cmdline").read_bytes().decode("utf-8", "replace")
+        assert "--key-fd" in cmdline, s.name
+        for where, text in (("environ", environ), ("cmdline", cmdline)):
+            assert not re.search(r"[0-9a-fA-F]{64}", text), f"{s.name}: a 32-byte hex value in /proc/PID/{where}"
+            assert not any(secret in text for secret in secrets), f"{s.name}: a secret in /proc/PID/{where}"
+            assert not any(f"{name}=" in text for name in SECRET_ENV), f"{s.name}: a secret variable in {where}"
