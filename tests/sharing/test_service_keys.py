@@ -182,3 +182,23 @@ def test_services_get_an_environment_without_keys_or_passphrases(monkeypatch):
         monkeypatch.setenv(name, "secret")
     env = child_env({"EXTRA": "1"})
     assert env["EXTRA"] == "1" and not set(SECRET_ENV) & set(env)
+
+
+@pytest.mark.parametrize("module, extra", [("mbds_py.consortium.node", ()),
+                                           ("mbds_py.private.node", ("--index", "0"))])
+def test_a_node_takes_its_key_from_a_keystore_with_the_passphrase_on_a_fd(tmp_path, module, extra):
+    """The right passphrase through --passphrase-fd: the key loads and the node goes on to its configuration
+    (missing here: that is the error it stops at, not the key)."""
+    path = tmp_path / "node.keystore.json"
+    write_service_keystore(path, node_bundle(b"\x01" * 32, "node"), PASSPHRASE, "node", scrypt_n=CHEAP_N)
+    r, w = os.pipe()
+    os.write(w, PASSPHRASE.encode() + b"\n")
+    os.close(w)
+    try:
+        proc = subprocess.run([sys.executable, "-m", module, "--config", str(tmp_path / "missing.json"), *extra,
+                               "--keystore", str(path), "--passphrase-fd", str(r)], cwd=ROOT, env=_env(),
+                              pass_fds=(r,), stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    finally:
+        os.close(r)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "missing.json" in err and "passphrase" not in err, err
