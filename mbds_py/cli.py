@@ -243,21 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     nd_sub = nd.add_subparsers(dest="node_action", required=True)
     from .private.node import add_arguments as node_arguments
 
-    node_arguments(nd_sub.add_parser("run", help="run one replica (key: MBDS_NODE_KEY or --keystore)"))
+    node_arguments(nd_sub.add_parser("run", help="run one replica (key: --keystore FILE, passphrase on stdin or --passphrase-fd; the launcher: --key-fd)"))
     nd_sub.choices["run"].set_defaults(func=cmd_node)
 
     cs = sub.add_parser("consortium", help="a consortium institution's DPoS node (RPN/ATN)")
     cs_sub = cs.add_subparsers(dest="consortium_action", required=True)
     from .consortium.node import add_arguments as consortium_arguments
 
-    consortium_arguments(cs_sub.add_parser("run", help="run one consortium node (key: MBDS_NODE_KEY)"))
+    consortium_arguments(cs_sub.add_parser("run", help="run one consortium node (key: --keystore FILE or --key-fd N)"))
     cs_sub.choices["run"].set_defaults(func=cmd_consortium)
 
     px = sub.add_parser("proxy", help="a re-encryption proxy of an authority center")
     px_sub = px.add_subparsers(dest="proxy_action", required=True)
     from .sharing.proxy import add_arguments as proxy_arguments
 
-    proxy_arguments(px_sub.add_parser("run", help="run one proxy (key: MBDS_PROXY_KEY)"))
+    proxy_arguments(px_sub.add_parser("run", help="run one proxy (key: --keystore FILE or --key-fd N)"))
     px_sub.choices["run"].set_defaults(func=cmd_proxy)
 
     b = sub.add_parser("bench", help="measure the system beside its baselines")

@@ -321,10 +321,16 @@ class Devnet:
     def spawn_service(self, name: str, kind: str, argv: list[str], *, sockets: dict[str, socket.socket],
                       probe: Callable[[str], bool], data_dir: Path | None = None,
                       timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
-                      url: str | None = None, wait: bool = True) -> ServiceState:
+                      url: str | None = None, wait: bool = True, secret: bytes | None = None) -> ServiceState:
         """Start a service on listening sockets bound by the caller, record it at once, and (with
         ``wait``) wait until ``probe(url)`` succeeds.  The sockets are handed to the child
-        (``--listen NAME=FD``) and closed here; a service already running is left alone."""
+        (``--listen NAME=FD``) and closed here; a service already running is left alone.
+
+        ``secret`` (the service's key) goes through a pipe the child inherits (``--key-fd N``) and reads
+        once at start: never through its environment (which is stripped of every key and passphrase) or
+        its command line (:mod:`mbds_py.service_keys`)."""
+        from .service_keys import KEY_FD_ARG, child_env
+
         current = self.load_services().get(name)
         if current and is_running(current.pid, current.started):
             for sock in sockets.values():
@@ -335,14 +341,32 @@ class Devnet:
         fds = {ep: sock.fileno() for ep, sock in sockets.items()}
         listen = {ep: bound_port(sock) for ep, sock in sockets.items()}
         argv = [*argv, *(a for ep, fd in fds.items() for a in ("--listen", f"{ep}={fd}"))]
+        key_r = key_w = None
+        if secret is not None:
+            key_r, key_w = os.pipe()
+            argv += [KEY_FD_ARG, str(key_r)]
         try:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, cwd=PROJECT_ROOT, pass_fds=tuple(fds.values()),
-                                        env={**os.environ, **env} if env else None)
+                                        start_new_session=True, cwd=PROJECT_ROOT,
+                                        pass_fds=tuple(fds.values()) + ((key_r,) if key_r is not None else ()),
+                                        env=child_env(env))
+        except BaseException:
+            if key_w is not None:
+                os.close(key_w)
+            raise
         finally:
             for sock in sockets.values():
                 sock.close()
+            if key_r is not None:
+                os.close(key_r)
+        if key_w is not None:
+            try:  # a key is far below the pipe's buffer: this never blocks on the child
+                os.write(key_w, bytes(secret).hex().encode() + b"\n")
+            except BrokenPipeError:
+                pass  # the child died at once: wait_service reports it with its log
+            finally:
+                os.close(key_w)
         port = listen.get("http") or next(iter(listen.values()), 0)
         url = url or f"http://{self.spec.host}:{port}"
         entry = ServiceState(name, kind, url, proc.pid, port, str(log_path), process_started(proc.pid), listen,

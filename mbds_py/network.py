@@ -359,7 +359,7 @@ def _consortium_answers(url: str) -> bool:
 
 def start_consortium_node(devnet: Devnet, name: str, config, key: bytes, sock=None) -> str:
     """Launch one consortium institution's DPoS node on ``sock`` (bound by the caller; default: the
-    port it had before, for a restart).  The key goes through the environment only."""
+    port it had before, for a restart).  The key goes through an inherited pipe only (``--key-fd``)."""
     import sys
 
     path = devnet.state_dir / "consortium" / f"{name}.json"
@@ -368,7 +368,7 @@ def start_consortium_node(devnet: Devnet, name: str, config, key: bytes, sock=No
     service = f"consortium-{name}"
     devnet.spawn_service(service, "consortium", argv,
                          sockets={"http": sock} if sock is not None else devnet.rebind(service),
-                         probe=_consortium_answers, env={"MBDS_NODE_KEY": key.hex()}, url=config.url, wait=False)
+                         probe=_consortium_answers, secret=key, url=config.url, wait=False)
     return config.url
 
 

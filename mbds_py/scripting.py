@@ -587,21 +587,19 @@ class Connection:
 
     # -- search and read (Algorithm 3) --------------------------------------------------------------
 
-    def trapdoors(self, patient: str, keywords: str | Sequence[str]) -> list[bytes]:
-        """The patient issues one search trapdoor per coded keyword (needs her keys)."""
+    def search_ticket(self, patient: str, doctor: str, keywords: str | Sequence[str], *, ttl: int = 3600) -> Any:
+        """The patient issues ``doctor`` a search ticket (needs her keys): her trapdoors for every coded keyword,
+        encrypted to the proxies and bound to his grant and an expiry; he never sees a trapdoor in clear."""
         words = [keywords] if isinstance(keywords, str) else list(keywords)
         if not words:
             raise ScriptingError("give at least one coded keyword (system|code, e.g. icd10|J06.9)")
-        return self.patient(patient).trapdoors(*words)
+        return self.patient(patient).search_ticket(self.participant(doctor, "doctor").id, *words, ttl=ttl)
 
     def search(self, doctor: str, patient: str, keywords: str | Sequence[str]) -> list[SearchHit]:
-        """The patient issues trapdoors, the doctor searches through a proxy (all keywords must match);
-        every hit is proven against its chain."""
-        words = [keywords] if isinstance(keywords, str) else list(keywords)
-        if not words:
-            raise ScriptingError("give at least one coded keyword (system|code, e.g. icd10|J06.9)")
-        tds = self.patient(patient).trapdoor_sets(*words)  # every key version: records made before a rotation too
-        matches = self.doctor(doctor).search(self.participant(patient).id, tds)
+        """The patient issues the doctor a search ticket, the doctor searches through a proxy (all keywords must
+        match; the doctor needs a live grant); every hit is proven against its chain."""
+        ticket = self.search_ticket(patient, doctor, keywords)  # every key version: older records too
+        matches = self.doctor(doctor).search(self.participant(patient).id, ticket)
         return [SearchHit(_hex(m.slip_id), m.chain, m.block_height, m.consortium_height) for m in matches]
 
     def read(self, doctor: str, patient: str, record_id: str | bytes) -> RecordRead:

@@ -84,11 +84,13 @@ def add_verbs(sub: argparse._SubParsersAction, common: Callable[..., None]) -> N
     verb(av, "list", "a patient's pending requests and live grants, or a doctor's requests (no passphrase)",
          access_list, role="participant", keys=False)
 
-    s = verb(sub, "search", "search a patient's records by coded keyword with her trapdoor, through a proxy",
+    s = verb(sub, "search", "search a patient's records by coded keyword with her search ticket, through a proxy",
              search, role="doctor",
-             description="Search a patient's records by coded keyword through a proxy (PEKS). The trapdoor is "
+             description="Search a patient's records by coded keyword through a proxy (PEKS). The trapdoors are "
                          "the patient's: for the CLI her keys are unlocked in this same process with the same "
-                         "passphrase, and the trapdoor never leaves it. Several --keyword must all match.")
+                         "passphrase; she issues the doctor a search ticket (trapdoors encrypted to the proxies, "
+                         "bound to his grant, expiring), which he signs to each proxy. The doctor needs a live "
+                         "grant. Several --keyword must all match.")
     s.add_argument("--patient", required=True)
     s.add_argument("--keyword", action="append", required=True, metavar="SYSTEM|CODE")
     rd = verb(sub, "read", "read a patient's record(s) through the 2-of-3 re-encryption proxies", read,
@@ -174,7 +176,7 @@ def _roles(func: Callable, args: argparse.Namespace) -> list[tuple[str, str | No
 
 
 def _unlocked(func: Callable, roles: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-    """Whose keys the verb uses: the actor's; for a search also the patient's (her trapdoor)."""
+    """Whose keys the verb uses: the actor's; for a search also the patient's (she issues the search ticket)."""
     return roles[:2] if func is search else roles[:1]
 
 

@@ -1,6 +1,6 @@
 """Sharing benchmark: one record from search to plaintext through the 2-of-3 proxies (design §7).
 
-``share_p50_ms``: a doctor holding the patient's trapdoor asks a proxy to search
+``share_p50_ms``: a doctor holding the patient's search ticket asks a proxy to search
 (consortium items → PEKS → Merkle proofs against ConsortiumIndex → slip proven
 against SlipLedger), then asks two proxies in parallel to re-encrypt (each:
 signed request, on-chain ``checkAccess``, C_M from storage checked against the
@@ -56,22 +56,26 @@ class ShareBench:
         journey.write(world, "bench", "dr-zhao", "alice", [journey.COUGH], "Online consultation: cough")
         self.record = world.records["bench"]
         self.patient = world.pid("alice")
-        self.trapdoors = world.patients["alice"].trapdoors(journey.COUGH)
         world.patients["alice"].grant(world.pid("dr-li"), records=[self.record], duration=24 * 3600)
         self.threshold_doctor = world.doctors["dr-li"]
+        # each doctor's search ticket: alice's trapdoors encrypted to the proxies, bound to his grant
+        self.tickets = {id(self.threshold_doctor): world.patients["alice"].search_ticket(
+            world.pid("dr-li"), journey.COUGH, ttl=24 * 3600)}
         d = world.directory
         # the same agent (one nonce cache per account in this process)
         single = Directory(d.policy, world.urls[:1], chain_refs(net), d.consortium_nodes, d.storage_urls,
                            storage_replicas=d.storage_replicas, threshold=1)
-        PatientClient(net.keys("alice"), single).grant(world.pid("dr-wang"), records=[self.record],
-                                                       duration=24 * 3600)
+        alice_single = PatientClient(net.keys("alice"), single)
+        alice_single.grant(world.pid("dr-wang"), records=[self.record], duration=24 * 3600)
         self.single_doctor = DoctorClient(net.keys("dr-wang"), single)
+        self.tickets[id(self.single_doctor)] = alice_single.search_ticket(world.pid("dr-wang"), journey.COUGH,
+                                                                          ttl=24 * 3600)
         self.audit_txs: list[str] = []
 
     def share_once(self, doctor) -> float:
         """Search to plaintext for the bench record; ms."""
         t0 = time.perf_counter()
-        matches = doctor.search(self.patient, self.trapdoors)
+        matches = doctor.search(self.patient, self.tickets[id(doctor)])
         record = doctor.read_record(self.patient, matches[0])
         ms = (time.perf_counter() - t0) * 1000
         if record.record_id != self.record or "cough" not in record.text:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -458,6 +457,9 @@ def _handler_for(node: ConsortiumNode):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="consortium node configuration JSON")
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    from ..service_keys import add_key_arguments
+
+    add_key_arguments(parser, "institution")
     add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -466,16 +468,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_consortium_node(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    key = os.environ.get("MBDS_NODE_KEY")
-    if not key:
-        raise ConfigError("no institution key: set MBDS_NODE_KEY")
+    from ..service_keys import load_service_secret
+
+    key = load_service_secret(args, "institution", lambda bundle: bundle.account_key)
+    if len(key) != 32:
+        raise ConfigError(f"institution key: expected 32 bytes, got {len(key)}")
     config = ConsortiumNodeConfig.load(args.config)
     if args.port:
         from dataclasses import replace
 
         config = replace(config, port=args.port)
     sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what="consortium node")
-    node = ConsortiumNode(config, bytes.fromhex(key.removeprefix("0x")))
+    node = ConsortiumNode(config, key)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop())
     node.run(sock)

@@ -389,15 +389,21 @@ class Portal:
         return Flash("ok", f"Revoked {self.label(grantee)}'s access ({describe_scope(scope, target)}){extra}. "
                            "The proxies deleted the revoked key shares.")
 
-    def trapdoor(self, keyword: str) -> Flash:
+    def trapdoor(self, keyword: str, doctor: str = "") -> Flash:
+        """A search ticket for one doctor: the keyword's trapdoors (every key version) encrypted to the proxies,
+        signed for this doctor and his grant, expiring with it (at most in an hour)."""
         from ..crypto import normalize_keyword
 
         canon = normalize_keyword(keyword)
-        parts = [one[0] for one in self.patient.trapdoor_sets(canon)]  # one per key version, newest first
-        versions = f" (one part per key version: {len(parts)})" if len(parts) > 1 else ""
-        return Flash("ok", f"Search trapdoor for {canon!r}{versions}: give it to the doctor. It lets the proxies find "
-                           "records with this keyword; it reveals nothing else and opens nothing.",
-                     ",".join(_hex(td) for td in parts))
+        if not (doctor or "").strip():
+            raise PortalError("say which doctor may search: a search ticket is bound to one doctor and his grant")
+        did = self.resolve(doctor)
+        ticket = self.patient.search_ticket(did, canon)
+        until = datetime.fromtimestamp(ticket.expires_at, tz=timezone.utc).strftime("%H:%M UTC")
+        return Flash("ok", f"Search ticket for {canon!r} for {self.label(did)}, valid until {until}: give it to "
+                           "the doctor. The proxies use it only for him, while his grant lasts; he cannot read the "
+                           "trapdoor in it, and it opens nothing.",
+                     ticket.to_text())
 
     def check_receipt(self, record_id: bytes) -> ReceiptCheck:
         """Fetch the record's receipt from its chain's replicas and verify it against SlipLedger's root."""
@@ -458,9 +464,15 @@ class Portal:
             rows.append(RequestRow(r, self.name, self.label(r.patient), r.state_at(now)))
         return rows
 
-    def search(self, patient: str, trapdoors: str) -> Flash:
+    def search(self, patient: str, ticket: str) -> Flash:
+        from ..sharing.clients import SearchTicket
+
         pid = self.resolve(patient)
-        matches = self.doctor.search(pid, _trapdoor_query(trapdoors))
+        try:
+            parsed = SearchTicket.from_text(ticket)
+        except MBDSError as exc:
+            raise PortalError(str(exc)) from None
+        matches = self.doctor.search(pid, parsed)
         with self.mutex:
             self._memory = _Memory(pid, matches, {k: v for k, v in self._memory.read.items()
                                                   if self._memory.patient == pid})
@@ -518,33 +530,6 @@ class Portal:
     def forget(self) -> None:
         with self.mutex:
             self._memory = _Memory()
-
-
-def _trapdoor_query(text: str) -> list[bytes] | list[list[bytes]]:
-    """The pasted trapdoors (one per keyword, all must match) as one query, or — for a patient whose keys were
-    rotated, whose trapdoors hold one comma-separated part per key version — one query per key version."""
-    tokens = [[_trapdoor(part) for part in token.split(",") if part.strip()] for token in (text or "").split()]
-    tokens = [t for t in tokens if t]
-    if not tokens:
-        raise PortalError("paste at least one trapdoor the patient issued")
-    widths = {len(t) for t in tokens}
-    if widths == {1}:
-        return [t[0] for t in tokens]
-    if len(widths) != 1:
-        raise PortalError("the trapdoors have different numbers of key-version parts: paste trapdoors the patient "
-                          "issued with the same keys, each whole")
-    return [list(version) for version in zip(*tokens)]
-
-
-def _trapdoor(text: str) -> bytes:
-    t = text.strip()
-    try:
-        raw = bytes.fromhex(t[2:] if t.startswith("0x") else t)
-    except ValueError:
-        raise PortalError(f"a trapdoor must be hex (0x…); got {t[:20]!r}") from None
-    if not raw:
-        raise PortalError("empty trapdoor")
-    return raw
 
 
 def describe_actions(a: int) -> str:

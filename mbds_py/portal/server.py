@@ -327,7 +327,7 @@ class PortalHandler(JsonHandler):
             "reject": (PATIENT, "requests", lambda: p.reject(_int(form, "request"), form.get("reason", ""))),
             "revoke": (PATIENT, "grants", lambda: p.revoke(parse_id(form.get("grantee", ""), "grantee"),
                                                            _scope(form), parse_id(form.get("target", ""), "target"))),
-            "trapdoor": (PATIENT, "trapdoor", lambda: p.trapdoor(form.get("keyword", ""))),
+            "trapdoor": (PATIENT, "trapdoor", lambda: p.trapdoor(form.get("keyword", ""), form.get("doctor", ""))),
             "receipt": (PATIENT, "records", lambda: receipt_flash(p.check_receipt(parse_id(form.get("record", ""),
                                                                                              "record ID")))),
             "request": (DOCTOR, "requests", lambda: p.request_access(form.get("patient", ""), form.get("record", ""),

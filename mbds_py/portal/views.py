@@ -243,9 +243,12 @@ def _safe_records(portal: Portal) -> list:
 
 def _trapdoor(portal: Portal, csrf: str) -> str:
     return (f'<form method="post" action="/do/trapdoor">{_csrf(csrf)}'
+            f'<label for="trapdoor-doctor">Doctor (name or 0x ID; he needs a grant)</label>'
+            f'<input id="trapdoor-doctor" name="doctor" list="doctors-t" required maxlength="200">'
+            f'{_datalist("doctors-t", portal.doctors())}'
             f'<label for="trapdoor-keyword">Keyword (coded, e.g. icd10|I10)</label>'
             f'<input id="trapdoor-keyword" name="keyword" required maxlength="200">'
-            f'<button type="submit" id="trapdoor-issue">Issue trapdoor</button></form>')
+            f'<button type="submit" id="trapdoor-issue">Issue search ticket</button></form>')
 
 
 def receipt_flash(check: ReceiptCheck) -> Flash:
@@ -299,7 +302,7 @@ def _search(portal: Portal, csrf: str) -> str:
             f'<label for="search-patient">Patient (name or 0x ID)</label>'
             f'<input id="search-patient" name="patient" list="patients-s" required '
             f'value="{h(portal.label(patient)) if patient else ""}">{_datalist("patients-s", portal.patients())}'
-            f'<label for="search-trapdoors">Trapdoors the patient issued (one per line, each whole; all must match)</label>'
+            f'<label for="search-trapdoors">Search ticket the patient issued to you (paste it whole)</label>'
             f'<textarea id="search-trapdoors" name="trapdoors" rows="3" required></textarea>'
             f'<button type="submit" id="search-go">Search</button></form>')
     rows = [(f'data-record="{full(m.slip_id)}"', [

@@ -96,7 +96,7 @@ def start_replica(devnet: Devnet, config_path: Path, config: NodeConfig, index: 
     argv = [sys.executable, "-m", MARKER, "--config", str(config_path), "--index", str(index),
             "--log-level", "WARNING"]
     devnet.spawn_service(name, "replica", argv, sockets=sockets if sockets is not None else devnet.rebind(name),
-                         probe=_api_answers, env={"MBDS_NODE_KEY": key.hex()},
+                         probe=_api_answers, secret=key,
                          url=config.peers[index].http_url, wait=wait)
     return name
 

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import queue
 import signal
 import socket
@@ -577,22 +576,22 @@ def _handler_for(node: ReplicaNode):
 
 
 def load_private_key(args: argparse.Namespace) -> bytes:
-    """The replica's validator key: MBDS_NODE_KEY (hex) or an encrypted keystore + MBDS_NODE_PASSPHRASE."""
-    env_key = os.environ.get("MBDS_NODE_KEY")
-    if env_key:
-        return bytes.fromhex(env_key[2:] if env_key.startswith("0x") else env_key)
-    if args.keystore:
-        from ..keystore import decrypt_bundle, read_keystore
+    """The replica's validator key: from the launcher's pipe (``--key-fd``) or an encrypted keystore
+    (``--keystore``, passphrase from a fd, a prompt or stdin); never from the environment."""
+    from ..service_keys import load_service_secret
 
-        passphrase = os.environ.get("MBDS_NODE_PASSPHRASE", "")
-        return decrypt_bundle(read_keystore(Path(args.keystore)), passphrase, source=args.keystore).account_key
-    raise ConfigError("no validator key: set MBDS_NODE_KEY or pass --keystore with MBDS_NODE_PASSPHRASE")
+    key = load_service_secret(args, "validator", lambda bundle: bundle.account_key)
+    if len(key) != 32:
+        raise ConfigError(f"validator key: expected 32 bytes, got {len(key)}")
+    return key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="node configuration JSON (written by `mbds devnet up`)")
     parser.add_argument("--index", type=int, required=True, help="this replica's index in the validator set")
-    parser.add_argument("--keystore", help="encrypted keystore of the validator (passphrase: MBDS_NODE_PASSPHRASE)")
+    from ..service_keys import add_key_arguments
+
+    add_key_arguments(parser, "validator")
     add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -601,11 +600,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_node(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = load_private_key(args)  # first: a bad key or passphrase fails before anything else
     config = NodeConfig.load(args.config)
     if not 0 <= args.index < len(config.peers):
         raise ConfigError(f"--index {args.index} is outside 0..{len(config.peers) - 1}", path=args.config)
     sockets = inherited_sockets(args.listen)
-    node = ReplicaNode(config, args.index, load_private_key(args))
+    node = ReplicaNode(config, args.index, key)
     if "0x" + node.signer.address.hex() != config.validators[args.index].lower():
         raise ConfigError(f"the key is not validator {args.index} ({config.validators[args.index]})",
                           path=args.config)

@@ -1,12 +1,14 @@
 """Patient and doctor sides of data sharing (paper Algorithm 3) over the threshold proxies.
 
 * :class:`PatientClient` — grants, approves, rejects and revokes on
-  ``AccessPolicy``; issues trapdoors; issues, for each granted record, the
+  ``AccessPolicy``; issues search tickets (the PEKS trapdoors encrypted to each
+  proxy, in a token signed for one grantee, one grant and an expiry: the
+  doctor never holds a trapdoor in clear); issues, for each granted record, the
   m-of-n Umbral kfrags (one per proxy) with the storage address re-encrypted to
   each proxy's PRE key (Algorithm 3 step 3); re-issues keys after a revoke for
   the records still granted; serves approved emergencies; lists its audit trail.
 * :class:`DoctorClient` — requests access (or emergency access), searches
-  through a proxy with the patient's trapdoors (step 2), asks every proxy for
+  through a proxy with the patient's search ticket, signing each request (step 2), asks every proxy for
   its capsule fragment, verifies the fragments and decrypts with ≥ m of them
   (steps 4–5), and combines several records into one timeline (step 6).
 
@@ -18,6 +20,7 @@ doctor's own key.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets as _secrets
 import time
@@ -38,7 +41,8 @@ from ..crypto.signing import recover_address
 from ..errors import IntegrityError, MBDSError
 from .agent import AccessPolicyAgent, Who
 from .policy import ZERO32, AccessEvent, AccessRequest, Action, EmergencyAccess, RequestState, Scope
-from .proxy import (DEFAULT_THRESHOLD, ChainRef, ProxyRefused, Refusal, deposit_digest, info_digest, read_digest)
+from .proxy import (DEFAULT_THRESHOLD, ChainRef, ProxyRefused, Refusal, SearchToken, deposit_digest,
+                    encode_trapdoor_sets, info_digest, read_digest, search_digest, token_digest)
 
 
 class SharingError(MBDSError, RuntimeError):
@@ -107,9 +111,9 @@ class ProxyClient:
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")
 
-    def search(self, patient: bytes, trapdoors: Sequence[bytes]) -> list[dict[str, Any]]:
-        return self._call("POST", "/v1/search", {"patient": _hex(patient),
-                                                 "trapdoors": [_hex(t) for t in trapdoors]})["matches"]
+    def search(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """``POST /v1/search`` with a grantee-signed request (:meth:`DoctorClient.search_doc`)."""
+        return self._call("POST", "/v1/search", doc)["matches"]
 
     def deposit(self, doc: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/kfrags", doc)
@@ -262,6 +266,49 @@ class Directory:
 
 
 # ---------------------------------------------------------------------------------------------
+# search tickets
+# ---------------------------------------------------------------------------------------------
+
+TICKET_PREFIX = "mbds-search-ticket:"
+
+
+@dataclass(frozen=True)
+class SearchTicket:
+    """What a patient gives one grantee to search her records: one signed :class:`SearchToken` per proxy,
+    each carrying the trapdoors encrypted to that proxy's PRE key. Opaque to the grantee, useless to anyone
+    else (every use must be signed by the grantee, is checked against a live grant and expires)."""
+
+    patient: bytes
+    grantee: bytes
+    expires_at: int
+    tokens: tuple[SearchToken, ...]
+
+    def token_for(self, proxy_address: str) -> SearchToken | None:
+        return next((t for t in self.tokens if t.proxy.lower() == proxy_address.lower()), None)
+
+    def to_text(self) -> str:
+        """One line to paste (portal) or pass on the command line."""
+        raw = json.dumps([t.to_json() for t in self.tokens], separators=(",", ":")).encode()
+        return TICKET_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def from_text(cls, text: str) -> "SearchTicket":
+        t = (text or "").strip()
+        if not t.startswith(TICKET_PREFIX):
+            raise SharingError(f"a search ticket starts with {TICKET_PREFIX!r}: paste the whole ticket the patient "
+                               "issued to you")
+        body = t[len(TICKET_PREFIX):]
+        try:
+            docs = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            tokens = tuple(SearchToken.from_json(d) for d in docs)
+        except (ValueError, TypeError, ProxyRefused) as exc:
+            raise SharingError(f"malformed search ticket: {exc}") from None
+        if not tokens or len({(t.patient, t.grantee) for t in tokens}) != 1:
+            raise SharingError("malformed search ticket: no token, or tokens of several patients or grantees")
+        return cls(tokens[0].patient, tokens[0].grantee, min(t.expires_at for t in tokens), tokens)
+
+
+# ---------------------------------------------------------------------------------------------
 # the patient
 # ---------------------------------------------------------------------------------------------
 
@@ -331,23 +378,57 @@ class PatientClient:
         canon = normalize_keyword(keyword)
         return [rid for rid, r in recs if canon in r.keywords]
 
-    # -- trapdoors ------------------------------------------------------------------------------
+    # -- trapdoors (they leave this client only encrypted to the proxies, in a search ticket) -------------
 
-    def trapdoor(self, keyword: str) -> bytes:
-        """T_w for the doctor (Algorithm 3 step 1), under the current key version (records made since the
-        last rotation)."""
-        return self.secrets.trapdoor(keyword).to_bytes()
+    def _trapdoor_sets(self, *keywords: str, all_versions: bool = True) -> list[list[bytes]]:
+        """One conjunctive query per key version, newest first (only the current one unless ``all_versions``):
+        a record's keywords are encrypted under the version it was made under."""
+        versions = sorted(self.keyring, key=lambda s: s.key_version, reverse=True)
+        return [[s.trapdoor(k).to_bytes() for k in keywords] for s in (versions if all_versions else versions[:1])]
 
-    def trapdoors(self, *keywords: str) -> list[bytes]:
-        """One conjunctive query under the current key version; :meth:`trapdoor_sets` covers every version."""
-        return [self.trapdoor(k) for k in keywords]
+    def _search_grant(self, grantee: bytes) -> tuple[Scope, bytes, int]:
+        """The grant a search ticket is bound to: all records when the grantee may read them all (grant,
+        preset rule or emergency), else the grantee's live grant that lasts longest; all records if none (the
+        proxies refuse the ticket until a grant exists)."""
+        if self.policy.check_access(self.id, grantee, ZERO32, Action.READ).allowed:
+            return Scope.ALL, ZERO32, 0
+        now = self.policy.now()
+        live = [g for g in self.policy.grants_from_logs(self.id, grantee=grantee)
+                if g.valid_at(now) and g.actions & Action.READ]
+        if not live:
+            return Scope.ALL, ZERO32, 0
+        best = max(live, key=lambda g: g.expires_at)
+        return best.scope, best.target, best.expires_at
 
-    def trapdoor_sets(self, *keywords: str) -> list[list[bytes]]:
-        """One conjunctive query per key version, newest first: a record's keywords are encrypted under the
-        version it was made under, so a search over all of a patient's records needs each version's T_w.
-        :meth:`DoctorClient.search` takes the sets and returns the union of their matches."""
-        return [[s.trapdoor(k).to_bytes() for k in keywords]
-                for s in sorted(self.keyring, key=lambda s: s.key_version, reverse=True)]
+    def search_ticket(self, grantee: Who, *keywords: str, scope: Scope | None = None, target: bytes = ZERO32,
+                      ttl: int = 3600, all_versions: bool = True) -> SearchTicket:
+        """Algorithm 3 step 1: let ``grantee`` search for records carrying every one of ``keywords``.
+
+        The trapdoors (one set per key version unless ``all_versions=False``) are encrypted to each proxy's
+        registered PRE key and signed into a token bound to this grantee, one grant (``scope``/``target``,
+        chosen from the chain when not given) and an expiry (``ttl`` seconds, never past the grant's).
+        """
+        if not keywords:
+            raise SharingError("a search ticket needs at least one keyword")
+        gid = self.policy.resolve(grantee)
+        grant_expiry = 0
+        if scope is None:
+            scope, target, grant_expiry = self._search_grant(gid)
+        expires_at = int(time.time()) + int(ttl)
+        if grant_expiry and grant_expiry > time.time():
+            expires_at = min(expires_at, int(grant_expiry))
+        plaintext = encode_trapdoor_sets(self._trapdoor_sets(*keywords, all_versions=all_versions))
+        tokens = []
+        for info in self.directory.proxy_infos():
+            if info is None:
+                continue
+            encrypted = pre_encrypt(info.pre_key, plaintext).to_bytes()
+            digest = token_digest(info.address, self.id, gid, scope, target, expires_at, encrypted)
+            tokens.append(SearchToken(info.address, self.id, gid, int(scope), target, expires_at, encrypted,
+                                      self.secrets.signer.sign_digest(digest)))
+        if not tokens:
+            raise ThresholdNotMet("no proxy answers: a search ticket is encrypted to the proxies' keys")
+        return SearchTicket(self.id, gid, expires_at, tuple(tokens))
 
     def keyword_set_tags(self, *keywords: str) -> list[bytes]:
         """The keyword set's ``keywordSetHash`` under every key version, newest first: a patient-keyed tag
@@ -614,26 +695,38 @@ class DoctorClient:
 
     # -- Algorithm 3 step 2: search ---------------------------------------------------------------
 
-    def search(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> list[Match]:
-        """Ask the proxies in turn (the first that answers) for the slips matching every trapdoor.
+    def search_doc(self, proxy_address: str, token: SearchToken) -> dict[str, Any]:
+        """One signed use of ``token`` at the proxy ``proxy_address`` (fresh timestamp and nonce)."""
+        ts, nonce = int(time.time()), _secrets.token_bytes(16)
+        digest = search_digest(proxy_address, token.digest, ts, nonce)
+        return {"token": token.to_json(), "timestamp": ts, "nonce": _hex(nonce),
+                "signature": _hex(self.secrets.signer.sign_digest(digest))}
 
-        ``trapdoors`` is one conjunctive query (a list of trapdoors) or one per key version of the patient
-        (:meth:`PatientClient.trapdoor_sets`): then the matches of every set, each slip once.
-        """
-        if trapdoors and not isinstance(trapdoors[0], (bytes, bytearray)):
-            out: dict[tuple[int, bytes], Match] = {}
-            for one in trapdoors:
-                for m in self.search(patient, list(one)):
-                    out.setdefault((m.chain_id, m.slip_id), m)
-            return list(out.values())
+    def search(self, patient: Who, ticket: SearchTicket | str) -> list[Match]:
+        """Ask the proxies in turn (the first that answers) for the slips matching every keyword of the
+        patient's search ticket (each of her key versions: the union of their matches)."""
+        if isinstance(ticket, str):
+            ticket = SearchTicket.from_text(ticket)
+        if not isinstance(ticket, SearchTicket):
+            raise SharingError("a search takes the search ticket the patient issued (trapdoors in clear are gone)")
         pid = self.policy.resolve(patient)
+        if ticket.patient != pid:
+            raise SharingError(f"the search ticket is {self.directory.name_of(ticket.patient)}'s, not "
+                               f"{self.directory.name_of(pid)}'s")
+        if ticket.grantee != self.id:
+            raise SharingError("the search ticket was issued to someone else; ask the patient for your own")
         last: ProxyRefused | None = None
-        for proxy in self.directory.proxies:
+        for proxy in self.directory.preferred(list(self.directory.proxies)):
             try:
-                found = proxy.search(pid, trapdoors)
+                info = proxy.info()
+                token = ticket.token_for(info.address)
+                if token is None:
+                    continue
+                found = proxy.search(self.search_doc(info.address, token))
             except ProxyRefused as exc:
                 if exc.code is not Refusal.UNAVAILABLE:
                     raise
+                self.directory.note(proxy, ok=False)
                 last = exc
                 continue
             out = []
@@ -714,13 +807,13 @@ class DoctorClient:
                 "chain_id": owned.chain.chain_id, "action": int(action), "timestamp": ts, "nonce": _hex(nonce),
                 "signature": _hex(self.secrets.signer.sign_digest(digest))}
 
-    def read(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> list[SharedRecord]:
+    def read(self, patient: Who, ticket: SearchTicket | str) -> list[SharedRecord]:
         """Search, then read every match (Algorithm 3 steps 2-5)."""
-        return [self.read_record(patient, m) for m in self.search(patient, trapdoors)]
+        return [self.read_record(patient, m) for m in self.search(patient, ticket)]
 
-    def history(self, patient: Who, trapdoors: Sequence[bytes] | Sequence[Sequence[bytes]]) -> Timeline:
+    def history(self, patient: Who, ticket: SearchTicket | str) -> Timeline:
         """Search, read and combine (Algorithm 3 whole)."""
-        return combine(self.read(patient, trapdoors))
+        return combine(self.read(patient, ticket))
 
 
 def _raise_refusal(refusals: list[ProxyRefused], got: int, m: int, owned: OwnedSlip) -> None:
@@ -737,5 +830,5 @@ def _raise_refusal(refusals: list[ProxyRefused], got: int, m: int, owned: OwnedS
 
 __all__ = [
     "Directory", "DoctorClient", "Issued", "Match", "OwnedSlip", "PatientClient", "ProxyClient", "ProxyInfo",
-    "SharedRecord", "SharingError", "ThresholdNotMet", "Timeline", "combine",
+    "SearchTicket", "SharedRecord", "SharingError", "ThresholdNotMet", "Timeline", "combine",
 ]

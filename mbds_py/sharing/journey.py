@@ -120,10 +120,10 @@ def write(world: SharingWorld, label: str, doctor: str, patient: str, keywords: 
 
 
 def read_keyword(world: SharingWorld, doctor: str, patient: str, *keywords: str) -> list[SharedRecord]:
-    """The patient issues trapdoors (one set per key version), the doctor searches through a proxy and reads
-    every match."""
-    tds = world.patients[patient].trapdoor_sets(*keywords)
-    return world.doctors[doctor].read(world.pid(patient), tds)
+    """The patient issues the doctor a search ticket (trapdoors of every key version, encrypted to the proxies,
+    bound to his grant), the doctor searches through a proxy and reads every match."""
+    ticket = world.patients[patient].search_ticket(world.pid(doctor), *keywords)
+    return world.doctors[doctor].read(world.pid(patient), ticket)
 
 
 def read_label(world: SharingWorld, doctor: str, patient: str, label: str) -> SharedRecord:
@@ -165,18 +165,19 @@ def step_online_consultation(world: SharingWorld) -> str:
 
 
 def step_offline_reads_online(world: SharingWorld) -> str:
-    """dr-li finds the online record with alice's trapdoor, asks alice, she approves, he reads it."""
+    """alice gives dr-li a search ticket; without a grant the proxies refuse it; he asks, she approves, he
+    finds the online record with the same ticket and reads it."""
     alice, li = world.patients["alice"], world.doctors["dr-li"]
-    matches = li.search(world.pid("alice"), alice.trapdoors(COUGH))
-    if [m.slip_id for m in matches] != [world.records["online-consultation"]]:
-        raise AssertionError(f"search found {len(matches)} match(es), expected the online consultation")
-    before = expect_refusal(Refusal.NO_GRANT, lambda: li.read_record(world.pid("alice"), matches[0]))
-    req = li.request_access(world.pid("alice"), record=matches[0].slip_id, duration=3600,
-                            reason="offline follow-up of the online consultation")
+    ticket = alice.search_ticket(world.pid("dr-li"), COUGH)
+    before = expect_refusal(Refusal.NO_GRANT, lambda: li.search(world.pid("alice"), ticket))
+    req = li.request_access(world.pid("alice"), duration=3600, reason="offline follow-up of the online consultation")
     pending = [r.id for r in alice.pending_requests()]
     if req.id not in pending:
         raise AssertionError("alice does not see dr-li's request")
     alice.approve(req.id)
+    matches = li.search(world.pid("alice"), ticket)
+    if [m.slip_id for m in matches] != [world.records["online-consultation"]]:
+        raise AssertionError(f"search found {len(matches)} match(es), expected the online consultation")
     rec = li.read_record(world.pid("alice"), matches[0])
     if rec.record_id != world.records["online-consultation"] or rec.text not in str(rec.hmi):
         raise AssertionError("dr-li decrypted something else")
@@ -206,11 +207,12 @@ def step_referral(world: SharingWorld) -> str:
 
 def step_conjunctive_search(world: SharingWorld) -> str:
     """PEKS conjunction: pneumonia AND chest CT matches only the referral record."""
-    tds = world.patients["alice"].trapdoors(PNEUMONIA, CHEST_CT)
-    matches = world.doctors["dr-wang"].search(world.pid("alice"), tds)
+    alice, wang = world.patients["alice"], world.doctors["dr-wang"]
+    both = alice.search_ticket(world.pid("dr-wang"), PNEUMONIA, CHEST_CT)
+    matches = wang.search(world.pid("alice"), both)
     if [m.slip_id for m in matches] != [world.records["referral"]]:
         raise AssertionError(f"conjunctive search found {[world.label_of(m.slip_id) for m in matches]}")
-    single = world.doctors["dr-wang"].search(world.pid("alice"), tds[:1])
+    single = wang.search(world.pid("alice"), alice.search_ticket(world.pid("dr-wang"), PNEUMONIA))
     return (f"{PNEUMONIA} alone matches {len(single)} records; {PNEUMONIA} AND {CHEST_CT} matches only "
             f"'referral' (block {matches[0].block_height} of {matches[0].chain})")
 
@@ -239,8 +241,8 @@ def run_journey(net, narrator=None, *, world: SharingWorld | None = None,
             s.actual = f"proxies at {', '.join(world.urls)}; all registered on chain"
     with step("1. online consultation (platform-c)", "dr-zhao writes, alice confirms, indexed on the consortium") as s:
         s.actual = step_online_consultation(world)
-    with step("2. offline hospital reads the online record", "no grant → refused; request → alice approves → "
-              "dr-li reads it through 2-of-3 proxies") as s:
+    with step("2. offline hospital reads the online record", "no grant → search refused; request → alice approves "
+              "→ dr-li finds and reads it through 2-of-3 proxies") as s:
         s.actual = step_offline_reads_online(world)
     with step("2b. offline visit recorded (hospital-a)", "dr-li's record committed and indexed") as s:
         s.actual = step_offline_visit(world)

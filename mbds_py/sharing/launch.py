@@ -2,7 +2,7 @@
 
 ``start_proxies(net)`` gives each health authority (nha, pha, mha) a proxy
 process: its key set is derived from the authority's (so a restart keeps the
-same account and PRE key), passed only through ``MBDS_PROXY_KEY``; its
+same account and PRE key), handed over only through an inherited pipe (``--key-fd``); its
 account is funded on the consortium chain and registered with
 ``AccessPolicy.addProxy`` by the authority itself.  Every process is recorded
 in the devnet state, so ``net.devnet.down()`` stops it.
@@ -22,7 +22,7 @@ from ..devnet import is_running
 from ..crypto._hash import keccak256 as keccak
 from .agent import AccessPolicyAgent
 from .clients import Directory
-from .proxy import DEFAULT_THRESHOLD, MARKER, PROXY_KEY_ENV, ChainRef, ProxyConfig
+from .proxy import DEFAULT_THRESHOLD, MARKER, ChainRef, ProxyConfig
 
 AUTHORITIES = ("nha", "pha", "mha")
 DEFAULT_RATE_LIMIT = 60  # re-encryptions per requester per minute at one proxy
@@ -76,7 +76,7 @@ def spawn_proxy(net, config: ProxyConfig, *, sock=None, wait: bool = True) -> st
     name = service_name(config.name)
     entry = net.devnet.spawn_service(name, "proxy", argv,
                                      sockets={"http": sock} if sock is not None else net.devnet.rebind(name),
-                                     probe=_answers, env={PROXY_KEY_ENV: proxy_keys(net, config.name).to_bytes().hex()},
+                                     probe=_answers, secret=proxy_keys(net, config.name).to_bytes(),
                                      url=config.url, wait=False)
     if wait:
         net.devnet.wait_service(entry, _answers, timeout=60)

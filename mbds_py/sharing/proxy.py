@@ -2,14 +2,21 @@
 
 ``python -m mbds_py.sharing.proxy --config F --port P`` (``mbds proxy run``); the
 proxy's key set (account + Umbral + PEKS, :class:`~mbds_py.crypto.PatientSecrets`)
-comes only from the environment variable ``MBDS_PROXY_KEY`` (hex of ``to_bytes()``).
+comes from an encrypted keystore file (``--keystore F``) whose passphrase is read once from a
+file descriptor (``--passphrase-fd N``, e.g. 0) or, for the devnet launcher, the key set itself over an
+inherited pipe (``--key-fd N``); never from the environment or the command line (see :mod:`mbds_py.secrets`).
 
 What one proxy does:
 
-* **search** (``POST /v1/search``) — the doctor hands over the patient (ID or
-  account address) and one or more PEKS trapdoors the patient issued; the
-  proxy tests that patient's summary items from a consortium node (a
-  conjunctive query: every trapdoor must match one of an item's keywords),
+* **search** (``POST /v1/search``) — the doctor hands over a *search token*
+  the patient signed for this proxy (proxy, patient, grantee, grant, expiry and
+  the PEKS trapdoors encrypted to this proxy's PRE key: the doctor never holds
+  a trapdoor in clear), with his own signature over the request (timestamp and
+  a nonce kept in the SQLite store, so a replay is refused across restarts).
+  The proxy checks the grant is live on chain, caps the work of the request,
+  decrypts the trapdoors and tests that patient's summary items from a
+  consortium node (a conjunctive query: every trapdoor must match one of an
+  item's keywords),
   proves each hit's item against the header committed in ``ConsortiumIndex``,
   fetches the slip from the private chain's replicas and proves it against the
   ``SlipLedger`` root (``verify_receipt``), then checks the slip *is* the item
@@ -42,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -71,7 +77,6 @@ from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
 
-PROXY_KEY_ENV = "MBDS_PROXY_KEY"
 MARKER = "mbds_py.sharing.proxy"
 DEFAULT_THRESHOLD = 2
 MAX_BODY = 4 * 1024 * 1024
@@ -80,6 +85,8 @@ MAX_BODY = 4 * 1024 * 1024
 TAG_INFO = b"MBDS proxy info v1"
 TAG_DEPOSIT = b"MBDS proxy kfrag deposit v1"
 TAG_READ = b"MBDS proxy re-encryption request v1"
+TAG_TOKEN = b"MBDS proxy search token v1"
+TAG_SEARCH = b"MBDS proxy search request v1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +110,12 @@ class Refusal(str, Enum):
     UNAUTHENTICATED = "unauthenticated"
     BAD_REQUEST = "bad-request"
     UNAVAILABLE = "unavailable"  # chain, storage or replicas did not answer
+    REPLAYED = "replayed"  # the request's nonce was seen before (the cache survives restarts)
+    WRONG_PROXY = "wrong-proxy"  # a search token issued for another proxy
+    WRONG_GRANTEE = "wrong-grantee"  # a search not signed by the grantee the token names
+    TOKEN_EXPIRED = "token-expired"  # the search token's expiry has passed
+    TOO_MANY_TRAPDOORS = "too-many-trapdoors"  # over the proxy's cap of trapdoors per search
+    TOO_MANY_ITEMS = "too-many-items"  # over the proxy's cap of items tested by one search
 
     @classmethod
     def of(cls, reason: Reason) -> "Refusal":
@@ -119,11 +132,18 @@ _BY_REASON = {
     Reason.GRANTEE_SUSPENDED: Refusal.SUSPENDED, Reason.OUT_OF_SCOPE: Refusal.OUT_OF_SCOPE,
 }
 _HTTP = {Refusal.STALE_EPOCH: 409, Refusal.NO_KEY: 409, Refusal.INTEGRITY: 422, Refusal.UNAUTHENTICATED: 401,
-         Refusal.BAD_REQUEST: 400, Refusal.UNAVAILABLE: 503}
+         Refusal.BAD_REQUEST: 400, Refusal.UNAVAILABLE: 503, Refusal.REPLAYED: 401, Refusal.WRONG_PROXY: 421,
+         Refusal.TOKEN_EXPIRED: 401, Refusal.TOO_MANY_TRAPDOORS: 413, Refusal.TOO_MANY_ITEMS: 413}
 _HINTS = {
     Refusal.STALE_EPOCH: "the key this proxy holds is for an older revocation epoch; the patient must re-issue it",
     Refusal.NO_KEY: "the patient has not deposited a re-encryption key for this record and grantee here",
     Refusal.INTEGRITY: "the stored ciphertext or slip does not match what the patient confirmed",
+    Refusal.REPLAYED: "replayed request (nonce already used); sign a new request",
+    Refusal.WRONG_PROXY: "the search token was issued for another proxy; send each proxy its own token",
+    Refusal.WRONG_GRANTEE: "the search is not signed by the grantee the patient issued the token to",
+    Refusal.TOKEN_EXPIRED: "the search token has expired; ask the patient for a new one",
+    Refusal.TOO_MANY_TRAPDOORS: "too many trapdoors in one search; split the query",
+    Refusal.TOO_MANY_ITEMS: "the search would test more items than this proxy allows in one request",
 }
 
 
@@ -186,6 +206,9 @@ class ProxyConfig:
     rate_window: float = 60.0
     watch_interval: float = 0.5
     request_skew: float = 300.0  # seconds a signed request stays valid
+    max_search_trapdoors: int = 16  # trapdoors (all key versions together) one search may carry
+    max_search_items: int = 50_000  # summary items x trapdoor sets one search may test
+    max_token_ttl: int = 7 * 86400  # a search token valid for longer is refused
 
     @property
     def url(self) -> str:
@@ -240,6 +263,86 @@ def read_digest(proxy: str, patient: bytes, grantee: bytes, record_id: bytes, ch
                   + _u64(timestamp) + nonce)
 
 
+def token_digest(proxy: str, patient: bytes, grantee: bytes, scope: int, target: bytes, expires_at: int,
+                 encrypted_trapdoors: bytes) -> bytes:
+    """What the patient signs to let ``grantee`` search her records through ``proxy`` under one grant
+    (``scope``/``target``) until ``expires_at``; the trapdoors are encrypted to that proxy's PRE key."""
+    return keccak(TAG_TOKEN + _addr(proxy) + patient + grantee + bytes([int(scope)]) + target + _u64(expires_at)
+                  + keccak(encrypted_trapdoors))
+
+
+def search_digest(proxy: str, token: bytes, timestamp: int, nonce: bytes) -> bytes:
+    """What the grantee signs to use the search token whose digest is ``token`` at ``proxy`` once."""
+    return keccak(TAG_SEARCH + _addr(proxy) + token + _u64(timestamp) + nonce)
+
+
+def encode_trapdoor_sets(sets: Sequence[Sequence[bytes]]) -> bytes:
+    """The plaintext of a token's encrypted trapdoors: one conjunctive query per patient key version."""
+    return json.dumps([[_hex(t) for t in one] for one in sets]).encode()
+
+
+def decode_trapdoor_sets(raw: bytes) -> list[list[Trapdoor]]:
+    try:
+        doc = json.loads(raw)
+        sets = [[Trapdoor.from_bytes(_unhex(t, "trapdoor")) for t in one] for one in doc]
+    except (ValueError, TypeError, CryptoError) as exc:
+        raise ProxyRefused(Refusal.BAD_REQUEST, f"search token: malformed trapdoors ({exc})") from None
+    if not sets or not all(sets):
+        raise ProxyRefused(Refusal.BAD_REQUEST, "a search needs at least one trapdoor")
+    return sets
+
+
+def check_search_work(trapdoor_sets: Sequence[Sequence[Any]], items: int | None, config: "ProxyConfig") -> None:
+    """The caps on one search's work (pure): trapdoors carried, items x trapdoor sets tested."""
+    count = sum(len(one) for one in trapdoor_sets)
+    if count > config.max_search_trapdoors:
+        raise ProxyRefused(Refusal.TOO_MANY_TRAPDOORS, f"{count} trapdoors in one search, this proxy takes at most "
+                                                       f"{config.max_search_trapdoors}; split the query")
+    if items is not None and items * len(trapdoor_sets) > config.max_search_items:
+        raise ProxyRefused(Refusal.TOO_MANY_ITEMS, f"{items} items x {len(trapdoor_sets)} trapdoor set(s) is over "
+                                                   f"this proxy's cap of {config.max_search_items} per search")
+
+
+@dataclass(frozen=True)
+class SearchToken:
+    """A patient-signed permission for one grantee to search her records once per signed request at one proxy."""
+
+    proxy: str
+    patient: bytes
+    grantee: bytes
+    scope: int
+    target: bytes
+    expires_at: int
+    encrypted_trapdoors: bytes
+    signature: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return token_digest(self.proxy, self.patient, self.grantee, self.scope, self.target, self.expires_at,
+                            self.encrypted_trapdoors)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"proxy": self.proxy, "patient": _hex(self.patient), "grantee": _hex(self.grantee),
+                "scope": int(self.scope), "target": _hex(self.target), "expires_at": int(self.expires_at),
+                "trapdoors": _hex(self.encrypted_trapdoors), "signature": _hex(self.signature)}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "SearchToken":
+        if not isinstance(doc, dict):
+            raise ProxyRefused(Refusal.BAD_REQUEST, "a search needs the patient's search token (a JSON object)")
+        proxy = doc.get("proxy")
+        if not isinstance(proxy, str) or len(proxy) != 42:
+            raise ProxyRefused(Refusal.BAD_REQUEST, "search token: proxy must be an account address")
+        try:
+            scope, expires_at = int(doc.get("scope", -1)), int(doc.get("expires_at", 0))
+            Scope(scope)
+        except (TypeError, ValueError):
+            raise ProxyRefused(Refusal.BAD_REQUEST, "search token: bad scope or expiry") from None
+        return cls(proxy, _unhex(doc.get("patient"), "patient", 32), _unhex(doc.get("grantee"), "grantee", 32),
+                   scope, _unhex(doc.get("target"), "target", 32), expires_at,
+                   _unhex(doc.get("trapdoors"), "trapdoors"), _unhex(doc.get("signature"), "token signature", 65))
+
+
 def _hex(b: bytes) -> str:
     return "0x" + bytes(b).hex()
 
@@ -280,11 +383,30 @@ class KeyStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash without an fsync each
         self.db.execute("CREATE TABLE IF NOT EXISTS kfrag (patient BLOB, grantee BLOB, record BLOB, epoch INTEGER, "
                         "chain_id INTEGER, kfrag BLOB, address BLOB, kwhash BLOB, "
                         "PRIMARY KEY (patient, grantee, record, epoch))")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS nonce (nonce BLOB PRIMARY KEY, seen REAL)")
         self.lock = threading.Lock()
+        self._pruned = 0.0
+
+    def use_nonce(self, nonce: bytes, now: float, keep: float) -> bool:
+        """Record ``nonce`` as used; False if it was used within the last ``keep`` seconds (a replay).
+        Kept in SQLite, so a proxy restart does not forget which requests it answered."""
+        with self.lock:
+            if now - self._pruned > keep / 10:
+                self.db.execute("DELETE FROM nonce WHERE seen < ?", (now - keep,))
+                self._pruned = now
+            try:
+                self.db.execute("INSERT INTO nonce VALUES (?,?)", (bytes(nonce), now))
+            except sqlite3.IntegrityError:
+                row = self.db.execute("SELECT seen FROM nonce WHERE nonce=?", (bytes(nonce),)).fetchone()
+                if row is not None and row[0] >= now - keep:
+                    return False
+                self.db.execute("INSERT OR REPLACE INTO nonce VALUES (?,?)", (bytes(nonce), now))
+            return True
 
     def put(self, k: HeldKey) -> None:
         with self.lock:
@@ -473,7 +595,6 @@ class ProxyService:
         self._slips: dict[tuple[int, bytes], VerifiedSlip] = {}
         self._headers: set[bytes] = set()
         self._ids: dict[str, bytes] = {}
-        self._nonces: dict[bytes, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.stats = {"searches": 0, "reencryptions": 0, "refusals": 0, "denials": 0, "deposits": 0, "deleted": 0,
@@ -516,15 +637,13 @@ class ProxyService:
         return _unhex(who, what, 32)
 
     def _fresh(self, timestamp: int, nonce: bytes) -> None:
+        """A signed request is answered once: its timestamp within the skew, its nonce never seen in the last
+        two skews (the nonces are in the SQLite store: a restarted proxy still refuses a replay)."""
         now = time.time()
         if abs(now - timestamp) > self.config.request_skew:
             raise ProxyRefused(Refusal.UNAUTHENTICATED, "request timestamp is too far from the proxy's clock")
-        with self._lock:
-            for n, t in [(n, t) for n, t in self._nonces.items() if t < now - 2 * self.config.request_skew]:
-                del self._nonces[n]
-            if nonce in self._nonces:
-                raise ProxyRefused(Refusal.UNAUTHENTICATED, "replayed request (nonce already used)")
-            self._nonces[nonce] = now
+        if not self.keystore.use_nonce(nonce, now, 2 * self.config.request_skew):
+            raise ProxyRefused(Refusal.REPLAYED)
 
     # -- fetching and proving -----------------------------------------------------------------------
 
@@ -602,11 +721,65 @@ class ProxyService:
 
     # -- Algorithm 3 step 2: search ------------------------------------------------------------------
 
-    def search(self, patient: bytes, trapdoors: Sequence[Trapdoor]) -> list[dict[str, Any]]:
+    def search_request(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/search``: a grantee-signed use of a patient-signed search token, checked in full before
+        any trapdoor is decrypted or any item tested."""
+        if "trapdoors" in doc and "token" not in doc:
+            raise ProxyRefused(Refusal.BAD_REQUEST, "trapdoors in clear are refused: send the search token the "
+                                                    "patient issued to you (PatientClient.search_ticket)")
+        token = SearchToken.from_json(doc.get("token"))
+        if token.proxy.lower() != self.address.lower():
+            raise ProxyRefused(Refusal.WRONG_PROXY, f"the token is for proxy {token.proxy}, this is {self.address}")
+        tdigest = token.digest
+        try:
+            issuer = recover_address(tdigest, token.signature)
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, f"search token: {exc}") from None
+        if self._participant(issuer) != token.patient:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, "the search token is not signed by the patient")
+        if not doc.get("signature"):
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, "unsigned search: the token's grantee must sign the request")
+        ts, nonce = int(doc.get("timestamp", 0)), _unhex(doc.get("nonce"), "nonce", 16)
+        try:
+            signer = recover_address(search_digest(self.address, tdigest, ts, nonce),
+                                     _unhex(doc.get("signature"), "signature", 65))
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.UNAUTHENTICATED, str(exc)) from None
+        if self._participant(signer) != token.grantee:
+            raise ProxyRefused(Refusal.WRONG_GRANTEE)
+        now = time.time()
+        if token.expires_at <= now:
+            raise ProxyRefused(Refusal.TOKEN_EXPIRED)
+        if token.expires_at > now + self.config.max_token_ttl:
+            raise ProxyRefused(Refusal.BAD_REQUEST, f"search token valid for more than {self.config.max_token_ttl} s")
+        self._fresh(ts, nonce)
+        scope = Scope(token.scope)
+        decision = self.policy.check_access(token.patient, token.grantee,
+                                            token.target if scope is Scope.RECORD else ZERO32, Action.READ,
+                                            keyword_set_hash=token.target if scope is Scope.KEYWORD_SET else ZERO32)
+        if not decision.allowed:
+            raise ProxyRefused(Refusal.of(decision.reason))
+        try:
+            raw = pre_decrypt(self.keys.identity_secret_key, UmbralCiphertext.from_bytes(token.encrypted_trapdoors))
+        except CryptoError as exc:
+            raise ProxyRefused(Refusal.BAD_REQUEST, f"search token: trapdoors do not open with this proxy's key "
+                                                    f"({exc})") from None
+        sets = decode_trapdoor_sets(raw)
+        check_search_work(sets, None, self.config)
+        items = self.consortium_items(token.patient)
+        check_search_work(sets, len(items), self.config)
+        found: dict[str, dict[str, Any]] = {}
+        for trapdoors in sets:
+            for m in self.search(token.patient, trapdoors, items=items):
+                found.setdefault(m["slip_id"], m)
+        return {"matches": list(found.values())}
+
+    def search(self, patient: bytes, trapdoors: Sequence[Trapdoor], *,
+               items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Slips of ``patient`` whose keywords match every trapdoor, each proven on both chains."""
         if not trapdoors:
             raise ProxyRefused(Refusal.BAD_REQUEST, "a search needs at least one trapdoor")
-        items = self.consortium_items(patient)
+        items = self.consortium_items(patient) if items is None else items
         hits = match_items(items, trapdoors)
         out, seen = [], set()
         for i in hits:
@@ -937,15 +1110,7 @@ def _handler_for(proxy: ProxyService):
         def do_POST(self) -> None:  # noqa: N802
             path = self.path.partition("?")[0]
             if path == "/v1/search":
-                def search() -> dict[str, Any]:
-                    doc = self._doc()
-                    patient = proxy._resolve(doc.get("patient"), "patient")  # noqa: SLF001
-                    try:
-                        tds = [Trapdoor.from_bytes(_unhex(t, "trapdoor")) for t in doc.get("trapdoors", [])]
-                    except CryptoError as exc:
-                        raise ProxyRefused(Refusal.BAD_REQUEST, f"trapdoor: {exc}") from None
-                    return {"matches": proxy.search(patient, tds)}
-                return self._answer(search)
+                return self._answer(lambda: proxy.search_request(self._doc()))
             if path == "/v1/kfrags":
                 return self._answer(lambda: proxy.deposit(self._doc()))
             if path == "/v1/reencrypt":
@@ -963,26 +1128,38 @@ def _handler_for(proxy: ProxyService):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
+    from ..service_keys import add_key_arguments
+
+    add_key_arguments(parser, "proxy")
     add_listen_argument(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
-def load_proxy_keys() -> PatientSecrets:
-    raw = os.environ.get(PROXY_KEY_ENV)
-    if not raw:
-        raise ConfigError(f"no proxy key: set {PROXY_KEY_ENV} to the hex of the proxy's key set")
-    return PatientSecrets.from_bytes(bytes.fromhex(raw.removeprefix("0x")))
+def load_proxy_keys(args: argparse.Namespace) -> PatientSecrets:
+    """The proxy's key set: from the launcher's pipe (``--key-fd``) or an encrypted keystore (``--keystore``,
+    passphrase from a fd, a prompt or stdin); never from the environment (:mod:`mbds_py.service_keys`)."""
+    from ..service_keys import load_service_secret
+
+    def from_bundle(bundle: Any) -> bytes:
+        return PatientSecrets(bundle.account_key, bundle.umbral_seed, bundle.peks_key).to_bytes()
+
+    raw = load_service_secret(args, "proxy", from_bundle)
+    try:
+        return PatientSecrets.from_bytes(raw)
+    except CryptoError as exc:
+        raise ConfigError(f"proxy key set: {exc}") from None
 
 
 def run_proxy(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keys = load_proxy_keys(args)  # first: a bad key or passphrase fails before anything else
     config = ProxyConfig.load(args.config)
     if args.port:
         config = replace(config, port=args.port)
     sock = listener(inherited_sockets(args.listen), "http", config.host, config.port, what=f"proxy {config.name}")
-    service = ProxyService(config, load_proxy_keys())
+    service = ProxyService(config, keys)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
     service.run(sock)
@@ -1003,8 +1180,9 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "MARKER", "PROXY_KEY_ENV",
+    "DEFAULT_THRESHOLD", "MARKER",
     "ChainRef", "HeldKey", "KeyStore", "ProxyConfig", "ProxyRefused", "ProxyService", "RateMonitor", "Refusal",
-    "add_arguments", "deposit_digest", "info_digest", "load_proxy_keys", "main", "match_items", "read_digest",
-    "run_proxy",
+    "SearchToken", "add_arguments", "check_search_work", "decode_trapdoor_sets", "deposit_digest",
+    "encode_trapdoor_sets", "info_digest", "load_proxy_keys", "main", "match_items", "read_digest", "run_proxy",
+    "search_digest", "token_digest",
 ]

@@ -211,14 +211,8 @@ def test_wrong_passphrases_in_a_row_pause_further_attempts(portal_url):
     assert not portal.unlocked
 
 
-def test_pasted_trapdoors_of_a_rotated_patient_become_one_query_per_key_version():
-    from mbds_py.portal.app import PortalError, _trapdoor_query
+def test_a_pasted_trapdoor_is_not_a_search_ticket():
+    from mbds_py.sharing.clients import SearchTicket, SharingError
 
-    a1, a2, b1, b2 = ("0x" + c * 4 for c in "a1b2")
-    assert _trapdoor_query(f"{a1}\n{b1}") == [bytes.fromhex(a1[2:]), bytes.fromhex(b1[2:])]  # one key version
-    assert _trapdoor_query(f"{a2},{a1}\n{b2},{b1}") == [[bytes.fromhex(a2[2:]), bytes.fromhex(b2[2:])],
-                                                        [bytes.fromhex(a1[2:]), bytes.fromhex(b1[2:])]]
-    with pytest.raises(PortalError, match="different numbers of key-version parts"):
-        _trapdoor_query(f"{a2},{a1}\n{b1}")
-    with pytest.raises(PortalError, match="paste at least one trapdoor"):
-        _trapdoor_query(" , ")
+    with pytest.raises(SharingError, match="paste the whole ticket the patient issued"):
+        SearchTicket.from_text("0x" + "a1" * 48)

@@ -23,7 +23,7 @@ from mbds_py.identity import Role
 from mbds_py.population import DEFAULT_POPULATION
 from mbds_py.sharing import journey
 from mbds_py.sharing.agent import AccessPolicyRefusal
-from mbds_py.sharing.clients import DoctorClient, PatientClient, ThresholdNotMet, combine
+from mbds_py.sharing.clients import DoctorClient, PatientClient, SharingError, ThresholdNotMet, combine
 from mbds_py.sharing.journey import expect_refusal, read_label
 from mbds_py.sharing.launch import AUTHORITIES, policy_agent, proxy_keys, restart_proxy, stop_proxy
 from mbds_py.sharing.policy import Action, Basis, Grant, Reason, Scope
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 # one patient per policy test
 PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
             "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold",
-            "p-rotated", "p-keyword-set")
+            "p-rotated", "p-keyword-set", "p-trapdoor")
 DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 BLOCK_TIME_RATE_LIMIT = 10  # re-encryptions per requester per minute at one proxy, on a chain with a block time
 
@@ -112,7 +112,8 @@ def _mine_until(policy, timestamp: int, timeout: float) -> None:
 
 def test_hybrid_journey_combines_records_of_three_chains(world, alice_journey):
     assert all(s.ok for s in alice_journey.steps), [(s.name, s.actual) for s in alice_journey.steps if not s.ok]
-    timeline = world.doctors["dr-zhao"].history(world.pid("alice"), world.patients["alice"].trapdoors(journey.COUGH))
+    ticket = world.patients["alice"].search_ticket(world.pid("dr-zhao"), journey.COUGH)
+    timeline = world.doctors["dr-zhao"].history(world.pid("alice"), ticket)
     assert [r.chain for r in timeline.entries] == ["platform-c"]
     full = combine(journey.read_keyword(world, "dr-zhao", "alice", journey.COUGH)
                    + journey.read_keyword(world, "dr-zhao", "alice", journey.PNEUMONIA))
@@ -132,11 +133,14 @@ def test_every_read_is_on_the_patients_audit_trail(world, alice_journey):
 
 def test_conjunctive_search_needs_every_keyword(world, alice_journey):
     alice, wang = world.patients["alice"], world.doctors["dr-wang"]
-    both = wang.search(world.pid("alice"), alice.trapdoors(journey.PNEUMONIA, journey.CHEST_CT))
+    both = wang.search(world.pid("alice"), alice.search_ticket(world.pid("dr-wang"), journey.PNEUMONIA,
+                                                               journey.CHEST_CT))
     assert [m.slip_id for m in both] == [world.records["referral"]]
-    assert wang.search(world.pid("alice"), alice.trapdoors(journey.COUGH, journey.CHEST_CT)) == []
-    # another patient's trapdoor matches nothing of alice's
-    assert wang.search(world.pid("alice"), world.patients["bob"].trapdoors(journey.PNEUMONIA)) == []
+    assert wang.search(world.pid("alice"), alice.search_ticket(world.pid("dr-wang"), journey.COUGH,
+                                                               journey.CHEST_CT)) == []
+    # another patient's ticket cannot search alice's records (a token names its patient)
+    with pytest.raises(SharingError, match="bob's, not alice's"):
+        wang.search(world.pid("alice"), world.patients["bob"].search_ticket(world.pid("dr-wang"), journey.PNEUMONIA))
 
 
 def _record_access_keyword_set(world, tx_hash: bytes) -> bytes:
@@ -220,6 +224,8 @@ def test_one_hospital_scenario(world):
     labels = records_of(world, p, "hypertension", "diabetes")
     patient, li = world.patients[p], world.doctors["dr-li"]
     patient.grant(world.pid("dr-li"), duration=600)
+    ticket = patient.search_ticket(world.pid("dr-li"), journey.DIABETES)
+    assert li.search(world.pid(p), ticket)
     timeline = combine(journey.read_keyword(world, "dr-li", p, journey.HYPERTENSION)
                        + journey.read_keyword(world, "dr-li", p, journey.DIABETES))
     assert [r.record_id for r in timeline.entries] == [world.records[labels["hypertension"]],
@@ -234,7 +240,8 @@ def test_one_hospital_scenario(world):
     denials = world.directory.policy.denials(**denied)[before:]
     assert len(denials) == len(refused.refusals) >= 1
     assert {d.reason for d in denials} == {Reason.REVOKED}
-    assert li.search(world.pid(p), patient.trapdoors(journey.DIABETES))  # search is not access
+    # a search ticket issued before the revoke is refused with it: a search needs a live grant
+    expect_refusal(Refusal.REVOKED, lambda: li.search(world.pid(p), ticket))
 
 
 def test_rotated_patient_reads_searches_and_shares_all_versions(world):
@@ -265,8 +272,11 @@ def test_rotated_patient_reads_searches_and_shares_all_versions(world):
     assert all(own[r].keywords == (normalize_keyword(journey.HYPERTENSION),) for r in rids)
 
     # search: the current version's trapdoor finds the newest record only; one set per version finds all
-    assert [m.slip_id for m in li.search(pid, patient.trapdoors(journey.HYPERTENSION))] == [rids[2]]
-    assert {m.slip_id for m in li.search(pid, patient.trapdoor_sets(journey.HYPERTENSION))} == set(rids)
+    patient.grant(world.pid("dr-li"), duration=600, issue=False)
+    current = patient.search_ticket(world.pid("dr-li"), journey.HYPERTENSION, all_versions=False)
+    assert [m.slip_id for m in li.search(pid, current)] == [rids[2]]
+    every = patient.search_ticket(world.pid("dr-li"), journey.HYPERTENSION)
+    assert {m.slip_id for m in li.search(pid, every)} == set(rids)
 
     # share: the current account grants; the proxies verify kfrags signed by each record's own version
     patient.grant(world.pid("dr-wang"), duration=600)
@@ -487,3 +497,125 @@ def test_no_refusal_is_a_threshold_failure(world):
         read_label(world, "dr-li", p, labels["diabetes"])
     assert isinstance(info.value, ProxyRefused) and not isinstance(info.value, ThresholdNotMet), repr(info.value)
     assert info.value.code is Refusal.EXPIRED
+
+
+# --- search tokens (issue 13 item 11): the attacker's attempts, each refused with its own code ------------------
+
+
+def _proxy_named(world, authority: str):
+    return next(p for p in world.directory.proxies if p.info().name == authority)
+
+
+def _refused_search(code: Refusal, proxy, doc) -> ProxyRefused:
+    with pytest.raises(ProxyRefused) as info:
+        proxy.search(doc)
+    assert info.value.code is code, info.value
+    return info.value
+
+
+def test_search_ticket_hides_the_trapdoor_and_is_refused_to_anyone_but_its_grantee(world):
+    """The doctor holds only trapdoors encrypted to the proxies; a use unsigned, signed by another doctor, at
+    another proxy, with trapdoors in clear, or after the grant's revocation is refused with its own code."""
+    from mbds_py.crypto import pre_decrypt
+    from mbds_py.crypto.pre import UmbralCiphertext
+
+    p = "p-trapdoor"
+    labels = records_of(world, p, "diabetes")
+    patient, li, zhao = world.patients[p], world.doctors["dr-li"], world.doctors["dr-zhao"]
+    patient.grant(world.pid("dr-li"), duration=600, issue=False)
+    ticket = patient.search_ticket(world.pid("dr-li"), journey.DIABETES)
+    nha, pha = _proxy_named(world, "nha"), _proxy_named(world, "pha")
+    token = ticket.token_for(nha.info().address)
+    # the doctor never sees a trapdoor: not in the ticket, and the encrypted one does not open with his key
+    clear = patient._trapdoor_sets(journey.DIABETES)[0][0]  # noqa: SLF001 - the patient's own view
+    assert clear.hex() not in ticket.to_text() and clear.hex() not in str(token.to_json())
+    with pytest.raises(DecryptionError):
+        pre_decrypt(li.secrets.identity_secret_key, UmbralCiphertext.from_bytes(token.encrypted_trapdoors))
+
+    unsigned = li.search_doc(nha.info().address, token)
+    del unsigned["signature"]
+    _refused_search(Refusal.UNAUTHENTICATED, nha, unsigned)
+    _refused_search(Refusal.WRONG_GRANTEE, nha, zhao.search_doc(nha.info().address, token))
+    _refused_search(Refusal.WRONG_PROXY, pha, li.search_doc(pha.info().address, token))  # nha's token at pha
+    forged = dict(li.search_doc(nha.info().address, token))
+    forged["token"] = {**forged["token"], "grantee": "0x" + world.pid("dr-zhao").hex()}  # rebound: signature breaks
+    _refused_search(Refusal.UNAUTHENTICATED, nha, forged)
+    old_style = {"patient": "0x" + world.pid(p).hex(), "trapdoors": ["0x" + clear.hex()]}
+    assert "in clear are refused" in str(_refused_search(Refusal.BAD_REQUEST, nha, old_style))
+    with pytest.raises(SharingError, match="issued to someone else"):
+        zhao.search(world.pid(p), ticket)
+
+    # the grantee's own signed use works, at every proxy with its own token
+    for proxy in world.directory.proxies:
+        found = proxy.search(li.search_doc(proxy.info().address, ticket.token_for(proxy.info().address)))
+        assert [m["slip_id"] for m in found] == ["0x" + world.records[labels["diabetes"]].hex()]
+
+    patient.revoke(world.pid("dr-li"))
+    _refused_search(Refusal.REVOKED, nha, li.search_doc(nha.info().address, token))
+
+
+def test_an_expired_search_token_is_refused(world):
+    p = "p-trapdoor"
+    world.patients[p].grant(world.pid("dr-wang"), duration=600, issue=False)
+    ticket = world.patients[p].search_ticket(world.pid("dr-wang"), journey.DIABETES, ttl=-1)  # expired at issue
+    expect_refusal(Refusal.TOKEN_EXPIRED, lambda: world.doctors["dr-wang"].search(world.pid(p), ticket))
+
+
+def test_a_replayed_search_is_refused_after_a_proxy_restart_and_the_work_is_capped(world):
+    """The nonce cache is in the proxy's SQLite store; the caps come from its configuration."""
+    p = "p-trapdoor"
+    records_of(world, p, "hypertension", "diabetes")  # at least two items to test
+    patient, burst = world.patients[p], world.doctors["dr-wang"]
+    patient.grant(world.pid("dr-wang"), duration=600, issue=False)
+    nha = _proxy_named(world, "nha")
+    ticket = patient.search_ticket(world.pid("dr-wang"), journey.HYPERTENSION)
+    doc = burst.search_doc(nha.info().address, ticket.token_for(nha.info().address))
+    assert nha.search(doc)
+    _refused_search(Refusal.REPLAYED, nha, doc)
+
+    path = Path(world.net.spec.state_dir / "proxies") / "nha.json"
+    original = ProxyConfig.load(path)
+    assert stop_proxy(world.net, "nha")
+    dataclasses.replace(original, max_search_trapdoors=2, max_search_items=1).save(path)
+    try:
+        restart_proxy(world.net, "nha")
+        _refused_search(Refusal.REPLAYED, nha, doc)  # the restarted proxy remembers the nonce
+        three = patient.search_ticket(world.pid("dr-wang"), journey.HYPERTENSION, journey.DIABETES,
+                                      journey.COUGH, all_versions=False)
+        _refused_search(Refusal.TOO_MANY_TRAPDOORS, nha, burst.search_doc(nha.info().address,
+                                                                          three.token_for(nha.info().address)))
+        refused = _refused_search(Refusal.TOO_MANY_ITEMS, nha, burst.search_doc(nha.info().address,
+                                                                                ticket.token_for(nha.info().address)))
+        assert "cap of 1 per search" in str(refused)
+    finally:
+        assert stop_proxy(world.net, "nha")
+        original.save(path)
+        restart_proxy(world.net, "nha")
+    assert nha.search(burst.search_doc(nha.info().address, ticket.token_for(nha.info().address)))
+
+
+# --- service keys (issue 13 item 12): no key or passphrase in any launched process's environ or cmdline ---------
+
+
+def test_launched_services_hold_no_key_or_passphrase_in_environ_or_cmdline(world):
+    """Every replica, consortium node and proxy of the network (and a proxy restarted on its recorded port)
+    got its key over an inherited pipe: none is in /proc/PID/environ or /proc/PID/cmdline."""
+    import re
+
+    from mbds_py.service_keys import SECRET_ENV
+
+    net = world.net
+    assert stop_proxy(net, "mha")
+    restart_proxy(net, "mha")  # a restart gets its key the same way
+    services = {s.name: s for s in net.devnet.load_services().values() if s.kind in ("replica", "consortium", "proxy")}
+    assert {s.kind for s in services.values()} == {"replica", "consortium", "proxy"}
+    secrets = [net.passphrase] + [proxy_keys(net, a).to_bytes().hex() for a in AUTHORITIES]
+    secrets += [bytes(net.keys(n).account.key).hex() for n in net.people if n.startswith(("nha", "pha", "mha"))]
+    for s in services.values():
+        environ = Path(f"/proc/{s.pid}/environ").read_bytes().decode("utf-8", "replace")
+        cmdline = Path(f"/proc/{s.pid}/cmdline").read_bytes().decode("utf-8", "replace")
+        assert "--key-fd" in cmdline, s.name
+        for where, text in (("environ", environ), ("cmdline", cmdline)):
+            assert not re.search(r"[0-9a-fA-F]{64}", text), f"{s.name}: a 32-byte hex value in /proc/PID/{where}"
+            assert not any(secret in text for secret in secrets), f"{s.name}: a secret in /proc/PID/{where}"
+            assert not any(f"{name}=" in text for name in SECRET_ENV), f"{s.name}: a secret variable in {where}"

@@ -10,7 +10,8 @@ from mbds_py.crypto import HmiPayload
 from mbds_py.sharing.clients import SharedRecord, combine
 from mbds_py.sharing.policy import ZERO32, Reason
 from mbds_py.sharing.proxy import (ChainRef, HeldKey, KeyStore, ProxyConfig, ProxyRefused, RateMonitor, Refusal,
-                                   deposit_digest, info_digest, read_digest)
+                                   SearchToken, check_search_work, decode_trapdoor_sets, deposit_digest,
+                                   encode_trapdoor_sets, info_digest, read_digest, search_digest, token_digest)
 
 P, G, R1, R2 = (bytes([i]) * 32 for i in (1, 2, 3, 4))
 PROXY_A = "0x" + "aa" * 20
@@ -145,3 +146,76 @@ def test_proxy_refused_keeps_the_proxy_name_in_its_message():
     err = ProxyRefused("stale-epoch", proxy="pha")
     assert err.code is Refusal.STALE_EPOCH and "pha" in str(err) and "re-issue" in str(err)
     assert SimpleNamespace(code=err.code).code.value == "stale-epoch"
+
+
+# --- search tokens (issue 13 item 11) ------------------------------------------------------------------
+
+
+def test_token_digest_binds_proxy_patient_grantee_grant_expiry_and_trapdoors():
+    args = [PROXY_A, P, G, 0, ZERO32, 1_700_000_000, b"encrypted trapdoors"]
+    base = token_digest(*args)
+    for i, other in ((0, PROXY_B), (1, R1), (2, R2), (3, 1), (4, R1), (5, 1_700_000_001), (6, b"other")):
+        changed = list(args)
+        changed[i] = other
+        assert token_digest(*changed) != base, i
+
+
+def test_search_digest_binds_the_proxy_the_token_and_the_nonce():
+    base = search_digest(PROXY_A, R1, 1_700_000_000, b"\x00" * 16)
+    assert search_digest(PROXY_B, R1, 1_700_000_000, b"\x00" * 16) != base
+    assert search_digest(PROXY_A, R2, 1_700_000_000, b"\x00" * 16) != base
+    assert search_digest(PROXY_A, R1, 1_700_000_000, b"\x01" * 16) != base
+
+
+def test_search_work_is_capped_with_its_own_codes(tmp_path):
+    config = SimpleNamespace(max_search_trapdoors=3, max_search_items=100)
+    check_search_work([[1, 2], [3]], 50, config)  # 3 trapdoors, 50 items x 2 sets = 100: at the caps
+    with pytest.raises(ProxyRefused) as info:
+        check_search_work([[1, 2], [3, 4]], None, config)
+    assert info.value.code is Refusal.TOO_MANY_TRAPDOORS and info.value.code.http_status == 413
+    with pytest.raises(ProxyRefused) as info:
+        check_search_work([[1], [2]], 51, config)
+    assert info.value.code is Refusal.TOO_MANY_ITEMS and "cap of 100" in str(info.value)
+
+
+def test_trapdoor_sets_round_trip_and_garbage_is_a_bad_request():
+    from mbds_py.crypto import PatientSecrets
+
+    sk = PatientSecrets.derive(b"\x05" * 32)
+    sets = [[sk.trapdoor("icd10|I10").to_bytes(), sk.trapdoor("icd10|E11.9").to_bytes()]]
+    assert [[t.to_bytes() for t in one] for one in decode_trapdoor_sets(encode_trapdoor_sets(sets))] == sets
+    for bad in (b"not json", b"[]", b"[[]]", b'[["0x00"]]'):
+        with pytest.raises(ProxyRefused) as info:
+            decode_trapdoor_sets(bad)
+        assert info.value.code is Refusal.BAD_REQUEST
+
+
+def test_search_ticket_text_round_trips_and_refuses_garbage():
+    from mbds_py.sharing.clients import SearchTicket, SharingError
+
+    tokens = tuple(SearchToken(proxy, P, G, 0, ZERO32, 1_700_000_000, b"ct-" + proxy.encode(), b"\x01" * 65)
+                   for proxy in (PROXY_A, PROXY_B))
+    ticket = SearchTicket(P, G, 1_700_000_000, tokens)
+    again = SearchTicket.from_text(ticket.to_text())
+    assert again == ticket and again.token_for(PROXY_B.upper().replace("0X", "0x")) == tokens[1]
+    for bad in ("0xdeadbeef", "mbds-search-ticket:!!!", "mbds-search-ticket:W10"):
+        with pytest.raises(SharingError):
+            SearchTicket.from_text(bad)
+
+
+def test_nonces_survive_a_keystore_restart_and_expire(tmp_path):
+    path = tmp_path / "nha.sqlite"
+    store = KeyStore(path)
+    assert store.use_nonce(b"n" * 16, 1000.0, 600.0)
+    assert not store.use_nonce(b"n" * 16, 1001.0, 600.0)
+    store.db.close()
+    again = KeyStore(path)
+    assert not again.use_nonce(b"n" * 16, 1002.0, 600.0)  # a restart does not forget it
+    assert again.use_nonce(b"n" * 16, 1700.0, 600.0)  # outside the window the timestamp check refuses it anyway
+    assert again.use_nonce(b"m" * 16, 1700.0, 600.0)
+
+
+def test_new_refusals_say_whose_fault():
+    assert Refusal.REPLAYED.http_status == 401 and Refusal.TOKEN_EXPIRED.http_status == 401
+    assert Refusal.WRONG_PROXY.http_status == 421 and Refusal.WRONG_GRANTEE.http_status == 403
+    assert "ask the patient for a new one" in str(ProxyRefused(Refusal.TOKEN_EXPIRED))
