@@ -165,6 +165,35 @@ def is_running(pid: int | None, started: int | None) -> bool:
     return bool(pid) and started is not None and process_started(pid) == started  # type: ignore[arg-type]
 
 
+def _lingers(pid: int, started: int | None) -> bool:
+    """True while the process that started at ``started`` still has a thread exiting.
+
+    A killed multi-threaded process shows as a zombie as soon as its main thread is gone, but its files —
+    listening sockets included — close only when its last thread has exited; until then a restart on its
+    port finds the port taken.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        if started is None or int(fields[19]) != started:
+            return False
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (OSError, IndexError, ValueError):
+        return False
+    for task in tasks:
+        try:
+            state = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Running, or dying with threads (and so files) left: not yet safe to take over its ports."""
+    return is_running(pid, started) or _lingers(pid, started)
+
+
 def listening_ports(pid: int) -> set[int]:
     """TCP ports a process listens on, read from its socket inodes and the kernel's socket tables."""
     inodes = set()
@@ -203,9 +232,9 @@ def stop_processes(procs: list[tuple[str, int, int | None]], timeout: float = 10
 
     Returns the names that were running; raises if one survives SIGKILL.
     """
-    running = [p for p in procs if is_running(p[1], p[2])]
+    running = [p for p in procs if _alive(p[1], p[2])]
     for sig, wait in ((signal.SIGTERM, timeout * 0.7), (signal.SIGKILL, timeout * 0.3)):
-        alive = [p for p in running if is_running(p[1], p[2])]
+        alive = [p for p in running if _alive(p[1], p[2])]
         for _n, pid, _s in alive:
             try:
                 os.killpg(pid, sig)
@@ -218,13 +247,13 @@ def stop_processes(procs: list[tuple[str, int, int | None]], timeout: float = 10
         while alive and time.monotonic() < deadline:
             for _n, pid, _s in alive:
                 _reap(pid)
-            alive = [p for p in alive if is_running(p[1], p[2])]
+            alive = [p for p in alive if _alive(p[1], p[2])]
             if alive:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
         if not alive:
             break
-    left = [p[0] for p in running if is_running(p[1], p[2])]
+    left = [p[0] for p in running if _alive(p[1], p[2])]
     if left:
         raise DevnetError(f"could not stop {left}")
     return [p[0] for p in running]
@@ -422,12 +451,12 @@ class Devnet:
     def stop_service(self, name: str, *, kill: bool = False) -> bool:
         """Stop one service (SIGKILL with ``kill``, to simulate a crash); True if it was running."""
         svc = self.load_services().get(name)
-        if svc is None or not is_running(svc.pid, svc.started):
+        if svc is None or not _alive(svc.pid, svc.started):
             return False
         if kill:
             os.killpg(svc.pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while is_running(svc.pid, svc.started) and time.monotonic() < deadline:
+            while _alive(svc.pid, svc.started) and time.monotonic() < deadline:
                 _reap(svc.pid)
                 time.sleep(0.005)
             return True

@@ -103,6 +103,42 @@ def test_a_service_gets_the_socket_the_launcher_bound_and_keeps_its_port_on_rest
     assert not is_running(again.pid, again.started)
 
 
+# The main thread leaves (pthread_exit) while another thread keeps the listening socket open: the process is a
+# zombie group leader whose files are still open, as a killed multi-threaded server is for a moment.
+_LINGERER = """
+import ctypes, socket, sys, threading, time
+sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", 0)); sock.listen(1)
+threading.Thread(target=lambda: [time.sleep(3600)]).start()
+print(sock.getsockname()[1], flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_stopped_process_counts_until_its_last_thread_has_released_its_port():
+    from mbds_py.devnet import process_started
+
+    proc = subprocess.Popen([sys.executable, "-c", _LINGERER], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        started = process_started(proc.pid)
+        port = int(proc.stdout.readline())
+        state = ""
+        while state != "Z":  # the main thread is gone; the sleeping thread still holds the socket
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+        assert not is_running(proc.pid, started)
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is busy"):
+            bind_listener("127.0.0.1", port).close()
+        assert stop_processes([("lingerer", proc.pid, started)]) == ["lingerer"]
+        bind_listener("127.0.0.1", port).close()  # free at once: stopping waited for the last thread
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 def test_a_service_that_dies_at_start_is_reported_with_its_last_log_lines(tmp_path):
     devnet = Devnet(load_spec(spec_file(tmp_path)))
     argv = [sys.executable, "-c", "import sys; print('boom: bad configuration'); sys.exit(3)"]
