@@ -59,7 +59,7 @@ MAX_KEYWORDS = 32
 #: how many keywords it has; a record with more keywords is refused.  A pad costs one G1 multiplication when
 #: built and when checked, but every slot costs the proxies one pairing per trapdoor on every search that does
 #: not match the record: 4 covers the 3-keyword benchmark record with a spare for +33 % search work, where 8
-#: would cost +167 % (docs/threat-model-privacy.md has the figures).  Doctor and patient must agree on it.
+#: would cost +167 % (docs/threat-model.md has the figures).  Doctor and patient must agree on it.
 KEYWORD_SLOTS = 4
 SALT_SIZE = 32
 MAX_RECORD_TYPE = 64
