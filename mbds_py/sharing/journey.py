@@ -68,9 +68,10 @@ class SharingWorld:
         return {self.net.people[d].address: d for d in DOCTORS}
 
 
-def setup_sharing(net, *, threshold: int = DEFAULT_THRESHOLD, rate_limit: int = DEFAULT_RATE_LIMIT) -> SharingWorld:
+def setup_sharing(net, *, threshold: int = DEFAULT_THRESHOLD, rate_limit: int = DEFAULT_RATE_LIMIT,
+                  rate_window: float = 60.0) -> SharingWorld:
     """Start (or find) the three authority proxies and make the clients."""
-    urls = start_proxies(net, threshold, rate_limit=rate_limit)
+    urls = start_proxies(net, threshold, rate_limit=rate_limit, rate_window=rate_window)
     d = directory(net, urls, threshold)
     return SharingWorld(net, urls, d, {p: PatientClient(net.keys(p), d) for p in PATIENTS},
                         {doc: DoctorClient(net.keys(doc), d) for doc in DOCTORS})
