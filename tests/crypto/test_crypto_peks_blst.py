@@ -1,5 +1,8 @@
-"""PEKS bad input (issue 15): a malformed or off-subgroup point, a trapdoor of the wrong length, a ciphertext
-of another scheme version — each refused with a named error when parsed, before any pairing is spent."""
+"""PEKS on blst (issue 15).
+
+Bad input — a malformed or off-subgroup point, a trapdoor of the wrong length, a ciphertext of another
+scheme version — is refused with a named error when parsed, before any pairing is spent; encryption
+spends no pairing once E_w is cached and gives the pairing path's ciphertext."""
 
 from __future__ import annotations
 
@@ -144,3 +147,16 @@ def test_e_w_cache_is_a_bounded_lru_per_key_and_keyword(patient, other_patient, 
                                     (pk1.to_bytes(), c("loinc|4548-4"))]
     peks.clear_caches()
     assert not peks._ew_cache
+
+
+def test_constant_time_encryption_takes_the_pairing_path_and_matches(patient, monkeypatch):
+    pk = patient.peks.public_key()
+    calls = []
+    real = _bls.pair
+    monkeypatch.setattr(_bls, "pair", lambda *a: calls.append(1) or real(*a))
+    peks_encrypt(pk, "icd10|I10")  # E_w cached
+    calls.clear()
+    ct = peks_encrypt(pk, "icd10|I10", constant_time=True)
+    assert calls == [1]
+    monkeypatch.undo()
+    assert peks.test(patient.peks.trapdoor("icd10|I10"), ct)
