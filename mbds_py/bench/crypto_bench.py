@@ -1,9 +1,11 @@
 """Crypto benchmark: PEKS Test per item per core, and one record's envelope + confirmation.
 
-Targets (ARCHITECTURE §7): PEKS Test ≤ 1.2 ms per item per core; ingest
-≥ 100 records/s on 2 cores (this measures the crypto share of it: Algorithm 1
-with 3 PEKS keywords, Algorithm 2 review + confirmation).  The baseline in the
-same run is py_ecc's pure-Python pairing doing the same Test on a few items.
+Targets: PEKS Test ≤ 0.7 ms per item per core and PEKS encryption ≤ 0.4 ms per
+keyword (issue 15; ARCHITECTURE §7 asked ≤ 1.2 ms); ingest ≥ 100 records/s on 2
+cores (this measures the crypto share of it: Algorithm 1 with 3 PEKS keywords,
+Algorithm 2 review + confirmation).  Baselines in the same run: the previous
+binding (py-arkworks-bls12381) doing the same Test and encryption, the pairing
+path of encryption on blst, and py_ecc's pure-Python pairing on a few items.
 
 Every figure is the median of several timed repetitions after a warm-up.
 Run as ``python -m mbds_py.bench.crypto_bench [--quick] [--json]``.
@@ -13,21 +15,23 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import json
 import multiprocessing
+import secrets
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from py_arkworks_bls12381 import GT, G2Point
-
-from mbds_py.crypto import (Eip712Domain, PatientSecrets, PeksSecretKey, batch_test, build_envelope,
-                            confirm_record, peks_encrypt, review_envelope)
+from mbds_py.crypto import (Eip712Domain, PatientSecrets, PeksCiphertext, PeksSecretKey, batch_test,
+                            build_envelope, confirm_record, peks_encrypt, review_envelope)
+from mbds_py.crypto import _bls
 from mbds_py.crypto import peks as peks_mod
 
-TARGET_PEKS_TEST_MS = 1.2
+TARGET_PEKS_TEST_MS = 0.7
+TARGET_PEKS_ENCRYPT_MS = 0.4
 TARGET_INGEST_RECORDS_PER_S_2_CORES = 100.0
 
 KEYWORD_POOL = (
@@ -110,6 +114,41 @@ def _py_ecc_test_ms(trapdoor, cts, items: int) -> float:
     return statistics.median(samples)
 
 
+class _Arkworks:
+    """The previous implementation on py-arkworks-bls12381 (variable-time scalars, pairing 1.2 ms), kept as the
+    baseline measured in the same run.  It must agree with the blst path bit for bit: checked before timing."""
+
+    def __init__(self, sk: PeksSecretKey):
+        from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
+
+        self.GT, self.G1Point, self.G2Point, self.Scalar = GT, G1Point, G2Point, Scalar
+        self.g = G1Point()
+        self.h = G1Point.from_compressed_bytes(sk.public_key().to_bytes())
+        self.h1: dict[str, Any] = {}
+
+    def h2(self, gt) -> bytes:
+        return hashlib.sha256(peks_mod.H2_TAG + bytes.fromhex(str(gt))).digest()
+
+    def parse(self, td, cts):
+        return (self.G2Point.from_compressed_bytes(td.to_bytes()),
+                [(self.G1Point.from_compressed_bytes(c.to_bytes()[:48]), c.b) for c in cts])
+
+    def test(self, t, ct) -> bool:
+        a, b = ct
+        return hmac.compare_digest(self.h2(self.GT.pairing(a, t)), b)
+
+    def encrypt(self, keyword: str) -> bytes:
+        canonical = peks_mod.canonical_keyword(keyword)
+        h1 = self.h1.get(canonical)
+        if h1 is None:
+            h1 = self.h1[canonical] = self.G2Point.hash_to_curve(canonical.encode(), peks_mod.H1_DST)
+        while True:
+            r = self.Scalar.from_be_bytes_mod_order(secrets.token_bytes(64))
+            if not r.is_zero():
+                break
+        return (self.g * r).to_compressed_bytes() + self.h2(self.GT.pairing(self.h * r, h1))
+
+
 def bench_peks(quick: bool) -> dict[str, Any]:
     reps = 3 if quick else 25
     n = 32
@@ -121,10 +160,28 @@ def bench_peks(quick: bool) -> dict[str, Any]:
     serial = _timed_ms(lambda: batch_test(td, cts, workers=1), reps=reps, per=n)
     parallel = _timed_ms(lambda: batch_test(td, cts), reps=reps, per=n)
     a, t = cts[0].a, td.point
-    pairing = _median_ms(lambda: [GT.pairing(a, t) for _ in range(50)], reps=reps, per=50)
-    encrypt = _median_ms(lambda: [peks_encrypt(pk, KEYWORD_POOL[i % 4]) for i in range(20)], reps=reps, per=20)
+    pairing = _median_ms(lambda: [_bls.pair(a, t) for _ in range(50)], reps=reps, per=50)
+
+    ark = _Arkworks(sk)
+    ark_td, ark_cts = ark.parse(td, cts)
+    if [ark.test(ark_td, c) for c in ark_cts] != batch_test(td, cts, workers=1):
+        raise AssertionError("the arkworks baseline and the blst path disagree")
+    ark_serial = _timed_ms(lambda: [ark.test(ark_td, c) for c in ark_cts], reps=reps, per=n)
+    ark_a = ark_cts[0][0]
+    ark_pairing = _median_ms(lambda: [ark.GT.pairing(ark_a, ark_td) for _ in range(20)], reps=reps, per=20)
+
+    words = KEYWORD_POOL[:4]
+    for w in words:  # H1 and E_w cached, as in a doctor's client that has seen the keyword before
+        peks_encrypt(pk, w)
+    if not peks_mod.test(sk.trapdoor(words[1]), PeksCiphertext.from_bytes(ark.encrypt(words[1]))):
+        raise AssertionError("an arkworks ciphertext does not match on the blst path")
+    encrypt = _timed_ms(lambda: [peks_encrypt(pk, words[i % 4]) for i in range(20)], reps=reps, per=20)
+    q = peks_mod.GROUP_ORDER
+    encrypt_pairing = _median_ms(lambda: [peks_mod._encrypt_pairing(pk, words[i % 4], secrets.randbelow(q - 1) + 1)
+                                          for i in range(20)], reps=reps, per=20)
+    encrypt_ark = _median_ms(lambda: [ark.encrypt(words[i % 4]) for i in range(20)], reps=reps, per=20)
     fresh = iter(range(10**9))
-    h2c = _median_ms(lambda: [G2Point.hash_to_curve(f"text|kw {next(fresh)}".encode(), peks_mod.H1_DST)
+    h2c = _median_ms(lambda: [_bls.hash_to_g2(f"text|kw {next(fresh)}".encode(), peks_mod.H1_DST)
                               for _ in range(20)], reps=reps, per=20)
     trapdoor_uncached = _median_ms(lambda: [sk.trapdoor(f"text|fresh {next(fresh)}") for _ in range(20)],
                                    reps=reps, per=20)
@@ -142,12 +199,20 @@ def bench_peks(quick: bool) -> dict[str, Any]:
         "test_cpu_ms_per_item_all_cores": round(parallel.cpu_median, 3),
         "test_target_ms": TARGET_PEKS_TEST_MS,
         "pairing_ms": round(pairing, 3),
-        "encrypt_ms_cached_h1": round(encrypt, 3),
+        "test_ms_per_item_arkworks": round(ark_serial.median, 3),
+        "test_min_ms_per_item_arkworks": round(ark_serial.minimum, 3),
+        "pairing_ms_arkworks": round(ark_pairing, 3),
+        "encrypt_ms_cached_h1": round(encrypt.median, 3),
+        "encrypt_min_ms": round(encrypt.minimum, 3),
+        "encrypt_ms_pairing": round(encrypt_pairing, 3),
+        "encrypt_ms_arkworks": round(encrypt_ark, 3),
+        "encrypt_target_ms": TARGET_PEKS_ENCRYPT_MS,
         "hash_to_g2_ms": round(h2c, 3),
         "trapdoor_ms_uncached": round(trapdoor_uncached, 3),
         "py_ecc_test_ms": round(py_ecc, 1),
         "py_ecc_items": baseline_items,
         "speedup_vs_py_ecc": round(py_ecc / serial.median, 1),
+        "speedup_vs_arkworks": round(ark_serial.median / serial.median, 2),
     }
 
 
@@ -258,10 +323,16 @@ def _table(result: dict[str, Any]) -> str:
          f"{p['test_min_ms_per_item_wall_all_cores']:.3f} ms/item", ""),
         (f"PEKS batch_test, {p['cores']} cores (CPU)", f"{p['test_cpu_ms_per_item_all_cores']:.3f} ms/item",
          "CPU per item summed over cores"),
-        ("  of which one pairing", f"{p['pairing_ms']:.3f} ms", ""),
+        ("  of which one pairing (blst)", f"{p['pairing_ms']:.3f} ms", ""),
+        ("PEKS Test, 1 core, arkworks (baseline)", f"{p['test_ms_per_item_arkworks']:.3f} ms/item",
+         f"×{p['speedup_vs_arkworks']} slower"),
+        ("  of which one pairing (arkworks)", f"{p['pairing_ms_arkworks']:.3f} ms", ""),
         (f"py_ecc Test (baseline, {p['py_ecc_items']} items)", f"{p['py_ecc_test_ms']:.1f} ms/item",
          f"×{p['speedup_vs_py_ecc']} slower"),
-        ("PEKS encrypt (H1 cached)", f"{p['encrypt_ms_cached_h1']:.3f} ms", ""),
+        ("PEKS encrypt (H1 and E_w cached, no pairing)", f"{p['encrypt_ms_cached_h1']:.3f} ms",
+         f"≤ {p['encrypt_target_ms']} ms"),
+        ("PEKS encrypt, pairing path (blst, baseline)", f"{p['encrypt_ms_pairing']:.3f} ms", ""),
+        ("PEKS encrypt, arkworks (previous)", f"{p['encrypt_ms_arkworks']:.3f} ms", ""),
         ("hash_to_curve G2", f"{p['hash_to_g2_ms']:.3f} ms", ""),
         ("trapdoor (uncached)", f"{p['trapdoor_ms_uncached']:.3f} ms", ""),
         ("envelope, 3 keywords (Alg. 1)", f"{e['envelope_ms']:.3f} ms", ""),

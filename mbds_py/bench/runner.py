@@ -198,7 +198,8 @@ def versions() -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - report, do not fail the run
             out[name] = f"unavailable ({type(exc).__name__}: {exc})"
     out["solc_settings"] = f"evm {EVM_VERSION}, optimizer {OPTIMIZER_RUNS} runs"
-    for name in ("web3", "eth-account", "py-arkworks-bls12381", "py_ecc", "umbral-pre", "coincurve", "matplotlib"):
+    for name in ("web3", "eth-account", "blspy", "pyblst", "pymcl", "py-arkworks-bls12381", "py_ecc", "umbral-pre",
+                 "coincurve", "matplotlib"):
         out[name] = _package(name)
     return out
 
@@ -597,8 +598,8 @@ def _machine_line(report: Mapping[str, Any]) -> str:
             if m.get("load_avg_1m_at_end") is not None else "")
     return (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable){mem}; {m['os']}{load}  \n"
             f"Versions: anvil {v.get('anvil')} · solc {v.get('solc')} ({v.get('solc_settings')}) · "
-            f"Python {v.get('python')} · web3 {v.get('web3')} · py-arkworks-bls12381 {v.get('py-arkworks-bls12381')}"
-            f" · py_ecc {v.get('py_ecc')}")
+            f"Python {v.get('python')} · web3 {v.get('web3')} · blspy {v.get('blspy')} · pyblst {v.get('pyblst')}"
+            f" · pymcl {v.get('pymcl')} · py-arkworks-bls12381 {v.get('py-arkworks-bls12381')} · py_ecc {v.get('py_ecc')}")
 
 
 def markdown(report: Mapping[str, Any]) -> str:

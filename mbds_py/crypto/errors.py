@@ -17,6 +17,23 @@ class MalformedDataError(CryptoError):
     """Bytes do not decode as the expected type (wrong length, bad point, trailing data)."""
 
 
+class PeksLengthError(MalformedDataError):
+    """A PEKS key, trapdoor or ciphertext has the wrong number of bytes (or is not bytes at all)."""
+
+
+class PeksPointError(MalformedDataError):
+    """Bytes meant as a PEKS point are not a point of the BLS12-381 subgroup: a bad encoding, a point off
+    the curve or off the order-q subgroup, or the identity.  Refused when parsed, before any pairing."""
+
+
+class PeksVersionError(MalformedDataError):
+    """A PEKS ciphertext or trapdoor of another scheme version than this build reads (version 1)."""
+
+    def __init__(self, message: str, *, version: int):
+        self.version = version
+        super().__init__(message)
+
+
 class EnvelopeError(CryptoError):
     """An HMI envelope cannot be built from the given fields (bad timestamp, empty type, ...)."""
 
@@ -91,6 +108,9 @@ __all__ = [
     "KeywordError",
     "KeywordMismatchError",
     "MalformedDataError",
+    "PeksLengthError",
+    "PeksPointError",
+    "PeksVersionError",
     "QueryError",
     "UnexpectedSignerError",
     "UnverifiedFragError",

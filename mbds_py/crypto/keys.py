@@ -35,12 +35,11 @@ from functools import cached_property
 from typing import Any, Iterable
 
 import umbral_pre
-from py_arkworks_bls12381 import Scalar
 
 from ._codec import KIND_PATIENT_KEYS, KIND_PATIENT_SECRETS, Reader, Writer
 from .errors import KeyVersionError, MalformedDataError
 from .keywords import KeywordLike, keyword_set_tag
-from .peks import PeksPublicKey, PeksSecretKey, Trapdoor
+from .peks import GROUP_ORDER, PeksPublicKey, PeksSecretKey, Trapdoor
 from .signing import EthSigner, address_bytes, checksum_address
 
 IDENTITY_KEY_LABEL = b"mbds/identity"
@@ -171,8 +170,8 @@ class PatientSecrets:
         root = umbral_pre.SecretKeyFactory.from_secure_randomness(bytes(seed))
         account = root.make_key(b"mbds/derive/account").to_be_bytes()
         umbral_seed = root.make_secret(b"mbds/derive/umbral")[:32]
-        alpha = Scalar.from_be_bytes_mod_order(root.make_secret(b"mbds/derive/peks"))
-        if alpha.is_zero():  # pragma: no cover - probability 2^-255
+        alpha = int.from_bytes(root.make_secret(b"mbds/derive/peks"), "big") % GROUP_ORDER
+        if alpha == 0:  # pragma: no cover - probability 2^-255
             raise MalformedDataError("seed derives a zero PEKS key; use another seed")
         return cls(account, umbral_seed, PeksSecretKey(alpha))
 

@@ -16,7 +16,8 @@ from mbds_py.bench.registry import CATALOGUE, MEASUREMENTS
 
 pytestmark = pytest.mark.slow
 
-MEASURED_NOW = {"gas_per_slip", "naive_gas_per_slip", "peks_test_ms", "peks_test_ms_py_ecc", "storage_p50_ms",
+MEASURED_NOW = {"gas_per_slip", "naive_gas_per_slip", "peks_test_ms", "peks_test_ms_arkworks", "peks_test_ms_py_ecc",
+                "peks_encrypt_ms", "peks_encrypt_ms_pairing", "peks_encrypt_ms_arkworks", "storage_p50_ms",
                 "storage_p50_ms_new_connection"}
 
 # Runs a command as the child of a subreaper (prctl PR_SET_CHILD_SUBREAPER): whatever the command leaves
