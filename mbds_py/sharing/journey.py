@@ -207,8 +207,10 @@ def step_referral(world: SharingWorld) -> str:
 
 
 def step_conjunctive_search(world: SharingWorld) -> str:
-    """PEKS conjunction: pneumonia AND chest CT matches only the referral record."""
+    """PEKS conjunction: pneumonia AND chest CT matches only the referral record (alice lets dr-wang see the
+    referral he wrote: a search shows a grantee only the records he may read)."""
     alice, wang = world.patients["alice"], world.doctors["dr-wang"]
+    alice.grant(world.pid("dr-wang"), records=[world.records["referral"]], duration=3600)
     both = alice.search_ticket(world.pid("dr-wang"), PNEUMONIA, CHEST_CT)
     matches = wang.search(world.pid("alice"), both)
     if [m.slip_id for m in matches] != [world.records["referral"]]:

@@ -772,7 +772,15 @@ class ProxyService:
         for trapdoors in sets:
             for m in self.search(token.patient, trapdoors, items=items):
                 found.setdefault(m["slip_id"], m)
-        return {"matches": list(found.values())}
+        return {"matches": [m for m in found.values() if self._may_read(token.patient, token.grantee, m)]}
+
+    def _may_read(self, patient: bytes, grantee: bytes, match: dict[str, Any]) -> bool:
+        """Whether the grantee may read a search hit now: a search under a one-record (or keyword-set) grant
+        shows only what that grant opens, not which of the patient's other records match."""
+        record_id = _unhex(match["slip_id"], "slip_id", 32)
+        held = self.keystore.newest(patient, grantee, record_id)
+        kw = held.keyword_set_hash if held else ZERO32
+        return self.policy.check_access(patient, grantee, record_id, Action.READ, keyword_set_hash=kw).allowed
 
     def search(self, patient: bytes, trapdoors: Sequence[Trapdoor], *,
                items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:

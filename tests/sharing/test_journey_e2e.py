@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 # one patient per policy test
 PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
             "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-not-threshold",
-            "p-rotated", "p-keyword-set", "p-trapdoor")
+            "p-rotated", "p-keyword-set", "p-trapdoor", "p-search-scope")
 DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 BLOCK_TIME_RATE_WINDOW = 300.0  # seconds the proxies count a requester's re-encryptions in, on a chain with a block time
 
@@ -511,6 +511,21 @@ def _refused_search(code: Refusal, proxy, doc) -> ProxyRefused:
         proxy.search(doc)
     assert info.value.code is code, info.value
     return info.value
+
+
+def test_a_search_under_a_one_record_grant_shows_only_that_record(world):
+    """The diabetes record matches its keyword, but a ticket bound to a grant of the hypertension record does not
+    tell the doctor it exists: every proxy returns only hits the grantee may read."""
+    p = "p-search-scope"
+    labels = records_of(world, p, "hypertension", "diabetes")
+    patient, li = world.patients[p], world.doctors["dr-li"]
+    patient.grant(world.pid("dr-li"), records=[world.records[labels["hypertension"]]], duration=600, issue=False)
+    for keyword, expected in ((journey.HYPERTENSION, [labels["hypertension"]]), (journey.DIABETES, [])):
+        ticket = patient.search_ticket(world.pid("dr-li"), keyword)
+        assert ticket.tokens[0].scope == int(Scope.RECORD)
+        for proxy in world.directory.proxies:
+            found = proxy.search(li.search_doc(proxy.info().address, ticket.token_for(proxy.info().address)))
+            assert [m["slip_id"] for m in found] == ["0x" + world.records[x].hex() for x in expected], keyword
 
 
 def test_search_ticket_hides_the_trapdoor_and_is_refused_to_anyone_but_its_grantee(world):
