@@ -4,7 +4,7 @@
 proxy's key set (account + Umbral + PEKS, :class:`~mbds_py.crypto.PatientSecrets`)
 comes from an encrypted keystore file (``--keystore F``) whose passphrase is read once from a
 file descriptor (``--passphrase-fd N``, e.g. 0) or, for the devnet launcher, the key set itself over an
-inherited pipe (``--key-fd N``); never from the environment or the command line (see :mod:`mbds_py.secrets`).
+inherited pipe (``--key-fd N``); never from the environment or the command line (see :mod:`mbds_py.service_keys`).
 
 What one proxy does:
 
@@ -20,8 +20,8 @@ What one proxy does:
   proves each hit's item against the header committed in ``ConsortiumIndex``,
   fetches the slip from the private chain's replicas and proves it against the
   ``SlipLedger`` root (``verify_receipt``), then checks the slip *is* the item
-  (patient, H(M), keyword ciphertexts, height).  It returns the slips'
-  locations and receipts.
+  (patient, H(M), keyword ciphertexts, height).  It returns the locations and
+  receipts of the hits the grantee may read now (``checkAccess`` per hit).
 * **key custody** (``POST /v1/kfrags``) — the patient deposits, for one
   (record, grantee, revocation epoch), this proxy's share of the m-of-n Umbral
   kfrags and the record's storage address encrypted to the proxy's PRE key
