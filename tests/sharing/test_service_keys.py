@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import requests
 
 from mbds_py.crypto import PatientSecrets
 from mbds_py.keystore import SecretBundle
+from mbds_py.listen import bind_listener, bound_port
 from mbds_py.service_keys import SECRET_ENV, child_env, node_bundle, write_service_keystore
 from mbds_py.sharing.proxy import ProxyConfig
 
@@ -32,19 +32,14 @@ CHEAP_N = 2**10  # the keystore default is 2**17; the reader takes n from the fi
 KEYS = PatientSecrets.derive(b"\x11" * 32)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _config(tmp_path: Path, world=None) -> Path:
+def _config(tmp_path: Path, world=None, port: int = 0) -> Path:
+    """A proxy configuration; ``port`` is that of a socket the test bound and hands down (``--listen``)."""
     rpc = world.chain.url if world is not None else "http://127.0.0.1:9"
     policy = world.policy.address if world is not None else "0x" + "11" * 20
     config = ProxyConfig(name="test", consortium_rpc=rpc, access_policy=policy,
                          consortium_index="0x" + "22" * 20, consortium_nodes=(),
                          private_chains=(),
-                         storage=("http://127.0.0.1:9",), port=_free_port(), data_dir=str(tmp_path / "data"),
+                         storage=("http://127.0.0.1:9",), port=port, data_dir=str(tmp_path / "data"),
                          watch_interval=5.0)
     path = tmp_path / "proxy.json"
     config.save(path)
@@ -103,8 +98,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_a_proxy_run_by_hand_reads_its_keystore_passphrase_from_stdin_and_keeps_it_out_of_proc(tmp_path, sharing_world):
-    config, keystore = _config(tmp_path, sharing_world), _keystore(tmp_path)
-    proc = _proxy(config, "--keystore", str(keystore), stdin=subprocess.PIPE)
+    sock = bind_listener("127.0.0.1", 0)
+    config, keystore = _config(tmp_path, sharing_world, bound_port(sock)), _keystore(tmp_path)
+    with sock:
+        proc = _proxy(config, "--keystore", str(keystore), "--listen", f"http={sock.fileno()}",
+                      stdin=subprocess.PIPE, pass_fds=(sock.fileno(),))
     try:
         proc.stdin.write(PASSPHRASE.encode() + b"\n")
         proc.stdin.close()
@@ -116,9 +114,12 @@ def test_a_proxy_run_by_hand_reads_its_keystore_passphrase_from_stdin_and_keeps_
 
 def test_a_launched_proxy_gets_its_key_over_a_pipe_not_its_environment_or_argv(tmp_path, sharing_world):
     """The devnet launcher's path: spawn_service writes the key into a pipe the child reads once."""
-    config = _config(tmp_path, sharing_world)
+    sock = bind_listener("127.0.0.1", 0)
+    config = _config(tmp_path, sharing_world, bound_port(sock))
     r, w = os.pipe()
-    proc = _proxy(config, "--key-fd", str(r), pass_fds=(r,), env=child_env({"PYTHONPATH": str(ROOT)}))
+    with sock:
+        proc = _proxy(config, "--key-fd", str(r), "--listen", f"http={sock.fileno()}", pass_fds=(r, sock.fileno()),
+                      env=child_env({"PYTHONPATH": str(ROOT)}))
     os.close(r)
     os.write(w, KEYS.to_bytes().hex().encode() + b"\n")
     os.close(w)
