@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import requests
 
+from .chain.sender import forget_chain
 from .errors import DevnetError, PortInUseError, ToolchainError
 from .listen import bind_listener, bound_port
 from .spec import ChainSpec, NetworkSpec
@@ -568,6 +569,7 @@ def start_chain_process(engine: str, host: str, port: int, chain_id: int, block_
         ports = listening_ports(proc.pid)
         if ports:
             bound = port if port in ports else min(ports)
+            forget_chain(f"http://{host}:{bound}")  # an earlier chain of this process may have had the port
             return proc, f"http://{host}:{bound}"
         if proc.poll() is not None:
             busy = f"; port {port} on {host} is busy — free it or use port = 0" if port else ""

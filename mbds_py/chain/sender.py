@@ -392,6 +392,8 @@ class TxSender:
     def _assign(self) -> int:
         if self._epoch != self.endpoint.epoch:  # the node restarted: what it knows may have changed
             self._epoch, self._next = self.endpoint.epoch, None
+        if not self._inflight:  # idle: re-read the node's count (another process may have sent meanwhile)
+            self._next = None
         if len(self._inflight) > 1024:  # transactions nobody waited for: forget the mined ones
             mined = self._node_nonce("latest")
             self._inflight = {n: t for n, t in self._inflight.items() if n >= mined}
@@ -617,6 +619,15 @@ def sender_for(url: str, account: LocalAccount, *, name: str = "chain") -> TxSen
         if sender is None:
             sender = _senders[key] = TxSender(ep, account)
         return sender
+
+
+def forget_chain(url: str) -> None:
+    """A new node now serves ``url`` (a chain started on a port an earlier one used): drop the endpoint and the
+    senders this process kept for the old node, so no stale nonce or chain ID is carried over."""
+    with _registry_lock:
+        _endpoints.pop(_key(url), None)
+        for key in [k for k in _senders if k[0] == _key(url)]:
+            del _senders[key]
 
 
 def reset_chain(url: str) -> None:
