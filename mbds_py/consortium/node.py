@@ -5,9 +5,10 @@ chains' bridge nodes over HTTP and gossiped once to every peer) and follows the
 chain's ``BlockCommitted`` log.  In its slot the scheduled RPN builds a block of
 ≤ 128 slips, sends it to the ATNs, and commits it to ``ConsortiumIndex`` with a
 quorum of attestations.  An ATN attests only after :func:`verify_block` passed,
-including the cross-chain check: every summary item's slip is proven, through
-the private chain's node, against the root committed in that chain's
-``SlipLedger``, and its patient, keywords and HMI hash match the slip.
+including the cross-chain check (:mod:`.audit`): every summary item's slip is
+proven against the header committed in its chain's ``SlipLedger`` (one proof
+and one body fetch per private block), and its patient, keywords and HMI hash
+match the slip.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import requests
 from ..errors import ConfigError, MBDSError
 from ..httpjson import JsonHandler
 from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
-from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip, SummaryItem,
+from .audit import ItemChecker, PrivateChainRef
+from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
 from .cid import cid_v0
 from .errors import InvalidBlock
@@ -40,16 +42,6 @@ from .errors import InvalidBlock
 log = logging.getLogger("mbds.consortium")
 
 MAX_BODY = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class PrivateChainRef:
-    """How an auditor reaches a private chain to check an item."""
-
-    chain_id: int
-    rpc_url: str
-    slip_ledger: str
-    api_urls: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -95,58 +87,6 @@ class ConsortiumNodeConfig:
         return f"http://{self.host}:{self.port}"
 
 
-class ItemChecker:
-    """The auditor's cross-chain check of a summary item against its private chain."""
-
-    def __init__(self, chains: tuple[PrivateChainRef, ...]):
-        from ..chain.client import ChainClient
-        from ..chain.slip_ledger import SlipLedgerAgent
-
-        self.chains = {c.chain_id: c for c in chains}
-        self.ledgers = {c.chain_id: SlipLedgerAgent(ChainClient(c.rpc_url, name=f"chain-{c.chain_id}"), c.slip_ledger)
-                        for c in chains}
-        self.session = requests.Session()
-        self._ok: set[bytes] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, item: SummaryItem) -> bool:
-        from ..private.client import Receipt
-        from ..private.slip import TransactionSlip
-
-        key = item.struct_hash
-        with self._lock:
-            if key in self._ok:
-                return True
-        ref = self.chains.get(item.chain_id)
-        if ref is None:
-            return False
-        receipt = None
-        for url in ref.api_urls:
-            try:
-                resp = self.session.get(f"{url}/v1/slips/0x{item.slip_id.hex()}/receipt", timeout=5)
-            except requests.RequestException:
-                continue
-            if resp.status_code == 200:
-                receipt = Receipt.from_json(resp.json())
-                break
-            if resp.status_code == 404:
-                return False
-        if receipt is None or receipt.height != item.block_height:
-            return False
-        try:
-            if not self.ledgers[item.chain_id].verify_slip(receipt.header, receipt.proof, receipt.envelope):
-                return False
-            slip = TransactionSlip.from_bytes(receipt.payload)
-        except MBDSError:
-            return False
-        keywords = tuple(c.to_bytes() for c in slip.encrypted_keywords)
-        if (slip.patient_id, slip.hmi_hash, keywords) != (item.patient_id, item.hmi_hash, item.keywords):
-            return False
-        with self._lock:
-            self._ok.add(key)
-        return True
-
-
 class ConsortiumNode:
     """Mempool, chain follower, producer (when RPN) and auditor (when ATN)."""
 
@@ -165,7 +105,6 @@ class ConsortiumNode:
         self.credit = CreditRegistryAgent(ChainClient(config.rpc_url, name="consortium"), config.credit_registry)
         self.domain = self.index.domain()
         self.clock = self.index.clock()
-        self.checker = ItemChecker(config.private_chains)
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.lock = threading.RLock()
@@ -186,6 +125,7 @@ class ConsortiumNode:
             " PRIMARY KEY (height, slip, idx));"
             "CREATE INDEX IF NOT EXISTS item_patient ON item (patient);")
         self._blob_store = self._make_store()
+        self.checker = ItemChecker(config.private_chains, self._blob_store)
         self._stop = threading.Event()
 
     def _make_store(self):
@@ -351,6 +291,7 @@ class ConsortiumNode:
             self.stats["rejected"] += 1
             return False, reject(header, self.domain, self.signer), "the producer is suspended in the IdentityRegistry"
         block = ConsortiumBlock(header, decode_body(body))
+        self.checker.prefetch(item for slip in block.slips for item in slip.items)  # each private block once
         try:
             self.follow()
             verify_block(block, prev=self.head, clock=self.clock, rpn=self.credit.rpn_set(), domain=self.domain,
@@ -386,7 +327,7 @@ class ConsortiumNode:
 
     def status(self) -> dict[str, Any]:
         return {"institution": "0x" + self.me.hex(), "head": self.head.height if self.head else 0,
-                "mempool": len(self.mempool), **self.stats}
+                "mempool": len(self.mempool), **self.stats, "audit": dict(self.checker.stats)}
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
