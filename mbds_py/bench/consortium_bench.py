@@ -195,20 +195,20 @@ def measure_gas_per_item(ctx: BenchContext) -> Samples:
 DOCTOR, PATIENT = "dr-zhao", "alice"
 
 
-def _build_confirmed(net: Any, n: int, tag: str) -> list[bytes]:
-    """``n`` records of PATIENT by DOCTOR, reviewed, stored and confirmed (untimed)."""
+def _build_confirmed(net: Any, n: int, tag: str, doctor: str = DOCTOR) -> list[bytes]:
+    """``n`` records of PATIENT by ``doctor``, reviewed, stored and confirmed (untimed)."""
     from ..crypto import build_envelope, confirm_record, review_envelope
     from ..storage.client import KuboClient
     from ..storage.replicated import ReplicatedStore
 
-    chain = net.chain_of(DOCTOR)
+    chain = net.chain_of(doctor)
     domain = net.clusters[chain].config.record_domain
-    doc, pat = net.keys(DOCTOR), net.keys(PATIENT)
+    doc, pat = net.keys(doctor), net.keys(PATIENT)
     store = ReplicatedStore([KuboClient(u) for u in net.devnet.storage_urls()], replicas=net.spec.storage.replicas)
     now = int(time.time())
 
     def one(i: int) -> bytes:
-        text = f"Bench consultation {tag}{i}"
+        text = f"Bench consultation {doctor} {tag}{i}"
         document = {"resourceType": "Condition", "subject": {"display": PATIENT}, "note": [{"text": text}],
                     "code": {"coding": [{"system": "icd10", "code": "J06.9"}]}}
         env = build_envelope(document, ["icd10|J06.9"], pat.secrets.public_keys, doc.secrets.signer,
@@ -268,3 +268,77 @@ def measure_consortium_items(ctx: BenchContext) -> Samples:
                                  "pbft_max_slips": settings.max_slips, "pbft_max_wait_s": settings.max_wait,
                                  "consortium_slot_s": net.dpos.slot_seconds,
                                  "note": "first submission to GET /v1/items listing all N on a consortium node"})
+
+
+# -- items per second, saturated: all three private chains streaming -------------------------------------------
+
+DOCTORS = ("dr-li", "dr-wang", "dr-zhao")  # one per private chain of the default spec
+
+
+def _delivered(api: Any) -> int:
+    return int(api.status().get("delivered_slips", 0))
+
+
+def _submit_all(api: Any, records: list[bytes]) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(api.submit_confirmed, records))
+
+
+@measurement("consortium_items_per_s_saturated", estimate_s=(20, 120), uses=(NETWORK,))
+def measure_consortium_items_saturated(ctx: BenchContext) -> Samples:
+    """Every private chain streams N records at once; the consortium's rate from the first private commit until
+    the last item is final on the consortium (``GET /v1/items`` on a consortium node lists it).
+
+    The private chains' own rate over the same run is reported beside it (``extra``), so whether the
+    consortium or the private chains set the pace shows in the figures.
+    """
+    from ..private.cluster import wait_until
+
+    n = 30 if ctx.quick else 400
+    reps = 1 if ctx.quick else 2
+    net = ctx.network()
+    url = next(iter(net.consortium_nodes.values()))
+    pid = net.people[PATIENT].id_hex
+    apis = {d: net.hospital_api(net.chain_of(d)) for d in DOCTORS}
+    rates: list[float] = []
+    runs: list[dict[str, float]] = []
+    for r in range(reps):
+        ctx.progress(f"run {r + 1}/{reps}: building {n} confirmed records on each of {len(DOCTORS)} private chains")
+        records = {d: _build_confirmed(net, n, f"sat{r}-", doctor=d) for d in DOCTORS}
+        total = n * len(DOCTORS)
+        before_items = _item_count(url, pid)
+        before = {d: _delivered(apis[d]) for d in DOCTORS}
+        first_commit: list[float] = []
+        private_done: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(len(DOCTORS)) as pool:
+            futures = [pool.submit(_submit_all, apis[d], records[d]) for d in DOCTORS]
+
+            def progress() -> bool:
+                now = time.perf_counter()
+                for d in DOCTORS:
+                    if d not in private_done:
+                        done = _delivered(apis[d]) - before[d]
+                        if done > 0 and not first_commit:
+                            first_commit.append(now)
+                        if done >= n:
+                            private_done[d] = now
+                return _item_count(url, pid) >= before_items + total
+
+            wait_until(lambda: progress() or None, 600, f"{total} consortium items", interval=0.1)
+            for fut in futures:
+                fut.result()
+        t_final = time.perf_counter()
+        start = first_commit[0] if first_commit else t0
+        rates.append(total / (t_final - start))
+        last_private = max(private_done.values(), default=t_final)
+        runs.append({"items": total, "seconds_first_commit_to_final": round(t_final - start, 2),
+                     "private_slips_per_s": round(total / (last_private - t0), 1),
+                     "consortium_lag_after_private_s": round(t_final - last_private, 2)})
+        ctx.progress(f"run {r + 1}: {rates[-1]:.1f} items/s; private chains {runs[-1]['private_slips_per_s']} slips/s; "
+                     f"consortium finished {runs[-1]['consortium_lag_after_private_s']} s after the last private commit")
+    return Samples(rates, extra={"records_per_chain": n, "chains": len(DOCTORS), "runs": runs,
+                                 "consortium_slot_s": net.dpos.slot_seconds,
+                                 "capacity_items_per_s": round(128 * 10 / net.dpos.slot_seconds, 1),
+                                 "note": "first private commit to the last item final on the consortium; "
+                                         "capacity = 128 slips x 10 items per block, one block per slot"})

@@ -101,6 +101,8 @@ for _spec in (
     KeySpec("storage_p50_ms_new_connection", "ms", None, None,
             "baseline: the same with a new HTTP connection per request"),
     KeySpec("consortium_items_per_s", "items/s", None, None, "consortium-chain index items per second"),
+    KeySpec("consortium_items_per_s_saturated", "items/s", ">=1000", None,
+            "all three private chains streaming: items from the first private commit to consortium finality"),
     KeySpec("gas_per_item", "gas/item", None, None, "gas per consortium index item"),
 ):
     _declare(_spec)
