@@ -5,8 +5,8 @@ doctor's account key ``SK_d``::
 
     s    = 32 random bytes (the salt)
     H(M) = keccak256(s ‖ M)
-    C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds
-    C_w  = PEKS(PK_p.peks, w_i) for each keyword, padded with peks_pad(seed_j) to KEYWORD_SLOTS
+    C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds, the r_i
+    C_w  = PEKS(PK_p.peks, w_i; r_i) for each keyword (r_i inside C_M), padded with peks_pad(seed_j) to KEYWORD_SLOTS
            ciphertexts (sorted by ciphertext: order leaks nothing)
     Sig  = EIP-712 signature of SK_d over t‖Type‖Text‖PK_d‖PK_p‖H(M)‖C_M‖C_w
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Union
 
@@ -48,7 +48,8 @@ from ._codec import KIND_ENVELOPE, KIND_PAYLOAD, KIND_RECORD_HEADER, Reader, Wri
 from .errors import CiphertextMismatchError, EnvelopeError
 from .keys import PatientPublicKeys
 from .keywords import KeywordLike, to_keyword
-from .peks import CIPHERTEXT_SIZE, PAD_SEED_SIZE, PeksCiphertext, new_pad_seed, peks_encrypt, peks_pad
+from .peks import (CIPHERTEXT_SIZE, PAD_SEED_SIZE, RANDOMNESS_SIZE, PeksCiphertext, new_pad_seed,
+                   peks_encrypt_opening, peks_pad)
 from .pre import MAX_CIPHERTEXT_SIZE, UmbralCiphertext, pre_encrypt
 from .signing import (SIGNATURE_SIZE, Eip712Domain, SignerLike, address_bytes, as_signer, checksum_address,
                       struct, verify_signer)
@@ -120,16 +121,21 @@ def keyword_ciphertexts_hash(ciphertexts: Iterable[PeksCiphertext]) -> bytes:
 
 @dataclass(frozen=True)
 class HmiPayload:
-    """What C_M encrypts: M, the H(M) salt, the normalised keywords (in the order of their ciphertexts in C_w)
-    and the seeds of the padding ciphertexts (in their order in C_w).  ``repr`` hides M.
+    """What C_M encrypts: M, the H(M) salt, the normalised keywords (in the order of their ciphertexts in C_w),
+    the seeds of the padding ciphertexts (in their order in C_w) and, from format 3, the PEKS randomness r of
+    each keyword's ciphertext (its *opening*, aligned with ``keywords``) so that the patient checks each
+    keyword ciphertext by recomputing it, without a pairing.  ``repr`` hides M.
 
-    Encoding (format 2): ``blob M ‖ salt (32) ‖ u16 n ‖ n × text keyword ‖ u16 p ‖ p × seed (32)``.
+    Encoding (format 2): ``blob M ‖ salt (32) ‖ u16 n ‖ n × text keyword ‖ u16 p ‖ p × seed (32)``;
+    format 3 appends ``u16 n ‖ n × r (32, big-endian)``.  A payload without openings encodes as format 2,
+    byte for byte as before; both formats decode.
     """
 
     hmi: bytes
     keywords: tuple[str, ...]
     salt: bytes
     pads: tuple[bytes, ...] = ()
+    openings: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keywords", tuple(self.keywords))
@@ -140,19 +146,35 @@ class HmiPayload:
                                 f"{MAX_KEYWORDS} keyword ciphertexts")
         if any(len(p) != PAD_SEED_SIZE for p in self.pads):
             raise EnvelopeError(f"pad seeds must be {PAD_SEED_SIZE} bytes")
+        object.__setattr__(self, "openings", tuple(bytes(o) for o in self.openings))
+        if self.openings and len(self.openings) != len(self.keywords):
+            raise EnvelopeError(f"{len(self.openings)} keyword openings for {len(self.keywords)} keywords: a payload "
+                                "carries one per keyword or none")
+        if any(len(o) != RANDOMNESS_SIZE for o in self.openings):
+            raise EnvelopeError(f"keyword openings must be {RANDOMNESS_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
-        w = Writer(KIND_PAYLOAD, version=2).blob(self.hmi).raw(self.salt).u16(len(self.keywords))
+        w = Writer(KIND_PAYLOAD, version=3 if self.openings else 2)
+        w.blob(self.hmi).raw(self.salt).u16(len(self.keywords))
         for k in self.keywords:
             w.text(k)
         w.u16(len(self.pads))
         for p in self.pads:
             w.raw(p)
+        if self.openings:
+            w.u16(len(self.openings))
+            for o in self.openings:
+                w.raw(o)
         return w.getvalue()
+
+    def without_openings(self) -> "HmiPayload":
+        """The payload as stored after the patient's check (format 2): the openings are needed by no reader."""
+        return replace(self, openings=()) if self.openings else self
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "HmiPayload":
-        r = Reader(data, "HMI payload", KIND_PAYLOAD, version=2)
+        version = 3 if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > 5 and data[5] == 3 else 2
+        r = Reader(data, "HMI payload", KIND_PAYLOAD, version=version)
         hmi = r.blob(MAX_HMI_SIZE)
         salt = r.raw(SALT_SIZE)
         count = r.u16()
@@ -163,8 +185,14 @@ class HmiPayload:
         if count + pads > MAX_KEYWORDS:
             raise r.fail(f"{count} keywords and {pads} pads exceed the limit of {MAX_KEYWORDS}")
         seeds = tuple(r.raw(PAD_SEED_SIZE) for _ in range(pads))
+        openings: tuple[bytes, ...] = ()
+        if version == 3:
+            n = r.u16()
+            if n != count:
+                raise r.fail(f"{n} keyword openings for {count} keywords")
+            openings = tuple(r.raw(RANDOMNESS_SIZE) for _ in range(n))
         r.done()
-        return cls(hmi, keywords, salt, seeds)
+        return cls(hmi, keywords, salt, seeds, openings)
 
     @property
     def hmi_hash(self) -> bytes:
@@ -374,12 +402,13 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
     m = canonical_hmi(hmi)
     slots = check_keyword_slots(keyword_slots)
     words = _normalised_keywords(keywords, slots)
-    real = [(peks_encrypt(patient.peks_key, w), w) for w in words]
-    pads = [(peks_pad(seed), seed) for seed in (new_pad_seed() for _ in range(slots - len(words)))]
-    slotted = sorted(((c.to_bytes(), c, w) for c, w in real + pads), key=lambda t: t[0])
-    cws = tuple(c for _, c, _ in slotted)
-    payload = HmiPayload(m, tuple(w for _, _, w in slotted if isinstance(w, str)), secrets.token_bytes(SALT_SIZE),
-                         tuple(w for _, _, w in slotted if isinstance(w, bytes)))
+    real = [(*peks_encrypt_opening(patient.peks_key, w), w) for w in words]
+    pads = [(peks_pad(seed), seed, None) for seed in (new_pad_seed() for _ in range(slots - len(words)))]
+    slotted = sorted(((c.to_bytes(), c, x, w) for c, x, w in real + pads), key=lambda t: t[0])
+    cws = tuple(c for _, c, _, _ in slotted)
+    payload = HmiPayload(m, tuple(w for _, _, _, w in slotted if w is not None), secrets.token_bytes(SALT_SIZE),
+                         tuple(x for _, _, x, w in slotted if w is None),
+                         tuple(x for _, _, x, w in slotted if w is not None))
     c_m = pre_encrypt(patient.pre_public_key, payload.to_bytes())
     unsigned = RecordHeader(timestamp, record_type, text, signer.address, patient, payload.hmi_hash,
                             keccak(c_m.to_bytes()), cws, bytes(SIGNATURE_SIZE))

@@ -387,6 +387,42 @@ def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike, *, constant_time: bool
     return (_encrypt_pairing if constant_time else _encrypt_with)(pk, keyword, _random_scalar())
 
 
+#: Size of the encryption randomness r that :func:`peks_encrypt_opening` returns (big-endian scalar).
+RANDOMNESS_SIZE = 32
+
+
+def peks_encrypt_opening(pk: PeksPublicKey, keyword: KeywordLike) -> tuple[PeksCiphertext, bytes]:
+    """PEKS(pk, w) with fresh randomness, and that randomness r (32 bytes, big-endian): its *opening*.
+
+    Whoever gets r (the patient, inside C_M) checks the ciphertext with :func:`check_opening`, without a
+    pairing.  r is as secret as the keyword: with A, B and r anyone can test keyword guesses.
+    """
+    if not isinstance(pk, PeksPublicKey):
+        raise TypeError(f"peks_encrypt_opening needs a PeksPublicKey, got {type(pk).__name__}")
+    r = _random_scalar()
+    return _encrypt_with(pk, keyword, r), r.to_bytes(RANDOMNESS_SIZE, "big")
+
+
+def check_opening(pk: PeksPublicKey, keyword: KeywordLike, r: bytes, ciphertext: PeksCiphertext) -> bool:
+    """True iff ``ciphertext`` is exactly PEKS(pk, w; r): A = g^r and B = H2(E_w^r).
+
+    The same predicate as ``test(trapdoor(sk, w), ciphertext)`` (both say B = H2(e(g, H1(w))^{αr}) with
+    g^r = A), decided without a pairing once E_w is cached: one constant-time G1 multiplication and one GT
+    exponentiation.  An r outside [1, q) or of another length is refused (False), never reduced.
+    """
+    if not isinstance(pk, PeksPublicKey) or not isinstance(ciphertext, PeksCiphertext):
+        raise TypeError(f"check_opening needs (PeksPublicKey, keyword, bytes, PeksCiphertext), got "
+                        f"({type(pk).__name__}, …, {type(ciphertext).__name__})")
+    if not isinstance(r, (bytes, bytearray)) or len(r) != RANDOMNESS_SIZE:
+        return False
+    k = int.from_bytes(r, "big")
+    if not 0 < k < GROUP_ORDER:
+        return False
+    if not hmac.compare_digest(_bls.g1_mul_generator(k), ciphertext.to_bytes()[:48]):
+        return False
+    return hmac.compare_digest(h2(_e_w(pk, canonical_keyword(keyword)).pow(k)), ciphertext.b)
+
+
 def peks_pad(seed: bytes) -> PeksCiphertext:
     """A padding ciphertext that no trapdoor matches, derived from a secret 32-byte ``seed``.
 
@@ -550,5 +586,6 @@ __all__ = [
     "TRAPDOOR_SIZE",
     "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "Trapdoor",
     "batch_test", "canonical_keyword", "clear_caches", "h2", "hash_keyword", "hash_keyword_bytes", "match_all",
-    "new_pad_seed", "pairing_bytes", "peks_encrypt", "peks_pad", "peks_test", "test", "trapdoor", "usable_cores",
+    "RANDOMNESS_SIZE", "check_opening", "new_pad_seed", "pairing_bytes", "peks_encrypt", "peks_encrypt_opening",
+    "peks_pad", "peks_test", "test", "trapdoor", "usable_cores",
 ]
