@@ -1,0 +1,131 @@
+"""Issue 15 item 4: the proxy parses each indexed item once (bounded cache keyed by the item hash), tests on
+a thread pool, does not test again what an earlier query of the same search matched, and keeps each
+patient's items up to date incrementally (only items of newer blocks are fetched).  No network: the
+consortium node is a function here; seeded randomness."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from mbds_py.crypto import PatientSecrets, peks
+from mbds_py.sharing import proxy as proxy_mod
+from mbds_py.sharing.proxy import ItemIndex, ParsedItems, ProxyRefused, Refusal, match_items
+
+WORD = "icd10|R05"
+
+
+@pytest.fixture(scope="module")
+def patient() -> PatientSecrets:
+    return PatientSecrets.derive(hashlib.sha256(b"mbds-test/search-scale").digest())
+
+
+def _items(patient, n: int, hits: set[int], seed: int = 15) -> list[dict]:
+    """``n`` items of 4 distinct ciphertexts each (pads), the items in ``hits`` carrying PEKS(WORD)."""
+    rng = random.Random(seed)
+    pk = patient.public_keys.peks_key
+    out = []
+    for i in range(n):
+        cts = [peks.peks_pad(rng.randbytes(32)) for _ in range(4)]
+        if i in hits:
+            cts[rng.randrange(4)] = peks._encrypt_with(pk, WORD, rng.randrange(1, peks.GROUP_ORDER))
+        out.append({"height": 1 + i // 3, "slip": 0, "index": i % 3, "slip_id": f"#{i}",
+                    "keywords": ["0x" + c.to_bytes().hex() for c in cts]})
+    return out
+
+
+def _counting_parse(monkeypatch) -> list[int]:
+    calls = []
+    real = peks.PeksCiphertext.from_bytes.__func__
+
+    def counted(cls, data):
+        calls.append(1)
+        return real(cls, data)
+
+    monkeypatch.setattr(proxy_mod.PeksCiphertext, "from_bytes", classmethod(counted))
+    return calls
+
+
+def test_items_are_parsed_once_across_searches(patient, monkeypatch):
+    items = _items(patient, 40, {7, 31})
+    cache = ParsedItems()
+    calls = _counting_parse(monkeypatch)
+    td = [patient.trapdoor(WORD)]
+    assert match_items(items, td, cache=cache) == [7, 31]
+    assert len(calls) == 40 * 4 and cache.misses == 40
+    assert match_items(items, td, cache=cache) == [7, 31]
+    assert match_items(list(reversed(items)), td, cache=cache) == [8, 32]  # same items, other positions
+    assert len(calls) == 40 * 4 and cache.hits == 80
+
+
+def test_the_cache_is_bounded_and_keyed_by_what_is_parsed(patient):
+    items = _items(patient, 10, {3})
+    cache = ParsedItems(capacity=4)
+    assert match_items(items, [patient.trapdoor(WORD)], cache=cache) == [3]
+    assert len(cache) == 4
+    # a node serving other ciphertexts at the same position is not answered from the cache
+    swapped = dict(items[3], keywords=items[4]["keywords"])
+    assert match_items([swapped], [patient.trapdoor(WORD)], cache=cache) == []
+
+
+def test_a_malformed_item_is_skipped_and_remembered(patient, monkeypatch):
+    items = _items(patient, 3, {2})
+    items[0] = dict(items[0], keywords=["0x" + "00" * 80] + items[0]["keywords"][1:])  # not a point
+    cache = ParsedItems()
+    calls = _counting_parse(monkeypatch)
+    assert match_items(items, [patient.trapdoor(WORD)], cache=cache) == [2]
+    first = len(calls)
+    assert match_items(items, [patient.trapdoor(WORD)], cache=cache) == [2]
+    assert len(calls) == first  # the malformed item is not parsed again either
+    with pytest.raises(ProxyRefused) as info:
+        ParsedItems.item_hash({"keywords": "0x00"})
+    assert info.value.code is Refusal.INTEGRITY
+
+
+def test_threads_and_one_thread_agree(patient):
+    items = _items(patient, 24, {0, 11, 23})
+    td = [patient.trapdoor(WORD)]
+    assert match_items(items, td, workers=1) == match_items(items, td, workers=2) == [0, 11, 23]
+
+
+def test_an_earlier_querys_hits_are_not_tested_again(patient, monkeypatch):
+    items = _items(patient, 12, {1, 5})
+    cache = ParsedItems()
+    match_items(items, [patient.trapdoor(WORD)], cache=cache)  # parse
+    tested = []
+    real = peks._matches_all
+    monkeypatch.setattr(peks, "_matches_all", lambda pts, cts: tested.append(cts) or real(pts, cts))
+    assert match_items(items, [patient.trapdoor(WORD)], cache=cache, skip={1, 5}, workers=1) == []
+    assert len(tested) == 10
+
+
+def test_the_item_index_fetches_only_newer_blocks_and_is_bounded():
+    store = {b"p" * 32: [{"height": h, "slip": 0, "index": 0, "keywords": [], "slip_id": f"#{h}"} for h in (1, 2)]}
+    asked = []
+
+    def fetch(patient, after):
+        asked.append((patient[:1], after))
+        return [it for it in store.get(patient, []) if it["height"] > after]
+
+    index = ItemIndex(fetch, patients=2)
+    assert [i["height"] for i in index.items(b"p" * 32)] == [1, 2]
+    store[b"p" * 32].append({"height": 5, "slip": 1, "index": 0, "keywords": [], "slip_id": "#5"})
+    assert [i["height"] for i in index.items(b"p" * 32)] == [1, 2, 5]
+    assert index.items(b"p" * 32)[-1]["slip_id"] == "#5"
+    assert asked == [(b"p", 0), (b"p", 2), (b"p", 5)]
+    # a node that ignores ?after= and serves everything again: no duplicates
+    index2 = ItemIndex(lambda p, after: store[b"p" * 32], patients=2)
+    index2.items(b"p" * 32)
+    assert len(index2.items(b"p" * 32)) == 3
+    for name in (b"a", b"b", b"c"):
+        index.items(name * 32)
+    assert len(index._by_patient) == 2
+
+
+def test_the_item_index_refuses_an_item_without_its_position():
+    index = ItemIndex(lambda p, after: [{"keywords": []}])
+    with pytest.raises(ProxyRefused) as info:
+        index.items(b"p" * 32)
+    assert info.value.code is Refusal.INTEGRITY
