@@ -237,6 +237,16 @@ class PeksCiphertext:
         data = _check_encoding(data, CIPHERTEXT_SIZE, "PEKS ciphertext", versioned=True)
         return cls(_g1_from_bytes(data[:48], "PEKS ciphertext A"), data[48:])
 
+    @property
+    def _prepared(self):
+        """A in the form :func:`_bls.pair_lines` takes (computed once, on first Test)."""
+        try:
+            return self.__dict__["_a_prepared"]
+        except KeyError:
+            prepared = _bls.g1_prepare(self.a)
+            object.__setattr__(self, "_a_prepared", prepared)
+            return prepared
+
     @classmethod
     def _computed(cls, a: bytes, b: bytes) -> "PeksCiphertext":
         """A ciphertext this process computed (A is g^r: no subgroup check needed)."""
@@ -272,6 +282,16 @@ class Trapdoor:
     def from_bytes(cls, data: bytes) -> "Trapdoor":
         data = _check_encoding(data, TRAPDOOR_SIZE, "PEKS trapdoor", versioned=True)
         return cls(_g2_from_bytes(data, "PEKS trapdoor"))
+
+    @property
+    def _lines(self) -> _bls.G2Lines:
+        """The trapdoor's precomputed Miller-loop lines (computed once, on first Test; 19.5 KiB)."""
+        try:
+            return self.__dict__["_g2_lines"]
+        except KeyError:
+            lines = _bls.G2Lines(self.point)
+            object.__setattr__(self, "_g2_lines", lines)
+            return lines
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trapdoor):
@@ -449,8 +469,9 @@ def trapdoor(sk: PeksSecretKey, keyword: KeywordLike) -> Trapdoor:
     return sk.trapdoor(keyword)
 
 
-def _test(td_point: G2Element, ct: PeksCiphertext) -> bool:
-    return hmac.compare_digest(h2(_bls.pair(ct.a, td_point)), ct.b)
+def _test(lines: _bls.G2Lines, ct: PeksCiphertext) -> bool:
+    """H2(e(A, T_w)) == B, with T_w's Miller-loop lines precomputed."""
+    return hmac.compare_digest(h2(_bls.pair_lines(lines, ct._prepared)), ct.b)
 
 
 def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
@@ -458,7 +479,7 @@ def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
     if not isinstance(trapdoor, Trapdoor) or not isinstance(ciphertext, PeksCiphertext):
         raise TypeError(f"test needs (Trapdoor, PeksCiphertext), got ({type(trapdoor).__name__}, "
                         f"{type(ciphertext).__name__})")
-    return _test(trapdoor.point, ciphertext)
+    return _test(trapdoor._lines, ciphertext)
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
@@ -538,11 +559,11 @@ def batch_test(trapdoor: Trapdoor, ciphertexts: Iterable[PeksCiphertext], *,
             raise TypeError(f"batch_test needs PeksCiphertext items, got {type(c).__name__}")
     if not cts:
         return []
-    point = trapdoor.point
-    return _map_chunks(lambda chunk: [_test(point, c) for c in chunk], cts, _plan(len(cts), workers))
+    lines = trapdoor._lines
+    return _map_chunks(lambda chunk: [_test(lines, c) for c in chunk], cts, _plan(len(cts), workers))
 
 
-def _matches_all(points: Sequence[G2Element], cts: Sequence[PeksCiphertext]) -> bool:
+def _matches_all(points: Sequence[_bls.G2Lines], cts: Sequence[PeksCiphertext]) -> bool:
     remaining = list(cts)
     for point in points:
         for i, c in enumerate(remaining):
@@ -558,7 +579,7 @@ def _matches_all(points: Sequence[G2Element], cts: Sequence[PeksCiphertext]) -> 
 def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCiphertext]], *,
               workers: int | None = None) -> list[R]:
     """Conjunctive search: the record ids (in mapping order) whose ciphertexts match every trapdoor."""
-    points: list[G2Element] = []
+    tds: list[Trapdoor] = []
     seen: set[bytes] = set()
     for td in trapdoors:
         if not isinstance(td, Trapdoor):
@@ -566,8 +587,8 @@ def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCi
         key = td.to_bytes()
         if key not in seen:
             seen.add(key)
-            points.append(td.point)
-    if not points:
+            tds.append(td)
+    if not tds:
         raise QueryError("match_all needs at least one trapdoor: an empty conjunction would match every record")
     items = list(records.items())
     for rid, cts in items:
@@ -575,6 +596,7 @@ def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCi
             raise TypeError(f"record {rid!r}: expected a sequence of PeksCiphertext")
     if not items:
         return []
+    points = [td._lines for td in tds]  # each trapdoor's Miller-loop lines, once per search
     flags = _map_chunks(lambda chunk: [_matches_all(points, cts) for _, cts in chunk], items,
                         _plan(len(items) * len(points), workers))
     return [rid for (rid, _), ok in zip(items, flags) if ok]
