@@ -385,7 +385,8 @@ def check_keyword_slots(slots: int) -> int:
 
 def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: PatientPublicKeys,
                    doctor: SignerLike, *, timestamp: int, record_type: str, text: str,
-                   domain: Eip712Domain, keyword_slots: int = KEYWORD_SLOTS) -> HmiEnvelope:
+                   domain: Eip712Domain, keyword_slots: int = KEYWORD_SLOTS, keyword_openings: bool = True,
+                   constant_time: bool = False) -> HmiEnvelope:
     """Algorithm 1: salt and hash M, encrypt it to the patient, PEKS-encrypt the keywords (padded to
     ``keyword_slots`` ciphertexts), sign as the doctor.
 
@@ -394,6 +395,11 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
     ``keyword_slots`` distinct keywords :class:`EnvelopeError`.  Pass the
     doctor as an :class:`EthSigner` on hot paths (a ``LocalAccount`` is
     converted on every call).
+
+    C_M carries each keyword ciphertext's randomness r (its opening) so that the patient checks the
+    ciphertexts without a pairing; ``keyword_openings=False`` builds the earlier payload (format 2, no r:
+    the patient checks with one pairing per keyword).  ``constant_time=True`` encrypts the keywords by the
+    pairing path, constant-time throughout (:func:`~mbds_py.crypto.peks.peks_encrypt`).
     """
     _check_fields(timestamp, record_type, text)
     if not isinstance(patient, PatientPublicKeys):
@@ -402,13 +408,13 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
     m = canonical_hmi(hmi)
     slots = check_keyword_slots(keyword_slots)
     words = _normalised_keywords(keywords, slots)
-    real = [(*peks_encrypt_opening(patient.peks_key, w), w) for w in words]
+    real = [(*peks_encrypt_opening(patient.peks_key, w, constant_time=constant_time), w) for w in words]
     pads = [(peks_pad(seed), seed, None) for seed in (new_pad_seed() for _ in range(slots - len(words)))]
     slotted = sorted(((c.to_bytes(), c, x, w) for c, x, w in real + pads), key=lambda t: t[0])
     cws = tuple(c for _, c, _, _ in slotted)
     payload = HmiPayload(m, tuple(w for _, _, _, w in slotted if w is not None), secrets.token_bytes(SALT_SIZE),
                          tuple(x for _, _, x, w in slotted if w is None),
-                         tuple(x for _, _, x, w in slotted if w is not None))
+                         tuple(x for _, _, x, w in slotted if w is not None) if keyword_openings else ())
     c_m = pre_encrypt(patient.pre_public_key, payload.to_bytes())
     unsigned = RecordHeader(timestamp, record_type, text, signer.address, patient, payload.hmi_hash,
                             keccak(c_m.to_bytes()), cws, bytes(SIGNATURE_SIZE))

@@ -411,16 +411,19 @@ def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike, *, constant_time: bool
 RANDOMNESS_SIZE = 32
 
 
-def peks_encrypt_opening(pk: PeksPublicKey, keyword: KeywordLike) -> tuple[PeksCiphertext, bytes]:
+def peks_encrypt_opening(pk: PeksPublicKey, keyword: KeywordLike, *,
+                         constant_time: bool = False) -> tuple[PeksCiphertext, bytes]:
     """PEKS(pk, w) with fresh randomness, and that randomness r (32 bytes, big-endian): its *opening*.
 
     Whoever gets r (the patient, inside C_M) checks the ciphertext with :func:`check_opening`, without a
     pairing.  r is as secret as the keyword: with A, B and r anyone can test keyword guesses.
+    ``constant_time`` as in :func:`peks_encrypt`.
     """
     if not isinstance(pk, PeksPublicKey):
         raise TypeError(f"peks_encrypt_opening needs a PeksPublicKey, got {type(pk).__name__}")
     r = _random_scalar()
-    return _encrypt_with(pk, keyword, r), r.to_bytes(RANDOMNESS_SIZE, "big")
+    ct = (_encrypt_pairing if constant_time else _encrypt_with)(pk, keyword, r)
+    return ct, r.to_bytes(RANDOMNESS_SIZE, "big")
 
 
 def check_opening(pk: PeksPublicKey, keyword: KeywordLike, r: bytes, ciphertext: PeksCiphertext) -> bool:
