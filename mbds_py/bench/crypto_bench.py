@@ -238,7 +238,7 @@ class _Ingest:
         self.i += 1
         return build_envelope(self.hmis[self.i % 8], self.keywords(self.i), self.patient.public_keys,
                               self.doctor.signer, timestamp=1_700_000_000 + self.i, record_type="diagnosis",
-                              text="outpatient visit", domain=DOMAIN, keyword_openings=not self.pairings,
+                              text="outpatient visit", domain=DOMAIN, keyword_randomness=not self.pairings,
                               constant_time=self.pairings)
 
     def review(self, env, check_keywords: bool = True):

@@ -407,23 +407,48 @@ def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike, *, constant_time: bool
     return (_encrypt_pairing if constant_time else _encrypt_with)(pk, keyword, _random_scalar())
 
 
-#: Size of the encryption randomness r that :func:`peks_encrypt_opening` returns (big-endian scalar).
+#: Size of a record's PEKS randomness r as it travels inside C_M (big-endian scalar in [1, q)).
 RANDOMNESS_SIZE = 32
 
 
-def peks_encrypt_opening(pk: PeksPublicKey, keyword: KeywordLike, *,
-                         constant_time: bool = False) -> tuple[PeksCiphertext, bytes]:
-    """PEKS(pk, w) with fresh randomness, and that randomness r (32 bytes, big-endian): its *opening*.
+def peks_encrypt_record(pk: PeksPublicKey, keywords: Sequence[KeywordLike], *,
+                        constant_time: bool = False) -> tuple[list[PeksCiphertext], bytes, bytes]:
+    """One record's keyword ciphertexts with **one** fresh r for all of them (multi-keyword PEKS, as in
+    Baek, Safavi-Naini and Susilo's mPEKS): ``C_i = (A, H2(E_{w_i}^r))`` with the same ``A = g^r``.
 
-    Whoever gets r (the patient, inside C_M) checks the ciphertext with :func:`check_opening`, without a
-    pairing.  r is as secret as the keyword: with A, B and r anyone can test keyword guesses.
-    ``constant_time`` as in :func:`peks_encrypt`.
+    Returns the ciphertexts (in ``keywords`` order), A (48 bytes) and r (32 bytes, big-endian): the doctor
+    puts r inside C_M, pads take the same A (:func:`peks_pad` with ``a``), and the patient checks every
+    ciphertext by recomputing it from r (:func:`record_b`) — no pairing once E_w is cached — while a proxy
+    pairs A with a trapdoor once per record, not once per ciphertext.  Each ciphertext is an ordinary PEKS
+    ciphertext: Test is unchanged.  The keywords must be distinct (the envelope de-duplicates them).
+    ``constant_time`` takes the pairing path (h^r once, one pairing per keyword), constant-time throughout.
     """
     if not isinstance(pk, PeksPublicKey):
-        raise TypeError(f"peks_encrypt_opening needs a PeksPublicKey, got {type(pk).__name__}")
+        raise TypeError(f"peks_encrypt_record needs a PeksPublicKey, got {type(pk).__name__}")
     r = _random_scalar()
-    ct = (_encrypt_pairing if constant_time else _encrypt_with)(pk, keyword, r)
-    return ct, r.to_bytes(RANDOMNESS_SIZE, "big")
+    a = _bls.g1_mul_generator(r)
+    if constant_time:
+        hr = _bls.g1_trusted(pk._multiplier.mul(r))
+        bs = [h2(_bls.pair(hr, _h1(canonical_keyword(w)).point)) for w in keywords]
+    else:
+        bs = [h2(_e_w(pk, canonical_keyword(w)).pow(r)) for w in keywords]
+    point = _bls.g1_trusted(a)
+    return [PeksCiphertext(point, b) for b in bs], a, r.to_bytes(RANDOMNESS_SIZE, "big")
+
+
+def randomness_point(r: bytes) -> bytes | None:
+    """A = g^r (48 bytes, constant-time) for r as it travels inside C_M; None if r is not 32 bytes of a
+    scalar in [1, q) (refused, never reduced)."""
+    if not isinstance(r, (bytes, bytearray)) or len(r) != RANDOMNESS_SIZE:
+        return None
+    k = int.from_bytes(r, "big")
+    return _bls.g1_mul_generator(k) if 0 < k < GROUP_ORDER else None
+
+
+def record_b(pk: PeksPublicKey, keyword: KeywordLike, r: bytes) -> bytes:
+    """B = H2(E_w^r): what a ciphertext of ``keyword`` with randomness ``r`` carries (no pairing once E_w is
+    cached).  ``r`` must be valid (see :func:`randomness_point`)."""
+    return h2(_e_w(pk, canonical_keyword(keyword)).pow(int.from_bytes(r, "big")))
 
 
 def check_opening(pk: PeksPublicKey, keyword: KeywordLike, r: bytes, ciphertext: PeksCiphertext) -> bool:
@@ -436,31 +461,50 @@ def check_opening(pk: PeksPublicKey, keyword: KeywordLike, r: bytes, ciphertext:
     if not isinstance(pk, PeksPublicKey) or not isinstance(ciphertext, PeksCiphertext):
         raise TypeError(f"check_opening needs (PeksPublicKey, keyword, bytes, PeksCiphertext), got "
                         f"({type(pk).__name__}, …, {type(ciphertext).__name__})")
-    if not isinstance(r, (bytes, bytearray)) or len(r) != RANDOMNESS_SIZE:
+    a = randomness_point(r)
+    if a is None or not hmac.compare_digest(a, ciphertext.to_bytes()[:48]):
         return False
-    k = int.from_bytes(r, "big")
-    if not 0 < k < GROUP_ORDER:
-        return False
-    if not hmac.compare_digest(_bls.g1_mul_generator(k), ciphertext.to_bytes()[:48]):
-        return False
-    return hmac.compare_digest(h2(_e_w(pk, canonical_keyword(keyword)).pow(k)), ciphertext.b)
+    return hmac.compare_digest(record_b(pk, keyword, r), ciphertext.b)
 
 
-def peks_pad(seed: bytes) -> PeksCiphertext:
+def peks_pad(seed: bytes, a: bytes | None = None) -> PeksCiphertext:
     """A padding ciphertext that no trapdoor matches, derived from a secret 32-byte ``seed``.
 
-    ``A = g^r`` with ``r = H(PAD_TAG‖"r"‖seed) mod q`` and ``B = SHA-256(PAD_TAG‖"b"‖seed)``.  Without the
-    seed it is indistinguishable from a real ciphertext (A is uniform in G1 like g^r, B is a hash output
-    like H2(e(h^r, H1(w)))), so padding every record to the same number of ciphertexts hides how many
-    keywords it has.  No trapdoor matches it: H2(e(A, T_w)) = B would be a SHA-256 collision between two
-    domain-separated inputs.  Whoever holds the seed (it travels inside C_M) recomputes it in one G1
-    multiplication and so checks that a pad hides no keyword.
+    ``B = SHA-256(PAD_TAG‖"b"‖seed)``; ``A`` is the record's shared ``A = g^r`` when given (a record encrypted
+    with :func:`peks_encrypt_record`: every slot carries the same A, so A tells no pad from a keyword),
+    else ``g^{r'}`` with ``r' = H(PAD_TAG‖"r"‖seed) mod q`` (records with one r per keyword).  Without the
+    seed a pad is indistinguishable from a real ciphertext (B is a hash output like H2(e(h^r, H1(w)))), so
+    padding every record to the same number of ciphertexts hides how many keywords it has.  No trapdoor
+    matches it: H2(e(A, T_w)) = B would be a SHA-256 collision between two domain-separated inputs.
+    Whoever holds the seed (it travels inside C_M) recomputes it and so checks that a pad hides no keyword.
+    ``a`` must be a point this process computed (it is not checked again).
     """
     seed = _check_encoding(seed, PAD_SEED_SIZE, "PEKS pad seed")
+    b = hashlib.sha256(PAD_TAG + b"b" + seed).digest()
+    if a is not None:
+        return PeksCiphertext._computed(a, b)
     r = int.from_bytes(hashlib.sha512(PAD_TAG + b"r" + seed).digest(), "big") % GROUP_ORDER
     if r == 0:  # pragma: no cover - probability 2^-255
         raise MalformedDataError("PEKS pad seed derives a zero scalar; use another seed")
-    return PeksCiphertext._computed(_bls.g1_mul_generator(r), hashlib.sha256(PAD_TAG + b"b" + seed).digest())
+    return PeksCiphertext._computed(_bls.g1_mul_generator(r), b)
+
+
+def parse_ciphertexts(blobs: Iterable[bytes]) -> tuple[PeksCiphertext, ...]:
+    """Several encoded ciphertexts (one record's), each A parsed and subgroup-checked once however many
+    ciphertexts share it, and prepared for :func:`_bls.pair_lines` once.  Errors as :meth:`PeksCiphertext.from_bytes`."""
+    points: dict[bytes, tuple[G1Element, object]] = {}
+    out = []
+    for data in blobs:
+        data = _check_encoding(data, CIPHERTEXT_SIZE, "PEKS ciphertext", versioned=True)
+        a = data[:48]
+        known = points.get(a)
+        if known is None:
+            point = _g1_from_bytes(a, "PEKS ciphertext A")
+            known = points[a] = (point, _bls.g1_prepare(point))
+        ct = PeksCiphertext(known[0], data[48:])
+        object.__setattr__(ct, "_a_prepared", known[1])
+        out.append(ct)
+    return tuple(out)
 
 
 def new_pad_seed() -> bytes:
@@ -472,9 +516,16 @@ def trapdoor(sk: PeksSecretKey, keyword: KeywordLike) -> Trapdoor:
     return sk.trapdoor(keyword)
 
 
-def _test(lines: _bls.G2Lines, ct: PeksCiphertext) -> bool:
-    """H2(e(A, T_w)) == B, with T_w's Miller-loop lines precomputed."""
-    return hmac.compare_digest(h2(_bls.pair_lines(lines, ct._prepared)), ct.b)
+def _test(lines: _bls.G2Lines, ct: PeksCiphertext, memo: dict[bytes, bytes] | None = None) -> bool:
+    """H2(e(A, T_w)) == B, with T_w's Miller-loop lines precomputed; ``memo`` keeps H2(e(A, T_w)) per A, so
+    the ciphertexts of one record (one shared A) cost one pairing."""
+    if memo is None:
+        return hmac.compare_digest(h2(_bls.pair_lines(lines, ct._prepared)), ct.b)
+    a = ct.to_bytes()[:48]
+    k = memo.get(a)
+    if k is None:
+        k = memo[a] = h2(_bls.pair_lines(lines, ct._prepared))
+    return hmac.compare_digest(k, ct.b)
 
 
 def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
@@ -563,14 +614,20 @@ def batch_test(trapdoor: Trapdoor, ciphertexts: Iterable[PeksCiphertext], *,
     if not cts:
         return []
     lines = trapdoor._lines
-    return _map_chunks(lambda chunk: [_test(lines, c) for c in chunk], cts, _plan(len(cts), workers))
+
+    def run(chunk: Sequence[PeksCiphertext]) -> list[bool]:
+        memo: dict[bytes, bytes] = {}  # ciphertexts sharing an A (one record's) cost one pairing
+        return [_test(lines, c, memo) for c in chunk]
+
+    return _map_chunks(run, cts, _plan(len(cts), workers))
 
 
 def _matches_all(points: Sequence[_bls.G2Lines], cts: Sequence[PeksCiphertext]) -> bool:
     remaining = list(cts)
     for point in points:
+        memo: dict[bytes, bytes] = {}  # one pairing per distinct A: a record's ciphertexts share theirs
         for i, c in enumerate(remaining):
-            if _test(point, c):
+            if _test(point, c, memo):
                 # distinct trapdoors are distinct keywords: a matched ciphertext cannot match another
                 del remaining[i]
                 break
@@ -611,6 +668,6 @@ __all__ = [
     "TRAPDOOR_SIZE",
     "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "Trapdoor",
     "batch_test", "canonical_keyword", "clear_caches", "h2", "hash_keyword", "hash_keyword_bytes", "match_all",
-    "RANDOMNESS_SIZE", "check_opening", "new_pad_seed", "pairing_bytes", "peks_encrypt", "peks_encrypt_opening",
-    "peks_pad", "peks_test", "test", "trapdoor", "usable_cores",
+    "RANDOMNESS_SIZE", "check_opening", "new_pad_seed", "pairing_bytes", "parse_ciphertexts", "peks_encrypt",
+    "peks_encrypt_record", "peks_pad", "randomness_point", "record_b", "peks_test", "test", "trapdoor", "usable_cores",
 ]

@@ -69,6 +69,7 @@ import requests
 from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
 from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CiphertextMismatchError
+from ..crypto.peks import parse_ciphertexts
 from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
 from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
@@ -1090,8 +1091,9 @@ class ParsedItems:
                 self.hits += 1
                 return self._parsed[key]
         try:
-            parsed: tuple[PeksCiphertext, ...] | None = tuple(
-                PeksCiphertext.from_bytes(_unhex(k, "keyword")) for k in item["keywords"])
+            # a record's slots share one A: parsed, subgroup-checked and prepared once
+            parsed: tuple[PeksCiphertext, ...] | None = parse_ciphertexts(
+                [_unhex(k, "keyword") for k in item["keywords"]])
         except (CryptoError, ProxyRefused):
             log.warning("skipping a malformed keyword ciphertext in item %s", item.get("slip_id"))
             parsed = None

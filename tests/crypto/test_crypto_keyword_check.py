@@ -1,5 +1,6 @@
-"""Issue 15 item 3: the patient checks each keyword ciphertext by recomputing it from the randomness r the
-doctor put inside C_M — no pairing once E_w is cached — and refuses every tampered ciphertext by name.
+"""Issue 15 item 3: the patient checks each keyword ciphertext by recomputing it from the record's randomness
+r the doctor put inside C_M (every slot shares A = g^r) — no pairing once E_w is cached — and refuses every
+tampered ciphertext by name.
 
 The attacker here is the doctor: he signs whatever header he likes, so every forged envelope below is
 re-signed and its C_M re-encrypted to the patient (the envelope itself verifies)."""
@@ -24,7 +25,7 @@ OTHER = "icd10|C50.9"  # a keyword the patient never saw in this record
 
 
 def _c_m(envelope, patient) -> HmiPayload:
-    """What the patient decrypts from C_M (before the check strips the openings)."""
+    """What the patient decrypts from C_M (before the check strips r)."""
     return HmiPayload.from_bytes(pre_decrypt(patient.identity_secret_key, envelope.hmi_ciphertext))
 
 
@@ -37,7 +38,8 @@ def _forge(envelope, patient, doctor, domain, resign_header, payload: HmiPayload
 
 
 def _real_slots(envelope, payload) -> list[int]:
-    pads = {peks.peks_pad(s).to_bytes() for s in payload.pads}
+    a = peks.randomness_point(payload.randomness) if payload.randomness else None
+    pads = {peks.peks_pad(s, a).to_bytes() for s in payload.pads}
     return [i for i, c in enumerate(envelope.header.keyword_ciphertexts) if c.to_bytes() not in pads]
 
 
@@ -52,19 +54,20 @@ def no_pairing(monkeypatch):
 # --- the honest path ----------------------------------------------------------------------------
 
 
-def test_c_m_carries_one_opening_per_keyword_and_the_check_spends_no_pairing(make_envelope, patient, doctor,
-                                                                               domain, record_keywords,
-                                                                               monkeypatch):
+def test_c_m_carries_the_records_randomness_and_the_check_spends_no_pairing(make_envelope, patient, doctor,
+                                                                            domain, record_keywords, monkeypatch):
     envelope = make_envelope()  # the doctor's build caches E_w for (patient, keyword)
     payload = _c_m(envelope, patient)
-    assert len(payload.openings) == len(payload.keywords) == len(record_keywords)
+    assert len(payload.randomness) == 32 and len(payload.keywords) == len(record_keywords)
+    a = _bls.g1_mul_generator(int.from_bytes(payload.randomness, "big"))
+    assert {c.to_bytes()[:48] for c in envelope.header.keyword_ciphertexts} == {a}  # every slot: A = g^r
     real = [envelope.header.keyword_ciphertexts[i] for i in _real_slots(envelope, payload)]
-    for word, r, ct in zip(payload.keywords, payload.openings, real):
-        assert ct.to_bytes()[:48] == _bls.g1_mul_generator(int.from_bytes(r, "big"))  # A = g^r
-        assert peks.check_opening(patient.public_keys.peks_key, word, r, ct)
+    for word, ct in zip(payload.keywords, real):
+        assert peks.check_opening(patient.public_keys.peks_key, word, payload.randomness, ct)
     pairings = []
     real_pair = _bls.pair
     monkeypatch.setattr(_bls, "pair", lambda a, b: pairings.append(1) or real_pair(a, b))
+    monkeypatch.setattr(_bls, "pair_lines", lambda *a: pairings.append(1))
     reviewed = review_envelope(envelope, patient, domain=domain, expected_doctor=doctor.address)
     assert pairings == []
     assert sorted(reviewed.keywords) == sorted(normalize_keyword(k) for k in record_keywords)
@@ -96,54 +99,77 @@ def test_check_opening_is_the_pairing_test(patient, other_patient):
                     peks.test(patient.trapdoor(probe), ct) == (owner is patient and probe == w)
 
 
-def test_the_stored_record_drops_the_openings(make_envelope, patient, doctor, domain):
+def test_the_stored_record_drops_the_randomness(make_envelope, patient, doctor, domain):
     envelope = make_envelope()
     reviewed = review_envelope(envelope, patient, domain=domain, expected_doctor=doctor.address)
-    assert reviewed.payload.openings == ()
+    assert reviewed.payload.randomness == b""
     confirmed = confirm_record(reviewed, patient, storage_address="bafkrei-item-3")
     opened = open_record(confirmed, reviewed.record_blob, patient, domain=domain)
-    assert opened == reviewed.payload and opened.openings == () and opened.to_bytes()[5] == 2
+    assert opened == reviewed.payload and opened.randomness == b"" and opened.to_bytes()[5] == 2
     assert opened.keywords == _c_m(envelope, patient).keywords
 
 
 # --- the doctor as attacker ----------------------------------------------------------------------
 
 
-def _tamper_cases():
-    return ["other_keyword_with_its_r", "flipped_b", "other_a", "wrong_r", "zero_r", "r_not_below_q",
-            "swapped_openings"]
-
-
-@pytest.mark.parametrize("case", _tamper_cases())
+@pytest.mark.parametrize("case", ["other_keyword_same_a", "other_keyword_own_a", "flipped_b", "other_a"])
 def test_tampered_keyword_ciphertext_is_refused_by_name(make_envelope, patient, doctor, domain, resign_header,
                                                         case):
     envelope = make_envelope()
     payload = _c_m(envelope, patient)
     cws = list(envelope.header.keyword_ciphertexts)
     slot = _real_slots(envelope, payload)[0]  # the ciphertext of payload.keywords[0]
-    openings = list(payload.openings)
     pk = patient.public_keys.peks_key
-    if case == "other_keyword_with_its_r":  # hides OTHER where C_M shows keywords[0], and gives a true r for it
-        cws[slot], openings[0] = peks.peks_encrypt_opening(pk, OTHER)
+    r = payload.randomness
+    if case == "other_keyword_same_a":  # hides OTHER where C_M shows keywords[0], with the record's own r
+        cws[slot] = peks.PeksCiphertext.from_bytes(cws[slot].to_bytes()[:48] + peks.record_b(pk, OTHER, r))
+    elif case == "other_keyword_own_a":  # a genuine ciphertext of OTHER, with another r
+        cws[slot] = peks.peks_encrypt(pk, OTHER)
     elif case == "flipped_b":
         raw = cws[slot].to_bytes()
         cws[slot] = peks.PeksCiphertext.from_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     elif case == "other_a":  # A of another r, B kept
         cws[slot] = peks.PeksCiphertext.from_bytes(_bls.g1_mul_generator(12345) + cws[slot].b)
-    elif case == "wrong_r":
-        openings[0] = ((int.from_bytes(openings[0], "big") % (peks.GROUP_ORDER - 1)) + 1).to_bytes(32, "big")
-    elif case == "zero_r":
-        openings[0] = bytes(32)
-    elif case == "r_not_below_q":  # r + q: the same scalar mod q, refused rather than reduced
-        r = int.from_bytes(openings[0], "big") + peks.GROUP_ORDER
-        openings[0] = r.to_bytes(32, "big")
-    elif case == "swapped_openings":
-        openings[0], openings[1] = openings[1], openings[0]
-    forged = _forge(envelope, patient, doctor, domain, resign_header, replace(payload, openings=tuple(openings)),
-                    cws)
+    forged = _forge(envelope, patient, doctor, domain, resign_header, payload, cws)
     with pytest.raises(KeywordCiphertextMismatchError, match="does not encrypt") as info:
         review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
     assert isinstance(info.value, KeywordMismatchError)
+
+
+@pytest.mark.parametrize("case", ["wrong_r", "r_plus_q"])
+def test_randomness_that_does_not_open_the_record_is_refused(make_envelope, patient, doctor, domain,
+                                                              resign_header, case):
+    """A C_M whose r is not the record's: no slot (pads included) recomputes, refused before any keyword."""
+    envelope = make_envelope()
+    payload = _c_m(envelope, patient)
+    k = int.from_bytes(payload.randomness, "big")
+    r = (k % (peks.GROUP_ORDER - 1) + 1) if case == "wrong_r" else k + peks.GROUP_ORDER  # r + q: not reduced
+    forged = _forge(envelope, patient, doctor, domain, resign_header,
+                    replace(payload, randomness=r.to_bytes(32, "big")))
+    with pytest.raises(KeywordMismatchError):
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
+
+
+@pytest.mark.parametrize("r", [bytes(32), (peks.GROUP_ORDER).to_bytes(32, "big")])
+def test_randomness_outside_the_scalar_range_is_refused_by_name(make_envelope, patient, doctor, domain,
+                                                                 resign_header, r):
+    envelope = make_envelope()
+    forged = _forge(envelope, patient, doctor, domain, resign_header, replace(_c_m(envelope, patient), randomness=r))
+    with pytest.raises(KeywordCiphertextMismatchError, match="not a scalar in \\[1, q\\)"):
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
+
+
+def test_a_pad_with_another_a_is_refused(make_envelope, patient, doctor, domain, resign_header):
+    """Every pad must carry the record's A: a pad of the older kind (its own A) tells the pads apart."""
+    envelope = make_envelope()
+    payload = _c_m(envelope, patient)
+    cws = list(envelope.header.keyword_ciphertexts)
+    a = peks.randomness_point(payload.randomness)
+    pad_slot = next(i for i, c in enumerate(cws) if c.to_bytes() == peks.peks_pad(payload.pads[0], a).to_bytes())
+    cws[pad_slot] = peks.peks_pad(payload.pads[0])
+    forged = _forge(envelope, patient, doctor, domain, resign_header, payload, cws)
+    with pytest.raises(KeywordMismatchError, match="padding ciphertext"):
+        review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
 
 
 def test_a_ciphertext_of_another_key_is_refused(make_envelope, patient, other_patient, doctor, domain,
@@ -152,30 +178,23 @@ def test_a_ciphertext_of_another_key_is_refused(make_envelope, patient, other_pa
     payload = _c_m(envelope, patient)
     cws = list(envelope.header.keyword_ciphertexts)
     slot = _real_slots(envelope, payload)[0]
-    ct, r = peks.peks_encrypt_opening(other_patient.public_keys.peks_key, payload.keywords[0])
-    cws[slot] = ct
-    openings = (r,) + payload.openings[1:]
-    forged = _forge(envelope, patient, doctor, domain, resign_header, replace(payload, openings=openings), cws)
+    other_b = peks.record_b(other_patient.public_keys.peks_key, payload.keywords[0], payload.randomness)
+    cws[slot] = peks.PeksCiphertext.from_bytes(cws[slot].to_bytes()[:48] + other_b)
+    forged = _forge(envelope, patient, doctor, domain, resign_header, payload, cws)
     with pytest.raises(KeywordCiphertextMismatchError):
         review_envelope(forged, patient, domain=domain, expected_doctor=doctor.address)
 
 
-@pytest.mark.parametrize("openings, fragment", [
-    (lambda p: p.openings[:-1], "keyword openings for"),
-    (lambda p: p.openings[:-1] + (bytes(31),), "must be 32 bytes"),
-])
-def test_malformed_openings_are_refused(make_envelope, patient, openings, fragment):
+def test_malformed_randomness_is_refused(make_envelope, patient):
     payload = _c_m(make_envelope(), patient)
-    with pytest.raises(EnvelopeError, match=fragment):
-        replace(payload, openings=openings(payload))
+    with pytest.raises(EnvelopeError, match="randomness must be 32 bytes"):
+        replace(payload, randomness=payload.randomness[:31])
 
 
-def test_a_format_3_payload_with_a_wrong_opening_count_does_not_decode(make_envelope, patient):
+def test_a_truncated_format_3_payload_does_not_decode(make_envelope, patient):
     raw = _c_m(make_envelope(), patient).to_bytes()
-    n = len(_c_m(make_envelope(), patient).keywords)
-    cut = raw[:-(2 + 32 * n)] + (n - 1).to_bytes(2, "big") + raw[-(32 * (n - 1)):]
-    with pytest.raises(MalformedDataError, match="keyword openings for"):
-        HmiPayload.from_bytes(cut)
+    with pytest.raises(MalformedDataError, match="truncated"):
+        HmiPayload.from_bytes(raw[:-1])
 
 
 # --- byte compatibility --------------------------------------------------------------------------
@@ -187,34 +206,38 @@ FORMAT_2_HEX = ("4d4244530402000000077b2261223a317d000102030405060708090a0b0c0d0
                 "070707070707070707070707070707070707070707070707070707")
 
 
-def test_a_payload_without_openings_encodes_as_format_2_byte_for_byte():
+def test_a_payload_without_randomness_encodes_as_format_2_byte_for_byte():
     p = HmiPayload(b'{"a":1}', ("http://hl7.org/fhir/sid/icd-10|I10",), bytes(range(32)), (b"\x07" * 32,))
     assert p.to_bytes().hex() == FORMAT_2_HEX
     assert HmiPayload.from_bytes(bytes.fromhex(FORMAT_2_HEX)) == p
-    with_r = replace(p, openings=(b"\x01" * 32,))
+    with_r = replace(p, randomness=b"\x01" * 32)
     assert with_r.to_bytes()[5] == 3
-    assert with_r.to_bytes()[6:] == p.to_bytes()[6:] + (1).to_bytes(2, "big") + b"\x01" * 32
-    assert HmiPayload.from_bytes(with_r.to_bytes()) == with_r and with_r.without_openings() == p
+    assert with_r.to_bytes()[6:] == p.to_bytes()[6:] + b"\x01" * 32
+    assert HmiPayload.from_bytes(with_r.to_bytes()) == with_r and with_r.without_randomness() == p
 
 
 def test_a_format_2_envelope_still_reviews_with_the_pairing_test(make_envelope, patient, doctor, domain,
-                                                                 resign_header):
-    """An envelope made before item 3 (no r in C_M) is still checked — by the pairing test — and still refused
-    when a ciphertext hides another keyword."""
-    envelope = make_envelope()
-    legacy = _c_m(envelope, patient).without_openings()
-    old = _forge(envelope, patient, doctor, domain, resign_header, legacy)
-    assert pre_decrypt(patient.identity_secret_key, old.hmi_ciphertext)[5] == 2
+                                                                 fhir_condition):
+    """A record made before item 3 (one r per ciphertext, no r in C_M) is still checked — by the pairing
+    test — and still refused when a ciphertext hides another keyword."""
+    from mbds_py.crypto import build_envelope
+    from tests.crypto.conftest import KEYWORDS, resign
+
+    old = build_envelope(fhir_condition, KEYWORDS, patient.public_keys, doctor.signer, timestamp=1_700_000_000,
+                         record_type="diagnosis", text="outpatient visit", domain=domain, keyword_randomness=False)
+    legacy = _c_m(old, patient)
+    assert legacy.randomness == b"" and legacy.to_bytes()[5] == 2
+    assert len({c.to_bytes()[:48] for c in old.header.keyword_ciphertexts}) == KEYWORD_SLOTS  # one A per slot
     assert review_envelope(old, patient, domain=domain, expected_doctor=doctor.address).payload == legacy
-    cws = list(envelope.header.keyword_ciphertexts)
-    cws[_real_slots(envelope, legacy)[0]] = peks.peks_encrypt(patient.public_keys.peks_key, OTHER)
-    bad = _forge(envelope, patient, doctor, domain, resign_header, legacy, cws)
+    cws = list(old.header.keyword_ciphertexts)
+    cws[_real_slots(old, legacy)[0]] = peks.peks_encrypt(patient.public_keys.peks_key, OTHER)
+    bad = HmiEnvelope(resign(old.header, doctor, domain, keyword_ciphertexts=tuple(cws)), old.hmi_ciphertext)
     with pytest.raises(KeywordCiphertextMismatchError, match="does not encrypt"):
         review_envelope(bad, patient, domain=domain, expected_doctor=doctor.address)
 
 
-def test_ciphertexts_with_an_opening_are_ordinary_peks_ciphertexts(make_envelope, patient):
-    """The proxies' search is unchanged: the trapdoor matches the ciphertext built with an opening."""
+def test_ciphertexts_sharing_a_are_ordinary_peks_ciphertexts(make_envelope, patient):
+    """The proxies' Test is unchanged: the trapdoor matches the ciphertext built with the record's r."""
     envelope = make_envelope()
     payload = _c_m(envelope, patient)
     hits = peks.match_all([patient.trapdoor(payload.keywords[0])], {"r": envelope.header.keyword_ciphertexts})

@@ -37,15 +37,30 @@ def _items(patient, n: int, hits: set[int], seed: int = 15) -> list[dict]:
 
 
 def _counting_parse(monkeypatch) -> list[int]:
+    """Counts the G1 parses (decompression + subgroup check) of ciphertext A's."""
     calls = []
-    real = peks.PeksCiphertext.from_bytes.__func__
+    real = peks._g1_from_bytes
 
-    def counted(cls, data):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return real(cls, data)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(proxy_mod.PeksCiphertext, "from_bytes", classmethod(counted))
+    monkeypatch.setattr(peks, "_g1_from_bytes", counted)
     return calls
+
+
+def _shared_items(patient, n: int, hits: set[int], seed: int = 15) -> list[dict]:
+    """Items as build_envelope now makes them: one r per record, every slot (keywords and pads) sharing A."""
+    rng = random.Random(seed)
+    pk = patient.public_keys.peks_key
+    out = []
+    for i in range(n):
+        words = [WORD if i in hits else "icd10|E11.9", "snomed|44054006"]
+        cts, a, _ = peks.peks_encrypt_record(pk, words)
+        cts += [peks.peks_pad(rng.randbytes(32), a) for _ in range(2)]
+        out.append({"height": 1 + i, "slip": 0, "index": 0, "slip_id": f"#{i}",
+                    "keywords": ["0x" + c.to_bytes().hex() for c in sorted(cts, key=lambda c: c.to_bytes())]})
+    return out
 
 
 def test_items_are_parsed_once_across_searches(patient, monkeypatch):
@@ -129,3 +144,20 @@ def test_the_item_index_refuses_an_item_without_its_position():
     with pytest.raises(ProxyRefused) as info:
         index.items(b"p" * 32)
     assert info.value.code is Refusal.INTEGRITY
+
+
+def test_a_records_shared_a_is_parsed_once_and_paired_once_per_trapdoor(patient, monkeypatch):
+    items = _shared_items(patient, 12, {4, 9})
+    assert all(len({k[:98] for k in it["keywords"]}) == 1 for it in items)  # one A per item
+    calls = _counting_parse(monkeypatch)
+    cache = ParsedItems()
+    pairings = []
+    real = proxy_mod.match_all.__globals__["_bls"].pair_lines
+    monkeypatch.setattr(peks._bls, "pair_lines", lambda q, p: pairings.append(1) or real(q, p))
+    assert match_items(items, [patient.trapdoor(WORD)], cache=cache, workers=1) == [4, 9]
+    assert len(calls) == 12  # one A per item
+    assert len(pairings) == 12  # one pairing per item and trapdoor, not one per ciphertext
+    pairings.clear()
+    both = [patient.trapdoor(WORD), patient.trapdoor("snomed|44054006")]
+    assert match_items(items, both, cache=cache, workers=1) == [4, 9]
+    assert len(pairings) == 12 + 2  # the second trapdoor only for the items the first matched
