@@ -161,3 +161,59 @@ def test_a_records_shared_a_is_parsed_once_and_paired_once_per_trapdoor(patient,
     both = [patient.trapdoor(WORD), patient.trapdoor("snomed|44054006")]
     assert match_items(items, both, cache=cache, workers=1) == [4, 9]
     assert len(pairings) == 12 + 2  # the second trapdoor only for the items the first matched
+
+
+def _node_with_blocks(n_blocks: int, patient: bytes):
+    """A consortium node's item store (no chain: the node object without its network parts)."""
+    import sqlite3
+    import threading
+    from collections import OrderedDict
+
+    from mbds_py.consortium.blocks import ConsortiumSlip, SummaryItem, build_block
+    from mbds_py.consortium.node import ConsortiumNode
+
+    node = ConsortiumNode.__new__(ConsortiumNode)
+    node.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    node.db.executescript(
+        "CREATE TABLE block (height INTEGER PRIMARY KEY, header BLOB, body BLOB);"
+        "CREATE TABLE item (patient BLOB, height INTEGER, slip INTEGER, idx INTEGER, PRIMARY KEY (height, slip, idx));"
+        "CREATE INDEX item_patient ON item (patient);")
+    node.lock = threading.RLock()
+    node._blocks = OrderedDict()
+    prev = None
+    for h in range(1, n_blocks + 1):
+        items = tuple(SummaryItem(patient if k % 2 == 0 else b"\x09" * 32, (bytes([h, k]) * 40,), bytes([h]) * 32, 1,
+                                  h, bytes([h, k]) * 16) for k in range(3))
+        block = build_block([ConsortiumSlip(bytes([h]) * 32, 1_700_000_000 + h, b"\x01" * 32, items)], prev=prev,
+                            slot=h, producer=b"\x02" * 32, timestamp=1_700_000_000 + h)
+        prev = block.header
+        node.db.execute("INSERT INTO block VALUES (?, ?, ?)", (h, block.header.encode(), block.body()))
+        node.db.executemany("INSERT INTO item VALUES (?, ?, ?, ?)",
+                            [(it.patient_id, h, 0, i) for i, it in enumerate(items)])
+    return node
+
+
+def test_the_node_serves_items_above_a_height_and_decodes_each_block_once(monkeypatch):
+    from mbds_py.consortium import node as node_mod
+    from mbds_py.consortium.blocks import BlockHeader
+    from mbds_py.consortium.merkle import verify_item
+
+    pid = b"\x05" * 32
+    node = _node_with_blocks(3, pid)
+    decoded = []
+    real = node_mod.decode_body
+    monkeypatch.setattr(node_mod, "decode_body", lambda b: decoded.append(1) or real(b))
+    every = node.items_of(pid)
+    assert [(i["height"], i["index"]) for i in every] == [(h, k) for h in (1, 2, 3) for k in (0, 2)]
+    assert len(decoded) == 3  # once per block, not once per item
+    assert [(i["height"], i["index"]) for i in node.items_of(pid, after=2)] == [(3, 0), (3, 2)]
+    assert node.items_of(pid, after=3) == []
+    assert len(decoded) == 3  # the blocks stay decoded
+    from mbds_py.consortium.blocks import SummaryItem
+    for it in every:  # each served proof still verifies, as the proxy checks it
+        header = BlockHeader.decode(bytes.fromhex(it["header"][2:]))
+        summary = SummaryItem(pid, tuple(bytes.fromhex(k[2:]) for k in it["keywords"]),
+                              bytes.fromhex(it["hmi_hash"][2:]), it["chain_id"], it["block_height"],
+                              bytes.fromhex(it["slip_id"][2:]))
+        assert verify_item([bytes.fromhex(p[2:]) for p in it["proof"]], header.merkle_root,
+                           bytes.fromhex(it["slip_hash"][2:]), it["index"], summary.struct_hash)
