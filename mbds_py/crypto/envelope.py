@@ -48,8 +48,8 @@ from ._codec import KIND_ENVELOPE, KIND_PAYLOAD, KIND_RECORD_HEADER, Reader, Wri
 from .errors import CiphertextMismatchError, EnvelopeError
 from .keys import PatientPublicKeys
 from .keywords import KeywordLike, to_keyword
-from .peks import (CIPHERTEXT_SIZE, PAD_SEED_SIZE, RANDOMNESS_SIZE, PeksCiphertext, new_pad_seed, peks_encrypt,
-                   peks_encrypt_record, peks_pad)
+from .peks import (CIPHERTEXT_SIZE, PAD_SEED_SIZE, RANDOMNESS_SIZE, PeksCiphertext, new_pad_seed, parse_ciphertexts,
+                   peks_encrypt, peks_encrypt_record, peks_pad)
 from .pre import MAX_CIPHERTEXT_SIZE, UmbralCiphertext, pre_encrypt
 from .signing import (SIGNATURE_SIZE, Eip712Domain, SignerLike, address_bytes, as_signer, checksum_address,
                       struct, verify_signer)
@@ -302,7 +302,7 @@ class RecordHeader:
         count = r.u16()
         if not 1 <= count <= MAX_KEYWORDS:
             raise r.fail(f"{count} keyword ciphertexts; expected 1-{MAX_KEYWORDS}")
-        cws = tuple(PeksCiphertext.from_bytes(r.raw(CIPHERTEXT_SIZE)) for _ in range(count))
+        cws = parse_ciphertexts([r.raw(CIPHERTEXT_SIZE) for _ in range(count)], prepare=False)  # shared A once
         sig = r.raw(SIGNATURE_SIZE)
         try:
             return cls(timestamp, record_type, text, doctor, patient, hmi, cm, cws, sig)

@@ -489,9 +489,10 @@ def peks_pad(seed: bytes, a: bytes | None = None) -> PeksCiphertext:
     return PeksCiphertext._computed(_bls.g1_mul_generator(r), b)
 
 
-def parse_ciphertexts(blobs: Iterable[bytes]) -> tuple[PeksCiphertext, ...]:
+def parse_ciphertexts(blobs: Iterable[bytes], *, prepare: bool = True) -> tuple[PeksCiphertext, ...]:
     """Several encoded ciphertexts (one record's), each A parsed and subgroup-checked once however many
-    ciphertexts share it, and prepared for :func:`_bls.pair_lines` once.  Errors as :meth:`PeksCiphertext.from_bytes`."""
+    ciphertexts share it, and (``prepare``, for a search) prepared for :func:`_bls.pair_lines` once.
+    Errors as :meth:`PeksCiphertext.from_bytes`."""
     points: dict[bytes, tuple[G1Element, object]] = {}
     out = []
     for data in blobs:
@@ -500,9 +501,10 @@ def parse_ciphertexts(blobs: Iterable[bytes]) -> tuple[PeksCiphertext, ...]:
         known = points.get(a)
         if known is None:
             point = _g1_from_bytes(a, "PEKS ciphertext A")
-            known = points[a] = (point, _bls.g1_prepare(point))
+            known = points[a] = (point, _bls.g1_prepare(point) if prepare else None)
         ct = PeksCiphertext(known[0], data[48:])
-        object.__setattr__(ct, "_a_prepared", known[1])
+        if known[1] is not None:
+            object.__setattr__(ct, "_a_prepared", known[1])
         out.append(ct)
     return tuple(out)
 
