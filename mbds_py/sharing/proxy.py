@@ -1140,34 +1140,47 @@ class ItemIndex:
     patient's whole history.  Bounded: the ``patients`` most recently searched (LRU).  The items are what
     the nodes served: every hit is still proven against ConsortiumIndex before it is returned."""
 
-    def __init__(self, fetch: Any, patients: int = 1024):
+    def __init__(self, fetch: Any, patients: int = 1024, *, full_refresh_s: float = 60.0,
+                 clock: Any = time.monotonic):
         self._fetch = fetch  # (patient, after) -> list of items of blocks above ``after``
         self.capacity = patients
+        # the whole list is fetched again after this long, so a node's bad answer (say, an item claiming a far
+        # height, which would hide the items of the blocks below it) does not stick
+        self.full_refresh_s = full_refresh_s
+        self._clock = clock
         self._by_patient: OrderedDict[bytes, tuple[int, list[dict[str, Any]], set[tuple[int, int, int]]]] = \
             OrderedDict()
+        self._fetched_at: dict[bytes, float] = {}
         self._lock = threading.Lock()
 
     def items(self, patient: bytes) -> list[dict[str, Any]]:
+        now = self._clock()
         with self._lock:
+            if now - self._fetched_at.get(patient, -float("inf")) >= self.full_refresh_s:
+                self._by_patient.pop(patient, None)
+                self._fetched_at[patient] = now
             height, items, keys = self._by_patient.get(patient, (0, [], set()))
         fresh = self._fetch(patient, height)
         with self._lock:
             height, items, keys = self._by_patient.get(patient, (0, [], set()))
-            items = list(items)
-            for item in fresh:
-                try:
-                    key = (int(item["height"]), int(item["slip"]), int(item["index"]))
-                except (KeyError, TypeError, ValueError):
-                    raise ProxyRefused(Refusal.INTEGRITY, "malformed consortium item: no height/slip/index") from None
-                if key not in keys:
-                    keys = keys | {key}
-                    items.append(item)
-                    height = max(height, key[0])
-            items.sort(key=lambda it: (int(it["height"]), int(it["slip"]), int(it["index"])))
+            if fresh:  # a new list and set: a search holding the previous list keeps it unchanged
+                items, keys = list(items), set(keys)
+                for item in fresh:
+                    try:
+                        key = (int(item["height"]), int(item["slip"]), int(item["index"]))
+                    except (KeyError, TypeError, ValueError):
+                        raise ProxyRefused(Refusal.INTEGRITY,
+                                           "malformed consortium item: no height/slip/index") from None
+                    if key not in keys:
+                        keys.add(key)
+                        items.append(item)
+                        height = max(height, key[0])
+                items.sort(key=lambda it: (int(it["height"]), int(it["slip"]), int(it["index"])))
             self._by_patient[patient] = (height, items, keys)
             self._by_patient.move_to_end(patient)
             while len(self._by_patient) > self.capacity:
-                self._by_patient.popitem(last=False)
+                gone, _ = self._by_patient.popitem(last=False)
+                self._fetched_at.pop(gone, None)
             return items
 
 

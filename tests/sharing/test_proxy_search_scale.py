@@ -124,14 +124,14 @@ def test_the_item_index_fetches_only_newer_blocks_and_is_bounded():
         asked.append((patient[:1], after))
         return [it for it in store.get(patient, []) if it["height"] > after]
 
-    index = ItemIndex(fetch, patients=2)
+    index = ItemIndex(fetch, patients=2, clock=lambda: 0.0)
     assert [i["height"] for i in index.items(b"p" * 32)] == [1, 2]
     store[b"p" * 32].append({"height": 5, "slip": 1, "index": 0, "keywords": [], "slip_id": "#5"})
     assert [i["height"] for i in index.items(b"p" * 32)] == [1, 2, 5]
     assert index.items(b"p" * 32)[-1]["slip_id"] == "#5"
     assert asked == [(b"p", 0), (b"p", 2), (b"p", 5)]
     # a node that ignores ?after= and serves everything again: no duplicates
-    index2 = ItemIndex(lambda p, after: store[b"p" * 32], patients=2)
+    index2 = ItemIndex(lambda p, after: store[b"p" * 32], patients=2, clock=lambda: 0.0)
     index2.items(b"p" * 32)
     assert len(index2.items(b"p" * 32)) == 3
     for name in (b"a", b"b", b"c"):
@@ -217,3 +217,24 @@ def test_the_node_serves_items_above_a_height_and_decodes_each_block_once(monkey
                               bytes.fromhex(it["slip_id"][2:]))
         assert verify_item([bytes.fromhex(p[2:]) for p in it["proof"]], header.merkle_root,
                            bytes.fromhex(it["slip_hash"][2:]), it["index"], summary.struct_hash)
+
+
+def test_a_bad_answer_does_not_stick_past_the_full_refresh():
+    """A node that once served an item claiming a far height would hide the blocks below it from ?after=;
+    the whole list is fetched again after ``full_refresh_s`` (a settable clock: no sleeping)."""
+    now = [0.0]
+    served = [[{"height": 10**9, "slip": 0, "index": 0, "keywords": [], "slip_id": "#bad"}]]
+    asked = []
+
+    def fetch(patient, after):
+        asked.append(after)
+        return [it for it in served[-1] if it["height"] > after]
+
+    index = ItemIndex(fetch, full_refresh_s=60, clock=lambda: now[0])
+    assert [i["slip_id"] for i in index.items(b"p" * 32)] == ["#bad"]
+    served.append([{"height": 3, "slip": 0, "index": 0, "keywords": [], "slip_id": "#3"}])
+    now[0] = 59.0
+    assert [i["slip_id"] for i in index.items(b"p" * 32)] == ["#bad"]
+    now[0] = 60.0
+    assert [i["slip_id"] for i in index.items(b"p" * 32)] == ["#3"]
+    assert asked == [0, 10**9, 0]
