@@ -22,7 +22,10 @@ cache, so a keyword costs one G1 multiplication and one GT exponentiation.
 The encodings are those of the first (arkworks) implementation, pinned by the
 known-answer tests, so every stored ciphertext and issued trapdoor still matches.
 
-One Test costs one pairing.  :func:`batch_test` and :func:`match_all` spread big
+A record's keyword ciphertexts share one randomness (:func:`peks_encrypt_record`: every slot, pads
+included, carries the same A = g^r, and r travels inside C_M for the patient's pairing-free check), so a
+search pairs A with a trapdoor once per record.  One Test costs one pairing, on the trapdoor's
+precomputed Miller-loop lines.  :func:`batch_test` and :func:`match_all` spread big
 batches over a thread pool (one thread per usable core) — no process start-up or
 pickling.  Bytes that are not a valid key, trapdoor or ciphertext are refused
 with a named :class:`~mbds_py.crypto.errors.MalformedDataError` subclass when they
@@ -425,13 +428,16 @@ def peks_encrypt_record(pk: PeksPublicKey, keywords: Sequence[KeywordLike], *,
     """
     if not isinstance(pk, PeksPublicKey):
         raise TypeError(f"peks_encrypt_record needs a PeksPublicKey, got {type(pk).__name__}")
+    words = [canonical_keyword(w) for w in keywords]
+    if len(set(words)) != len(words):  # equal keywords would give equal ciphertexts: that would show
+        raise QueryError("peks_encrypt_record needs distinct keywords (one record's ciphertexts share r)")
     r = _random_scalar()
     a = _bls.g1_mul_generator(r)
     if constant_time:
         hr = _bls.g1_trusted(pk._multiplier.mul(r))
-        bs = [h2(_bls.pair(hr, _h1(canonical_keyword(w)).point)) for w in keywords]
+        bs = [h2(_bls.pair(hr, _h1(w).point)) for w in words]
     else:
-        bs = [h2(_e_w(pk, canonical_keyword(w)).pow(r)) for w in keywords]
+        bs = [h2(_e_w(pk, w).pow(r)) for w in words]
     point = _bls.g1_trusted(a)
     return [PeksCiphertext(point, b) for b in bs], a, r.to_bytes(RANDOMNESS_SIZE, "big")
 

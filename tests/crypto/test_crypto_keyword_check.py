@@ -242,3 +242,9 @@ def test_ciphertexts_sharing_a_are_ordinary_peks_ciphertexts(make_envelope, pati
     payload = _c_m(envelope, patient)
     hits = peks.match_all([patient.trapdoor(payload.keywords[0])], {"r": envelope.header.keyword_ciphertexts})
     assert hits == ["r"] and len(envelope.header.keyword_ciphertexts) == KEYWORD_SLOTS
+
+
+def test_a_records_keywords_must_be_distinct(patient):
+    from mbds_py.crypto.errors import QueryError
+    with pytest.raises(QueryError, match="distinct keywords"):
+        peks.peks_encrypt_record(patient.public_keys.peks_key, ["icd10|E11.9", "ICD-10| e11.9"])
