@@ -233,6 +233,7 @@ class GtPower:
 __all__ = [
     "FIELD_MODULUS", "G1_GENERATOR_BYTES", "G1_SIZE", "G2_GENERATOR_BYTES", "G2_SIZE", "GROUP_ORDER", "GT_SIZE",
     "G1Element", "G1Multiplier", "G2Element", "G2Lines", "GtPower", "HAVE_PRECOMPUTED_LINES", "HashedG2",
-    "PointError", "g1_from_bytes", "g1_mul_generator", "g1_prepare", "pair_lines", "g1_trusted", "g2_from_bytes", "g2_trusted", "hash_to_g2",
+    "PointError", "g1_from_bytes", "g1_mul_generator", "g1_prepare", "g1_trusted", "g2_from_bytes", "g2_trusted",
+    "hash_to_g2", "pair_lines",
     "is_g1_identity", "is_g2_identity", "pair",
 ]

@@ -43,7 +43,8 @@ from ._hash import keccak256 as keccak
 from ._codec import KIND_CONFIRMED_RECORD, Reader, Writer
 from .envelope import KEYWORD_SLOTS, HmiEnvelope, HmiPayload, RecordHeader
 from .errors import (CiphertextMismatchError, DecryptionError, EnvelopeError, HmiHashMismatchError,
-                     KeywordCiphertextMismatchError, KeywordError, KeywordMismatchError, MalformedDataError, WrongRecipientError)
+                     KeywordCiphertextMismatchError, KeywordError, KeywordMismatchError, MalformedDataError,
+                     WrongRecipientError)
 from .keys import UMBRAL_PUBLIC_KEY_SIZE, PatientKeyring, PatientSecrets, umbral_public_key
 from .keywords import to_keyword
 from .pre import UmbralCiphertext, decrypt_reencrypted, pre_decrypt, pre_encrypt

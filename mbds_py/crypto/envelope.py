@@ -6,8 +6,8 @@ doctor's account key ``SK_d``::
     s    = 32 random bytes (the salt)
     H(M) = keccak256(s ‖ M)
     C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds, r
-    C_w  = PEKS(PK_p.peks, w_i; r) for each keyword, one r for the record (inside C_M), padded with peks_pad(seed_j) to KEYWORD_SLOTS
-           ciphertexts (sorted by ciphertext: order leaks nothing)
+    C_w  = PEKS(PK_p.peks, w_i; r) for each keyword, one r for the record (inside C_M), padded with
+           peks_pad(seed_j, g^r) to KEYWORD_SLOTS ciphertexts (sorted by ciphertext: order leaks nothing)
     Sig  = EIP-712 signature of SK_d over t‖Type‖Text‖PK_d‖PK_p‖H(M)‖C_M‖C_w
 
 The signed struct (``HmiRecord``) carries the variable-length parts as
