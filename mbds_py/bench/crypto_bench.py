@@ -222,7 +222,10 @@ def bench_peks(quick: bool) -> dict[str, Any]:
 class _Ingest:
     """One doctor and one patient; records cycle through a pool of keywords (cached H1 after warm-up)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pairings: bool = False) -> None:
+        # pairings=True: the record as before issue 15 items 2-3 — each keyword encrypted by the pairing path
+        # and the patient's check a pairing Test per keyword (format-2 payload, no r inside C_M)
+        self.pairings = pairings
         self.patient = PatientSecrets.derive(hashlib.sha256(b"bench-patient").digest())
         self.doctor = PatientSecrets.derive(hashlib.sha256(b"bench-doctor").digest())
         self.hmis = [_fhir(i) for i in range(8)]
@@ -235,7 +238,8 @@ class _Ingest:
         self.i += 1
         return build_envelope(self.hmis[self.i % 8], self.keywords(self.i), self.patient.public_keys,
                               self.doctor.signer, timestamp=1_700_000_000 + self.i, record_type="diagnosis",
-                              text="outpatient visit", domain=DOMAIN)
+                              text="outpatient visit", domain=DOMAIN, keyword_randomness=not self.pairings,
+                              constant_time=self.pairings)
 
     def review(self, env, check_keywords: bool = True):
         return review_envelope(env, self.patient, domain=DOMAIN, expected_doctor=self.doctor.address,
@@ -275,6 +279,32 @@ def bench_envelope(quick: bool) -> dict[str, Any]:
         "record_min_ms": round(total.minimum, 3),
         "records_per_s_1_core": round(1000 / total.median, 1),
         "record_ms_without_keyword_check": round(unchecked, 3),
+    }
+
+
+def bench_record(quick: bool) -> dict[str, Any]:
+    """``record_crypto_ms``: one record's client crypto (build + review + confirm, 3 keywords), per record,
+    and its baseline (one pairing per keyword on each side), interleaved in the same run."""
+    reps = 3 if quick else 9
+    n = 10
+    new, old = _Ingest(), _Ingest(pairings=True)
+    for ing in (new, old):
+        for _ in range(len(KEYWORD_POOL)):
+            ing.full()  # warm-up: H1, E_w and trapdoors cached, as in long-running clients
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(reps):
+        for ing in (new, old):
+            t = _timed_ms(lambda ing=ing: [ing.full() for _ in range(n)], reps=1, per=n, warmup=0)
+            walls[ing.pairings].append(t.median)
+            cpus[ing.pairings].append(t.cpu_median)
+    envs = [new.envelope() for _ in range(n)]
+    return {
+        "record_ms": statistics.median(walls[False]), "record_cpu_ms": statistics.median(cpus[False]),
+        "record_min_ms": min(walls[False]),
+        "record_ms_pairings": statistics.median(walls[True]), "record_cpu_ms_pairings": statistics.median(cpus[True]),
+        "build_ms": _median_ms(lambda: [new.envelope() for _ in range(n)], reps=reps, per=n, warmup=0),
+        "review_ms": _median_ms(lambda: [new.review(e) for e in envs], reps=reps, per=n, warmup=0),
     }
 
 

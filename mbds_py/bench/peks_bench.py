@@ -59,6 +59,28 @@ def measure_peks(ctx: BenchContext) -> dict[str, Samples]:
     }
 
 
+@measurement("record_crypto_ms", estimate_s=(3, 25))
+def measure_record(ctx: BenchContext) -> dict[str, Samples]:
+    """Each sample: the median ms per record over 10 records (build + review + confirm, 3 keywords), the
+    new path and its baseline interleaved."""
+    runs = 1 if ctx.quick else 3
+    results = []
+    for i in range(runs):
+        ctx.progress(f"crypto_bench.bench_record run {i + 1}/{runs}")
+        results.append(crypto_bench.bench_record(ctx.quick))
+
+    def med(field: str) -> float:
+        return round(median(r[field] for r in results), 3)
+
+    return {
+        "record_crypto_ms": Samples([r["record_ms"] for r in results], extra={
+            "cpu_ms": med("record_cpu_ms"), "min_ms": med("record_min_ms"), "build_ms": med("build_ms"),
+            "review_ms": med("review_ms"), "keywords": 3}),
+        "record_crypto_ms_pairings": Samples([r["record_ms_pairings"] for r in results],
+                                             extra={"cpu_ms": med("record_cpu_ms_pairings")}),
+    }
+
+
 class _Patient:
     """One patient's PEKS ciphertexts (keywords cycling through the bench pool) and a trapdoor."""
 

@@ -93,7 +93,13 @@ for _spec in (
             "baseline: the same encryption with one pairing per keyword, B = H2(e(h^r, H1(w))) (blst)"),
     KeySpec("peks_encrypt_ms_arkworks", "ms/keyword", None, None,
             "the previous encryption on py-arkworks-bls12381 (pairing per keyword, variable-time scalars)"),
-    KeySpec("share_p50_ms", "ms", "<=100", "share_p50_ms_single_proxy",
+    KeySpec("record_crypto_ms", "ms/record", "<=5", "record_crypto_ms_pairings",
+            "one record's client crypto, 3 keywords: build (Alg. 1) + review + confirm (Alg. 2), one core; "
+            "the patient checks the keywords from the r inside C_M"),
+    KeySpec("record_crypto_ms_pairings", "ms/record", None, None,
+            "baseline: the same record with one pairing per keyword on each side (pairing-path encryption, "
+            "pairing Test by the patient; the format-2 payload), same run"),
+    KeySpec("share_p50_ms", "ms", "<=40", "share_p50_ms_single_proxy",
             "share one record through the threshold proxies: search, policy, re-encrypt, decrypt"),
     KeySpec("share_p50_ms_single_proxy", "ms", None, None, "baseline: the same with one proxy"),
     KeySpec("storage_p50_ms", "ms", "<=20", "storage_p50_ms_new_connection",

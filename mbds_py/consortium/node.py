@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from http.server import ThreadingHTTPServer
@@ -108,6 +109,7 @@ class ConsortiumNode:
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.lock = threading.RLock()
+        self._blocks: OrderedDict[int, ConsortiumBlock] = OrderedDict()  # decoded committed blocks (LRU)
         self.mempool: dict[bytes, ConsortiumSlip] = {}
         self.included: set[bytes] = set()
         self.proposals: dict[bytes, ConsortiumBlock] = {}  # block hash -> block we saw as proposal
@@ -306,18 +308,31 @@ class ConsortiumNode:
 
     # -- queries ------------------------------------------------------------------------------------
 
-    def items_of(self, patient_id: bytes) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT height, slip, idx FROM item WHERE patient = ? ORDER BY height, slip, idx",
-                               (patient_id,)).fetchall()
+    def _stored_block(self, height: int) -> ConsortiumBlock:
+        """A committed block decoded once (its Merkle tree built once), kept in a small LRU."""
+        with self.lock:
+            block = self._blocks.get(height)
+            if block is not None:
+                self._blocks.move_to_end(height)
+                return block
+        h, b = self.db.execute("SELECT header, body FROM block WHERE height = ?", (height,)).fetchone()
+        block = ConsortiumBlock(BlockHeader.decode(h), decode_body(b))
+        with self.lock:
+            self._blocks[height] = block
+            while len(self._blocks) > 256:
+                self._blocks.popitem(last=False)
+        return block
+
+    def items_of(self, patient_id: bytes, after: int = 0) -> list[dict[str, Any]]:
+        """The patient's items (index ``item_patient``) in blocks above height ``after``, with their proofs."""
+        rows = self.db.execute("SELECT height, slip, idx FROM item WHERE patient = ? AND height > ? "
+                               "ORDER BY height, slip, idx", (patient_id, int(after))).fetchall()
         out = []
-        bodies: dict[int, tuple[BlockHeader, tuple[ConsortiumSlip, ...]]] = {}
         for height, s, i in rows:
-            if height not in bodies:
-                h, b = self.db.execute("SELECT header, body FROM block WHERE height = ?", (height,)).fetchone()
-                bodies[height] = (BlockHeader.decode(h), decode_body(b))
-            header, slips = bodies[height]
+            block = self._stored_block(height)
+            header, slips = block.header, block.slips
             item = slips[s].items[i]
-            proof = ConsortiumBlock(header, slips).item_proof(s, i)
+            proof = block.item_proof(s, i)
             out.append({"height": height, "slip": s, "index": i, "chain_id": item.chain_id,
                         "block_height": item.block_height, "slip_id": "0x" + item.slip_id.hex(),
                         "hmi_hash": "0x" + item.hmi_hash.hex(), "keywords": ["0x" + k.hex() for k in item.keywords],
@@ -368,8 +383,12 @@ def _handler_for(node: ConsortiumNode):
                     pid = bytes.fromhex(params.get("patient", "")[2:])
                     if len(pid) != 32:
                         raise MBDSError("GET /v1/items needs ?patient=0x<32-byte participant ID>")
+                    try:
+                        after = int(params.get("after", "0"))
+                    except ValueError:
+                        raise MBDSError("GET /v1/items: ?after= must be a block height") from None
                     node.follow()
-                    return self.send_json(200, {"items": node.items_of(pid)})
+                    return self.send_json(200, {"items": node.items_of(pid, after)})
                 return self.send_json(404, {"error": f"unknown endpoint GET {self.path}"})
             except Exception as exc:  # noqa: BLE001
                 self.fail(exc)

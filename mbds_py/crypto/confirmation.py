@@ -6,7 +6,11 @@ the signed hash, decrypts, checks H(M) = keccak256(salt ‖ M) with the salt
 inside C_M, and checks the PEKS keyword ciphertexts: exactly
 ``KEYWORD_SLOTS`` of them, each pad the one its seed (inside C_M) derives, each
 other one the PEKS of the keyword C_M lists for it — so no ciphertext hides a
-keyword the patient did not see.  It then re-keys the record: the
+keyword the patient did not see.  The keyword check recomputes each ciphertext
+from the record's randomness r the doctor put inside C_M (every slot's A = g^r,
+each keyword's B = H2(E_w^r), each pad's B from its seed: no pairing once E_w is
+cached; docs/crypto-notes.md); a payload of the older format without r is
+checked with the pairing test.  The stored record drops r.  It then re-keys the record: the
 payload is encrypted again under the patient's **per-record key** (derived
 from the record id), so a kfrag made for this record opens no other.  The
 caller stores ``reviewed.record_blob`` and passes its storage address to
@@ -26,6 +30,7 @@ The :class:`ConfirmedRecord` holds everything the slip stores (no big ciphertext
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,7 +43,8 @@ from ._hash import keccak256 as keccak
 from ._codec import KIND_CONFIRMED_RECORD, Reader, Writer
 from .envelope import KEYWORD_SLOTS, HmiEnvelope, HmiPayload, RecordHeader
 from .errors import (CiphertextMismatchError, DecryptionError, EnvelopeError, HmiHashMismatchError,
-                     KeywordError, KeywordMismatchError, MalformedDataError, WrongRecipientError)
+                     KeywordCiphertextMismatchError, KeywordError, KeywordMismatchError, MalformedDataError,
+                     WrongRecipientError)
 from .keys import UMBRAL_PUBLIC_KEY_SIZE, PatientKeyring, PatientSecrets, umbral_public_key
 from .keywords import to_keyword
 from .pre import UmbralCiphertext, decrypt_reencrypted, pre_decrypt, pre_encrypt
@@ -92,11 +98,17 @@ def _check_keywords(patient: PatientSecrets, payload: HmiPayload, header: Record
     if len(payload.keywords) + len(payload.pads) != len(cts):
         raise KeywordMismatchError(f"record carries {len(cts)} encrypted keywords but C_M lists "
                                    f"{len(payload.keywords)} keywords and {len(payload.pads)} pads")
-    pads = {peks.peks_pad(seed).to_bytes() for seed in payload.pads}
+    shared_a = None
+    if payload.randomness:  # format 3: one r for the record, every slot shares A = g^r
+        shared_a = peks.randomness_point(payload.randomness)
+        if shared_a is None:
+            raise KeywordCiphertextMismatchError("the PEKS randomness inside C_M is not a scalar in [1, q)")
+    pads = {peks.peks_pad(seed, shared_a).to_bytes() for seed in payload.pads}
     real = [c for c in cts if c.to_bytes() not in pads]
     if len(pads) != len(payload.pads) or len(real) != len(payload.keywords):
         raise KeywordMismatchError("a padding ciphertext of the record is not the one its seed in C_M derives "
                                    "(it may hide a keyword)")
+    pk = patient.public_keys.peks_key
     for i, (word, ct) in enumerate(zip(payload.keywords, real)):
         try:
             canonical = to_keyword(word).canonical
@@ -104,9 +116,16 @@ def _check_keywords(patient: PatientSecrets, payload: HmiPayload, header: Record
             raise KeywordMismatchError(f"keyword {i} inside C_M is not a valid keyword: {exc}") from None
         if canonical != word:
             raise KeywordMismatchError(f"keyword {i} inside C_M is not in canonical form ({word!r})")
-        if not peks.test(patient.trapdoor(canonical), ct):
-            raise KeywordMismatchError(f"encrypted keyword {i} does not encrypt {canonical!r} under this "
-                                       "patient's PEKS key")
+        if shared_a is not None:
+            # recompute PEKS(h, w; r) from the r inside C_M — no pairing once E_w is cached
+            if not (hmac.compare_digest(ct.to_bytes()[:48], shared_a)
+                    and hmac.compare_digest(peks.record_b(pk, canonical, payload.randomness), ct.b)):
+                raise KeywordCiphertextMismatchError(
+                    f"encrypted keyword {i} does not encrypt {canonical!r} under this patient's PEKS key with "
+                    "the randomness r inside C_M (recomputed PEKS(h, w; r) differs)")
+        elif not peks.test(patient.trapdoor(canonical), ct):  # format 2 (no r): the pairing test
+            raise KeywordCiphertextMismatchError(f"encrypted keyword {i} does not encrypt {canonical!r} under this "
+                                                 "patient's PEKS key")
 
 
 def _payload(plaintext: bytes) -> HmiPayload:
@@ -171,6 +190,9 @@ def review_envelope(envelope: HmiEnvelope, patient: PatientSecrets | PatientKeyr
     _check_hmi(payload, header)
     if check_keywords:
         _check_keywords(patient, payload, header, keyword_slots)
+    if payload.randomness:  # checked: r goes no further (the stored record is format 2)
+        payload = payload.without_randomness()
+        plaintext = payload.to_bytes()
     record_pk = patient.record_public_key(record_id)
     return ReviewedRecord(envelope, domain, record_id, payload, record_pk, pre_encrypt(record_pk, plaintext))
 

@@ -5,9 +5,9 @@ doctor's account key ``SK_d``::
 
     s    = 32 random bytes (the salt)
     H(M) = keccak256(s ‖ M)
-    C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds
-    C_w  = PEKS(PK_p.peks, w_i) for each keyword, padded with peks_pad(seed_j) to KEYWORD_SLOTS
-           ciphertexts (sorted by ciphertext: order leaks nothing)
+    C_M  = Umbral(PK_p.pre, payload)           payload = M, s, the normalised keywords, the pad seeds, r
+    C_w  = PEKS(PK_p.peks, w_i; r) for each keyword, one r for the record (inside C_M), padded with
+           peks_pad(seed_j, g^r) to KEYWORD_SLOTS ciphertexts (sorted by ciphertext: order leaks nothing)
     Sig  = EIP-712 signature of SK_d over t‖Type‖Text‖PK_d‖PK_p‖H(M)‖C_M‖C_w
 
 The signed struct (``HmiRecord``) carries the variable-length parts as
@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Union
 
@@ -48,7 +48,8 @@ from ._codec import KIND_ENVELOPE, KIND_PAYLOAD, KIND_RECORD_HEADER, Reader, Wri
 from .errors import CiphertextMismatchError, EnvelopeError
 from .keys import PatientPublicKeys
 from .keywords import KeywordLike, to_keyword
-from .peks import CIPHERTEXT_SIZE, PAD_SEED_SIZE, PeksCiphertext, new_pad_seed, peks_encrypt, peks_pad
+from .peks import (CIPHERTEXT_SIZE, PAD_SEED_SIZE, RANDOMNESS_SIZE, PeksCiphertext, new_pad_seed, parse_ciphertexts,
+                   peks_encrypt, peks_encrypt_record, peks_pad)
 from .pre import MAX_CIPHERTEXT_SIZE, UmbralCiphertext, pre_encrypt
 from .signing import (SIGNATURE_SIZE, Eip712Domain, SignerLike, address_bytes, as_signer, checksum_address,
                       struct, verify_signer)
@@ -120,16 +121,21 @@ def keyword_ciphertexts_hash(ciphertexts: Iterable[PeksCiphertext]) -> bytes:
 
 @dataclass(frozen=True)
 class HmiPayload:
-    """What C_M encrypts: M, the H(M) salt, the normalised keywords (in the order of their ciphertexts in C_w)
-    and the seeds of the padding ciphertexts (in their order in C_w).  ``repr`` hides M.
+    """What C_M encrypts: M, the H(M) salt, the normalised keywords (in the order of their ciphertexts in C_w),
+    the seeds of the padding ciphertexts (in their order in C_w) and, from format 3, the record's PEKS
+    randomness r — every keyword ciphertext and pad of the record shares A = g^r — so that the patient checks
+    each ciphertext by recomputing it, without a pairing.  ``repr`` hides M.
 
-    Encoding (format 2): ``blob M ‖ salt (32) ‖ u16 n ‖ n × text keyword ‖ u16 p ‖ p × seed (32)``.
+    Encoding (format 2): ``blob M ‖ salt (32) ‖ u16 n ‖ n × text keyword ‖ u16 p ‖ p × seed (32)``;
+    format 3 appends ``r (32, big-endian)``.  A payload without r encodes as format 2, byte for byte as
+    before; both formats decode.
     """
 
     hmi: bytes
     keywords: tuple[str, ...]
     salt: bytes
     pads: tuple[bytes, ...] = ()
+    randomness: bytes = b""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keywords", tuple(self.keywords))
@@ -140,19 +146,30 @@ class HmiPayload:
                                 f"{MAX_KEYWORDS} keyword ciphertexts")
         if any(len(p) != PAD_SEED_SIZE for p in self.pads):
             raise EnvelopeError(f"pad seeds must be {PAD_SEED_SIZE} bytes")
+        object.__setattr__(self, "randomness", bytes(self.randomness))
+        if self.randomness and len(self.randomness) != RANDOMNESS_SIZE:
+            raise EnvelopeError(f"the PEKS randomness must be {RANDOMNESS_SIZE} bytes (or absent)")
 
     def to_bytes(self) -> bytes:
-        w = Writer(KIND_PAYLOAD, version=2).blob(self.hmi).raw(self.salt).u16(len(self.keywords))
+        w = Writer(KIND_PAYLOAD, version=3 if self.randomness else 2)
+        w.blob(self.hmi).raw(self.salt).u16(len(self.keywords))
         for k in self.keywords:
             w.text(k)
         w.u16(len(self.pads))
         for p in self.pads:
             w.raw(p)
+        if self.randomness:
+            w.raw(self.randomness)
         return w.getvalue()
+
+    def without_randomness(self) -> "HmiPayload":
+        """The payload as stored after the patient's check (format 2): r is needed by no reader."""
+        return replace(self, randomness=b"") if self.randomness else self
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "HmiPayload":
-        r = Reader(data, "HMI payload", KIND_PAYLOAD, version=2)
+        version = 3 if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > 5 and data[5] == 3 else 2
+        r = Reader(data, "HMI payload", KIND_PAYLOAD, version=version)
         hmi = r.blob(MAX_HMI_SIZE)
         salt = r.raw(SALT_SIZE)
         count = r.u16()
@@ -163,8 +180,9 @@ class HmiPayload:
         if count + pads > MAX_KEYWORDS:
             raise r.fail(f"{count} keywords and {pads} pads exceed the limit of {MAX_KEYWORDS}")
         seeds = tuple(r.raw(PAD_SEED_SIZE) for _ in range(pads))
+        randomness = r.raw(RANDOMNESS_SIZE) if version == 3 else b""
         r.done()
-        return cls(hmi, keywords, salt, seeds)
+        return cls(hmi, keywords, salt, seeds, randomness)
 
     @property
     def hmi_hash(self) -> bytes:
@@ -284,7 +302,7 @@ class RecordHeader:
         count = r.u16()
         if not 1 <= count <= MAX_KEYWORDS:
             raise r.fail(f"{count} keyword ciphertexts; expected 1-{MAX_KEYWORDS}")
-        cws = tuple(PeksCiphertext.from_bytes(r.raw(CIPHERTEXT_SIZE)) for _ in range(count))
+        cws = parse_ciphertexts([r.raw(CIPHERTEXT_SIZE) for _ in range(count)], prepare=False)  # shared A once
         sig = r.raw(SIGNATURE_SIZE)
         try:
             return cls(timestamp, record_type, text, doctor, patient, hmi, cm, cws, sig)
@@ -357,7 +375,8 @@ def check_keyword_slots(slots: int) -> int:
 
 def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: PatientPublicKeys,
                    doctor: SignerLike, *, timestamp: int, record_type: str, text: str,
-                   domain: Eip712Domain, keyword_slots: int = KEYWORD_SLOTS) -> HmiEnvelope:
+                   domain: Eip712Domain, keyword_slots: int = KEYWORD_SLOTS, keyword_randomness: bool = True,
+                   constant_time: bool = False) -> HmiEnvelope:
     """Algorithm 1: salt and hash M, encrypt it to the patient, PEKS-encrypt the keywords (padded to
     ``keyword_slots`` ciphertexts), sign as the doctor.
 
@@ -366,6 +385,12 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
     ``keyword_slots`` distinct keywords :class:`EnvelopeError`.  Pass the
     doctor as an :class:`EthSigner` on hot paths (a ``LocalAccount`` is
     converted on every call).
+
+    The record's keyword ciphertexts and pads share one randomness r (A = g^r in every slot), which C_M
+    carries so that the patient checks the ciphertexts without a pairing and a proxy pairs once per record;
+    ``keyword_randomness=False`` builds the earlier record (one r per ciphertext, format-2 payload without r:
+    the patient checks with one pairing per keyword).  ``constant_time=True`` encrypts the keywords by the
+    pairing path, constant-time throughout (:func:`~mbds_py.crypto.peks.peks_encrypt`).
     """
     _check_fields(timestamp, record_type, text)
     if not isinstance(patient, PatientPublicKeys):
@@ -374,12 +399,17 @@ def build_envelope(hmi: HmiLike, keywords: Iterable[KeywordLike], patient: Patie
     m = canonical_hmi(hmi)
     slots = check_keyword_slots(keyword_slots)
     words = _normalised_keywords(keywords, slots)
-    real = [(peks_encrypt(patient.peks_key, w), w) for w in words]
-    pads = [(peks_pad(seed), seed) for seed in (new_pad_seed() for _ in range(slots - len(words)))]
-    slotted = sorted(((c.to_bytes(), c, w) for c, w in real + pads), key=lambda t: t[0])
+    seeds = [new_pad_seed() for _ in range(slots - len(words))]
+    if keyword_randomness:  # one r for the record: every slot shares A = g^r, r goes inside C_M
+        cts, a, randomness = peks_encrypt_record(patient.peks_key, words, constant_time=constant_time)
+        pads = [(peks_pad(seed, a), seed) for seed in seeds]
+    else:  # format 2: one r per ciphertext, none inside C_M (the patient checks with pairings)
+        cts, randomness = [peks_encrypt(patient.peks_key, w, constant_time=constant_time) for w in words], b""
+        pads = [(peks_pad(seed), seed) for seed in seeds]
+    slotted = sorted(((c.to_bytes(), c, w) for c, w in [*zip(cts, words), *pads]), key=lambda t: t[0])
     cws = tuple(c for _, c, _ in slotted)
     payload = HmiPayload(m, tuple(w for _, _, w in slotted if isinstance(w, str)), secrets.token_bytes(SALT_SIZE),
-                         tuple(w for _, _, w in slotted if isinstance(w, bytes)))
+                         tuple(w for _, _, w in slotted if isinstance(w, bytes)), randomness)
     c_m = pre_encrypt(patient.pre_public_key, payload.to_bytes())
     unsigned = RecordHeader(timestamp, record_type, text, signer.address, patient, payload.hmi_hash,
                             keccak(c_m.to_bytes()), cws, bytes(SIGNATURE_SIZE))

@@ -95,6 +95,10 @@ class KeywordMismatchError(IntegrityError):
     """The encrypted keywords do not match the keywords inside the encrypted record."""
 
 
+class KeywordCiphertextMismatchError(KeywordMismatchError):
+    """A keyword ciphertext is not PEKS(h, w; r) for the keyword w and the randomness r that C_M lists for it."""
+
+
 __all__ = [
     "CapsuleFragVerificationError",
     "CiphertextMismatchError",
@@ -106,6 +110,7 @@ __all__ = [
     "KeyFragVerificationError",
     "KeyVersionError",
     "KeywordError",
+    "KeywordCiphertextMismatchError",
     "KeywordMismatchError",
     "MalformedDataError",
     "PeksLengthError",

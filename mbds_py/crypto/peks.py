@@ -22,7 +22,10 @@ cache, so a keyword costs one G1 multiplication and one GT exponentiation.
 The encodings are those of the first (arkworks) implementation, pinned by the
 known-answer tests, so every stored ciphertext and issued trapdoor still matches.
 
-One Test costs one pairing.  :func:`batch_test` and :func:`match_all` spread big
+A record's keyword ciphertexts share one randomness (:func:`peks_encrypt_record`: every slot, pads
+included, carries the same A = g^r, and r travels inside C_M for the patient's pairing-free check), so a
+search pairs A with a trapdoor once per record.  One Test costs one pairing, on the trapdoor's
+precomputed Miller-loop lines.  :func:`batch_test` and :func:`match_all` spread big
 batches over a thread pool (one thread per usable core) — no process start-up or
 pickling.  Bytes that are not a valid key, trapdoor or ciphertext are refused
 with a named :class:`~mbds_py.crypto.errors.MalformedDataError` subclass when they
@@ -237,6 +240,16 @@ class PeksCiphertext:
         data = _check_encoding(data, CIPHERTEXT_SIZE, "PEKS ciphertext", versioned=True)
         return cls(_g1_from_bytes(data[:48], "PEKS ciphertext A"), data[48:])
 
+    @property
+    def _prepared(self):
+        """A in the form :func:`_bls.pair_lines` takes (computed once, on first Test)."""
+        try:
+            return self.__dict__["_a_prepared"]
+        except KeyError:
+            prepared = _bls.g1_prepare(self.a)
+            object.__setattr__(self, "_a_prepared", prepared)
+            return prepared
+
     @classmethod
     def _computed(cls, a: bytes, b: bytes) -> "PeksCiphertext":
         """A ciphertext this process computed (A is g^r: no subgroup check needed)."""
@@ -272,6 +285,16 @@ class Trapdoor:
     def from_bytes(cls, data: bytes) -> "Trapdoor":
         data = _check_encoding(data, TRAPDOOR_SIZE, "PEKS trapdoor", versioned=True)
         return cls(_g2_from_bytes(data, "PEKS trapdoor"))
+
+    @property
+    def _lines(self) -> _bls.G2Lines:
+        """The trapdoor's precomputed Miller-loop lines (computed once, on first Test; 19.5 KiB)."""
+        try:
+            return self.__dict__["_g2_lines"]
+        except KeyError:
+            lines = _bls.G2Lines(self.point)
+            object.__setattr__(self, "_g2_lines", lines)
+            return lines
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trapdoor):
@@ -387,21 +410,109 @@ def peks_encrypt(pk: PeksPublicKey, keyword: KeywordLike, *, constant_time: bool
     return (_encrypt_pairing if constant_time else _encrypt_with)(pk, keyword, _random_scalar())
 
 
-def peks_pad(seed: bytes) -> PeksCiphertext:
+#: Size of a record's PEKS randomness r as it travels inside C_M (big-endian scalar in [1, q)).
+RANDOMNESS_SIZE = 32
+
+
+def peks_encrypt_record(pk: PeksPublicKey, keywords: Sequence[KeywordLike], *,
+                        constant_time: bool = False) -> tuple[list[PeksCiphertext], bytes, bytes]:
+    """One record's keyword ciphertexts with **one** fresh r for all of them (multi-keyword PEKS, as in
+    Baek, Safavi-Naini and Susilo's mPEKS): ``C_i = (A, H2(E_{w_i}^r))`` with the same ``A = g^r``.
+
+    Returns the ciphertexts (in ``keywords`` order), A (48 bytes) and r (32 bytes, big-endian): the doctor
+    puts r inside C_M, pads take the same A (:func:`peks_pad` with ``a``), and the patient checks every
+    ciphertext by recomputing it from r (:func:`record_b`) — no pairing once E_w is cached — while a proxy
+    pairs A with a trapdoor once per record, not once per ciphertext.  Each ciphertext is an ordinary PEKS
+    ciphertext: Test is unchanged.  The keywords must be distinct (the envelope de-duplicates them).
+    ``constant_time`` takes the pairing path (h^r once, one pairing per keyword), constant-time throughout.
+    """
+    if not isinstance(pk, PeksPublicKey):
+        raise TypeError(f"peks_encrypt_record needs a PeksPublicKey, got {type(pk).__name__}")
+    words = [canonical_keyword(w) for w in keywords]
+    if len(set(words)) != len(words):  # equal keywords would give equal ciphertexts: that would show
+        raise QueryError("peks_encrypt_record needs distinct keywords (one record's ciphertexts share r)")
+    r = _random_scalar()
+    a = _bls.g1_mul_generator(r)
+    if constant_time:
+        hr = _bls.g1_trusted(pk._multiplier.mul(r))
+        bs = [h2(_bls.pair(hr, _h1(w).point)) for w in words]
+    else:
+        bs = [h2(_e_w(pk, w).pow(r)) for w in words]
+    point = _bls.g1_trusted(a)
+    return [PeksCiphertext(point, b) for b in bs], a, r.to_bytes(RANDOMNESS_SIZE, "big")
+
+
+def randomness_point(r: bytes) -> bytes | None:
+    """A = g^r (48 bytes, constant-time) for r as it travels inside C_M; None if r is not 32 bytes of a
+    scalar in [1, q) (refused, never reduced)."""
+    if not isinstance(r, (bytes, bytearray)) or len(r) != RANDOMNESS_SIZE:
+        return None
+    k = int.from_bytes(r, "big")
+    return _bls.g1_mul_generator(k) if 0 < k < GROUP_ORDER else None
+
+
+def record_b(pk: PeksPublicKey, keyword: KeywordLike, r: bytes) -> bytes:
+    """B = H2(E_w^r): what a ciphertext of ``keyword`` with randomness ``r`` carries (no pairing once E_w is
+    cached).  ``r`` must be valid (see :func:`randomness_point`)."""
+    return h2(_e_w(pk, canonical_keyword(keyword)).pow(int.from_bytes(r, "big")))
+
+
+def check_opening(pk: PeksPublicKey, keyword: KeywordLike, r: bytes, ciphertext: PeksCiphertext) -> bool:
+    """True iff ``ciphertext`` is exactly PEKS(pk, w; r): A = g^r and B = H2(E_w^r).
+
+    The same predicate as ``test(trapdoor(sk, w), ciphertext)`` (both say B = H2(e(g, H1(w))^{αr}) with
+    g^r = A), decided without a pairing once E_w is cached: one constant-time G1 multiplication and one GT
+    exponentiation.  An r outside [1, q) or of another length is refused (False), never reduced.
+    """
+    if not isinstance(pk, PeksPublicKey) or not isinstance(ciphertext, PeksCiphertext):
+        raise TypeError(f"check_opening needs (PeksPublicKey, keyword, bytes, PeksCiphertext), got "
+                        f"({type(pk).__name__}, …, {type(ciphertext).__name__})")
+    a = randomness_point(r)
+    if a is None or not hmac.compare_digest(a, ciphertext.to_bytes()[:48]):
+        return False
+    return hmac.compare_digest(record_b(pk, keyword, r), ciphertext.b)
+
+
+def peks_pad(seed: bytes, a: bytes | None = None) -> PeksCiphertext:
     """A padding ciphertext that no trapdoor matches, derived from a secret 32-byte ``seed``.
 
-    ``A = g^r`` with ``r = H(PAD_TAG‖"r"‖seed) mod q`` and ``B = SHA-256(PAD_TAG‖"b"‖seed)``.  Without the
-    seed it is indistinguishable from a real ciphertext (A is uniform in G1 like g^r, B is a hash output
-    like H2(e(h^r, H1(w)))), so padding every record to the same number of ciphertexts hides how many
-    keywords it has.  No trapdoor matches it: H2(e(A, T_w)) = B would be a SHA-256 collision between two
-    domain-separated inputs.  Whoever holds the seed (it travels inside C_M) recomputes it in one G1
-    multiplication and so checks that a pad hides no keyword.
+    ``B = SHA-256(PAD_TAG‖"b"‖seed)``; ``A`` is the record's shared ``A = g^r`` when given (a record encrypted
+    with :func:`peks_encrypt_record`: every slot carries the same A, so A tells no pad from a keyword),
+    else ``g^{r'}`` with ``r' = H(PAD_TAG‖"r"‖seed) mod q`` (records with one r per keyword).  Without the
+    seed a pad is indistinguishable from a real ciphertext (B is a hash output like H2(e(h^r, H1(w)))), so
+    padding every record to the same number of ciphertexts hides how many keywords it has.  No trapdoor
+    matches it: H2(e(A, T_w)) = B would be a SHA-256 collision between two domain-separated inputs.
+    Whoever holds the seed (it travels inside C_M) recomputes it and so checks that a pad hides no keyword.
+    ``a`` must be a point this process computed (it is not checked again).
     """
     seed = _check_encoding(seed, PAD_SEED_SIZE, "PEKS pad seed")
+    b = hashlib.sha256(PAD_TAG + b"b" + seed).digest()
+    if a is not None:
+        return PeksCiphertext._computed(a, b)
     r = int.from_bytes(hashlib.sha512(PAD_TAG + b"r" + seed).digest(), "big") % GROUP_ORDER
     if r == 0:  # pragma: no cover - probability 2^-255
         raise MalformedDataError("PEKS pad seed derives a zero scalar; use another seed")
-    return PeksCiphertext._computed(_bls.g1_mul_generator(r), hashlib.sha256(PAD_TAG + b"b" + seed).digest())
+    return PeksCiphertext._computed(_bls.g1_mul_generator(r), b)
+
+
+def parse_ciphertexts(blobs: Iterable[bytes], *, prepare: bool = True) -> tuple[PeksCiphertext, ...]:
+    """Several encoded ciphertexts (one record's), each A parsed and subgroup-checked once however many
+    ciphertexts share it, and (``prepare``, for a search) prepared for :func:`_bls.pair_lines` once.
+    Errors as :meth:`PeksCiphertext.from_bytes`."""
+    points: dict[bytes, tuple[G1Element, object]] = {}
+    out = []
+    for data in blobs:
+        data = _check_encoding(data, CIPHERTEXT_SIZE, "PEKS ciphertext", versioned=True)
+        a = data[:48]
+        known = points.get(a)
+        if known is None:
+            point = _g1_from_bytes(a, "PEKS ciphertext A")
+            known = points[a] = (point, _bls.g1_prepare(point) if prepare else None)
+        ct = PeksCiphertext(known[0], data[48:])
+        if known[1] is not None:
+            object.__setattr__(ct, "_a_prepared", known[1])
+        out.append(ct)
+    return tuple(out)
 
 
 def new_pad_seed() -> bytes:
@@ -413,8 +524,16 @@ def trapdoor(sk: PeksSecretKey, keyword: KeywordLike) -> Trapdoor:
     return sk.trapdoor(keyword)
 
 
-def _test(td_point: G2Element, ct: PeksCiphertext) -> bool:
-    return hmac.compare_digest(h2(_bls.pair(ct.a, td_point)), ct.b)
+def _test(lines: _bls.G2Lines, ct: PeksCiphertext, memo: dict[bytes, bytes] | None = None) -> bool:
+    """H2(e(A, T_w)) == B, with T_w's Miller-loop lines precomputed; ``memo`` keeps H2(e(A, T_w)) per A, so
+    the ciphertexts of one record (one shared A) cost one pairing."""
+    if memo is None:
+        return hmac.compare_digest(h2(_bls.pair_lines(lines, ct._prepared)), ct.b)
+    a = ct.to_bytes()[:48]
+    k = memo.get(a)
+    if k is None:
+        k = memo[a] = h2(_bls.pair_lines(lines, ct._prepared))
+    return hmac.compare_digest(k, ct.b)
 
 
 def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
@@ -422,7 +541,7 @@ def test(trapdoor: Trapdoor, ciphertext: PeksCiphertext) -> bool:
     if not isinstance(trapdoor, Trapdoor) or not isinstance(ciphertext, PeksCiphertext):
         raise TypeError(f"test needs (Trapdoor, PeksCiphertext), got ({type(trapdoor).__name__}, "
                         f"{type(ciphertext).__name__})")
-    return _test(trapdoor.point, ciphertext)
+    return _test(trapdoor._lines, ciphertext)
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
@@ -502,15 +621,21 @@ def batch_test(trapdoor: Trapdoor, ciphertexts: Iterable[PeksCiphertext], *,
             raise TypeError(f"batch_test needs PeksCiphertext items, got {type(c).__name__}")
     if not cts:
         return []
-    point = trapdoor.point
-    return _map_chunks(lambda chunk: [_test(point, c) for c in chunk], cts, _plan(len(cts), workers))
+    lines = trapdoor._lines
+
+    def run(chunk: Sequence[PeksCiphertext]) -> list[bool]:
+        memo: dict[bytes, bytes] = {}  # ciphertexts sharing an A (one record's) cost one pairing
+        return [_test(lines, c, memo) for c in chunk]
+
+    return _map_chunks(run, cts, _plan(len(cts), workers))
 
 
-def _matches_all(points: Sequence[G2Element], cts: Sequence[PeksCiphertext]) -> bool:
+def _matches_all(points: Sequence[_bls.G2Lines], cts: Sequence[PeksCiphertext]) -> bool:
     remaining = list(cts)
     for point in points:
+        memo: dict[bytes, bytes] = {}  # one pairing per distinct A: a record's ciphertexts share theirs
         for i, c in enumerate(remaining):
-            if _test(point, c):
+            if _test(point, c, memo):
                 # distinct trapdoors are distinct keywords: a matched ciphertext cannot match another
                 del remaining[i]
                 break
@@ -522,7 +647,7 @@ def _matches_all(points: Sequence[G2Element], cts: Sequence[PeksCiphertext]) -> 
 def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCiphertext]], *,
               workers: int | None = None) -> list[R]:
     """Conjunctive search: the record ids (in mapping order) whose ciphertexts match every trapdoor."""
-    points: list[G2Element] = []
+    tds: list[Trapdoor] = []
     seen: set[bytes] = set()
     for td in trapdoors:
         if not isinstance(td, Trapdoor):
@@ -530,8 +655,8 @@ def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCi
         key = td.to_bytes()
         if key not in seen:
             seen.add(key)
-            points.append(td.point)
-    if not points:
+            tds.append(td)
+    if not tds:
         raise QueryError("match_all needs at least one trapdoor: an empty conjunction would match every record")
     items = list(records.items())
     for rid, cts in items:
@@ -539,6 +664,7 @@ def match_all(trapdoors: Iterable[Trapdoor], records: Mapping[R, Sequence[PeksCi
             raise TypeError(f"record {rid!r}: expected a sequence of PeksCiphertext")
     if not items:
         return []
+    points = [td._lines for td in tds]  # each trapdoor's Miller-loop lines, once per search
     flags = _map_chunks(lambda chunk: [_matches_all(points, cts) for _, cts in chunk], items,
                         _plan(len(items) * len(points), workers))
     return [rid for (rid, _), ok in zip(items, flags) if ok]
@@ -550,5 +676,6 @@ __all__ = [
     "TRAPDOOR_SIZE",
     "PeksCiphertext", "PeksPublicKey", "PeksSecretKey", "Trapdoor",
     "batch_test", "canonical_keyword", "clear_caches", "h2", "hash_keyword", "hash_keyword_bytes", "match_all",
-    "new_pad_seed", "pairing_bytes", "peks_encrypt", "peks_pad", "peks_test", "test", "trapdoor", "usable_cores",
+    "RANDOMNESS_SIZE", "check_opening", "new_pad_seed", "pairing_bytes", "parse_ciphertexts", "peks_encrypt",
+    "peks_encrypt_record", "peks_pad", "randomness_point", "record_b", "peks_test", "test", "trapdoor", "usable_cores",
 ]

@@ -47,6 +47,7 @@ One proxy alone cannot open anything: it holds one kfrag of an m-of-n split
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import signal
@@ -55,7 +56,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from http.server import ThreadingHTTPServer
@@ -67,6 +69,7 @@ import requests
 from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
 from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CiphertextMismatchError
+from ..crypto.peks import parse_ciphertexts
 from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
 from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
@@ -594,6 +597,7 @@ class ProxyService:
         self._pre_keys: dict[bytes, tuple[float, bytes]] = {}
         self._slips: dict[tuple[int, bytes], VerifiedSlip] = {}
         self._headers: set[bytes] = set()
+        self.items = ItemIndex(self._fetch_items)
         self._ids: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -707,10 +711,14 @@ class ProxyService:
                                                   f"{header.height}")
 
     def consortium_items(self, patient: bytes) -> list[dict[str, Any]]:
+        """The patient's summary items: cached per patient, refreshed with the items of newer blocks only."""
+        return self.items.items(patient)
+
+    def _fetch_items(self, patient: bytes, after: int = 0) -> list[dict[str, Any]]:
         errors = []
         for url in self.config.consortium_nodes:
             try:
-                resp = self.session.get(f"{url}/v1/items?patient={_hex(patient)}", timeout=10)
+                resp = self.session.get(f"{url}/v1/items?patient={_hex(patient)}&after={int(after)}", timeout=10)
             except requests.RequestException as exc:
                 errors.append(f"{url}: {exc.__class__.__name__}")
                 continue
@@ -769,8 +777,9 @@ class ProxyService:
         items = self.consortium_items(token.patient)
         check_search_work(sets, len(items), self.config)
         found: dict[str, dict[str, Any]] = {}
-        for trapdoors in sets:
-            for m in self.search(token.patient, trapdoors, items=items):
+        hit: set[int] = set()
+        for trapdoors in sets:  # one set per key version: an item another set matched is not tested again
+            for m in self.search(token.patient, trapdoors, items=items, skip=hit):
                 found.setdefault(m["slip_id"], m)
         return {"matches": [m for m in found.values() if self._may_read(token.patient, token.grantee, m)]}
 
@@ -783,12 +792,16 @@ class ProxyService:
         return self.policy.check_access(patient, grantee, record_id, Action.READ, keyword_set_hash=kw).allowed
 
     def search(self, patient: bytes, trapdoors: Sequence[Trapdoor], *,
-               items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """Slips of ``patient`` whose keywords match every trapdoor, each proven on both chains."""
+               items: list[dict[str, Any]] | None = None, skip: set[int] | None = None) -> list[dict[str, Any]]:
+        """Slips of ``patient`` whose keywords match every trapdoor, each proven on both chains.
+
+        ``skip``: indexes of ``items`` not to test (an earlier query's hits); this search's hits are added."""
         if not trapdoors:
             raise ProxyRefused(Refusal.BAD_REQUEST, "a search needs at least one trapdoor")
         items = self.consortium_items(patient) if items is None else items
-        hits = match_items(items, trapdoors)
+        hits = match_items(items, trapdoors, skip=skip or ())
+        if skip is not None:
+            skip.update(hits)
         out, seen = [], set()
         for i in hits:
             item = items[i]
@@ -1047,16 +1060,128 @@ def _topic_hex(topic: Any) -> str:
     return "0x" + raw.hex()
 
 
-def match_items(items: Sequence[dict[str, Any]], trapdoors: Sequence[Trapdoor]) -> list[int]:
-    """Indexes of the consortium items (as ``GET /v1/items`` returns them) whose keyword ciphertexts
-    match every trapdoor (PEKS conjunction, on all cores for big batches)."""
-    by_index: dict[int, list[PeksCiphertext]] = {}
-    for i, item in enumerate(items):
+class ParsedItems:
+    """Each indexed item's keyword ciphertexts parsed once: a bounded LRU keyed by the item hash.
+
+    The item hash is SHA-256 over the item's keyword ciphertexts as served (what is parsed, nothing
+    else), so an item served again — by any node, in any search — is not parsed (nor subgroup-checked)
+    again, and a node cannot make the cache answer for bytes other than those it serves.  A malformed
+    item is remembered as such (None) and skipped.  Thread-safe; ``capacity`` items (~2 KiB each).
+    """
+
+    def __init__(self, capacity: int = 65_536):
+        self.capacity = capacity
+        self._parsed: OrderedDict[bytes, tuple[PeksCiphertext, ...] | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def item_hash(item: dict[str, Any]) -> bytes:
+        keywords = item.get("keywords")
+        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+            raise ProxyRefused(Refusal.INTEGRITY, "malformed consortium item: keywords must be a list of hex strings")
+        return hashlib.sha256("\n".join(keywords).encode()).digest()
+
+    def get(self, item: dict[str, Any]) -> tuple[PeksCiphertext, ...] | None:
+        """The item's parsed ciphertexts, or None when one of them is not a valid PEKS ciphertext."""
+        key = self.item_hash(item)
+        with self._lock:
+            if key in self._parsed:
+                self._parsed.move_to_end(key)
+                self.hits += 1
+                return self._parsed[key]
         try:
-            by_index[i] = [PeksCiphertext.from_bytes(_unhex(k, "keyword")) for k in item["keywords"]]
+            # a record's slots share one A: parsed, subgroup-checked and prepared once
+            parsed: tuple[PeksCiphertext, ...] | None = parse_ciphertexts(
+                [_unhex(k, "keyword") for k in item["keywords"]])
         except (CryptoError, ProxyRefused):
             log.warning("skipping a malformed keyword ciphertext in item %s", item.get("slip_id"))
-    return match_all(trapdoors, by_index)
+            parsed = None
+        with self._lock:
+            self.misses += 1
+            self._parsed[key] = parsed
+            while len(self._parsed) > self.capacity:
+                self._parsed.popitem(last=False)
+        return parsed
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._parsed.clear()
+
+
+#: The process's parse cache (every proxy in a process shares it: it holds only public ciphertexts).
+PARSED_ITEMS = ParsedItems()
+
+
+def match_items(items: Sequence[dict[str, Any]], trapdoors: Sequence[Trapdoor], *,
+                cache: ParsedItems | None = None, skip: Collection[int] = (),
+                workers: int | None = None) -> list[int]:
+    """Indexes of the consortium items (as ``GET /v1/items`` returns them) whose keyword ciphertexts
+    match every trapdoor (PEKS conjunction, on all cores for big batches; an item stops at its first
+    trapdoor that matches none of its ciphertexts).  Items are parsed once (``cache``); the indexes in
+    ``skip`` (already hits of an earlier query) are not tested again."""
+    cache = PARSED_ITEMS if cache is None else cache
+    by_index: dict[int, Sequence[PeksCiphertext]] = {}
+    for i, item in enumerate(items):
+        if i in skip:
+            continue
+        parsed = cache.get(item)
+        if parsed is not None:
+            by_index[i] = parsed
+    return match_all(trapdoors, by_index, workers=workers)
+
+
+class ItemIndex:
+    """Each patient's consortium items, kept up to date incrementally: a search asks a node only for the
+    items of blocks above the last height seen (``GET /v1/items?patient=…&after=H``), not for the
+    patient's whole history.  Bounded: the ``patients`` most recently searched (LRU).  The items are what
+    the nodes served: every hit is still proven against ConsortiumIndex before it is returned."""
+
+    def __init__(self, fetch: Any, patients: int = 1024, *, full_refresh_s: float = 60.0,
+                 clock: Any = time.monotonic):
+        self._fetch = fetch  # (patient, after) -> list of items of blocks above ``after``
+        self.capacity = patients
+        # the whole list is fetched again after this long, so a node's bad answer (say, an item claiming a far
+        # height, which would hide the items of the blocks below it) does not stick
+        self.full_refresh_s = full_refresh_s
+        self._clock = clock
+        self._by_patient: OrderedDict[bytes, tuple[int, list[dict[str, Any]], set[tuple[int, int, int]]]] = \
+            OrderedDict()
+        self._fetched_at: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def items(self, patient: bytes) -> list[dict[str, Any]]:
+        now = self._clock()
+        with self._lock:
+            if now - self._fetched_at.get(patient, -float("inf")) >= self.full_refresh_s:
+                self._by_patient.pop(patient, None)
+                self._fetched_at[patient] = now
+            height, items, keys = self._by_patient.get(patient, (0, [], set()))
+        fresh = self._fetch(patient, height)
+        with self._lock:
+            height, items, keys = self._by_patient.get(patient, (0, [], set()))
+            if fresh:  # a new list and set: a search holding the previous list keeps it unchanged
+                items, keys = list(items), set(keys)
+                for item in fresh:
+                    try:
+                        key = (int(item["height"]), int(item["slip"]), int(item["index"]))
+                    except (KeyError, TypeError, ValueError):
+                        raise ProxyRefused(Refusal.INTEGRITY,
+                                           "malformed consortium item: no height/slip/index") from None
+                    if key not in keys:
+                        keys.add(key)
+                        items.append(item)
+                        height = max(height, key[0])
+                items.sort(key=lambda it: (int(it["height"]), int(it["slip"]), int(it["index"])))
+            self._by_patient[patient] = (height, items, keys)
+            self._by_patient.move_to_end(patient)
+            while len(self._by_patient) > self.capacity:
+                gone, _ = self._by_patient.popitem(last=False)
+                self._fetched_at.pop(gone, None)
+            return items
 
 
 def _receipt_header(receipt: Any) -> dict[str, Any]:

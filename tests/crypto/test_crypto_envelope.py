@@ -245,8 +245,14 @@ def test_hmi_hash_mismatch_raises_integrity_error(envelope, patient, doctor, dom
     assert isinstance(info.value, IntegrityError)
 
 
+def _shared_a(header) -> bytes:
+    """The A every slot of a record shares (one PEKS randomness per record, issue 15 item 4)."""
+    (a,) = {c.to_bytes()[:48] for c in header.keyword_ciphertexts}
+    return a
+
+
 def _pad_bytes(reviewed) -> set[bytes]:
-    return {peks_pad(seed).to_bytes() for seed in reviewed.payload.pads}
+    return {peks_pad(seed, _shared_a(reviewed.envelope.header)).to_bytes() for seed in reviewed.payload.pads}
 
 
 def test_keyword_ciphertext_of_other_keyword_raises_keyword_mismatch(envelope, reviewed, patient, doctor, domain,
@@ -404,7 +410,7 @@ def test_search_results_are_unchanged_by_padding(make_envelope, patient):
 def test_pads_match_no_trapdoor(make_envelope, patient, doctor, domain):
     env = make_envelope(keywords=POOL[:2])
     payload = review_envelope(env, patient, domain=domain, expected_doctor=doctor.address).payload
-    pads = [peks_pad(seed) for seed in payload.pads]
+    pads = [peks_pad(seed, _shared_a(env.header)) for seed in payload.pads]
     assert {p.to_bytes() for p in pads} <= {c.to_bytes() for c in env.header.keyword_ciphertexts}
     assert not match_all([patient.trapdoor(k) for k in POOL[:1]], {i: [p] for i, p in enumerate(pads)})
     for k in POOL:

@@ -46,6 +46,8 @@ def no_pairing(monkeypatch):
         raise AssertionError("a pairing was spent on bad input")
 
     monkeypatch.setattr(_bls, "pair", boom)
+    monkeypatch.setattr(_bls, "pair_lines", boom)  # the Test's pairing (precomputed trapdoor lines)
+    monkeypatch.setattr(_bls, "G2Lines", boom)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,18 @@ def test_constant_time_encryption_takes_the_pairing_path_and_matches(patient, mo
     assert calls == [1]
     monkeypatch.undo()
     assert peks.test(patient.peks.trapdoor("icd10|I10"), ct)
+
+
+def test_the_tests_pairing_on_precomputed_lines_is_blspys_pairing(patient, other_patient):
+    """The Test pairs on the trapdoor's precomputed Miller-loop lines: the same GT bytes as _bls.pair (seeded
+    points), and the known answers of test_crypto_peks_kat still hold through it."""
+    import random
+    rng = random.Random(15)
+    assert _bls.HAVE_PRECOMPUTED_LINES
+    for owner in (patient, other_patient):
+        td = owner.peks.trapdoor("icd10|E11.9")
+        for _ in range(4):
+            a = _bls.g1_from_bytes(_bls.g1_mul_generator(rng.randrange(1, peks.GROUP_ORDER)))
+            assert _bls.pair_lines(td._lines, _bls.g1_prepare(a)) == _bls.pair(a, td.point)
+    g1, g2 = _bls.g1_from_bytes(_bls.G1_GENERATOR_BYTES), _bls.g2_from_bytes(_bls.G2_GENERATOR_BYTES)
+    assert _bls.pair_lines(_bls.G2Lines(g2), _bls.g1_prepare(g1)) == _bls.pair(g1, g2)
