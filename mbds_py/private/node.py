@@ -6,10 +6,10 @@ slips from the HTTP API (a thread that hands work to the loop), and timers
 from ``outbox.wake_at``.  Durable state lives in SQLite (WAL), so a SIGKILLed
 replica restarts where it was and catches up from its peers.
 
-Every applied block is indexed for receipts, its body published to the
-storage nodes, and its certified header anchored in ``SlipLedger`` — first by
-the primary that proposed it, by any other replica after a grace period
-(re-submission is a no-op on chain).
+Every applied block is indexed for receipts; its body is published to the
+storage nodes and its certified header anchored in ``SlipLedger`` by the
+primary that proposed it, by another replica only after a grace period without
+anchoring progress (:mod:`mbds_py.private.anchor`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import queue
 import signal
 import socket
 import sqlite3
@@ -31,7 +30,6 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..crypto.confirmation import ConfirmedRecord
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..errors import ConfigError, InvalidSlip, MBDSError
@@ -46,8 +44,9 @@ from ..pbft.codec import encode_message
 from ..pbft.replica import Replica
 from ..pbft.store import SqliteStore
 from ..pbft.types import CertifiedBlock, SlipEnvelope
+from .anchor import Anchorer
 from .body import body_cid_bytes, cid_text, encode_body
-from .slip import IdentityEntry, SlipValidator, TransactionSlip
+from .slip import IdentityEntry, RecordView, SlipValidator, SlipView, slip_bytes
 from .transport import Mesh, PeerAddress
 
 log = logging.getLogger("mbds.node")
@@ -94,6 +93,7 @@ class NodeConfig:
     checkpoint_interval: int = 16
     anchor: bool = True
     anchor_grace: float = 3.0
+    max_inflight: int = 2  # blocks ordered but not yet executed, at most (holds the commit p99 under load)
     identity_ttl: float = 2.0
     bridge: dict | None = None  # BridgeConfig fields; run by the institution's own replica
 
@@ -127,7 +127,7 @@ class NodeConfig:
             validators=tuple(bytes.fromhex(v[2:]) for v in self.validators), domain=self.pbft_domain,
             max_slips=self.max_slips, max_wait=self.max_wait, request_timeout=self.request_timeout,
             view_change_timeout=self.view_change_timeout, checkpoint_interval=self.checkpoint_interval,
-            window=max(64, 4 * self.checkpoint_interval),
+            window=max(64, 4 * self.checkpoint_interval), max_inflight=self.max_inflight,
         )
 
 
@@ -229,7 +229,9 @@ class ReplicaNode:
         self._timer: asyncio.TimerHandle | None = None
         self.replica: Replica | None = None
         self.mesh: Mesh | None = None
-        self._anchor_queue: "queue.Queue[CertifiedBlock | None]" = queue.Queue()
+        self.anchorer = Anchorer(index, len(config.validators), head=lambda: self.ledger.head()[0],
+                                 commit=self._commit_header, publish=self._publish, grace=config.anchor_grace,
+                                 anchor=config.anchor)
         self._http: ThreadingHTTPServer | None = None
         self._blob_store = self._make_store()
         self._stop_bridge = threading.Event()
@@ -287,47 +289,20 @@ class ReplicaNode:
         self.stats.commit_latency_ms.append((header.height, len(block.block.slips),
                                              time.time() * 1000 - header.timestamp))
         del self.stats.commit_latency_ms[:-2000]
-        self._anchor_queue.put(block)
+        self.anchorer.offer(block)
         if self.bridge is not None:
             self.bridge.offer(block)
 
     # -- anchoring and publishing (a worker thread; web3 and HTTP are blocking) ----------------
 
-    def _anchor_worker(self) -> None:
+    def _commit_header(self, block: CertifiedBlock) -> str:
         validators = list(self.config.pbft_config().validators)
-        while True:
-            block = self._anchor_queue.get()
-            if block is None:
-                return
-            header = block.block.header
-            self._publish(block)
-            if not self.config.anchor:
-                continue
-            proposer = block.qc.view % len(validators)
-            if proposer != self.index:
-                deadline = time.time() + self.config.anchor_grace
-                while time.time() < deadline and self._anchor_queue.empty():
-                    time.sleep(0.05)
-            for attempt in range(20):
-                try:
-                    height, _ = self.ledger.head()
-                    if height >= header.height:
-                        break
-                    receipt = self.ledger.commit(self.account, block.qc, validators)
-                    with self._db_lock:
-                        self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)",
-                                              (header.height, receipt["transactionHash"].hex()))
-                    self.stats.anchored += 1
-                    break
-                except MBDSError as exc:
-                    if "OutOfOrder" in str(exc):  # an earlier block is still being anchored by another replica
-                        time.sleep(0.2)
-                        continue
-                    log.warning("anchoring block %d failed (attempt %d): %s", header.height, attempt + 1, exc)
-                    time.sleep(0.5)
-                except Exception as exc:  # noqa: BLE001 - chain down: retry, never crash the replica
-                    log.warning("anchoring block %d: chain unreachable (%s)", header.height, exc)
-                    time.sleep(0.5)
+        receipt = self.ledger.commit(self.account, block.qc, validators)
+        tx = receipt["transactionHash"].hex()
+        with self._db_lock:
+            self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)", (block.block.header.height, tx))
+        self.stats.anchored += 1
+        return tx
 
     def _publish(self, block: CertifiedBlock) -> None:
         if self._blob_store is None:
@@ -381,28 +356,30 @@ class ReplicaNode:
 
     def submit_confirmed(self, data: bytes) -> dict[str, Any]:
         """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
-        try:
-            record = ConfirmedRecord.from_bytes(data)
-        except (MBDSError, ValueError) as exc:
-            raise InvalidSlip(f"malformed confirmed record: {exc}") from exc
-        view = self.validator.identities
-        doctor = view.by_address(record.header.doctor)
-        patient = view.by_address(record.header.patient.address)
-        if doctor is None:
-            raise InvalidSlip(f"doctor {record.header.doctor} is not registered")
-        if patient is None:
-            raise InvalidSlip(f"patient {record.header.patient.address} is not registered")
-        slip = TransactionSlip(self.validator.hospital_id, doctor.id, patient.id, record)
-        slip_id = self.validator.check(slip)
-        self.validator.remember(slip)
+        slip, slip_id = self.make_slip(data)
         if self.receipt_location(slip_id) is not None:
             return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
-        reason = self.submit_to_replica(SlipEnvelope(slip_id, slip.to_bytes()))
+        reason = self.submit_to_replica(SlipEnvelope(slip_id, slip))
         if reason not in (None, "already-pending", "already-committed"):
             raise InvalidSlip(reason)
         with self._db_lock:
             self.index_db.execute("DELETE FROM pending WHERE record_id = ?", (slip_id,))
         return {"slip_id": "0x" + slip_id.hex(), "status": "accepted" if reason is None else reason}
+
+    def make_slip(self, data: bytes) -> tuple[bytes, bytes]:
+        """(slip bytes, slip ID) of a patient-confirmed record, checked as every replica checks it
+        (:class:`~mbds_py.private.slip.SlipView`); :class:`InvalidSlip` with the reason otherwise."""
+        record = RecordView.parse(data, self.config.record_domain)
+        view = self.validator.identities
+        doctor = view.by_address(record.doctor)
+        patient = view.by_address(record.patient)
+        if doctor is None:
+            raise InvalidSlip(f"doctor {record.doctor} is not registered")
+        if patient is None:
+            raise InvalidSlip(f"patient {record.patient} is not registered")
+        hospital = self.validator.hospital_id
+        slip = slip_bytes(hospital, doctor.id, patient.id, data)
+        return slip, self.validator.check_bytes(slip, SlipView(hospital, doctor.id, patient.id, record))
 
     def submit_envelope(self, data: bytes) -> dict[str, Any]:
         """A doctor's signed envelope (Algorithm 1): kept pending until the patient confirms."""
@@ -480,11 +457,11 @@ class ReplicaNode:
         peers = [PeerAddress(p.index, p.host, p.port) for p in self.config.peers]
         self.mesh = Mesh(self.index, peers[self.index], peers, self._on_frame)
         await self.mesh.start(sockets.pop("peer", None))
-        worker = threading.Thread(target=self._anchor_worker, name="anchor", daemon=True)
-        worker.start()
-        # re-queue blocks applied before a restart that may not be anchored/published yet
+        # blocks applied before a restart may not be anchored/published yet: the anchorer skips
+        # those at or below the anchored head
         for cb in self.store.blocks_from(0, 1 << 30):
-            self._anchor_queue.put(cb)
+            self.anchorer.offer(cb)
+        threading.Thread(target=self.anchorer.run, name="anchor", daemon=True).start()
         http_sock = listener(sockets, "http", self.me.host, self.me.http_port,
                              what=f"replica {self.index} of {self.config.chain}")
         self._http = http_server(ThreadingHTTPServer, http_sock, _handler_for(self))
@@ -502,7 +479,7 @@ class ReplicaNode:
         self._http.shutdown()
         self._http.server_close()
         await self.mesh.stop()
-        self._anchor_queue.put(None)
+        self.anchorer.stop()
 
 
 def header_json(h) -> dict[str, Any]:
