@@ -32,7 +32,7 @@ from typing import Any
 
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
-from ..errors import ConfigError, InvalidSlip, MBDSError
+from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
 from ..httpjson import JsonHandler
 from ..listen import add_listen_argument, http_server, inherited_sockets, listener
 from ..identity import Role
@@ -45,6 +45,7 @@ from ..pbft.replica import Replica
 from ..pbft.store import SqliteStore
 from ..pbft.types import CertifiedBlock, SlipEnvelope
 from .anchor import Anchorer
+from .batch import SlipAck, decode_batch
 from .body import body_cid_bytes, cid_text, encode_body
 from .slip import IdentityEntry, RecordView, SlipValidator, SlipView, slip_bytes
 from .transport import Mesh, PeerAddress
@@ -94,6 +95,7 @@ class NodeConfig:
     anchor: bool = True
     anchor_grace: float = 3.0
     max_inflight: int = 2  # blocks ordered but not yet executed, at most (holds the commit p99 under load)
+    max_pending: int = 4096  # unordered slips a replica holds before it answers 429 (back-pressure)
     identity_ttl: float = 2.0
     bridge: dict | None = None  # BridgeConfig fields; run by the institution's own replica
 
@@ -329,12 +331,12 @@ class ReplicaNode:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
-    def submit_to_replica(self, env: SlipEnvelope, timeout: float = 10.0) -> str | None:
-        """Queue a validated slip; the loop hands every queued slip to the replica in one batch
-        (one signed REQUEST to the primary per batch instead of one per slip)."""
+    def submit_to_replica(self, envs: list[SlipEnvelope], timeout: float = 10.0) -> list[str | None]:
+        """Hand validated slips to the loop (one hand-off per call); the loop gives every queued slip to the
+        replica at once (one signed REQUEST to the primary per drain).  Returns each slip's reason or None."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
         with self._ingest_lock:
-            self._ingest.append((env, fut))
+            self._ingest.append((envs, fut))
             first = len(self._ingest) == 1
         if first:
             self.loop.call_soon_threadsafe(self._drain_ingest)
@@ -346,25 +348,68 @@ class ReplicaNode:
         if not batch:
             return
         try:
-            reasons = self.replica.on_requests([env for env, _ in batch])
+            reasons = self.replica.on_requests([env for envs, _ in batch for env in envs])
         except Exception as exc:  # noqa: BLE001 - report to every waiting client
-            for _env, fut in batch:
+            for _envs, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_env, fut), reason in zip(batch, reasons):
-            fut.set_result(reason)
+        pos = 0
+        for envs, fut in batch:
+            fut.set_result(reasons[pos:pos + len(envs)])
+            pos += len(envs)
+
+    def backlog(self) -> int:
+        """Slips received and not yet ordered (read from an HTTP thread: a racy but safe length)."""
+        with self._ingest_lock:
+            queued = sum(len(envs) for envs, _ in self._ingest)
+        return len(self.replica.state.pool) + queued
+
+    def _admit(self, count: int) -> None:
+        backlog = self.backlog()
+        if backlog + count > self.config.max_pending:
+            raise Overloaded(f"replica {self.index} holds {backlog} unordered slips (limit "
+                             f"{self.config.max_pending}): retry later", retry_after=0.2)
 
     def submit_confirmed(self, data: bytes) -> dict[str, Any]:
         """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
-        slip, slip_id = self.make_slip(data)
-        if self.receipt_location(slip_id) is not None:
-            return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
-        reason = self.submit_to_replica(SlipEnvelope(slip_id, slip))
-        if reason not in (None, "already-pending", "already-committed"):
-            raise InvalidSlip(reason)
-        with self._db_lock:
-            self.index_db.execute("DELETE FROM pending WHERE record_id = ?", (slip_id,))
-        return {"slip_id": "0x" + slip_id.hex(), "status": "accepted" if reason is None else reason}
+        ack = self.submit_records([data])[0]
+        if ack.error is not None:
+            raise InvalidSlip(ack.error)
+        return ack.to_json()
+
+    def submit_batch(self, data: bytes) -> list[dict[str, Any]]:
+        """``POST /v1/slips/batch``: one answer per record (a bad record is refused alone with its reason);
+        a batch that does not decode raises :class:`BatchError` and nothing of it is ordered."""
+        return [ack.to_json() for ack in self.submit_records(decode_batch(data))]
+
+    def submit_records(self, records: list[bytes]) -> list[SlipAck]:
+        """Check each confirmed record as every replica does, then hand the valid ones to PBFT together."""
+        self._admit(len(records))
+        acks: list[SlipAck | None] = [None] * len(records)
+        envs, where = [], []
+        for i, data in enumerate(records):
+            try:
+                slip, slip_id = self.make_slip(data)
+            except InvalidSlip as exc:
+                acks[i] = SlipAck(None, error=str(exc))
+                continue
+            if self.receipt_location(slip_id) is not None:
+                acks[i] = SlipAck("0x" + slip_id.hex(), "committed")
+                continue
+            envs.append(SlipEnvelope(slip_id, slip))
+            where.append(i)
+        if envs:
+            for i, env, reason in zip(where, envs, self.submit_to_replica(envs)):
+                sid = "0x" + env.slip_id.hex()
+                if reason in (None, "already-pending", "already-committed"):
+                    acks[i] = SlipAck(sid, "accepted" if reason is None else reason)
+                else:
+                    acks[i] = SlipAck(sid, error=reason)
+            with self._db_lock:
+                self.index_db.execute("BEGIN")
+                self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", [(e.slip_id,) for e in envs])
+                self.index_db.execute("COMMIT")
+        return acks  # type: ignore[return-value]
 
     def make_slip(self, data: bytes) -> tuple[bytes, bytes]:
         """(slip bytes, slip ID) of a patient-confirmed record, checked as every replica checks it
@@ -492,12 +537,13 @@ def header_json(h) -> dict[str, Any]:
 # HTTP client API
 # --------------------------------------------------------------------------------------------
 
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # a full batch (decode_batch bounds it further)
 
 
 def _handler_for(node: ReplicaNode):
     class Handler(JsonHandler):
         server_version = "mbds-node/1"
+        protocol_version = "HTTP/1.1"  # keep-alive: a client streams batches on one connection
         max_body = MAX_BODY
         log = logging.getLogger("mbds.node.http")
 
@@ -536,11 +582,26 @@ def _handler_for(node: ReplicaNode):
         def do_POST(self) -> None:  # noqa: N802
             try:
                 parts, _params = self.route
+                try:
+                    body = self.read_body()
+                except Exception:  # the body was not read: the connection cannot carry another request
+                    self.close_connection = True
+                    raise
                 if parts == ["v1", "slips"]:
-                    return self.send_json(202, node.submit_confirmed(self.read_body()))
+                    return self.send_json(202, node.submit_confirmed(body))
+                if parts == ["v1", "slips", "batch"]:
+                    return self.send_json(200, {"results": node.submit_batch(body)})
                 if parts == ["v1", "records"]:
-                    return self.send_json(201, node.submit_envelope(self.read_body()))
+                    return self.send_json(201, node.submit_envelope(body))
                 return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
+            except Overloaded as exc:
+                body = json.dumps({"error": str(exc), "retry_after": exc.retry_after}).encode()
+                self.send_response(429)
+                self.send_header("Retry-After", str(max(1, round(exc.retry_after))))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             except Exception as exc:  # noqa: BLE001
                 self.fail(exc)
 
