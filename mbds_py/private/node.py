@@ -387,13 +387,15 @@ class ReplicaNode:
         self._admit(len(records))
         acks: list[SlipAck | None] = [None] * len(records)
         envs, where = [], []
+        made = []
         for i, data in enumerate(records):
             try:
-                slip, slip_id = self.make_slip(data)
+                made.append((i, *self.make_slip(data)))
             except InvalidSlip as exc:
                 acks[i] = SlipAck(None, error=str(exc))
-                continue
-            if self.receipt_location(slip_id) is not None:
+        committed = self.committed_among([slip_id for _i, _slip, slip_id in made])
+        for i, slip, slip_id in made:
+            if slip_id in committed:
                 acks[i] = SlipAck("0x" + slip_id.hex(), "committed")
                 continue
             envs.append(SlipEnvelope(slip_id, slip))
@@ -454,6 +456,15 @@ class ReplicaNode:
         with self._db_lock:
             row = self.index_db.execute("SELECT envelope FROM pending WHERE record_id = ?", (record_id,)).fetchone()
         return row[0] if row else None
+
+    def committed_among(self, slip_ids: list[bytes]) -> set[bytes]:
+        """Those of ``slip_ids`` this replica has committed (one query)."""
+        if not slip_ids:
+            return set()
+        with self._db_lock:
+            rows = self.index_db.execute(f"SELECT slip_id FROM slip WHERE slip_id IN ({','.join('?' * len(slip_ids))})",
+                                         slip_ids).fetchall()
+        return {r[0] for r in rows}
 
     def receipt_location(self, slip_id: bytes) -> tuple[int, int] | None:
         with self._db_lock:

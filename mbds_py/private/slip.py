@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
+
+import coincurve
 
 from ..crypto.confirmation import CONFIRMATION_STRUCT, MAX_STORAGE_ADDRESS, ConfirmedRecord
 from ..crypto.envelope import MAX_KEYWORDS, MAX_RECORD_TYPE, MAX_TEXT, RECORD_STRUCT
-from ..crypto.signing import SIGNATURE_SIZE, Eip712Domain, checksum_address, recover_address
+from ..crypto.signing import SIGNATURE_SIZE, Eip712Domain, checksum_address
 from ..errors import CryptoError, InvalidSlip, MBDSError
 from ..identity import Role
 from ..pbft.crypto import keccak256 as keccak
@@ -180,6 +182,26 @@ def _pad(address: bytes) -> bytes:
     return bytes(12) + address
 
 
+_checksum = lru_cache(maxsize=65536)(checksum_address)  # the same doctors and patients sign again and again
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _signer(digest: bytes, signature: bytes, role: str) -> bytes:
+    """The raw address that signed ``digest``: 65 bytes r‖s‖v, v in {27, 28}, low s (as
+    :func:`mbds_py.crypto.signing.recover_address` and OpenZeppelin ECDSA), compared as bytes."""
+    v = signature[64]
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if v not in (27, 28) or not (0 < r < _SECP256K1_N and 0 < s <= _SECP256K1_N // 2):
+        raise InvalidSlip(f"signature check failed: malformed {role} signature (v, r or s out of range; "
+                          "high-s signatures are refused)")
+    try:
+        pub = coincurve.PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
+    except Exception:  # noqa: BLE001 - coincurve raises plain Exception on a failed recovery
+        raise InvalidSlip(f"signature check failed: the {role} signature recovers to no key") from None
+    return keccak(pub.format(compressed=False)[1:])[-20:]
+
+
 @dataclass(frozen=True)
 class RecordView:
     """A confirmed record as signed bytes: the two EIP-712 digests, both signatures and who claims them.
@@ -188,12 +210,20 @@ class RecordView:
     :meth:`ConfirmedRecord.to_bytes` writes); :meth:`verify` recovers both signers.
     """
 
-    doctor: str
-    patient: str
+    doctor_address: bytes  # raw 20 bytes
+    patient_address: bytes
     record_id: bytes  # the doctor's EIP-712 digest
     confirmation_digest: bytes  # the patient's
     doctor_signature: bytes
     patient_signature: bytes
+
+    @property
+    def doctor(self) -> str:
+        return _checksum(self.doctor_address)
+
+    @property
+    def patient(self) -> str:
+        return _checksum(self.patient_address)
 
     @classmethod
     def parse(cls, data: bytes, domain: Eip712Domain) -> "RecordView":
@@ -242,19 +272,15 @@ class RecordView:
         record_id = keccak(b"\x19\x01" + domain.separator + record_hash)
         confirmation = keccak(CONFIRMATION_STRUCT.type_hash + record_id + _pad(patient) + hmi + keccak(record_keys)
                               + ct_hash + keccak(address))
-        return cls(checksum_address(doctor), checksum_address(patient), record_id,
+        return cls(doctor, patient, record_id,
                    keccak(b"\x19\x01" + domain.separator + confirmation), doctor_sig, patient_sig)
 
     def verify(self) -> bytes:
         """Both signatures recover to the doctor and patient the record names; returns the record ID."""
-        try:
-            if recover_address(self.record_id, self.doctor_signature) != self.doctor:
-                raise InvalidSlip(f"signature check failed: the doctor signature does not recover to {self.doctor}")
-            if recover_address(self.confirmation_digest, self.patient_signature) != self.patient:
-                raise InvalidSlip(f"signature check failed: the patient confirmation does not recover to "
-                                  f"{self.patient}")
-        except CryptoError as exc:
-            raise InvalidSlip(f"signature check failed: {exc}") from exc
+        if _signer(self.record_id, self.doctor_signature, "doctor") != self.doctor_address:
+            raise InvalidSlip(f"signature check failed: the doctor signature does not recover to {self.doctor}")
+        if _signer(self.confirmation_digest, self.patient_signature, "patient") != self.patient_address:
+            raise InvalidSlip(f"signature check failed: the patient confirmation does not recover to {self.patient}")
         return self.record_id
 
 
