@@ -40,7 +40,7 @@ from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
 from ..pbft.merkle import merkle_proof
 from ..pbft.messages import Message
-from ..pbft.codec import encode_message
+from ..pbft.codec import decode, encode_message
 from ..pbft.replica import Replica
 from ..pbft.store import SqliteStore
 from ..pbft.types import CertifiedBlock, SlipEnvelope
@@ -53,6 +53,9 @@ from .transport import Mesh, PeerAddress
 log = logging.getLogger("mbds.node")
 
 SLIP_LEDGER_DOMAIN_NAME = "MBDS SlipLedger"
+ANCHOR_GAS = 400_000
+"""Gas limit of one commitBlock (≈ 84k for n = 4; generous for larger validator sets): a fixed limit saves the
+eth_estimateGas round trip per block — the proposer is the only sender, so a revert is rare."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,11 +220,13 @@ class ReplicaNode:
         self.validator = SlipValidator(bytes.fromhex(config.hospital_id[2:]), config.record_domain,
                                        ChainIdentityView(self.identity, config.identity_ttl))
         self.store = SqliteStore(str(self.data_dir / "replica.sqlite"))
+        # receipts are read on a connection of their own (the loop writes on the store's; WAL: readers never block)
+        self.receipts_db = sqlite3.connect(str(self.data_dir / "replica.sqlite"), check_same_thread=False,
+                                           isolation_level=None)
         self.index_db = sqlite3.connect(str(self.data_dir / "index.sqlite"), check_same_thread=False,
                                         isolation_level=None)
         self.index_db.execute("PRAGMA journal_mode=WAL")
         self.index_db.executescript(
-            "CREATE TABLE IF NOT EXISTS slip (slip_id BLOB PRIMARY KEY, height INTEGER, pos INTEGER);"
             "CREATE TABLE IF NOT EXISTS pending (record_id BLOB PRIMARY KEY, patient TEXT, doctor TEXT,"
             " envelope BLOB, created REAL);"
             "CREATE TABLE IF NOT EXISTS anchor (height INTEGER PRIMARY KEY, tx TEXT);")
@@ -280,11 +285,7 @@ class ReplicaNode:
 
     def on_deliver(self, block: CertifiedBlock) -> None:
         header = block.block.header
-        with self._db_lock:
-            self.index_db.execute("BEGIN")
-            self.index_db.executemany("INSERT OR IGNORE INTO slip VALUES (?, ?, ?)",
-                                      [(s.slip_id, header.height, i) for i, s in enumerate(block.block.slips)])
-            self.index_db.execute("COMMIT")
+        # the slips' index was written with the block, in the store's transaction (SqliteStore.save_executed)
         self.stats.delivered_blocks += 1
         self.stats.delivered_slips += len(block.block.slips)
         # commit latency: from the primary's proposal (header timestamp, ms) to delivery here
@@ -299,7 +300,7 @@ class ReplicaNode:
 
     def _commit_header(self, block: CertifiedBlock) -> str:
         validators = list(self.config.pbft_config().validators)
-        receipt = self.ledger.commit(self.account, block.qc, validators)
+        receipt = self.ledger.commit(self.account, block.qc, validators, gas=ANCHOR_GAS)
         tx = receipt["transactionHash"].hex()
         with self._db_lock:
             self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)", (block.block.header.height, tx))
@@ -462,13 +463,13 @@ class ReplicaNode:
         if not slip_ids:
             return set()
         with self._db_lock:
-            rows = self.index_db.execute(f"SELECT slip_id FROM slip WHERE slip_id IN ({','.join('?' * len(slip_ids))})",
-                                         slip_ids).fetchall()
+            rows = self.receipts_db.execute(
+                f"SELECT slip_id FROM slip WHERE slip_id IN ({','.join('?' * len(slip_ids))})", slip_ids).fetchall()
         return {r[0] for r in rows}
 
     def receipt_location(self, slip_id: bytes) -> tuple[int, int] | None:
         with self._db_lock:
-            row = self.index_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
+            row = self.receipts_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
     def receipt(self, slip_id: bytes) -> dict[str, Any] | None:
@@ -477,7 +478,9 @@ class ReplicaNode:
         if loc is None:
             return None
         height, pos = loc
-        (cb,) = self.store.blocks_from(height, 1)
+        with self._db_lock:
+            (data,) = self.receipts_db.execute("SELECT data FROM block WHERE height = ?", (height,)).fetchone()
+        cb = decode(CertifiedBlock, data)
         leaves = [self.config.pbft_config().scheme.slip_leaf(s) for s in cb.block.slips]
         h = cb.block.header
         with self._db_lock:
