@@ -76,7 +76,7 @@ for _spec in (
     KeySpec("pbft_slips_per_s", "slips/s", ">=1000", None,
             "PBFT, 4 replica processes on loopback, 128-slip blocks: committed slips per second"),
     KeySpec("pbft_commit_p99_ms", "ms", "<=250", None, "PBFT p99 block commit latency"),
-    KeySpec("replica_cpu_us_per_slip", "CPU-us/slip", None, None,
+    KeySpec("replica_cpu_us_per_slip", "CPU-us/slip", None, "replica_floor_us_per_slip",
             "CPU time of each replica process (utime+stime, /proc) during the measured phase / committed slips; "
             "target: at most 4 x replica_floor_us_per_slip (ratio in the JSON)"),
     KeySpec("replica_floor_us_per_slip", "CPU-us/slip", None, None,
