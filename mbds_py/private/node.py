@@ -223,9 +223,11 @@ class ReplicaNode:
         # receipts are read on a connection of their own (the loop writes on the store's; WAL: readers never block)
         self.receipts_db = sqlite3.connect(str(self.data_dir / "replica.sqlite"), check_same_thread=False,
                                            isolation_level=None)
+        self._receipts_lock = threading.Lock()
         self.index_db = sqlite3.connect(str(self.data_dir / "index.sqlite"), check_same_thread=False,
                                         isolation_level=None)
         self.index_db.execute("PRAGMA journal_mode=WAL")
+        self.index_db.execute("PRAGMA synchronous=NORMAL")  # as the replica store: survives a killed process
         self.index_db.executescript(
             "CREATE TABLE IF NOT EXISTS pending (record_id BLOB PRIMARY KEY, patient TEXT, doctor TEXT,"
             " envelope BLOB, created REAL);"
@@ -408,10 +410,14 @@ class ReplicaNode:
                     acks[i] = SlipAck(sid, "accepted" if reason is None else reason)
                 else:
                     acks[i] = SlipAck(sid, error=reason)
-            with self._db_lock:
-                self.index_db.execute("BEGIN")
-                self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", [(e.slip_id,) for e in envs])
-                self.index_db.execute("COMMIT")
+            ids = [e.slip_id for e in envs]
+            with self._db_lock:  # a write (and its sync) only when some record was uploaded pending here
+                held = self.index_db.execute(
+                    f"SELECT record_id FROM pending WHERE record_id IN ({','.join('?' * len(ids))})", ids).fetchall()
+                if held:
+                    self.index_db.execute("BEGIN")
+                    self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", held)
+                    self.index_db.execute("COMMIT")
         return acks  # type: ignore[return-value]
 
     def make_slip(self, data: bytes) -> tuple[bytes, bytes]:
@@ -462,13 +468,13 @@ class ReplicaNode:
         """Those of ``slip_ids`` this replica has committed (one query)."""
         if not slip_ids:
             return set()
-        with self._db_lock:
+        with self._receipts_lock:
             rows = self.receipts_db.execute(
                 f"SELECT slip_id FROM slip WHERE slip_id IN ({','.join('?' * len(slip_ids))})", slip_ids).fetchall()
         return {r[0] for r in rows}
 
     def receipt_location(self, slip_id: bytes) -> tuple[int, int] | None:
-        with self._db_lock:
+        with self._receipts_lock:
             row = self.receipts_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
@@ -478,7 +484,7 @@ class ReplicaNode:
         if loc is None:
             return None
         height, pos = loc
-        with self._db_lock:
+        with self._receipts_lock:
             (data,) = self.receipts_db.execute("SELECT data FROM block WHERE height = ?", (height,)).fetchone()
         cb = decode(CertifiedBlock, data)
         leaves = [self.config.pbft_config().scheme.slip_leaf(s) for s in cb.block.slips]
