@@ -127,3 +127,11 @@ class ConsensusError(MBDSError, RuntimeError):
 
 class InvalidSlip(MBDSError, ValueError):
     """A transaction slip failed validation; the message says which check."""
+
+
+class Overloaded(ConsensusError):
+    """A replica holds as many unordered slips as it may: retry after ``retry_after`` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: float):
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -76,6 +76,14 @@ for _spec in (
     KeySpec("pbft_slips_per_s", "slips/s", ">=1000", None,
             "PBFT, 4 replica processes on loopback, 128-slip blocks: committed slips per second"),
     KeySpec("pbft_commit_p99_ms", "ms", "<=250", None, "PBFT p99 block commit latency"),
+    KeySpec("replica_cpu_us_per_slip", "CPU-us/slip", None, "replica_floor_us_per_slip",
+            "CPU time of each replica process (utime+stime, /proc) during the measured phase / committed slips; "
+            "target: at most 4 x replica_floor_us_per_slip (ratio in the JSON)"),
+    KeySpec("replica_floor_us_per_slip", "CPU-us/slip", None, None,
+            "the same machine's cost of the checks a replica must do per slip: two secp256k1 recoveries "
+            "(coincurve), the EIP-712 hashes, one keccak of the slip"),
+    KeySpec("driver_cpu_us_per_slip", "CPU-us/slip", None, None,
+            "CPU time of the bench driver (the submitting client) per committed slip"),
     KeySpec("gas_per_slip", "gas/slip", "<=600", "naive_gas_per_slip",
             "anchor a 128-slip block with its quorum certificate (n=4, 3 signatures) in SlipLedger"),
     KeySpec("naive_gas_per_slip", "gas/slip", None, None,

@@ -14,7 +14,9 @@ it contradict itself:
 
 :class:`MemoryStore` keeps immutable objects in dicts (it survives a simulated
 crash because the simulation keeps the object).  :class:`SqliteStore` is the
-production store: SQLite in WAL mode, one transaction per write.
+production store: SQLite in WAL mode, one transaction per write — an applied
+block, its slips' index (slip ID → height, position) and the executed mark
+are one transaction, so a slip is findable exactly when its block is durable.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ CREATE TABLE IF NOT EXISTS pre_prepare (view INTEGER NOT NULL, seq INTEGER NOT N
                                         PRIMARY KEY (view, seq));
 CREATE TABLE IF NOT EXISTS prepared (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS block (height INTEGER PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS slip (slip_id BLOB PRIMARY KEY, height INTEGER NOT NULL, pos INTEGER NOT NULL);
 """
 
 
@@ -180,19 +183,33 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.executescript(_SCHEMA)
+            self._index_old_blocks()
         except sqlite3.Error as exc:
             raise ReplicaStoreError(f"cannot open replica store {path}: {exc}") from exc
+
+    def _index_old_blocks(self) -> None:
+        """A store written before the slip index: index its blocks once."""
+        if self._db.execute("SELECT 1 FROM slip LIMIT 1").fetchone() is not None:
+            return
+        rows = [(s.slip_id, cb.block.header.height, i) for cb in self.iter_blocks()
+                for i, s in enumerate(cb.block.slips)]
+        if rows:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO slip (slip_id, height, pos) VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
 
     # --- helpers ---
 
-    def _write(self, *statements: tuple[str, tuple]) -> None:
+    def _write(self, *statements: tuple[str, tuple], many: tuple[str, list[tuple]] | None = None) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for sql, args in statements:
                 self._db.execute(sql, args)
+            if many is not None:
+                self._db.executemany(*many)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
@@ -270,14 +287,18 @@ class SqliteStore:
 
     def save_executed(self, seq: int, head: Head, block: CertifiedBlock | None) -> None:
         statements = [self._put("executed", encode(_ExecutedMeta(seq, head)))]
+        many = None
         if block is not None:
+            height = block.block.header.height
             statements.append(
                 (
                     "INSERT INTO block (height, seq, data) VALUES (?, ?, ?)",
-                    (block.block.header.height, block.block.header.seq, encode(block)),
+                    (height, block.block.header.seq, encode(block)),
                 )
             )
-        self._write(*statements)
+            many = ("INSERT OR IGNORE INTO slip (slip_id, height, pos) VALUES (?, ?, ?)",
+                    [(s.slip_id, height, i) for i, s in enumerate(block.block.slips)])
+        self._write(*statements, many=many)
 
     def save_stable_checkpoint(self, stable: StableCheckpoint) -> None:
         self._write(

@@ -12,8 +12,9 @@ from typing import Any, Sequence
 
 import requests
 
-from ..errors import InvalidSlip, IntegrityError, MBDSError, StorageError
+from ..errors import InvalidSlip, IntegrityError, MBDSError, Overloaded, StorageError
 from ..pbft.types import BlockHeader, SlipEnvelope
+from .batch import MAX_SLIPS, SlipAck, encode_batch
 
 
 class NodeUnavailable(MBDSError, ConnectionError):
@@ -51,11 +52,15 @@ def _b(text: str) -> bytes:
 class HospitalClient:
     """Talks to any replica of one private chain; fails over to the next on connection errors."""
 
-    def __init__(self, urls: Sequence[str], *, timeout: float = 10.0):
+    def __init__(self, urls: Sequence[str], *, timeout: float = 10.0, batch: int = 64, busy_retries: int = 50):
         if not urls:
             raise NodeUnavailable("no node URL given")
+        if not 1 <= batch <= MAX_SLIPS:
+            raise ValueError(f"batch must be 1..{MAX_SLIPS}")
         self.urls = list(urls)
         self.timeout = timeout
+        self.batch = batch
+        self.busy_retries = busy_retries
         self.session = requests.Session()
         self._current = 0
 
@@ -79,6 +84,8 @@ class HospitalClient:
             raise StorageError(f"node answered HTTP {resp.status_code} without JSON") from None
         if resp.status_code == 400:
             raise InvalidSlip(doc.get("error", "rejected"))
+        if resp.status_code == 429:
+            raise Overloaded(doc.get("error", "busy"), retry_after=float(doc.get("retry_after", 0.2)))
         if resp.status_code >= 300:
             raise MBDSError(f"node answered HTTP {resp.status_code}: {doc.get('error', doc)}")
         return doc
@@ -119,6 +126,41 @@ class HospitalClient:
         if slip_id is None:
             raise NodeUnavailable(f"no replica answered POST /v1/slips: {'; '.join(errors)}")
         return slip_id
+
+    def submit_confirmed_many(self, records: Sequence[bytes]) -> list[SlipAck]:
+        """Patient(s): submit several confirmed records, in batches of ``batch`` per request on this client's
+        keep-alive connections; one :class:`SlipAck` per record, in order (a refused record carries its
+        reason, the others are ordered).  Each batch goes to every replica, as :meth:`submit_confirmed`;
+        a replica answering 429 (too many unordered slips) is retried after the pause it names."""
+        acks: list[SlipAck] = []
+        for start in range(0, len(records), self.batch):
+            acks.extend(self._submit_batch(list(records[start:start + self.batch])))
+        return acks
+
+    def _submit_batch(self, records: list[bytes]) -> list[SlipAck]:
+        body = encode_batch(records)
+        first: list[SlipAck] | None = None
+        errors = []
+        for i in range(len(self.urls)):
+            url = self.urls[(self._current + i) % len(self.urls)]
+            for _attempt in range(self.busy_retries):
+                try:
+                    resp = self.session.post(url + "/v1/slips/batch", data=body, timeout=self.timeout)
+                    results = self._check(resp)["results"]
+                except requests.RequestException as exc:
+                    errors.append(f"{url}: {exc.__class__.__name__}")
+                    break
+                except Overloaded as exc:
+                    time.sleep(exc.retry_after)  # back-pressure: the replica asked for a pause
+                    continue
+                if first is None:
+                    first = [SlipAck.from_json(r) for r in results]
+                break
+            else:
+                errors.append(f"{url}: still busy after {self.busy_retries} tries")
+        if first is None:
+            raise NodeUnavailable(f"no replica took the batch: {'; '.join(errors)}")
+        return first
 
     def receipt(self, slip_id: str) -> Receipt | None:
         resp = self._request("GET", f"/v1/slips/{slip_id}/receipt")

@@ -6,10 +6,10 @@ slips from the HTTP API (a thread that hands work to the loop), and timers
 from ``outbox.wake_at``.  Durable state lives in SQLite (WAL), so a SIGKILLed
 replica restarts where it was and catches up from its peers.
 
-Every applied block is indexed for receipts, its body published to the
-storage nodes, and its certified header anchored in ``SlipLedger`` — first by
-the primary that proposed it, by any other replica after a grace period
-(re-submission is a no-op on chain).
+Every applied block is indexed for receipts; its body is published to the
+storage nodes and its certified header anchored in ``SlipLedger`` by the
+primary that proposed it, by another replica only after a grace period without
+anchoring progress (:mod:`mbds_py.private.anchor`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import queue
 import signal
 import socket
 import sqlite3
@@ -31,10 +30,9 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..crypto.confirmation import ConfirmedRecord
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
-from ..errors import ConfigError, InvalidSlip, MBDSError
+from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
 from ..httpjson import JsonHandler
 from ..listen import add_listen_argument, http_server, inherited_sockets, listener
 from ..identity import Role
@@ -42,17 +40,22 @@ from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
 from ..pbft.merkle import merkle_proof
 from ..pbft.messages import Message
-from ..pbft.codec import encode_message
+from ..pbft.codec import decode, encode_message
 from ..pbft.replica import Replica
 from ..pbft.store import SqliteStore
 from ..pbft.types import CertifiedBlock, SlipEnvelope
+from .anchor import Anchorer
+from .batch import SlipAck, decode_batch
 from .body import body_cid_bytes, cid_text, encode_body
-from .slip import IdentityEntry, SlipValidator, TransactionSlip
+from .slip import IdentityEntry, RecordView, SlipValidator, SlipView, slip_bytes
 from .transport import Mesh, PeerAddress
 
 log = logging.getLogger("mbds.node")
 
 SLIP_LEDGER_DOMAIN_NAME = "MBDS SlipLedger"
+ANCHOR_GAS = 400_000
+"""Gas limit of one commitBlock (≈ 84k for n = 4; generous for larger validator sets): a fixed limit saves the
+eth_estimateGas round trip per block — the proposer is the only sender, so a revert is rare."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +97,8 @@ class NodeConfig:
     checkpoint_interval: int = 16
     anchor: bool = True
     anchor_grace: float = 3.0
+    max_inflight: int = 2  # blocks ordered but not yet executed, at most (holds the commit p99 under load)
+    max_pending: int = 4096  # unordered slips a replica holds before it answers 429 (back-pressure)
     identity_ttl: float = 2.0
     bridge: dict | None = None  # BridgeConfig fields; run by the institution's own replica
 
@@ -127,7 +132,7 @@ class NodeConfig:
             validators=tuple(bytes.fromhex(v[2:]) for v in self.validators), domain=self.pbft_domain,
             max_slips=self.max_slips, max_wait=self.max_wait, request_timeout=self.request_timeout,
             view_change_timeout=self.view_change_timeout, checkpoint_interval=self.checkpoint_interval,
-            window=max(64, 4 * self.checkpoint_interval),
+            window=max(64, 4 * self.checkpoint_interval), max_inflight=self.max_inflight,
         )
 
 
@@ -215,11 +220,15 @@ class ReplicaNode:
         self.validator = SlipValidator(bytes.fromhex(config.hospital_id[2:]), config.record_domain,
                                        ChainIdentityView(self.identity, config.identity_ttl))
         self.store = SqliteStore(str(self.data_dir / "replica.sqlite"))
+        # receipts are read on a connection of their own (the loop writes on the store's; WAL: readers never block)
+        self.receipts_db = sqlite3.connect(str(self.data_dir / "replica.sqlite"), check_same_thread=False,
+                                           isolation_level=None)
+        self._receipts_lock = threading.Lock()
         self.index_db = sqlite3.connect(str(self.data_dir / "index.sqlite"), check_same_thread=False,
                                         isolation_level=None)
         self.index_db.execute("PRAGMA journal_mode=WAL")
+        self.index_db.execute("PRAGMA synchronous=NORMAL")  # as the replica store: survives a killed process
         self.index_db.executescript(
-            "CREATE TABLE IF NOT EXISTS slip (slip_id BLOB PRIMARY KEY, height INTEGER, pos INTEGER);"
             "CREATE TABLE IF NOT EXISTS pending (record_id BLOB PRIMARY KEY, patient TEXT, doctor TEXT,"
             " envelope BLOB, created REAL);"
             "CREATE TABLE IF NOT EXISTS anchor (height INTEGER PRIMARY KEY, tx TEXT);")
@@ -229,7 +238,9 @@ class ReplicaNode:
         self._timer: asyncio.TimerHandle | None = None
         self.replica: Replica | None = None
         self.mesh: Mesh | None = None
-        self._anchor_queue: "queue.Queue[CertifiedBlock | None]" = queue.Queue()
+        self.anchorer = Anchorer(index, len(config.validators), head=lambda: self.ledger.head()[0],
+                                 commit=self._commit_header, publish=self._publish, grace=config.anchor_grace,
+                                 anchor=config.anchor)
         self._http: ThreadingHTTPServer | None = None
         self._blob_store = self._make_store()
         self._stop_bridge = threading.Event()
@@ -276,58 +287,27 @@ class ReplicaNode:
 
     def on_deliver(self, block: CertifiedBlock) -> None:
         header = block.block.header
-        with self._db_lock:
-            self.index_db.execute("BEGIN")
-            self.index_db.executemany("INSERT OR IGNORE INTO slip VALUES (?, ?, ?)",
-                                      [(s.slip_id, header.height, i) for i, s in enumerate(block.block.slips)])
-            self.index_db.execute("COMMIT")
+        # the slips' index was written with the block, in the store's transaction (SqliteStore.save_executed)
         self.stats.delivered_blocks += 1
         self.stats.delivered_slips += len(block.block.slips)
         # commit latency: from the primary's proposal (header timestamp, ms) to delivery here
         self.stats.commit_latency_ms.append((header.height, len(block.block.slips),
                                              time.time() * 1000 - header.timestamp))
         del self.stats.commit_latency_ms[:-2000]
-        self._anchor_queue.put(block)
+        self.anchorer.offer(block)
         if self.bridge is not None:
             self.bridge.offer(block)
 
     # -- anchoring and publishing (a worker thread; web3 and HTTP are blocking) ----------------
 
-    def _anchor_worker(self) -> None:
+    def _commit_header(self, block: CertifiedBlock) -> str:
         validators = list(self.config.pbft_config().validators)
-        while True:
-            block = self._anchor_queue.get()
-            if block is None:
-                return
-            header = block.block.header
-            self._publish(block)
-            if not self.config.anchor:
-                continue
-            proposer = block.qc.view % len(validators)
-            if proposer != self.index:
-                deadline = time.time() + self.config.anchor_grace
-                while time.time() < deadline and self._anchor_queue.empty():
-                    time.sleep(0.05)
-            for attempt in range(20):
-                try:
-                    height, _ = self.ledger.head()
-                    if height >= header.height:
-                        break
-                    receipt = self.ledger.commit(self.account, block.qc, validators)
-                    with self._db_lock:
-                        self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)",
-                                              (header.height, receipt["transactionHash"].hex()))
-                    self.stats.anchored += 1
-                    break
-                except MBDSError as exc:
-                    if "OutOfOrder" in str(exc):  # an earlier block is still being anchored by another replica
-                        time.sleep(0.2)
-                        continue
-                    log.warning("anchoring block %d failed (attempt %d): %s", header.height, attempt + 1, exc)
-                    time.sleep(0.5)
-                except Exception as exc:  # noqa: BLE001 - chain down: retry, never crash the replica
-                    log.warning("anchoring block %d: chain unreachable (%s)", header.height, exc)
-                    time.sleep(0.5)
+        receipt = self.ledger.commit(self.account, block.qc, validators, gas=ANCHOR_GAS)
+        tx = receipt["transactionHash"].hex()
+        with self._db_lock:
+            self.index_db.execute("INSERT OR REPLACE INTO anchor VALUES (?, ?)", (block.block.header.height, tx))
+        self.stats.anchored += 1
+        return tx
 
     def _publish(self, block: CertifiedBlock) -> None:
         if self._blob_store is None:
@@ -354,12 +334,12 @@ class ReplicaNode:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
-    def submit_to_replica(self, env: SlipEnvelope, timeout: float = 10.0) -> str | None:
-        """Queue a validated slip; the loop hands every queued slip to the replica in one batch
-        (one signed REQUEST to the primary per batch instead of one per slip)."""
+    def submit_to_replica(self, envs: list[SlipEnvelope], timeout: float = 10.0) -> list[str | None]:
+        """Hand validated slips to the loop (one hand-off per call); the loop gives every queued slip to the
+        replica at once (one signed REQUEST to the primary per drain).  Returns each slip's reason or None."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
         with self._ingest_lock:
-            self._ingest.append((env, fut))
+            self._ingest.append((envs, fut))
             first = len(self._ingest) == 1
         if first:
             self.loop.call_soon_threadsafe(self._drain_ingest)
@@ -371,38 +351,89 @@ class ReplicaNode:
         if not batch:
             return
         try:
-            reasons = self.replica.on_requests([env for env, _ in batch])
+            reasons = self.replica.on_requests([env for envs, _ in batch for env in envs])
         except Exception as exc:  # noqa: BLE001 - report to every waiting client
-            for _env, fut in batch:
+            for _envs, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_env, fut), reason in zip(batch, reasons):
-            fut.set_result(reason)
+        pos = 0
+        for envs, fut in batch:
+            fut.set_result(reasons[pos:pos + len(envs)])
+            pos += len(envs)
+
+    def backlog(self) -> int:
+        """Slips received and not yet ordered (read from an HTTP thread: a racy but safe length)."""
+        with self._ingest_lock:
+            queued = sum(len(envs) for envs, _ in self._ingest)
+        return len(self.replica.state.pool) + queued
+
+    def _admit(self, count: int) -> None:
+        backlog = self.backlog()
+        if backlog + count > self.config.max_pending:
+            raise Overloaded(f"replica {self.index} holds {backlog} unordered slips (limit "
+                             f"{self.config.max_pending}): retry later", retry_after=0.2)
 
     def submit_confirmed(self, data: bytes) -> dict[str, Any]:
         """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
-        try:
-            record = ConfirmedRecord.from_bytes(data)
-        except (MBDSError, ValueError) as exc:
-            raise InvalidSlip(f"malformed confirmed record: {exc}") from exc
+        ack = self.submit_records([data])[0]
+        if ack.error is not None:
+            raise InvalidSlip(ack.error)
+        return ack.to_json()
+
+    def submit_batch(self, data: bytes) -> list[dict[str, Any]]:
+        """``POST /v1/slips/batch``: one answer per record (a bad record is refused alone with its reason);
+        a batch that does not decode raises :class:`BatchError` and nothing of it is ordered."""
+        return [ack.to_json() for ack in self.submit_records(decode_batch(data))]
+
+    def submit_records(self, records: list[bytes]) -> list[SlipAck]:
+        """Check each confirmed record as every replica does, then hand the valid ones to PBFT together."""
+        self._admit(len(records))
+        acks: list[SlipAck | None] = [None] * len(records)
+        envs, where = [], []
+        made = []
+        for i, data in enumerate(records):
+            try:
+                made.append((i, *self.make_slip(data)))
+            except InvalidSlip as exc:
+                acks[i] = SlipAck(None, error=str(exc))
+        committed = self.committed_among([slip_id for _i, _slip, slip_id in made])
+        for i, slip, slip_id in made:
+            if slip_id in committed:
+                acks[i] = SlipAck("0x" + slip_id.hex(), "committed")
+                continue
+            envs.append(SlipEnvelope(slip_id, slip))
+            where.append(i)
+        if envs:
+            for i, env, reason in zip(where, envs, self.submit_to_replica(envs)):
+                sid = "0x" + env.slip_id.hex()
+                if reason in (None, "already-pending", "already-committed"):
+                    acks[i] = SlipAck(sid, "accepted" if reason is None else reason)
+                else:
+                    acks[i] = SlipAck(sid, error=reason)
+            ids = [e.slip_id for e in envs]
+            with self._db_lock:  # a write (and its sync) only when some record was uploaded pending here
+                held = self.index_db.execute(
+                    f"SELECT record_id FROM pending WHERE record_id IN ({','.join('?' * len(ids))})", ids).fetchall()
+                if held:
+                    self.index_db.execute("BEGIN")
+                    self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", held)
+                    self.index_db.execute("COMMIT")
+        return acks  # type: ignore[return-value]
+
+    def make_slip(self, data: bytes) -> tuple[bytes, bytes]:
+        """(slip bytes, slip ID) of a patient-confirmed record, checked as every replica checks it
+        (:class:`~mbds_py.private.slip.SlipView`); :class:`InvalidSlip` with the reason otherwise."""
+        record = RecordView.parse(data, self.config.record_domain)
         view = self.validator.identities
-        doctor = view.by_address(record.header.doctor)
-        patient = view.by_address(record.header.patient.address)
+        doctor = view.by_address(record.doctor)
+        patient = view.by_address(record.patient)
         if doctor is None:
-            raise InvalidSlip(f"doctor {record.header.doctor} is not registered")
+            raise InvalidSlip(f"doctor {record.doctor} is not registered")
         if patient is None:
-            raise InvalidSlip(f"patient {record.header.patient.address} is not registered")
-        slip = TransactionSlip(self.validator.hospital_id, doctor.id, patient.id, record)
-        slip_id = self.validator.check(slip)
-        self.validator.remember(slip)
-        if self.receipt_location(slip_id) is not None:
-            return {"slip_id": "0x" + slip_id.hex(), "status": "committed"}
-        reason = self.submit_to_replica(SlipEnvelope(slip_id, slip.to_bytes()))
-        if reason not in (None, "already-pending", "already-committed"):
-            raise InvalidSlip(reason)
-        with self._db_lock:
-            self.index_db.execute("DELETE FROM pending WHERE record_id = ?", (slip_id,))
-        return {"slip_id": "0x" + slip_id.hex(), "status": "accepted" if reason is None else reason}
+            raise InvalidSlip(f"patient {record.patient} is not registered")
+        hospital = self.validator.hospital_id
+        slip = slip_bytes(hospital, doctor.id, patient.id, data)
+        return slip, self.validator.check_bytes(slip, SlipView(hospital, doctor.id, patient.id, record))
 
     def submit_envelope(self, data: bytes) -> dict[str, Any]:
         """A doctor's signed envelope (Algorithm 1): kept pending until the patient confirms."""
@@ -433,9 +464,18 @@ class ReplicaNode:
             row = self.index_db.execute("SELECT envelope FROM pending WHERE record_id = ?", (record_id,)).fetchone()
         return row[0] if row else None
 
+    def committed_among(self, slip_ids: list[bytes]) -> set[bytes]:
+        """Those of ``slip_ids`` this replica has committed (one query)."""
+        if not slip_ids:
+            return set()
+        with self._receipts_lock:
+            rows = self.receipts_db.execute(
+                f"SELECT slip_id FROM slip WHERE slip_id IN ({','.join('?' * len(slip_ids))})", slip_ids).fetchall()
+        return {r[0] for r in rows}
+
     def receipt_location(self, slip_id: bytes) -> tuple[int, int] | None:
-        with self._db_lock:
-            row = self.index_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
+        with self._receipts_lock:
+            row = self.receipts_db.execute("SELECT height, pos FROM slip WHERE slip_id = ?", (slip_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
     def receipt(self, slip_id: bytes) -> dict[str, Any] | None:
@@ -444,7 +484,9 @@ class ReplicaNode:
         if loc is None:
             return None
         height, pos = loc
-        (cb,) = self.store.blocks_from(height, 1)
+        with self._receipts_lock:
+            (data,) = self.receipts_db.execute("SELECT data FROM block WHERE height = ?", (height,)).fetchone()
+        cb = decode(CertifiedBlock, data)
         leaves = [self.config.pbft_config().scheme.slip_leaf(s) for s in cb.block.slips]
         h = cb.block.header
         with self._db_lock:
@@ -480,11 +522,11 @@ class ReplicaNode:
         peers = [PeerAddress(p.index, p.host, p.port) for p in self.config.peers]
         self.mesh = Mesh(self.index, peers[self.index], peers, self._on_frame)
         await self.mesh.start(sockets.pop("peer", None))
-        worker = threading.Thread(target=self._anchor_worker, name="anchor", daemon=True)
-        worker.start()
-        # re-queue blocks applied before a restart that may not be anchored/published yet
+        # blocks applied before a restart may not be anchored/published yet: the anchorer skips
+        # those at or below the anchored head
         for cb in self.store.blocks_from(0, 1 << 30):
-            self._anchor_queue.put(cb)
+            self.anchorer.offer(cb)
+        threading.Thread(target=self.anchorer.run, name="anchor", daemon=True).start()
         http_sock = listener(sockets, "http", self.me.host, self.me.http_port,
                              what=f"replica {self.index} of {self.config.chain}")
         self._http = http_server(ThreadingHTTPServer, http_sock, _handler_for(self))
@@ -502,7 +544,7 @@ class ReplicaNode:
         self._http.shutdown()
         self._http.server_close()
         await self.mesh.stop()
-        self._anchor_queue.put(None)
+        self.anchorer.stop()
 
 
 def header_json(h) -> dict[str, Any]:
@@ -515,12 +557,13 @@ def header_json(h) -> dict[str, Any]:
 # HTTP client API
 # --------------------------------------------------------------------------------------------
 
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # a full batch (decode_batch bounds it further)
 
 
 def _handler_for(node: ReplicaNode):
     class Handler(JsonHandler):
         server_version = "mbds-node/1"
+        protocol_version = "HTTP/1.1"  # keep-alive: a client streams batches on one connection
         max_body = MAX_BODY
         log = logging.getLogger("mbds.node.http")
 
@@ -559,11 +602,26 @@ def _handler_for(node: ReplicaNode):
         def do_POST(self) -> None:  # noqa: N802
             try:
                 parts, _params = self.route
+                try:
+                    body = self.read_body()
+                except Exception:  # the body was not read: the connection cannot carry another request
+                    self.close_connection = True
+                    raise
                 if parts == ["v1", "slips"]:
-                    return self.send_json(202, node.submit_confirmed(self.read_body()))
+                    return self.send_json(202, node.submit_confirmed(body))
+                if parts == ["v1", "slips", "batch"]:
+                    return self.send_json(200, {"results": node.submit_batch(body)})
                 if parts == ["v1", "records"]:
-                    return self.send_json(201, node.submit_envelope(self.read_body()))
+                    return self.send_json(201, node.submit_envelope(body))
                 return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
+            except Overloaded as exc:
+                body = json.dumps({"error": str(exc), "retry_after": exc.retry_after}).encode()
+                self.send_response(429)
+                self.send_header("Retry-After", str(max(1, round(exc.retry_after))))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             except Exception as exc:  # noqa: BLE001
                 self.fail(exc)
 

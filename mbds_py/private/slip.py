@@ -5,16 +5,29 @@ t‖Type‖Text‖PK_d‖PK_p‖H(M)‖C_M‖C_w plus the patient's confirmation
 participant IDs of doctor, patient and hospital.  Its ID is the record ID
 (the doctor's EIP-712 digest), so the same record can never enter twice.
 Pure: identity lookups go through the injected :class:`IdentityView`.
+
+Replicas check a slip as signed bytes (:class:`SlipView`): the framing (version,
+type tags, every length), both signatures over the exact signed byte ranges, the
+identities, duplicates and hospital membership — without parsing the Umbral keys,
+capsule or PEKS ciphertexts into curve points.  Point validity is checked where
+the points are used: the patient's client parses the doctor's envelope (PEKS
+ciphertexts) before she confirms and makes the Umbral keys and capsule herself,
+and the proxies parse the slip (:meth:`TransactionSlip.from_bytes`) before they
+search or re-encrypt, refusing invalid points with a named reason.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
-from ..crypto.confirmation import ConfirmedRecord
-from ..crypto.signing import Eip712Domain
+import coincurve
+
+from ..crypto.confirmation import CONFIRMATION_STRUCT, MAX_STORAGE_ADDRESS, ConfirmedRecord
+from ..crypto.envelope import MAX_KEYWORDS, MAX_RECORD_TYPE, MAX_TEXT, RECORD_STRUCT
+from ..crypto.signing import SIGNATURE_SIZE, Eip712Domain, checksum_address
 from ..errors import CryptoError, InvalidSlip, MBDSError
 from ..identity import Role
 from ..pbft.crypto import keccak256 as keccak
@@ -117,13 +130,191 @@ class TransactionSlip:
         return SlipEnvelope(self.slip_id(domain), self.to_bytes())
 
 
+
+# --- the replica's view: signed byte ranges, framing checked, no curve points parsed -------------
+
+_MAGIC = b"MBDS"
+_CONFIRMED_TAG = _MAGIC + bytes((0x07, 1))  # KIND_CONFIRMED_RECORD, version 1
+_CIPHERTEXT_TAG = _MAGIC + bytes((0x01, 1))  # KIND_UMBRAL_CIPHERTEXT, version 1
+_PATIENT_KEYS = {_MAGIC + bytes((0x02, 1)): 107, _MAGIC + bytes((0x02, 2)): 111}  # tag -> encoded size
+_PEKS_SIZE = 80  # compressed G1 (48) + 32
+_UMBRAL_KEY = 33  # compressed secp256k1 point
+_MAX_CAPSULE = 512
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
+class _Cursor:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise InvalidSlip(f"malformed confirmed record: truncated in {what} at byte {self.pos}")
+        out = self.data[self.pos:end]
+        self.pos = end
+        return out
+
+    def blob(self, limit: int, what: str) -> bytes:
+        (n,) = _U32.unpack(self.take(4, what))
+        if n > limit:
+            raise InvalidSlip(f"malformed confirmed record: {what} of {n} bytes exceeds {limit}")
+        return self.take(n, what)
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSlip(f"malformed confirmed record: {what} is not UTF-8") from None
+
+
+def _compressed_key(raw: bytes, what: str) -> None:
+    if raw[0] not in (2, 3):
+        raise InvalidSlip(f"malformed confirmed record: {what} is not a compressed secp256k1 key (prefix {raw[0]})")
+
+
+def _pad(address: bytes) -> bytes:
+    return bytes(12) + address
+
+
+_checksum = lru_cache(maxsize=65536)(checksum_address)  # the same doctors and patients sign again and again
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _signer(digest: bytes, signature: bytes, role: str) -> bytes:
+    """The raw address that signed ``digest``: 65 bytes r‖s‖v, v in {27, 28}, low s (as
+    :func:`mbds_py.crypto.signing.recover_address` and OpenZeppelin ECDSA), compared as bytes."""
+    v = signature[64]
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if v not in (27, 28) or not (0 < r < _SECP256K1_N and 0 < s <= _SECP256K1_N // 2):
+        raise InvalidSlip(f"signature check failed: malformed {role} signature (v, r or s out of range; "
+                          "high-s signatures are refused)")
+    try:
+        pub = coincurve.PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
+    except Exception:  # noqa: BLE001 - coincurve raises plain Exception on a failed recovery
+        raise InvalidSlip(f"signature check failed: the {role} signature recovers to no key") from None
+    return keccak(pub.format(compressed=False)[1:])[-20:]
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A confirmed record as signed bytes: the two EIP-712 digests, both signatures and who claims them.
+
+    :meth:`parse` checks the framing of every field (the exact encoding
+    :meth:`ConfirmedRecord.to_bytes` writes); :meth:`verify` recovers both signers.
+    """
+
+    doctor_address: bytes  # raw 20 bytes
+    patient_address: bytes
+    record_id: bytes  # the doctor's EIP-712 digest
+    confirmation_digest: bytes  # the patient's
+    doctor_signature: bytes
+    patient_signature: bytes
+
+    @property
+    def doctor(self) -> str:
+        return _checksum(self.doctor_address)
+
+    @property
+    def patient(self) -> str:
+        return _checksum(self.patient_address)
+
+    @classmethod
+    def parse(cls, data: bytes, domain: Eip712Domain) -> "RecordView":
+        c = _Cursor(bytes(data))
+        if c.take(6, "header") != _CONFIRMED_TAG:
+            raise InvalidSlip("malformed confirmed record: not an MBDS confirmed-record encoding (bad header)")
+        timestamp = c.take(8, "timestamp")
+        rtype = c.blob(MAX_RECORD_TYPE, "record type")
+        if not _text(rtype, "record type").strip():
+            raise InvalidSlip("malformed confirmed record: empty record type")
+        text = c.blob(MAX_TEXT, "text")
+        _text(text, "text")
+        doctor = c.take(20, "doctor address")
+        keys = c.blob(256, "patient keys")
+        if _PATIENT_KEYS.get(keys[:6]) != len(keys):
+            raise InvalidSlip("malformed confirmed record: not an MBDS patient-keys encoding")
+        _compressed_key(keys[26:59], "patient PRE key")
+        patient = keys[6:26]
+        hmi = c.take(32, "H(M)")
+        cm = c.take(32, "C_M hash")
+        (count,) = _U16.unpack(c.take(2, "keyword count"))
+        if not 1 <= count <= MAX_KEYWORDS:
+            raise InvalidSlip(f"malformed confirmed record: {count} keyword ciphertexts; expected 1-{MAX_KEYWORDS}")
+        keywords = c.take(count * _PEKS_SIZE, "keyword ciphertexts")
+        for i in range(0, len(keywords), _PEKS_SIZE):
+            if keywords[i] < 0x80:  # a compressed G1 point sets the top bit; 0x01-0x7f tags other versions
+                raise InvalidSlip("malformed confirmed record: keyword ciphertext of an unsupported PEKS version")
+        doctor_sig = c.take(SIGNATURE_SIZE, "doctor signature")
+        record_keys = c.take(2 * _UMBRAL_KEY, "record keys")
+        _compressed_key(record_keys[:_UMBRAL_KEY], "record key")
+        _compressed_key(record_keys[_UMBRAL_KEY:], "kfrag verifying key")
+        ct_hash = c.take(32, "record ciphertext hash")
+        address = c.blob(MAX_STORAGE_ADDRESS + 1024, "encrypted storage address")
+        a = _Cursor(address)
+        if a.take(6, "encrypted storage address") != _CIPHERTEXT_TAG:
+            raise InvalidSlip("malformed confirmed record: the encrypted storage address is not an Umbral ciphertext")
+        a.blob(_MAX_CAPSULE, "capsule")
+        a.blob(len(address), "storage ciphertext")
+        if a.pos != len(address):
+            raise InvalidSlip("malformed confirmed record: trailing bytes in the encrypted storage address")
+        patient_sig = c.take(SIGNATURE_SIZE, "patient signature")
+        if c.pos != len(c.data):
+            raise InvalidSlip(f"malformed confirmed record: {len(c.data) - c.pos} trailing bytes")
+        record_hash = keccak(RECORD_STRUCT.type_hash + bytes(24) + timestamp + keccak(rtype) + keccak(text)
+                             + _pad(doctor) + _pad(patient) + keccak(keys) + hmi + cm + keccak(keywords))
+        record_id = keccak(b"\x19\x01" + domain.separator + record_hash)
+        confirmation = keccak(CONFIRMATION_STRUCT.type_hash + record_id + _pad(patient) + hmi + keccak(record_keys)
+                              + ct_hash + keccak(address))
+        return cls(doctor, patient, record_id,
+                   keccak(b"\x19\x01" + domain.separator + confirmation), doctor_sig, patient_sig)
+
+    def verify(self) -> bytes:
+        """Both signatures recover to the doctor and patient the record names; returns the record ID."""
+        if _signer(self.record_id, self.doctor_signature, "doctor") != self.doctor_address:
+            raise InvalidSlip(f"signature check failed: the doctor signature does not recover to {self.doctor}")
+        if _signer(self.confirmation_digest, self.patient_signature, "patient") != self.patient_address:
+            raise InvalidSlip(f"signature check failed: the patient confirmation does not recover to {self.patient}")
+        return self.record_id
+
+
+@dataclass(frozen=True)
+class SlipView:
+    """A transaction slip as a replica checks it: who is who, and the record's signed bytes."""
+
+    hospital_id: bytes
+    doctor_id: bytes
+    patient_id: bytes
+    record: RecordView
+
+    @classmethod
+    def parse(cls, data: bytes, domain: Eip712Domain) -> "SlipView":
+        if len(data) < 97 or data[0] != SLIP_VERSION:
+            raise InvalidSlip(f"not a version-{SLIP_VERSION} transaction slip ({len(data)} bytes)")
+        return cls(data[1:33], data[33:65], data[65:97], RecordView.parse(data[97:], domain))
+
+
+def slip_bytes(hospital_id: bytes, doctor_id: bytes, patient_id: bytes, record: bytes) -> bytes:
+    """The canonical slip encoding (as :meth:`TransactionSlip.to_bytes`) from a confirmed record's bytes."""
+    return bytes([SLIP_VERSION]) + hospital_id + doctor_id + patient_id + bytes(record)
+
+
 class SlipValidator:
     """The checks every replica runs before it prepares a slip.
 
-    Both signatures valid; doctor and patient registered, active and in the
-    right roles; the doctor belongs to this hospital; the slip names the right
-    IDs; no slip ID committed before.
+    The framing and both signatures over the signed byte ranges (:class:`SlipView`);
+    doctor and patient registered, active and in the right roles; the doctor
+    belongs to this hospital; the slip names the right IDs; no slip ID committed
+    before.
     """
+
+    CACHE = 100_000
 
     def __init__(self, hospital_id: bytes, domain: Eip712Domain, identities: IdentityView,
                  committed: "SlipIndex | None" = None):
@@ -131,37 +322,35 @@ class SlipValidator:
         self.domain = domain
         self.identities = identities
         self.committed = committed
-        # signatures already verified, by (slip ID, keccak of the slip bytes): each replica sees a slip
-        # on the client API, in the relayed REQUEST and in the PRE-PREPARE, and checks it only once
-        self._verified: dict[bytes, bytes] = {}
-        self._parsed: dict[bytes, TransactionSlip] = {}  # handed over from the client API to the core
-        self._checked: dict[bytes, tuple] = {}  # keccak(slip bytes) -> what the identity re-check needs
+        # keccak(slip bytes) -> what the identity re-check needs, for slips whose framing and signatures
+        # passed: a replica sees a slip on the client API, in the relayed REQUEST and in the PRE-PREPARE,
+        # and checks its signatures only once (identities can change: they are checked every time)
+        self._checked: dict[bytes, tuple[bytes, str, str, bytes, bytes]] = {}
 
-    def remember(self, slip: TransactionSlip) -> None:
-        """Keep a parsed slip for the core's check of the same bytes (saves a re-parse)."""
-        if len(self._parsed) > 4096:
-            self._parsed.pop(next(iter(self._parsed)))
-        self._parsed[slip.to_bytes()] = slip
-
-    def check(self, slip: TransactionSlip) -> bytes:
-        """Return the slip ID or raise :class:`InvalidSlip` saying which check failed."""
-        header = slip.record.header
-        fingerprint = keccak(slip.to_bytes())
-        slip_id = self._verified.get(fingerprint)
-        if slip_id is None:
-            try:
-                slip_id = slip.record.verify(self.domain)
-            except CryptoError as exc:
-                raise InvalidSlip(f"signature check failed: {exc}") from exc
-            if len(self._verified) >= 100_000:
-                self._verified.pop(next(iter(self._verified)))
-            self._verified[fingerprint] = slip_id
-        if slip.hospital_id != self.hospital_id:
-            raise InvalidSlip(f"slip is for hospital 0x{slip.hospital_id.hex()}, this chain is 0x{self.hospital_id.hex()}")
-        self._check_people(header.doctor, header.patient.address, slip.doctor_id, slip.patient_id)
+    def check_bytes(self, data: bytes, view: SlipView | None = None) -> bytes:
+        """Return the slip ID of the encoded slip or raise :class:`InvalidSlip` saying which check failed
+        (``view``: ``data`` already parsed)."""
+        fingerprint = keccak(data)
+        known = self._checked.get(fingerprint)
+        if known is None:
+            view = view or SlipView.parse(data, self.domain)
+            slip_id = view.record.verify()
+            if view.hospital_id != self.hospital_id:
+                raise InvalidSlip(f"slip is for hospital 0x{view.hospital_id.hex()}, this chain is "
+                                  f"0x{self.hospital_id.hex()}")
+            known = (slip_id, view.record.doctor, view.record.patient, view.doctor_id, view.patient_id)
+            if len(self._checked) >= self.CACHE:
+                self._checked.pop(next(iter(self._checked)))
+            self._checked[fingerprint] = known
+        slip_id, doctor, patient, doctor_id, patient_id = known
+        self._check_people(doctor, patient, doctor_id, patient_id)
         if self.committed is not None and self.committed.contains(slip_id):
             raise InvalidSlip(f"duplicate slip 0x{slip_id.hex()}: already committed")
         return slip_id
+
+    def check(self, slip: TransactionSlip) -> bytes:
+        """:meth:`check_bytes` of a slip object."""
+        return self.check_bytes(slip.to_bytes())
 
     def _check_people(self, doctor_address: str, patient_address: str, doctor_id: bytes, patient_id: bytes) -> None:
         doctor = self.identities.by_address(doctor_address)
@@ -182,24 +371,9 @@ class SlipValidator:
             raise InvalidSlip("slip patient ID does not match the patient's registered ID")
 
     def check_envelope(self, env: SlipEnvelope) -> str | None:
-        """Adapter for the PBFT core's ``validate_slip`` hook: None if valid, else the reason.
-
-        A slip whose bytes were fully checked before (client API, relayed REQUEST) is not
-        parsed again for the PRE-PREPARE: only the identity checks, which can change, rerun.
-        """
-        fingerprint = keccak(env.payload)
-        known = self._checked.get(fingerprint)
+        """Adapter for the PBFT core's ``validate_slip`` hook: None if valid, else the reason."""
         try:
-            if known is not None:
-                slip_id, doctor, patient, doctor_id, patient_id = known
-                self._check_people(doctor, patient, doctor_id, patient_id)
-            else:
-                slip = self._parsed.pop(env.payload, None) or TransactionSlip.from_bytes(env.payload)
-                slip_id = self.check(slip)
-                if len(self._checked) >= 100_000:
-                    self._checked.pop(next(iter(self._checked)))
-                self._checked[fingerprint] = (slip_id, slip.record.header.doctor, slip.record.header.patient.address,
-                                              slip.doctor_id, slip.patient_id)
+            slip_id = self.check_bytes(env.payload)
         except InvalidSlip as exc:
             return str(exc)
         if slip_id != env.slip_id:

@@ -72,3 +72,32 @@ def test_replica_restarts_from_sqlite_with_its_prepared_and_committed_state(clus
     c.drop = lambda src, dst, msg: False
     c.advance(2.0)
     assert c.heights() == [4, 4, 4, 4] and c.chain(2) == c.chain(0)
+
+
+def test_the_slip_index_is_written_with_the_block_in_one_transaction(cluster_factory, tmp_path):
+    stores = [TeeStore(tmp_path / f"r{i}.db") for i in range(4)]
+    c = cluster_factory(max_slips=2, checkpoint_interval=2, window=4, stores=stores)
+    for k in range(4):
+        c.submit(slip(k))
+    db = sqlite3.connect(str(tmp_path / "r0.db"))
+    indexed = {row[0]: (row[1], row[2]) for row in db.execute("SELECT slip_id, height, pos FROM slip")}
+    expected = {s.slip_id: (b.block.header.height, i) for b in stores[0].memory.blocks
+                for i, s in enumerate(b.block.slips)}
+    assert indexed == expected and len(expected) == 4
+    # a write that fails leaves neither the block nor its index (one transaction)
+    sqlite_store = stores[0].sqlite
+    top = stores[0].memory.blocks[-1]
+    with pytest.raises(ReplicaStoreError):
+        sqlite_store.save_executed(top.block.header.seq, stores[0].memory.load().head, top)  # height taken
+    assert {row[0] for row in db.execute("SELECT slip_id FROM slip")} == set(expected)
+
+
+def test_a_store_written_before_the_slip_index_is_indexed_when_opened(cluster_factory, tmp_path):
+    stores = [TeeStore(tmp_path / f"r{i}.db") for i in range(4)]
+    c = cluster_factory(max_slips=2, checkpoint_interval=2, window=4, stores=stores)
+    for k in range(4):
+        c.submit(slip(k))
+    db = sqlite3.connect(str(tmp_path / "r1.db"), isolation_level=None)
+    db.execute("DROP TABLE slip")
+    SqliteStore(str(tmp_path / "r1.db"))
+    assert db.execute("SELECT COUNT(*) FROM slip").fetchone()[0] == 4

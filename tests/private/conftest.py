@@ -11,5 +11,6 @@ CHAIN_ID = 43150
 
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory):
-    with private_testbed(tmp_path_factory.mktemp("private-chain"), CHAIN_ID) as bed:
+    # max_pending: a replica holding 200 unordered slips answers 429 (test_replicas' back-pressure test)
+    with private_testbed(tmp_path_factory.mktemp("private-chain"), CHAIN_ID, max_pending=200) as bed:
         yield bed

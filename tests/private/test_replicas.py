@@ -235,3 +235,69 @@ def test_auditor_cross_chain_check_accepts_real_items_and_refuses_forged_ones(te
     assert not checker(replace(real, patient_id=keccak(text="someone else")))
     assert not checker(replace(real, block_height=receipt.height + 5))  # wrong block
     assert not checker(replace(real, chain_id=99999))  # unknown private chain
+
+
+# --- batches (POST /v1/slips/batch) --------------------------------------------------------------
+
+
+def test_a_batch_with_one_bad_record_orders_the_others(testbed):
+    from mbds_py.private.batch import encode_batch
+
+    good = [testbed.record(i, tag="batch-mixed")[1].to_bytes() for i in range(3)]
+    body = encode_batch([good[0], b"\x00garbage", good[1], good[2]])
+    session = requests.Session()
+    resp = session.post(f"{testbed.cluster.api_urls[1]}/v1/slips/batch", data=body)
+    assert resp.status_code == 200
+    results = resp.json()["results"]
+    assert "malformed confirmed record" in results[1]["error"] and "slip_id" not in results[1]
+    assert [r["status"] for i, r in enumerate(results) if i != 1] == ["accepted"] * 3
+    api = testbed.api()
+    for r in (results[0], results[2], results[3]):
+        api.wait_receipt(r["slip_id"], timeout=60)
+    # the same batch again: nothing is ordered twice, each record answered as it stands now
+    again = session.post(f"{testbed.cluster.api_urls[2]}/v1/slips/batch", data=body).json()["results"]
+    assert [r.get("slip_id") for r in again] == [r.get("slip_id") for r in results]
+    assert {r.get("status") for i, r in enumerate(again) if i != 1} <= {"committed", "already-committed",
+                                                                     "already-pending"}
+
+
+def test_truncated_and_oversized_batches_are_refused_and_the_connection_still_serves(testbed):
+    from mbds_py.private.batch import MAX_SLIPS, encode_batch
+
+    url = testbed.cluster.api_urls[0]
+    session = requests.Session()  # one keep-alive connection for all of it
+    body = encode_batch([testbed.record(1, tag="batch-trunc")[1].to_bytes()])
+    resp = session.post(f"{url}/v1/slips/batch", data=body[:-10])
+    assert resp.status_code == 400 and "truncated batch" in resp.json()["error"]
+    over = b"MBSB\x01" + (MAX_SLIPS + 1).to_bytes(2, "big") + body[7:]
+    resp = session.post(f"{url}/v1/slips/batch", data=over)
+    assert resp.status_code == 400 and f"1..{MAX_SLIPS} records" in resp.json()["error"]
+    resp = session.post(f"{url}/v1/slips/batch", data=body + b"\x00")
+    assert resp.status_code == 400 and "trailing bytes" in resp.json()["error"]
+    assert session.get(f"{url}/v1/status").status_code == 200  # the same connection still serves
+    assert testbed.api(0).receipt("0x" + testbed.record(1, tag="batch-trunc")[1].record_id(
+        testbed.cluster.config.record_domain).hex()) is None  # nothing of a refused batch was ordered
+
+
+def test_a_replica_with_too_many_unordered_slips_answers_429_with_a_retry_hint(testbed):
+    from mbds_py.private.batch import encode_batch
+
+    # the testbed's replicas hold at most 200 unordered slips: 201 more are refused up front, none parsed
+    resp = requests.post(f"{testbed.cluster.api_urls[3]}/v1/slips/batch", data=encode_batch([b"x"] * 201))
+    assert resp.status_code == 429
+    assert resp.json()["retry_after"] > 0 and int(resp.headers["Retry-After"]) >= 1
+    assert "unordered slips" in resp.json()["error"]
+
+
+def test_the_client_batches_by_itself_one_ack_per_record(testbed):
+    records = [testbed.record(i, tag="client-batch")[1].to_bytes() for i in range(5)]
+    records.insert(2, b"\x00garbage")
+    api = testbed.api()
+    api.batch = 2
+    acks = api.submit_confirmed_many(records)
+    assert len(acks) == 6 and not acks[2].ok and "malformed" in acks[2].error
+    good = [a for a in acks if a.ok]
+    assert len(good) == 5 and {a.status for a in good} == {"accepted"}
+    for a in good:
+        verify = api.wait_receipt(a.slip_id, timeout=60)
+        assert verify.slip_id.hex() == a.slip_id[2:]
