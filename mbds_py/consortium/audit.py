@@ -51,11 +51,10 @@ class PrivateChainRef:
 
 
 def summary_of(payload: bytes) -> Summary:
-    """What a summary item must repeat of its slip."""
-    from ..private.slip import TransactionSlip
+    """What a summary item must repeat of its slip (read from the slip's framing; no point parsed)."""
+    from ..private.slip import slip_summary
 
-    slip = TransactionSlip.from_bytes(payload)
-    return slip.patient_id, slip.hmi_hash, tuple(c.to_bytes() for c in slip.encrypted_keywords)
+    return slip_summary(payload)
 
 
 def body_summaries(header: Any, slips: tuple[SlipEnvelope, ...]) -> dict[bytes, Summary] | None:

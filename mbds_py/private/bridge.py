@@ -23,7 +23,7 @@ from ..consortium.blocks import ConsortiumSlip, SummaryItem, encode_body
 from ..consortium.eip712 import index_domain
 from ..errors import MBDSError
 from ..pbft.types import CertifiedBlock
-from .slip import TransactionSlip
+from .slip import slip_summary
 
 log = logging.getLogger("mbds.bridge")
 ITEMS_PER_SLIP = 10
@@ -42,9 +42,8 @@ def summary_items(chain_id: int, block: CertifiedBlock) -> list[SummaryItem]:
     out = []
     height = block.block.header.height
     for env in block.block.slips:
-        slip = TransactionSlip.from_bytes(env.payload)
-        out.append(SummaryItem(slip.patient_id, tuple(c.to_bytes() for c in slip.encrypted_keywords), slip.hmi_hash,
-                               chain_id, height, env.slip_id))
+        patient_id, hmi_hash, keywords = slip_summary(env.payload)  # certified bytes: framing only, no points
+        out.append(SummaryItem(patient_id, keywords, hmi_hash, chain_id, height, env.slip_id))
     return out
 
 

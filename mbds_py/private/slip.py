@@ -28,7 +28,7 @@ import coincurve
 from ..crypto.confirmation import CONFIRMATION_STRUCT, MAX_STORAGE_ADDRESS, ConfirmedRecord
 from ..crypto.envelope import MAX_KEYWORDS, MAX_RECORD_TYPE, MAX_TEXT, RECORD_STRUCT
 from ..crypto.signing import SIGNATURE_SIZE, Eip712Domain, checksum_address
-from ..errors import CryptoError, InvalidSlip, MBDSError
+from ..errors import InvalidSlip, MBDSError
 from ..identity import Role
 from ..pbft.crypto import keccak256 as keccak
 from ..pbft.types import SlipEnvelope
@@ -298,6 +298,31 @@ class SlipView:
         if len(data) < 97 or data[0] != SLIP_VERSION:
             raise InvalidSlip(f"not a version-{SLIP_VERSION} transaction slip ({len(data)} bytes)")
         return cls(data[1:33], data[33:65], data[65:97], RecordView.parse(data[97:], domain))
+
+
+def slip_summary(data: bytes) -> tuple[bytes, bytes, tuple[bytes, ...]]:
+    """(patient ID, H(M), keyword ciphertexts): what a consortium summary item repeats of an encoded slip.
+
+    Read from the framing alone, no point parsed: the bridge and the consortium's auditors take it from
+    slips a quorum of replicas certified (and checked in full, :class:`SlipView`).
+    """
+    if len(data) < 97 or data[0] != SLIP_VERSION:
+        raise InvalidSlip(f"not a version-{SLIP_VERSION} transaction slip ({len(data)} bytes)")
+    c = _Cursor(bytes(data[97:]))
+    if c.take(6, "header") != _CONFIRMED_TAG:
+        raise InvalidSlip("malformed confirmed record: not an MBDS confirmed-record encoding (bad header)")
+    c.take(8, "timestamp")
+    c.blob(MAX_RECORD_TYPE, "record type")
+    c.blob(MAX_TEXT, "text")
+    c.take(20, "doctor address")
+    c.blob(256, "patient keys")
+    hmi = c.take(32, "H(M)")
+    c.take(32, "C_M hash")
+    (count,) = _U16.unpack(c.take(2, "keyword count"))
+    if not 1 <= count <= MAX_KEYWORDS:
+        raise InvalidSlip(f"malformed confirmed record: {count} keyword ciphertexts; expected 1-{MAX_KEYWORDS}")
+    keywords = c.take(count * _PEKS_SIZE, "keyword ciphertexts")
+    return bytes(data[65:97]), hmi, tuple(keywords[i:i + _PEKS_SIZE] for i in range(0, len(keywords), _PEKS_SIZE))
 
 
 def slip_bytes(hospital_id: bytes, doctor_id: bytes, patient_id: bytes, record: bytes) -> bytes:

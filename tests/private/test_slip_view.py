@@ -13,7 +13,8 @@ from mbds_py.crypto.envelope import HmiEnvelope
 from mbds_py.crypto.signing import Eip712Domain
 from mbds_py.errors import InvalidSlip, MBDSError
 from mbds_py.identity import Role
-from mbds_py.private.slip import IdentityEntry, RecordView, SlipValidator, SlipView, TransactionSlip, slip_bytes
+from mbds_py.private.slip import (IdentityEntry, RecordView, SlipValidator, SlipView, TransactionSlip, slip_bytes,
+                                  slip_summary)
 from mbds_py.private.testbed import make_record, participant
 
 DOMAIN = Eip712Domain(43199, "0x" + "ab" * 20)
@@ -133,3 +134,24 @@ def test_an_invalid_umbral_key_is_refused_where_it_is_parsed(records):
         RecordView.parse(bad, DOMAIN).verify()
     with pytest.raises(InvalidSlip, match="not a compressed secp256k1 key"):
         RecordView.parse(raw[:pos] + b"\x05" + raw[pos + 1:], DOMAIN)
+
+
+def test_the_summary_read_from_the_framing_is_the_parsed_slips(records):
+    """What the bridge and the consortium's auditors take of a certified slip, without parsing a point."""
+    for _env, record in records:
+        slip = TransactionSlip(HOSPITAL.id, DOCTOR.id, PATIENT.id, record)
+        assert slip_summary(slip_of(record)) == (slip.patient_id, slip.hmi_hash,
+                                                 tuple(c.to_bytes() for c in slip.encrypted_keywords))
+
+
+def test_a_summary_of_a_malformed_slip_is_refused_with_a_reason(records):
+    data = slip_of(records[0][1])
+    with pytest.raises(InvalidSlip, match="not a version-1 transaction slip"):
+        slip_summary(b"\x02" + data[1:])
+    with pytest.raises(InvalidSlip, match="bad header"):
+        slip_summary(data[:97] + b"XXXXXX" + data[103:])
+    first = records[0][1].header.keyword_ciphertexts[0].to_bytes()
+    with pytest.raises(InvalidSlip, match="truncated in keyword ciphertexts"):
+        slip_summary(data[:data.index(first) + 10])
+    with pytest.raises(InvalidSlip, match="truncated in patient keys"):
+        slip_summary(data[:160])
