@@ -12,7 +12,16 @@ Format versions (``"version"`` of the document):
   key version 1 with no earlier versions;
 * 2 — every key version the participant ever had, oldest first, in the same
   encrypted payload: a rotation adds a version and keeps the earlier ones, so
-  records made under them stay readable, searchable and shareable.
+  records made under them stay readable, searchable and shareable;
+* 3 — a participant's *companion* (:func:`encrypt_companion`): the same public
+  section and cipher as format 2, but the current account key is not in it: it
+  is in an Ethereum V3 keystore of its own (:func:`encrypt_account_v3`, the file
+  eth-account, ``ape`` and ``cast wallet`` read).  The companion keeps the
+  Umbral seeds, the PEKS keys, the real identity and the earlier versions'
+  account keys, under scrypt with the same parameters as the V3 file (its own
+  salt) and AES-256-GCM over the public section.  Formats 1 and 2 remain
+  readable (the KMC migrates a participant's file once, see :mod:`mbds_py.kmc`);
+  service keystores and the KMC's own key stay in format 2.
 """
 
 from __future__ import annotations
@@ -26,10 +35,11 @@ from typing import Any
 
 from Crypto.Cipher import AES
 
-from .errors import KeystoreError
+from .errors import KeystoreError, KeystoreFormatError, KeystorePassphraseError, KeystoreTamperedError
 
 KEYSTORE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+COMPANION_VERSION = 3
 DEFAULT_SCRYPT_N = 2**17  # the floor for real keystores (issue 13); tests pass a cheap one explicitly
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -128,12 +138,12 @@ def decrypt_bundle(doc: dict[str, Any], passphrase: str, *, source: str = "keyst
     """Unlock a keystore document; a wrong passphrase or tampering raises KeystoreError."""
     try:
         if doc["version"] not in READABLE_VERSIONS:
-            raise KeystoreError(f"{source}: keystore format version {doc['version']!r} is not supported (this "
-                                f"MBDS reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade MBDS")
+            raise KeystoreFormatError(f"{source}: keystore format version {doc['version']!r} is not supported (this "
+                                      f"MBDS reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade MBDS")
         c = doc["crypto"]
         kp = c["kdfparams"]
         if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm":
-            raise KeystoreError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
         key = _derive(passphrase, bytes.fromhex(kp["salt"]), kp["n"], kp["r"], kp["p"])
         cipher = AES.new(key, AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
         cipher.update(json.dumps(doc["public"], sort_keys=True).encode())
@@ -141,17 +151,18 @@ def decrypt_bundle(doc: dict[str, Any], passphrase: str, *, source: str = "keyst
     except KeystoreError:
         raise
     except ValueError as exc:
-        raise KeystoreError(f"{source}: wrong passphrase or the file was modified (authentication failed)") from exc
+        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (authentication "
+                                      "failed); nothing was changed") from exc
     except (KeyError, TypeError) as exc:
-        raise KeystoreError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
+        raise KeystoreFormatError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
     try:
         bundle = SecretBundle.from_json(plain)
     except KeystoreError as exc:
-        raise KeystoreError(f"{source}: {exc}") from None
+        raise KeystoreFormatError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise KeystoreError(f"{source}: malformed secret payload ({type(exc).__name__})") from None
+        raise KeystoreFormatError(f"{source}: malformed secret payload ({type(exc).__name__})") from None
     if doc["version"] == 1 and (bundle.key_version != 1 or bundle.earlier):
-        raise KeystoreError(f"{source}: a format-1 keystore holds exactly key version 1")
+        raise KeystoreFormatError(f"{source}: a format-1 keystore holds exactly key version 1")
     return bundle
 
 
@@ -169,8 +180,136 @@ def write_keystore(path: Path, doc: dict[str, Any]) -> None:
 
 def read_keystore(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except OSError as exc:
-        raise KeystoreError(f"{path}: cannot read keystore ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise KeystoreError(f"{path}: not a keystore (invalid JSON at line {exc.lineno})") from exc
+        raise KeystoreFormatError(f"{path}: cannot read keystore ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise KeystoreFormatError(f"{path}: not a keystore (invalid JSON{where}: truncated or overwritten?)") from exc
+    if not isinstance(doc, dict):
+        raise KeystoreFormatError(f"{path}: not a keystore (a JSON {type(doc).__name__}, not an object)")
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Format 3: the account key in an Ethereum V3 keystore, everything else in an encrypted companion
+# ---------------------------------------------------------------------------------------------------
+
+
+def encrypt_account_v3(account_key: bytes, passphrase: str, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> dict[str, Any]:
+    """The Ethereum V3 keystore (Web3 Secret Storage: scrypt, AES-128-CTR, keccak MAC) of one account key,
+    exactly as eth-account writes it: ``cast wallet``, ``ape accounts`` and geth read it."""
+    if not passphrase:
+        raise KeystoreError("empty passphrase: set one (e.g. MBDS_PASSPHRASE) to protect the keystore")
+    from eth_account import Account
+
+    return Account.encrypt(account_key, passphrase, kdf="scrypt", iterations=scrypt_n)
+
+
+def decrypt_account_v3(doc: dict[str, Any], passphrase: str, *, source: str = "account keystore") -> bytes:
+    """The account key of a V3 keystore; a wrong passphrase or a modified file raises a named error."""
+    from eth_account import Account
+
+    try:
+        if int(doc["version"]) != 3:
+            raise KeystoreFormatError(f"{source}: Ethereum keystore version {doc['version']!r}, expected 3")
+        crypto = doc.get("crypto", doc.get("Crypto"))
+        if crypto["kdf"] not in ("scrypt", "pbkdf2") or crypto["cipher"] != "aes-128-ctr":
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {crypto['kdf']}/{crypto['cipher']}")
+        if crypto["kdf"] == "scrypt" and crypto["kdfparams"]["n"] > 2**20:
+            raise KeystoreFormatError(f"{source}: scrypt n={crypto['kdfparams']['n']} is beyond what MBDS opens")
+        key = Account.decrypt(doc, passphrase)
+    except KeystoreError:
+        raise
+    except ValueError as exc:
+        if "MAC mismatch" not in str(exc):
+            raise KeystoreFormatError(f"{source}: malformed Ethereum keystore ({exc})") from None
+        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (MAC mismatch); "
+                                      "nothing was changed") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed Ethereum keystore, missing or bad field {exc}") from None
+    address = Account.from_key(key).address
+    if "address" in doc and str(doc["address"]).lower().removeprefix("0x") != address[2:].lower():
+        raise KeystoreTamperedError(f"{source}: the address field {doc['address']!r} is not that of the key "
+                                    f"inside ({address}): the file was modified")
+    return bytes(key)
+
+
+def _companion_aad(public: dict[str, Any]) -> bytes:
+    return json.dumps({"version": COMPANION_VERSION, "public": public}, sort_keys=True).encode()
+
+
+def _companion_payload(bundle: SecretBundle) -> bytes:
+    """Every key version's Umbral seed and PEKS key, the earlier versions' account keys, the real identity:
+    all but the current account key, which lives in the V3 keystore."""
+    versions = []
+    for b in bundle.versions:
+        entry = {"key_version": b.key_version, "umbral_seed": b.umbral_seed.hex(), "peks_key": b.peks_key.hex()}
+        if b.key_version != bundle.key_version:
+            entry["account_key"] = b.account_key.hex()
+        versions.append(entry)
+    return json.dumps({"real_identity": bundle.real_identity, "versions": versions}, sort_keys=True).encode()
+
+
+def encrypt_companion(bundle: SecretBundle, passphrase: str, public: dict[str, Any], account_keystore: str, *,
+                      scrypt_n: int = DEFAULT_SCRYPT_N) -> dict[str, Any]:
+    """The format-3 companion of a V3 account keystore: ``public`` in clear (authenticated), the rest of
+    ``bundle`` encrypted with scrypt (``scrypt_n``, r=8, p=1, own salt) + AES-256-GCM."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    key = _derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+    cipher.update(_companion_aad(public))
+    ciphertext, tag = cipher.encrypt_and_digest(_companion_payload(bundle))
+    return {
+        "version": COMPANION_VERSION,
+        "public": public,
+        "account_keystore": account_keystore,  # where the current account key is (Ethereum V3), informative
+        "crypto": {
+            "kdf": "scrypt",
+            "kdfparams": {"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "dklen": 32},
+            "cipher": "aes-256-gcm",
+            "nonce": nonce.hex(),
+            "tag": tag.hex(),
+            "ciphertext": ciphertext.hex(),
+        },
+    }
+
+
+def decrypt_companion(doc: dict[str, Any], passphrase: str, account_key: bytes, *,
+                      source: str = "companion") -> SecretBundle:
+    """Open a format-3 companion with the passphrase that opened its account keystore (``account_key``).
+    Authentication failing now means the companion was modified (or the V3 file re-encrypted under
+    another passphrase): :class:`KeystoreTamperedError`."""
+    try:
+        if doc["version"] != COMPANION_VERSION:
+            raise KeystoreFormatError(f"{source}: keystore format version {doc['version']!r} is not a companion")
+        c = doc["crypto"]
+        kp = c["kdfparams"]
+        if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm":
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
+        key = _derive(passphrase, bytes.fromhex(kp["salt"]), kp["n"], kp["r"], kp["p"])
+        cipher = AES.new(key, AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
+        cipher.update(_companion_aad(doc["public"]))
+        plain = cipher.decrypt_and_verify(bytes.fromhex(c["ciphertext"]), bytes.fromhex(c["tag"]))
+    except KeystoreError:
+        raise
+    except ValueError as exc:
+        raise KeystoreTamperedError(
+            f"{source}: wrong passphrase or the file was modified: the passphrase opens the account keystore but "
+            "not this companion (authentication failed: the companion, its public section, or the account "
+            "keystore's passphrase was changed); nothing was changed") from exc
+    except (KeyError, TypeError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
+    try:
+        d = json.loads(plain)
+        current = d["versions"][-1]
+        keys = [SecretBundle(bytes.fromhex(v["account_key"]) if v is not current else account_key,
+                             bytes.fromhex(v["umbral_seed"]), bytes.fromhex(v["peks_key"]), d["real_identity"],
+                             int(v["key_version"])) for v in d["versions"]]
+        last = keys[-1]
+        return SecretBundle(last.account_key, last.umbral_seed, last.peks_key, last.real_identity, last.key_version,
+                            tuple(keys[:-1]))
+    except KeystoreError as exc:
+        raise KeystoreFormatError(f"{source}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed secret payload ({type(exc).__name__})") from None
