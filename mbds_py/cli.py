@@ -352,7 +352,8 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
         _help_defaults(sub.choices[name])
 
     d = add("devnet", help="start, inspect or stop only the chains and storage nodes of a spec")
-    d.add_argument("action", choices=["up", "status", "down"], help="up: start them; status: list them; down: stop them")
+    d.add_argument("action", choices=["up", "status", "down"],
+                   help="up: start them; status: list them; down: stop them")
     common(d)
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)

@@ -268,7 +268,8 @@ def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]
             (account.address, pre_pk, peks_pk, bundle.key_version):
         raise KeystoreTamperedError(f"{path}: the public section does not match the decrypted key")
     if public.get("earlier_keys", []) != [_public_keys(b) for b in bundle.earlier]:
-        raise KeystoreTamperedError(f"{path}: the public list of earlier key versions does not match the decrypted keys")
+        raise KeystoreTamperedError(f"{path}: the public list of earlier key versions does not match the decrypted "
+                                    "keys")
     if version in READABLE_VERSIONS:
         _migrate(path, doc, bundle, passphrase)
     return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed, bundle.earlier), bundle

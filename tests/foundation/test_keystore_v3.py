@@ -97,14 +97,25 @@ def test_ape_reads_the_account_keystore(kmc, tmp_path):
     assert Account.recover_message(encode_defunct(text="mbds"), signature=bytes.fromhex(signature)) == address
 
 
-@pytest.mark.skipif(shutil.which("cast") is None, reason="Foundry's cast is not installed (no npm package here)")
+def _cast() -> str | None:
+    """Foundry's cast: CAST_BINARY, the npm package @foundry-rs/cast beside Anvil's, or PATH."""
+    root = Path(__file__).resolve().parents[2]
+    for candidate in (os.environ.get("CAST_BINARY"),
+                      str(root / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cast"),
+                      shutil.which("cast")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(_cast() is None, reason="Foundry's cast is not installed (npm @foundry-rs/cast, or CAST_BINARY)")
 def test_cast_wallet_reads_the_account_keystore(kmc):
     _, account = _files(kmc)
     fd, password_file = tempfile.mkstemp(prefix="mbds-test-pass-")  # 0600, removed below
     try:
         with os.fdopen(fd, "w") as f:
             f.write(PASS)
-        out = subprocess.run(["cast", "wallet", "address", "--keystore", str(account), "--password-file",
+        out = subprocess.run([_cast(), "wallet", "address", "--keystore", str(account), "--password-file",
                               password_file], capture_output=True, text=True, timeout=120)
     finally:
         os.unlink(password_file)
