@@ -18,8 +18,10 @@ Format versions (``"version"`` of the document):
   is in an Ethereum V3 keystore of its own (:func:`encrypt_account_v3`, the file
   eth-account, ``ape`` and ``cast wallet`` read).  The companion keeps the
   Umbral seeds, the PEKS keys, the real identity and the earlier versions'
-  account keys, under scrypt with the same parameters as the V3 file (its own
-  salt) and AES-256-GCM over the public section.  Formats 1 and 2 remain
+  account keys, under AES-256-GCM over the public section with a key derived
+  (HKDF-SHA256, label ``mbds/keystore/companion/v3``) from the same scrypt
+  derivation as the V3 file, whose parameters it repeats (one scrypt opens
+  both; a V3 file re-encrypted elsewhere makes it a second scrypt).  Formats 1 and 2 remain
   readable (the KMC migrates a participant's file once, see :mod:`mbds_py.kmc`);
   service keystores and the KMC's own key stay in format 2.
 """
@@ -27,6 +29,7 @@ Format versions (``"version"`` of the document):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass, field
@@ -196,43 +199,143 @@ def read_keystore(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def encrypt_account_v3(account_key: bytes, passphrase: str, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> dict[str, Any]:
-    """The Ethereum V3 keystore (Web3 Secret Storage: scrypt, AES-128-CTR, keccak MAC) of one account key,
-    exactly as eth-account writes it: ``cast wallet``, ``ape accounts`` and geth read it."""
-    if not passphrase:
-        raise KeystoreError("empty passphrase: set one (e.g. MBDS_PASSPHRASE) to protect the keystore")
+@dataclass(frozen=True)
+class ScryptKey:
+    """One scrypt derivation of a passphrase: its parameters (as keystores store them) and the 32-byte key.
+    The V3 file and its companion share it (each then uses its own sub-key), so unlocking a participant
+    costs one scrypt, not two."""
+
+    params: dict[str, Any]  # {"n", "r", "p", "salt" (hex), "dklen"}
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, passphrase: str, params: dict[str, Any]) -> "ScryptKey":
+        try:
+            n, r, p, salt = int(params["n"]), int(params["r"]), int(params["p"]), bytes.fromhex(params["salt"])
+            dklen = int(params.get("dklen", 32))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeystoreFormatError(f"bad scrypt parameters ({type(exc).__name__}: {exc})") from None
+        if not (2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0) or not (1 <= r <= 32 and 1 <= p <= 16) or dklen != 32:
+            raise KeystoreFormatError(f"scrypt parameters out of range (n={n}, r={r}, p={p}, dklen={dklen})")
+        if not passphrase:
+            raise KeystoreError("empty passphrase: set one (e.g. MBDS_PASSPHRASE) to protect the keystore")
+        key = _scrypt(passphrase.encode(), salt, n, r, p)
+        return cls({"n": n, "r": r, "p": p, "salt": salt.hex(), "dklen": 32}, key)
+
+    @classmethod
+    def fresh(cls, passphrase: str, scrypt_n: int = DEFAULT_SCRYPT_N) -> "ScryptKey":
+        return cls.derive(passphrase, {"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": os.urandom(32).hex(),
+                                       "dklen": 32})
+
+    def for_params(self, passphrase: str, params: dict[str, Any]) -> "ScryptKey":
+        """This derivation if ``params`` are its own, else a new one (e.g. a V3 file re-encrypted elsewhere)."""
+        fields = ("n", "r", "p", "salt")
+        same = {k: params.get(k) for k in fields} == {k: self.params[k] for k in fields}
+        return self if same else ScryptKey.derive(passphrase, params)
+
+
+MAX_SCRYPT_N = 2**20
+COMPANION_KEY_INFO = b"mbds/keystore/companion/v3"
+
+
+def _scrypt(secret: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=32, maxmem=128 * r * (n + p + 2) + 2**24)
+
+
+def _keccak(data: bytes) -> bytes:
+    from Crypto.Hash import keccak
+
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def _address(account_key: bytes) -> str:
     from eth_account import Account
 
-    return Account.encrypt(account_key, passphrase, kdf="scrypt", iterations=scrypt_n)
+    return Account.from_key(account_key).address
 
 
-def decrypt_account_v3(doc: dict[str, Any], passphrase: str, *, source: str = "account keystore") -> bytes:
-    """The account key of a V3 keystore; a wrong passphrase or a modified file raises a named error."""
-    from eth_account import Account
+def encrypt_account_v3(account_key: bytes, passphrase: str, *, scrypt_n: int = DEFAULT_SCRYPT_N,
+                       key: ScryptKey | None = None) -> dict[str, Any]:
+    """The Ethereum V3 keystore (Web3 Secret Storage) of one account key: scrypt, AES-128-CTR under the
+    derived key's first half, MAC = keccak256(second half ‖ ciphertext) — the file geth, eth-account,
+    ``cast wallet`` and ``ape accounts`` read.  ``key``: a derivation to share with the companion."""
+    import uuid
 
+    key = key or ScryptKey.fresh(passphrase, scrypt_n)
+    iv = os.urandom(16)
+    ciphertext = AES.new(key.key[:16], AES.MODE_CTR, nonce=b"", initial_value=iv).encrypt(bytes(account_key))
+    return {
+        "address": _address(account_key)[2:].lower(),
+        "crypto": {
+            "cipher": "aes-128-ctr",
+            "cipherparams": {"iv": iv.hex()},
+            "ciphertext": ciphertext.hex(),
+            "kdf": "scrypt",
+            "kdfparams": dict(key.params),
+            "mac": _keccak(key.key[16:32] + ciphertext).hex(),
+        },
+        "id": str(uuid.uuid4()),
+        "version": 3,
+    }
+
+
+def decrypt_account_v3(doc: dict[str, Any], passphrase: str, *, source: str = "account keystore",
+                       key: ScryptKey | None = None) -> tuple[bytes, ScryptKey | None]:
+    """The account key of a V3 keystore (scrypt or PBKDF2, as any tool writes it) and, for scrypt, the
+    derivation (to open the companion without a second scrypt).  A wrong passphrase or a modified file raises
+    a named error; nothing is written."""
     try:
         if int(doc["version"]) != 3:
             raise KeystoreFormatError(f"{source}: Ethereum keystore version {doc['version']!r}, expected 3")
-        crypto = doc.get("crypto", doc.get("Crypto"))
-        if crypto["kdf"] not in ("scrypt", "pbkdf2") or crypto["cipher"] != "aes-128-ctr":
-            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {crypto['kdf']}/{crypto['cipher']}")
-        if crypto["kdf"] == "scrypt" and crypto["kdfparams"]["n"] > 2**20:
-            raise KeystoreFormatError(f"{source}: scrypt n={crypto['kdfparams']['n']} is beyond what MBDS opens")
-        key = Account.decrypt(doc, passphrase)
+        crypto = doc["crypto"] if "crypto" in doc else doc["Crypto"]
+        if crypto["cipher"] != "aes-128-ctr":
+            raise KeystoreFormatError(f"{source}: unsupported cipher {crypto['cipher']!r} (expected aes-128-ctr)")
+        kp = crypto["kdfparams"]
+        if crypto["kdf"] == "scrypt":
+            try:
+                derived: ScryptKey | None = key.for_params(passphrase, kp) if key else ScryptKey.derive(passphrase, kp)
+            except KeystoreFormatError as exc:
+                raise KeystoreFormatError(f"{source}: {exc}") from None
+            dk = derived.key
+        elif crypto["kdf"] == "pbkdf2":
+            if kp.get("prf", "hmac-sha256") != "hmac-sha256" or int(kp["dklen"]) != 32:
+                raise KeystoreFormatError(f"{source}: unsupported PBKDF2 parameters")
+            if not passphrase:
+                raise KeystoreError("empty passphrase")
+            derived, dk = None, hashlib.pbkdf2_hmac("sha256", passphrase.encode(), bytes.fromhex(kp["salt"]),
+                                                     int(kp["c"]), 32)
+        else:
+            raise KeystoreFormatError(f"{source}: unsupported kdf {crypto['kdf']!r}")
+        ciphertext = bytes.fromhex(crypto["ciphertext"])
+        mac = bytes.fromhex(crypto["mac"])
+        iv = bytes.fromhex(crypto["cipherparams"]["iv"])
     except KeystoreError:
         raise
-    except ValueError as exc:
-        if "MAC mismatch" not in str(exc):
-            raise KeystoreFormatError(f"{source}: malformed Ethereum keystore ({exc})") from None
-        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (MAC mismatch); "
-                                      "nothing was changed") from None
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise KeystoreFormatError(f"{source}: malformed Ethereum keystore, missing or bad field {exc}") from None
-    address = Account.from_key(key).address
+    if not hmac.compare_digest(_keccak(dk[16:32] + ciphertext), mac):
+        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (MAC mismatch); "
+                                      "nothing was changed")
+    if len(iv) != 16 or len(ciphertext) != 32:
+        raise KeystoreFormatError(f"{source}: not a 32-byte account key (iv {len(iv)}, key {len(ciphertext)} bytes)")
+    key = AES.new(dk[:16], AES.MODE_CTR, nonce=b"", initial_value=iv).decrypt(ciphertext)
+    try:
+        address = _address(key)
+    except ValueError:
+        raise KeystoreFormatError(f"{source}: the decrypted key is not a valid secp256k1 key") from None
     if "address" in doc and str(doc["address"]).lower().removeprefix("0x") != address[2:].lower():
         raise KeystoreTamperedError(f"{source}: the address field {doc['address']!r} is not that of the key "
                                     f"inside ({address}): the file was modified")
-    return bytes(key)
+    return key, derived
+
+
+def _companion_cipher_key(key: ScryptKey) -> bytes:
+    """The companion's AES-256-GCM key: HKDF-SHA256 of the scrypt output under its own label, so it shares
+    nothing usable with the V3 file's AES and MAC halves."""
+    from Crypto.Hash import SHA256
+    from Crypto.Protocol.KDF import HKDF
+
+    return HKDF(key.key, 32, b"", SHA256, context=COMPANION_KEY_INFO)
 
 
 def _companion_aad(public: dict[str, Any]) -> bytes:
@@ -252,12 +355,14 @@ def _companion_payload(bundle: SecretBundle) -> bytes:
 
 
 def encrypt_companion(bundle: SecretBundle, passphrase: str, public: dict[str, Any], account_keystore: str, *,
-                      scrypt_n: int = DEFAULT_SCRYPT_N) -> dict[str, Any]:
+                      scrypt_n: int = DEFAULT_SCRYPT_N, key: ScryptKey | None = None) -> dict[str, Any]:
     """The format-3 companion of a V3 account keystore: ``public`` in clear (authenticated), the rest of
-    ``bundle`` encrypted with scrypt (``scrypt_n``, r=8, p=1, own salt) + AES-256-GCM."""
-    salt, nonce = os.urandom(16), os.urandom(12)
-    key = _derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
-    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+    ``bundle`` under AES-256-GCM with a key derived (HKDF-SHA256, label ``mbds/keystore/companion/v3``) from
+    scrypt of the passphrase — by default the V3 file's own derivation (``key``), whose parameters the
+    companion repeats, so one scrypt opens both."""
+    key = key or ScryptKey.fresh(passphrase, scrypt_n)
+    nonce = os.urandom(12)
+    cipher = AES.new(_companion_cipher_key(key), AES.MODE_GCM, nonce=nonce)
     cipher.update(_companion_aad(public))
     ciphertext, tag = cipher.encrypt_and_digest(_companion_payload(bundle))
     return {
@@ -266,8 +371,9 @@ def encrypt_companion(bundle: SecretBundle, passphrase: str, public: dict[str, A
         "account_keystore": account_keystore,  # where the current account key is (Ethereum V3), informative
         "crypto": {
             "kdf": "scrypt",
-            "kdfparams": {"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "dklen": 32},
+            "kdfparams": dict(key.params),
             "cipher": "aes-256-gcm",
+            "cipherkey": "hkdf-sha256:" + COMPANION_KEY_INFO.decode(),
             "nonce": nonce.hex(),
             "tag": tag.hex(),
             "ciphertext": ciphertext.hex(),
@@ -275,20 +381,24 @@ def encrypt_companion(bundle: SecretBundle, passphrase: str, public: dict[str, A
     }
 
 
-def decrypt_companion(doc: dict[str, Any], passphrase: str, account_key: bytes, *,
-                      source: str = "companion") -> SecretBundle:
-    """Open a format-3 companion with the passphrase that opened its account keystore (``account_key``).
+def decrypt_companion(doc: dict[str, Any], passphrase: str, account_key: bytes, *, source: str = "companion",
+                      key: ScryptKey | None = None) -> SecretBundle:
+    """Open a format-3 companion with the passphrase that opened its account keystore (``account_key``;
+    ``key``: that file's scrypt derivation, reused when the companion names the same parameters).
     Authentication failing now means the companion was modified (or the V3 file re-encrypted under
     another passphrase): :class:`KeystoreTamperedError`."""
     try:
         if doc["version"] != COMPANION_VERSION:
             raise KeystoreFormatError(f"{source}: keystore format version {doc['version']!r} is not a companion")
         c = doc["crypto"]
-        kp = c["kdfparams"]
-        if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm":
-            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
-        key = _derive(passphrase, bytes.fromhex(kp["salt"]), kp["n"], kp["r"], kp["p"])
-        cipher = AES.new(key, AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
+        if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm" or \
+                c.get("cipherkey") != "hkdf-sha256:" + COMPANION_KEY_INFO.decode():
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}/{c.get('cipherkey')}")
+        try:
+            key = key.for_params(passphrase, c["kdfparams"]) if key else ScryptKey.derive(passphrase, c["kdfparams"])
+        except KeystoreFormatError as exc:
+            raise KeystoreFormatError(f"{source}: {exc}") from None
+        cipher = AES.new(_companion_cipher_key(key), AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
         cipher.update(_companion_aad(doc["public"]))
         plain = cipher.decrypt_and_verify(bytes.fromhex(c["ciphertext"]), bytes.fromhex(c["tag"]))
     except KeystoreError:

@@ -19,10 +19,12 @@ On disk (``kmc/``), one participant is two files, both ``0600``, one passphrase:
   ``~/.ape/accounts/NAME.json``) and geth read it;
 * ``participants/NAME.json`` — its companion (keystore format 3): the public
   section in clear (name, role, ID, address, PRE and PEKS public keys, earlier
-  versions' public keys), and, encrypted with scrypt at the same cost (own
-  salt) + AES-256-GCM over the public section, the Umbral seeds and PEKS keys
-  of every key version, the earlier versions' account keys and the real
-  identity.
+  versions' public keys), and, encrypted with AES-256-GCM over the public
+  section, the Umbral seeds and PEKS keys of every key version, the earlier
+  versions' account keys and the real identity.  Both files hang on one scrypt
+  derivation (the companion repeats its parameters; its GCM key is an
+  HKDF-SHA256 sub-key), so unlocking costs one scrypt and neither file is a
+  cheaper target than the other.
 
 A participant keystore of formats 1 or 2 (one file holding everything) is
 migrated to these two files the first time it is unlocked, with a message on
@@ -48,9 +50,9 @@ from .crypto.keys import IDENTITY_KEY_LABEL, PatientKeyring, PatientSecrets
 from .crypto.peks import PeksPublicKey, PeksSecretKey
 from .errors import IdentityError, KeystoreError, KeystoreFormatError, KeystoreTamperedError
 from .identity import Participant, Role
-from .keystore import (COMPANION_VERSION, DEFAULT_SCRYPT_N, READABLE_VERSIONS, SecretBundle, decrypt_account_v3,
-                       decrypt_bundle, decrypt_companion, encrypt_account_v3, encrypt_bundle, encrypt_companion,
-                       read_keystore, write_keystore)
+from .keystore import (COMPANION_VERSION, DEFAULT_SCRYPT_N, READABLE_VERSIONS, ScryptKey, SecretBundle,
+                       decrypt_account_v3, decrypt_bundle, decrypt_companion, encrypt_account_v3, encrypt_bundle,
+                       encrypt_companion, read_keystore, write_keystore)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -150,9 +152,9 @@ class KeyManagementCenter:
                               peks_sk.to_bytes(), real_identity)
         participant = self._participant(name, role, pid, bundle, institution.id if institution else b"\x00" * 32)
         # the account keystore first: a companion never names an account whose keystore is not written
-        write_keystore(account_keystore(path), encrypt_account_v3(bundle.account_key, passphrase,
-                                                                  scrypt_n=self.scrypt_n))
-        write_keystore(path, _companion(bundle, passphrase, self._public(participant), path, self.scrypt_n))
+        key = ScryptKey.fresh(passphrase, self.scrypt_n)  # one scrypt for both files (each its own sub-key)
+        write_keystore(account_keystore(path), encrypt_account_v3(bundle.account_key, passphrase, key=key))
+        write_keystore(path, _companion(bundle, passphrase, self._public(participant), path, key))
         return participant
 
     def rotate(self, name: str, passphrase: str) -> Participant:
@@ -171,8 +173,9 @@ class KeyManagementCenter:
         # an unlock after a crash between the two finishes the move (_account_key)
         account = account_keystore(path)
         pending = account.with_name(account.name + PENDING)
-        write_keystore(pending, encrypt_account_v3(bundle.account_key, passphrase, scrypt_n=self.scrypt_n))
-        write_keystore(path, _companion(bundle, passphrase, self._public(participant, bundle), path, self.scrypt_n))
+        key = ScryptKey.fresh(passphrase, self.scrypt_n)
+        write_keystore(pending, encrypt_account_v3(bundle.account_key, passphrase, key=key))
+        write_keystore(path, _companion(bundle, passphrase, self._public(participant, bundle), path, key))
         os.replace(pending, account)
         return participant
 
@@ -223,9 +226,8 @@ def account_keystore(companion: Path) -> Path:
     return companion.parent.parent / "accounts" / companion.name
 
 
-def _companion(bundle: SecretBundle, passphrase: str, public: dict, path: Path, scrypt_n: int) -> dict:
-    return encrypt_companion(bundle, passphrase, public, f"../accounts/{account_keystore(path).name}",
-                             scrypt_n=scrypt_n)
+def _companion(bundle: SecretBundle, passphrase: str, public: dict, path: Path, key: ScryptKey) -> dict:
+    return encrypt_companion(bundle, passphrase, public, f"../accounts/{account_keystore(path).name}", key=key)
 
 
 def _report_migration(message: str) -> None:
@@ -250,7 +252,8 @@ def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]
     doc = read_keystore(path)
     version = doc.get("version")
     if version == COMPANION_VERSION:
-        bundle = decrypt_companion(doc, passphrase, _account_key(path, doc, passphrase), source=str(path))
+        account_key, derived = _account_key(path, doc, passphrase)
+        bundle = decrypt_companion(doc, passphrase, account_key, source=str(path), key=derived)
     elif version in READABLE_VERSIONS:
         bundle = decrypt_bundle(doc, passphrase, source=str(path))  # checks the passphrase before anything
     else:
@@ -275,7 +278,7 @@ def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]
     return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed, bundle.earlier), bundle
 
 
-def _account_key(path: Path, companion: dict, passphrase: str) -> bytes:
+def _account_key(path: Path, companion: dict, passphrase: str) -> tuple[bytes, ScryptKey | None]:
     """The current account key from the companion's V3 keystore; finishes a rotation a crash interrupted
     (the companion already names the new account, whose keystore still waits beside the old one)."""
     account = account_keystore(path)
@@ -285,26 +288,27 @@ def _account_key(path: Path, companion: dict, passphrase: str) -> bytes:
                                   "backup: the companion alone cannot sign)")
     want = str(companion.get("public", {}).get("address", "")).lower()
     if pending.is_file():
-        key = decrypt_account_v3(read_keystore(pending), passphrase, source=str(pending))
+        key, derived = decrypt_account_v3(read_keystore(pending), passphrase, source=str(pending))
         if Account.from_key(key).address.lower() == want:
             os.replace(pending, account)
-            return key
+            return key, derived
         pending.unlink()  # a rotation that never reached its companion: the new key was never used
-    key = decrypt_account_v3(read_keystore(account), passphrase, source=str(account))
+    key, derived = decrypt_account_v3(read_keystore(account), passphrase, source=str(account))
     if Account.from_key(key).address.lower() != want:
         raise KeystoreTamperedError(f"{account}: holds account {Account.from_key(key).address}, but {path} is the "
                                     f"companion of {companion['public'].get('address')}: one of them was replaced")
-    return key
+    return key, derived
 
 
 def _migrate(path: Path, doc: dict, bundle: SecretBundle, passphrase: str) -> None:
     """Rewrite a format-1/2 participant keystore as a V3 account keystore + companion (once), at the same
     scrypt cost.  The new files are opened again before the old one is replaced: nothing is lost."""
-    n = int(doc["crypto"]["kdfparams"]["n"])
+    key = ScryptKey.fresh(passphrase, int(doc["crypto"]["kdfparams"]["n"]))  # the same cost as before
     public = dict(doc["public"])
-    v3 = encrypt_account_v3(bundle.account_key, passphrase, scrypt_n=n)
-    companion = _companion(bundle, passphrase, public, path, n)
-    if decrypt_companion(companion, passphrase, decrypt_account_v3(v3, passphrase), source=str(path)) != bundle:
+    v3 = encrypt_account_v3(bundle.account_key, passphrase, key=key)
+    companion = _companion(bundle, passphrase, public, path, key)
+    account_key, _ = decrypt_account_v3(v3, passphrase, key=key)
+    if decrypt_companion(companion, passphrase, account_key, source=str(path), key=key) != bundle:
         raise KeystoreError(f"{path}: migration check failed; the keystore was left as it was")
     write_keystore(account_keystore(path), v3)
     write_keystore(path, companion)  # the commit point: a crash before it leaves the old file, migrated again

@@ -17,11 +17,12 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from mbds_py import keystore as keystore_module
 from mbds_py import kmc as kmc_module
 from mbds_py.errors import (KeystoreError, KeystoreFormatError, KeystorePassphraseError, KeystoreTamperedError,
                             MBDSError)
 from mbds_py.identity import Role
-from mbds_py.keystore import COMPANION_VERSION, encrypt_bundle, read_keystore, write_keystore
+from mbds_py.keystore import COMPANION_VERSION, decrypt_account_v3, encrypt_bundle, read_keystore, write_keystore
 from mbds_py.kmc import KeyManagementCenter, account_keystore
 
 PASS = "correct horse battery staple"
@@ -71,12 +72,39 @@ def test_companion_holds_the_other_secrets_encrypted_and_not_the_account_key(kmc
     assert doc["version"] == COMPANION_VERSION and doc["account_keystore"] == "../accounts/alice.json"
     assert doc["crypto"]["kdf"] == "scrypt" and doc["crypto"]["cipher"] == "aes-256-gcm"
     v3 = json.loads(account.read_text())
-    assert doc["crypto"]["kdfparams"]["n"] == v3["crypto"]["kdfparams"]["n"]  # same strength
-    assert doc["crypto"]["kdfparams"]["salt"] != v3["crypto"]["kdfparams"]["salt"]
+    # the same scrypt (same strength, one derivation opens both); each file its own sub-key of it
+    assert doc["crypto"]["kdfparams"] == v3["crypto"]["kdfparams"]
+    assert doc["crypto"]["cipherkey"] == "hkdf-sha256:mbds/keystore/companion/v3"
     text = companion.read_text().lower() + account.read_text().lower()
     for secret in (keys.account.key.hex()[2:], keys.peks_secret.to_bytes().hex(), keys.secrets.to_bytes()[38:70].hex()):
         assert secret not in text
     assert "alice chen" not in text
+
+
+def test_one_scrypt_unlocks_a_participant(kmc, monkeypatch):
+    calls = []
+    real = keystore_module._scrypt
+    monkeypatch.setattr(keystore_module, "_scrypt", lambda *a: calls.append(a[2]) or real(*a))
+    kmc.unlock("alice", PASS)
+    assert calls == [FAST_SCRYPT]
+
+
+@pytest.mark.parametrize("kdf", ["scrypt", "pbkdf2"])
+def test_v3_files_other_tools_write_open_too(kdf):
+    key = os.urandom(32)
+    doc = Account.encrypt(key, PASS, kdf=kdf, iterations=FAST_SCRYPT if kdf == "scrypt" else 1000)
+    opened, derived = decrypt_account_v3(doc, PASS)
+    assert opened == key and (derived is None) == (kdf == "pbkdf2")
+    with pytest.raises(KeystorePassphraseError, match="MAC mismatch"):
+        decrypt_account_v3(doc, "not it")
+
+
+def test_companion_still_opens_after_the_v3_file_is_re_encrypted_elsewhere(kmc):
+    """E.g. `cast wallet change-password` with the same passphrase: new salt in the V3 file only."""
+    _, account = _files(kmc)
+    key, _ = decrypt_account_v3(json.loads(account.read_text()), PASS)
+    account.write_text(json.dumps(Account.encrypt(key, PASS, kdf="scrypt", iterations=FAST_SCRYPT)))
+    assert kmc.unlock("alice", PASS).account.key == key
 
 
 def test_ape_reads_the_account_keystore(kmc, tmp_path):
