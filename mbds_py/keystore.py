@@ -279,6 +279,12 @@ def encrypt_account_v3(account_key: bytes, passphrase: str, *, scrypt_n: int = D
     }
 
 
+def is_account_v3(doc: dict[str, Any]) -> bool:
+    """Whether a keystore document is an Ethereum V3 keystore (as opposed to an MBDS one)."""
+    crypto = doc.get("crypto", doc.get("Crypto"))
+    return doc.get("version") == 3 and isinstance(crypto, dict) and crypto.get("cipher") == "aes-128-ctr"
+
+
 def decrypt_account_v3(doc: dict[str, Any], passphrase: str, *, source: str = "account keystore",
                        key: ScryptKey | None = None) -> tuple[bytes, ScryptKey | None]:
     """The account key of a V3 keystore (scrypt or PBKDF2, as any tool writes it) and, for scrypt, the

@@ -319,3 +319,41 @@ def test_migration_interrupted_before_the_companion_is_done_again(kmc, monkeypat
     assert _files(kmc)[0].read_bytes() == legacy  # the old file is whole
     assert _ring(kmc.unlock("alice", PASS)) == _ring(before)  # and it migrates on the next unlock
     assert read_keystore(_files(kmc)[0])["version"] == COMPANION_VERSION
+
+
+# -- a service started by hand on a participant's V3 file ---------------------------------------------------
+
+
+def _service_args(keystore: Path) -> tuple[object, int]:
+    import argparse
+
+    r, w = os.pipe()
+    os.write(w, (PASS + "\n").encode())
+    os.close(w)
+    return argparse.Namespace(keystore=str(keystore), passphrase_fd=r, key_fd=None), r
+
+
+def test_a_replica_runs_on_the_participants_v3_keystore(kmc):
+    from mbds_py.service_keys import load_service_secret
+
+    _, account = _files(kmc)
+    args, _fd = _service_args(account)
+    key = load_service_secret(args, "validator", lambda bundle: bundle.account_key)  # what `mbds node run` does
+    assert Account.from_key(key).address == kmc.load("alice").address
+
+
+def test_a_proxy_refuses_a_v3_keystore_by_name(kmc):
+    from mbds_py.errors import ConfigError
+    from mbds_py.service_keys import load_service_secret
+
+    _, account = _files(kmc)
+    args, _fd = _service_args(account)
+
+    def proxy_key_set(bundle):  # as the proxy maps a keystore: it needs the Umbral and PEKS keys too
+        if not bundle.umbral_seed:
+            raise ValueError("no Umbral seed")
+        return b""
+
+    with pytest.raises(ConfigError, match="is an Ethereum V3 keystore, which holds an account key only; the proxy "
+                                          "needs a full key set"):
+        load_service_secret(args, "proxy", proxy_key_set)
