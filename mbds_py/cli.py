@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import json
 import os
 import sys
+from typing import Callable
 
+from . import __version__
 from .errors import MBDSError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+NO_COMMAND_EXIT = 2  # `mbds` (or `mbds storage`) without a command: its help on stdout, exit 2 (a usage error)
 
 
 def _spec(args: argparse.Namespace):
@@ -108,10 +114,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     table, created = deploy(spec, _passphrase(args), _population(args))
-    for chain, entries in table.items():
-        for name, d in entries.items():
-            tag = "deployed" if f"{chain}/{name}" in created else "found"
-            print(f"{chain:14} {name:20} {d.address}  {tag}")
+    rows = [[chain, name, d.address, "deployed" if f"{chain}/{name}" in created else "found"]
+            for chain, entries in table.items() for name, d in entries.items()]
+    if rows:
+        print(fit_table(rows))
     print(f"state: {spec.state_dir}")
     return 0
 
@@ -123,9 +129,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"solc {solc_version(binary)} ({binary})")
     if args.link:
         print(f"py-solc-x / ape-solidity link: {install_solcx_link(binary)}")
-    for name, a in sorted(compile_contracts(use_cache=not args.force).items()):
-        print(f"{name:24} {len(a.deployed_bytecode) // 2:6} bytes  {a.source}")
+    rows = [[name, f"{len(a.deployed_bytecode) // 2} bytes", a.source]
+            for name, a in sorted(compile_contracts(use_cache=not args.force).items())]
+    if rows:
+        print(fit_table(rows, right=(1,)))
     return 0
+
+
+def fit_table(rows: list[list[str]], header: list[str] | None = None, *, right: tuple[int, ...] = ()) -> str:
+    """Rows as aligned columns, each as wide as its longest cell (``right``: right-aligned columns)."""
+    table = [header, *rows] if header else list(rows)
+    widths = [max(len(str(x)) for x in col) for col in zip(*table)]
+    return "\n".join("  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)
+                                for i, (x, w) in enumerate(zip(row, widths))).rstrip() for row in table)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -169,21 +185,138 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return run_proxy(args)
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, ``localhost``)."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
+
+
 def cmd_portal(args: argparse.Namespace) -> int:
     from .portal.server import run_portal
 
+    if not is_loopback(args.host):
+        print(f"mbds portal: WARNING: --host {args.host} listens beyond loopback: other machines can reach this "
+              "portal, which serves plain HTTP (the passphrase and decrypted records would cross the network "
+              "unencrypted). Put a TLS-terminating proxy in front, or keep the default 127.0.0.1.",
+              file=sys.stderr, flush=True)
     return run_portal(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mbds", description="Medical blockchain double-chain system")
-    sub = p.add_subparsers(dest="command", required=True)
+def _storage_arguments(q: argparse.ArgumentParser) -> None:
+    from .storage.node import add_arguments
+
+    st_sub = q.add_subparsers(dest="storage_action", metavar="ACTION")
+    run = add_arguments(st_sub.add_parser("run", help="serve /api/v0/add, cat, pin/add, pin/rm, pin/ls, version"))
+    run.set_defaults(func=cmd_storage)
+    _long_running(run)
+
+
+def _node_arguments(q: argparse.ArgumentParser) -> None:
+    from .private.node import add_arguments
+
+    nd_sub = q.add_subparsers(dest="node_action", metavar="ACTION")
+    run = add_arguments(nd_sub.add_parser("run", help="run one replica (key: --keystore FILE, passphrase on stdin "
+                                                       "or --passphrase-fd; the launcher: --key-fd)"))
+    run.set_defaults(func=cmd_node)
+    _long_running(run)
+
+
+def _consortium_arguments(q: argparse.ArgumentParser) -> None:
+    from .consortium.node import add_arguments
+
+    cs_sub = q.add_subparsers(dest="consortium_action", metavar="ACTION")
+    run = add_arguments(cs_sub.add_parser("run", help="run one consortium node (key: --keystore FILE or --key-fd N)"))
+    run.set_defaults(func=cmd_consortium)
+    _long_running(run)
+
+
+def _proxy_arguments(q: argparse.ArgumentParser) -> None:
+    from .sharing.proxy import add_arguments
+
+    px_sub = q.add_subparsers(dest="proxy_action", metavar="ACTION")
+    run = add_arguments(px_sub.add_parser("run", help="run one proxy (key: --keystore FILE or --key-fd N)"))
+    run.set_defaults(func=cmd_proxy)
+    _long_running(run)
+
+
+def _bench_arguments(q: argparse.ArgumentParser) -> None:
+    from .bench.runner import add_arguments
+
+    add_arguments(q)
+    q.set_defaults(func=cmd_bench)
+
+
+def _portal_arguments(q: argparse.ArgumentParser) -> None:
+    from .portal.server import add_arguments
+
+    add_arguments(q)
+    q.set_defaults(func=cmd_portal)
+    _long_running(q)
+
+
+# Commands whose options live in heavy modules (web3, crypto, HTTP servers): their sub-parser is filled only
+# when that command is the one being run, so `mbds --help` and the light commands start without importing them.
+LAZY_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "storage": ("the bundled storage node (Kubo RPC API subset)", _storage_arguments),
+    "node": ("a PBFT replica of a private chain", _node_arguments),
+    "consortium": ("a consortium institution's DPoS node (RPN/ATN)", _consortium_arguments),
+    "proxy": ("a re-encryption proxy of an authority center", _proxy_arguments),
+    "bench": ("measure the system beside its baselines", _bench_arguments),
+    "portal": ("the web portal (online client) of one patient or doctor, on 127.0.0.1 by default",
+               _portal_arguments),
+}
+
+
+def _long_running(q: argparse.ArgumentParser) -> None:
+    """Every long-running command takes ``--log-level LEVEL`` and ``-v/--verbose`` (= ``--log-level DEBUG``);
+    an option a service module declared without help text gets one here."""
+    level = next((a for a in q._actions if a.dest == "log_level"), None)
+    if level is None:
+        level = q.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    if not level.help:
+        level.help = f"log verbosity: {', '.join(LOG_LEVELS)} (default {level.default})"
+    if "-v" not in q._option_string_actions:
+        q.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
+                       help="log everything (the same as --log-level DEBUG)")
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command named on the command line (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argparse.ArgumentParser:
+    """The ``mbds`` parser.  Only the command named in ``argv`` (every one with ``full``) gets the options of
+    the heavy modules; the others are listed with their help line."""
+    wanted = None if full or argv is None else _command_of(argv)
+    p = argparse.ArgumentParser(
+        prog="mbds", description="Medical blockchain double-chain system",
+        epilog="`mbds COMMAND --help` shows a command's options. Without a command, this help is printed and "
+               f"the exit status is {NO_COMMAND_EXIT}. Exit status of commands: 0 done, 1 refused or failed "
+               "check, 2 error, 3 a service is down (status).")
+    p.add_argument("--version", action="version", version=f"mbds {__version__}",
+                   help="print the version and exit")
+    p.set_defaults(_help_parser=p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, **kw)
+        q.set_defaults(_help_parser=q)
+        parsers[name] = q
+        return q
 
     def common(q: argparse.ArgumentParser, *, passphrase: bool = False, population: bool = False) -> None:
-        q.add_argument("--spec", help="network spec TOML (default: the embedded devnet: a consortium chain, "
-                                      "two hospitals and one Internet platform)")
-        q.add_argument("--state-dir", help="the network's state folder (default: $MBDS_STATE_DIR, else the "
-                                           "spec's devnet.state_dir, else ~/.local/state/mbds/network)")
+        q.add_argument("--spec", metavar="FILE",
+                       help="network spec TOML (default: the embedded devnet: a consortium chain, "
+                            "two hospitals and one Internet platform)")
+        q.add_argument("--state-dir", metavar="DIR",
+                       help="the network's state folder (default: $MBDS_STATE_DIR, else the "
+                            "spec's devnet.state_dir, else ~/.local/state/mbds/network)")
         if passphrase:
             q.add_argument("--passphrase-stdin", action="store_true",
                            help="read the keystores' passphrase from the first line of standard input "
@@ -193,86 +326,55 @@ def build_parser() -> argparse.ArgumentParser:
                            help="population TOML ([[members]] name, role, real_identity, institution, chain); "
                                 "default: the demo's")
 
-    u = sub.add_parser("up", help="bring up the whole network (chains, contracts, replicas, consortium "
-                                  "nodes, storage, proxies) and leave it running")
+    u = add("up", help="bring up the whole network (chains, contracts, replicas, consortium "
+                       "nodes, storage, proxies) and leave it running")
     common(u, passphrase=True, population=True)
     u.add_argument("--no-proxies", dest="proxies", action="store_false", help="do not start the proxies")
     u.set_defaults(func=cmd_up)
-    s_ = sub.add_parser("status", help="every service of the network: kind, pid, URL, health, log (exit 3 if "
-                                       "any is down)")
+    s_ = add("status", help="every service of the network: kind, pid, URL, health, log (exit 3 if any is down)")
     common(s_)
     s_.add_argument("--json", action="store_true", help="as JSON")
     s_.set_defaults(func=cmd_status)
-    lg = sub.add_parser("logs", help="the last lines of one service's log")
+    lg = add("logs", help="the last lines of one service's log")
     common(lg)
     lg.add_argument("name", help="a service name as `mbds status` lists it, e.g. hospital-a-replica-0")
     lg.add_argument("-n", "--lines", type=int, default=50, help="how many lines (0 = all; default 50)")
     lg.set_defaults(func=cmd_logs)
-    dn = sub.add_parser("down", help="stop every process of the network")
+    dn = add("down", help="stop every process of the network")
     common(dn)
     dn.set_defaults(func=cmd_down)
 
     from .verbs import add_verbs  # record, access, search, read, audit, receipt: as a named participant
 
+    before = set(sub.choices)
     add_verbs(sub, common)
+    for name in set(sub.choices) - before:
+        _help_defaults(sub.choices[name])
 
-    d = sub.add_parser("devnet", help="start, inspect or stop only the chains and storage nodes of a spec")
-    d.add_argument("action", choices=["up", "status", "down"])
+    d = add("devnet", help="start, inspect or stop only the chains and storage nodes of a spec")
+    d.add_argument("action", choices=["up", "status", "down"],
+                   help="up: start them; status: list them; down: stop them")
     common(d)
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)
 
-    dep = sub.add_parser("deploy", help="enrol the population and deploy each chain's contracts (idempotent; "
-                                        "the chains must be up)")
+    dep = add("deploy", help="enrol the population and deploy each chain's contracts (idempotent; "
+                             "the chains must be up)")
     common(dep, passphrase=True, population=True)
     dep.set_defaults(func=cmd_deploy)
 
-    c = sub.add_parser("compile", help="compile the contracts (cached by source hash)")
+    c = add("compile", help="compile the contracts (cached by source hash)")
     c.add_argument("--force", action="store_true", help="ignore the cache")
     c.add_argument("--link", action="store_true", help="expose the compiler to py-solc-x and ape-solidity")
     c.set_defaults(func=cmd_compile)
 
-    st = sub.add_parser("storage", help="the bundled storage node (Kubo RPC API subset)")
-    st_sub = st.add_subparsers(dest="storage_action", required=True)
-    from .storage.node import add_arguments as storage_arguments
+    for name, (help_, fill) in LAZY_COMMANDS.items():
+        q = add(name, help=help_, description=help_)
+        if full or wanted == name:
+            fill(q)
+            _help_defaults(q)
 
-    run = storage_arguments(st_sub.add_parser("run", help="serve /api/v0/add, cat, pin/add, pin/rm, pin/ls, version"))
-    run.set_defaults(func=cmd_storage)
-
-    nd = sub.add_parser("node", help="a PBFT replica of a private chain")
-    nd_sub = nd.add_subparsers(dest="node_action", required=True)
-    from .private.node import add_arguments as node_arguments
-
-    node_arguments(nd_sub.add_parser("run", help="run one replica (key: --keystore FILE, passphrase on stdin or --passphrase-fd; the launcher: --key-fd)"))
-    nd_sub.choices["run"].set_defaults(func=cmd_node)
-
-    cs = sub.add_parser("consortium", help="a consortium institution's DPoS node (RPN/ATN)")
-    cs_sub = cs.add_subparsers(dest="consortium_action", required=True)
-    from .consortium.node import add_arguments as consortium_arguments
-
-    consortium_arguments(cs_sub.add_parser("run", help="run one consortium node (key: --keystore FILE or --key-fd N)"))
-    cs_sub.choices["run"].set_defaults(func=cmd_consortium)
-
-    px = sub.add_parser("proxy", help="a re-encryption proxy of an authority center")
-    px_sub = px.add_subparsers(dest="proxy_action", required=True)
-    from .sharing.proxy import add_arguments as proxy_arguments
-
-    proxy_arguments(px_sub.add_parser("run", help="run one proxy (key: --keystore FILE or --key-fd N)"))
-    px_sub.choices["run"].set_defaults(func=cmd_proxy)
-
-    b = sub.add_parser("bench", help="measure the system beside its baselines")
-    from .bench.runner import add_arguments as bench_arguments
-
-    bench_arguments(b)
-    b.set_defaults(func=cmd_bench)
-
-    po = sub.add_parser("portal", help="the web portal (online client) of one patient or doctor, on localhost")
-    from .portal.server import add_arguments as portal_arguments
-
-    portal_arguments(po)
-    po.set_defaults(func=cmd_portal)
-
-    demo = sub.add_parser("demo", help="run the scripted demo on embedded defaults (up, the story, down)")
+    demo = add("demo", help="run the scripted demo on embedded defaults (up, the story, down)")
     common(demo, passphrase=True)
     demo.add_argument("--json", metavar="FILE", help="write each step's expected/actual outcome and timing")
     demo.add_argument("--keep", action="store_true",
@@ -284,8 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _help_defaults(q: argparse.ArgumentParser) -> None:
+    """Each nested parser prints its own help when run without a sub-command (``mbds record``)."""
+    q.set_defaults(_help_parser=q)
+    for action in q._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.required = False
+            if action.metavar is None:
+                action.metavar = "ACTION"
+            for child in action.choices.values():
+                _help_defaults(child)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    if not hasattr(args, "func"):  # `mbds` or `mbds storage` alone: that parser's help
+        args._help_parser.print_help()
+        return NO_COMMAND_EXIT
     try:
         return args.func(args)
     except MBDSError as exc:

@@ -86,6 +86,20 @@ class KeystoreError(MBDSError, ValueError):
     """A keystore could not be read or unlocked (wrong passphrase, corrupt file)."""
 
 
+class KeystorePassphraseError(KeystoreError):
+    """A keystore does not open with the passphrase given: wrong passphrase, or its ciphertext or MAC was
+    modified (the two look the same by design).  Nothing was changed."""
+
+
+class KeystoreTamperedError(KeystoreError):
+    """A keystore was modified: the passphrase is proven right by its other half (the account keystore
+    opens) but this file fails authentication or does not match the keys."""
+
+
+class KeystoreFormatError(KeystoreError):
+    """A keystore file is missing, truncated, not JSON, or of a format this MBDS does not read."""
+
+
 class GovernanceError(MBDSError, PermissionError):
     """A governance operation cannot go through: fewer authority keys than the quorum, or not ready yet.
     Have more authorities approve (``GovernorAgent.approve``) or execute after the operation's delay."""

@@ -12,12 +12,24 @@ Format versions (``"version"`` of the document):
   key version 1 with no earlier versions;
 * 2 — every key version the participant ever had, oldest first, in the same
   encrypted payload: a rotation adds a version and keeps the earlier ones, so
-  records made under them stay readable, searchable and shareable.
+  records made under them stay readable, searchable and shareable;
+* 3 — a participant's *companion* (:func:`encrypt_companion`): the same public
+  section and cipher as format 2, but the current account key is not in it: it
+  is in an Ethereum V3 keystore of its own (:func:`encrypt_account_v3`, the file
+  eth-account, ``ape`` and ``cast wallet`` read).  The companion keeps the
+  Umbral seeds, the PEKS keys, the real identity and the earlier versions'
+  account keys, under AES-256-GCM over the public section with a key derived
+  (HKDF-SHA256, label ``mbds/keystore/companion/v3``) from the same scrypt
+  derivation as the V3 file, whose parameters it repeats (one scrypt opens
+  both; a V3 file re-encrypted elsewhere makes it a second scrypt).  Formats 1 and 2 remain
+  readable (the KMC migrates a participant's file once, see :mod:`mbds_py.kmc`);
+  service keystores and the KMC's own key stay in format 2.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,10 +38,11 @@ from typing import Any
 
 from Crypto.Cipher import AES
 
-from .errors import KeystoreError
+from .errors import KeystoreError, KeystoreFormatError, KeystorePassphraseError, KeystoreTamperedError
 
 KEYSTORE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+COMPANION_VERSION = 3
 DEFAULT_SCRYPT_N = 2**17  # the floor for real keystores (issue 13); tests pass a cheap one explicitly
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -128,12 +141,12 @@ def decrypt_bundle(doc: dict[str, Any], passphrase: str, *, source: str = "keyst
     """Unlock a keystore document; a wrong passphrase or tampering raises KeystoreError."""
     try:
         if doc["version"] not in READABLE_VERSIONS:
-            raise KeystoreError(f"{source}: keystore format version {doc['version']!r} is not supported (this "
-                                f"MBDS reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade MBDS")
+            raise KeystoreFormatError(f"{source}: keystore format version {doc['version']!r} is not supported (this "
+                                      f"MBDS reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade MBDS")
         c = doc["crypto"]
         kp = c["kdfparams"]
         if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm":
-            raise KeystoreError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}")
         key = _derive(passphrase, bytes.fromhex(kp["salt"]), kp["n"], kp["r"], kp["p"])
         cipher = AES.new(key, AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
         cipher.update(json.dumps(doc["public"], sort_keys=True).encode())
@@ -141,17 +154,18 @@ def decrypt_bundle(doc: dict[str, Any], passphrase: str, *, source: str = "keyst
     except KeystoreError:
         raise
     except ValueError as exc:
-        raise KeystoreError(f"{source}: wrong passphrase or the file was modified (authentication failed)") from exc
+        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (authentication "
+                                      "failed); nothing was changed") from exc
     except (KeyError, TypeError) as exc:
-        raise KeystoreError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
+        raise KeystoreFormatError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
     try:
         bundle = SecretBundle.from_json(plain)
     except KeystoreError as exc:
-        raise KeystoreError(f"{source}: {exc}") from None
+        raise KeystoreFormatError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise KeystoreError(f"{source}: malformed secret payload ({type(exc).__name__})") from None
+        raise KeystoreFormatError(f"{source}: malformed secret payload ({type(exc).__name__})") from None
     if doc["version"] == 1 and (bundle.key_version != 1 or bundle.earlier):
-        raise KeystoreError(f"{source}: a format-1 keystore holds exactly key version 1")
+        raise KeystoreFormatError(f"{source}: a format-1 keystore holds exactly key version 1")
     return bundle
 
 
@@ -169,8 +183,249 @@ def write_keystore(path: Path, doc: dict[str, Any]) -> None:
 
 def read_keystore(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except OSError as exc:
-        raise KeystoreError(f"{path}: cannot read keystore ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise KeystoreError(f"{path}: not a keystore (invalid JSON at line {exc.lineno})") from exc
+        raise KeystoreFormatError(f"{path}: cannot read keystore ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise KeystoreFormatError(f"{path}: not a keystore (invalid JSON{where}: truncated or overwritten?)") from exc
+    if not isinstance(doc, dict):
+        raise KeystoreFormatError(f"{path}: not a keystore (a JSON {type(doc).__name__}, not an object)")
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Format 3: the account key in an Ethereum V3 keystore, everything else in an encrypted companion
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScryptKey:
+    """One scrypt derivation of a passphrase: its parameters (as keystores store them) and the 32-byte key.
+    The V3 file and its companion share it (each then uses its own sub-key), so unlocking a participant
+    costs one scrypt, not two."""
+
+    params: dict[str, Any]  # {"n", "r", "p", "salt" (hex), "dklen"}
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, passphrase: str, params: dict[str, Any]) -> "ScryptKey":
+        try:
+            n, r, p, salt = int(params["n"]), int(params["r"]), int(params["p"]), bytes.fromhex(params["salt"])
+            dklen = int(params.get("dklen", 32))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeystoreFormatError(f"bad scrypt parameters ({type(exc).__name__}: {exc})") from None
+        if not (2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0) or not (1 <= r <= 32 and 1 <= p <= 16) or dklen != 32:
+            raise KeystoreFormatError(f"scrypt parameters out of range (n={n}, r={r}, p={p}, dklen={dklen})")
+        if not passphrase:
+            raise KeystoreError("empty passphrase: set one (e.g. MBDS_PASSPHRASE) to protect the keystore")
+        key = _scrypt(passphrase.encode(), salt, n, r, p)
+        return cls({"n": n, "r": r, "p": p, "salt": salt.hex(), "dklen": 32}, key)
+
+    @classmethod
+    def fresh(cls, passphrase: str, scrypt_n: int = DEFAULT_SCRYPT_N) -> "ScryptKey":
+        return cls.derive(passphrase, {"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": os.urandom(32).hex(),
+                                       "dklen": 32})
+
+    def for_params(self, passphrase: str, params: dict[str, Any]) -> "ScryptKey":
+        """This derivation if ``params`` are its own, else a new one (e.g. a V3 file re-encrypted elsewhere)."""
+        fields = ("n", "r", "p", "salt")
+        same = {k: params.get(k) for k in fields} == {k: self.params[k] for k in fields}
+        return self if same else ScryptKey.derive(passphrase, params)
+
+
+MAX_SCRYPT_N = 2**20
+COMPANION_KEY_INFO = b"mbds/keystore/companion/v3"
+
+
+def _scrypt(secret: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=32, maxmem=128 * r * (n + p + 2) + 2**24)
+
+
+def _keccak(data: bytes) -> bytes:
+    from Crypto.Hash import keccak
+
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def _address(account_key: bytes) -> str:
+    from eth_account import Account
+
+    return Account.from_key(account_key).address
+
+
+def encrypt_account_v3(account_key: bytes, passphrase: str, *, scrypt_n: int = DEFAULT_SCRYPT_N,
+                       key: ScryptKey | None = None) -> dict[str, Any]:
+    """The Ethereum V3 keystore (Web3 Secret Storage) of one account key: scrypt, AES-128-CTR under the
+    derived key's first half, MAC = keccak256(second half ‖ ciphertext) — the file geth, eth-account,
+    ``cast wallet`` and ``ape accounts`` read.  ``key``: a derivation to share with the companion."""
+    import uuid
+
+    key = key or ScryptKey.fresh(passphrase, scrypt_n)
+    iv = os.urandom(16)
+    ciphertext = AES.new(key.key[:16], AES.MODE_CTR, nonce=b"", initial_value=iv).encrypt(bytes(account_key))
+    return {
+        "address": _address(account_key)[2:].lower(),
+        "crypto": {
+            "cipher": "aes-128-ctr",
+            "cipherparams": {"iv": iv.hex()},
+            "ciphertext": ciphertext.hex(),
+            "kdf": "scrypt",
+            "kdfparams": dict(key.params),
+            "mac": _keccak(key.key[16:32] + ciphertext).hex(),
+        },
+        "id": str(uuid.uuid4()),
+        "version": 3,
+    }
+
+
+def is_account_v3(doc: dict[str, Any]) -> bool:
+    """Whether a keystore document is an Ethereum V3 keystore (as opposed to an MBDS one)."""
+    crypto = doc.get("crypto", doc.get("Crypto"))
+    return doc.get("version") == 3 and isinstance(crypto, dict) and crypto.get("cipher") == "aes-128-ctr"
+
+
+def decrypt_account_v3(doc: dict[str, Any], passphrase: str, *, source: str = "account keystore",
+                       key: ScryptKey | None = None) -> tuple[bytes, ScryptKey | None]:
+    """The account key of a V3 keystore (scrypt or PBKDF2, as any tool writes it) and, for scrypt, the
+    derivation (to open the companion without a second scrypt).  A wrong passphrase or a modified file raises
+    a named error; nothing is written."""
+    try:
+        if int(doc["version"]) != 3:
+            raise KeystoreFormatError(f"{source}: Ethereum keystore version {doc['version']!r}, expected 3")
+        crypto = doc["crypto"] if "crypto" in doc else doc["Crypto"]
+        if crypto["cipher"] != "aes-128-ctr":
+            raise KeystoreFormatError(f"{source}: unsupported cipher {crypto['cipher']!r} (expected aes-128-ctr)")
+        kp = crypto["kdfparams"]
+        if crypto["kdf"] == "scrypt":
+            try:
+                derived: ScryptKey | None = key.for_params(passphrase, kp) if key else ScryptKey.derive(passphrase, kp)
+            except KeystoreFormatError as exc:
+                raise KeystoreFormatError(f"{source}: {exc}") from None
+            dk = derived.key
+        elif crypto["kdf"] == "pbkdf2":
+            if kp.get("prf", "hmac-sha256") != "hmac-sha256" or int(kp["dklen"]) != 32:
+                raise KeystoreFormatError(f"{source}: unsupported PBKDF2 parameters")
+            if not passphrase:
+                raise KeystoreError("empty passphrase")
+            derived, dk = None, hashlib.pbkdf2_hmac("sha256", passphrase.encode(), bytes.fromhex(kp["salt"]),
+                                                     int(kp["c"]), 32)
+        else:
+            raise KeystoreFormatError(f"{source}: unsupported kdf {crypto['kdf']!r}")
+        ciphertext = bytes.fromhex(crypto["ciphertext"])
+        mac = bytes.fromhex(crypto["mac"])
+        iv = bytes.fromhex(crypto["cipherparams"]["iv"])
+    except KeystoreError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed Ethereum keystore, missing or bad field {exc}") from None
+    if not hmac.compare_digest(_keccak(dk[16:32] + ciphertext), mac):
+        raise KeystorePassphraseError(f"{source}: wrong passphrase or the file was modified (MAC mismatch); "
+                                      "nothing was changed")
+    if len(iv) != 16 or len(ciphertext) != 32:
+        raise KeystoreFormatError(f"{source}: not a 32-byte account key (iv {len(iv)}, key {len(ciphertext)} bytes)")
+    key = AES.new(dk[:16], AES.MODE_CTR, nonce=b"", initial_value=iv).decrypt(ciphertext)
+    try:
+        address = _address(key)
+    except ValueError:
+        raise KeystoreFormatError(f"{source}: the decrypted key is not a valid secp256k1 key") from None
+    if "address" in doc and str(doc["address"]).lower().removeprefix("0x") != address[2:].lower():
+        raise KeystoreTamperedError(f"{source}: the address field {doc['address']!r} is not that of the key "
+                                    f"inside ({address}): the file was modified")
+    return key, derived
+
+
+def _companion_cipher_key(key: ScryptKey) -> bytes:
+    """The companion's AES-256-GCM key: HKDF-SHA256 of the scrypt output under its own label, so it shares
+    nothing usable with the V3 file's AES and MAC halves."""
+    from Crypto.Hash import SHA256
+    from Crypto.Protocol.KDF import HKDF
+
+    return HKDF(key.key, 32, b"", SHA256, context=COMPANION_KEY_INFO)
+
+
+def _companion_aad(public: dict[str, Any]) -> bytes:
+    return json.dumps({"version": COMPANION_VERSION, "public": public}, sort_keys=True).encode()
+
+
+def _companion_payload(bundle: SecretBundle) -> bytes:
+    """Every key version's Umbral seed and PEKS key, the earlier versions' account keys, the real identity:
+    all but the current account key, which lives in the V3 keystore."""
+    versions = []
+    for b in bundle.versions:
+        entry = {"key_version": b.key_version, "umbral_seed": b.umbral_seed.hex(), "peks_key": b.peks_key.hex()}
+        if b.key_version != bundle.key_version:
+            entry["account_key"] = b.account_key.hex()
+        versions.append(entry)
+    return json.dumps({"real_identity": bundle.real_identity, "versions": versions}, sort_keys=True).encode()
+
+
+def encrypt_companion(bundle: SecretBundle, passphrase: str, public: dict[str, Any], account_keystore: str, *,
+                      scrypt_n: int = DEFAULT_SCRYPT_N, key: ScryptKey | None = None) -> dict[str, Any]:
+    """The format-3 companion of a V3 account keystore: ``public`` in clear (authenticated), the rest of
+    ``bundle`` under AES-256-GCM with a key derived (HKDF-SHA256, label ``mbds/keystore/companion/v3``) from
+    scrypt of the passphrase — by default the V3 file's own derivation (``key``), whose parameters the
+    companion repeats, so one scrypt opens both."""
+    key = key or ScryptKey.fresh(passphrase, scrypt_n)
+    nonce = os.urandom(12)
+    cipher = AES.new(_companion_cipher_key(key), AES.MODE_GCM, nonce=nonce)
+    cipher.update(_companion_aad(public))
+    ciphertext, tag = cipher.encrypt_and_digest(_companion_payload(bundle))
+    return {
+        "version": COMPANION_VERSION,
+        "public": public,
+        "account_keystore": account_keystore,  # where the current account key is (Ethereum V3), informative
+        "crypto": {
+            "kdf": "scrypt",
+            "kdfparams": dict(key.params),
+            "cipher": "aes-256-gcm",
+            "cipherkey": "hkdf-sha256:" + COMPANION_KEY_INFO.decode(),
+            "nonce": nonce.hex(),
+            "tag": tag.hex(),
+            "ciphertext": ciphertext.hex(),
+        },
+    }
+
+
+def decrypt_companion(doc: dict[str, Any], passphrase: str, account_key: bytes, *, source: str = "companion",
+                      key: ScryptKey | None = None) -> SecretBundle:
+    """Open a format-3 companion with the passphrase that opened its account keystore (``account_key``;
+    ``key``: that file's scrypt derivation, reused when the companion names the same parameters).
+    Authentication failing now means the companion was modified (or the V3 file re-encrypted under
+    another passphrase): :class:`KeystoreTamperedError`."""
+    try:
+        if doc["version"] != COMPANION_VERSION:
+            raise KeystoreFormatError(f"{source}: keystore format version {doc['version']!r} is not a companion")
+        c = doc["crypto"]
+        if c["kdf"] != "scrypt" or c["cipher"] != "aes-256-gcm" or \
+                c.get("cipherkey") != "hkdf-sha256:" + COMPANION_KEY_INFO.decode():
+            raise KeystoreFormatError(f"{source}: unsupported kdf/cipher {c['kdf']}/{c['cipher']}/{c.get('cipherkey')}")
+        try:
+            key = key.for_params(passphrase, c["kdfparams"]) if key else ScryptKey.derive(passphrase, c["kdfparams"])
+        except KeystoreFormatError as exc:
+            raise KeystoreFormatError(f"{source}: {exc}") from None
+        cipher = AES.new(_companion_cipher_key(key), AES.MODE_GCM, nonce=bytes.fromhex(c["nonce"]))
+        cipher.update(_companion_aad(doc["public"]))
+        plain = cipher.decrypt_and_verify(bytes.fromhex(c["ciphertext"]), bytes.fromhex(c["tag"]))
+    except KeystoreError:
+        raise
+    except ValueError as exc:
+        raise KeystoreTamperedError(
+            f"{source}: wrong passphrase or the file was modified: the passphrase opens the account keystore but "
+            "not this companion (authentication failed: the companion, its public section, or the account "
+            "keystore's passphrase was changed); nothing was changed") from exc
+    except (KeyError, TypeError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed keystore, missing or bad field {exc}") from exc
+    try:
+        d = json.loads(plain)
+        current = d["versions"][-1]
+        keys = [SecretBundle(bytes.fromhex(v["account_key"]) if v is not current else account_key,
+                             bytes.fromhex(v["umbral_seed"]), bytes.fromhex(v["peks_key"]), d["real_identity"],
+                             int(v["key_version"])) for v in d["versions"]]
+        last = keys[-1]
+        return SecretBundle(last.account_key, last.umbral_seed, last.peks_key, last.real_identity, last.key_version,
+                            tuple(keys[:-1]))
+    except KeystoreError as exc:
+        raise KeystoreFormatError(f"{source}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise KeystoreFormatError(f"{source}: malformed secret payload ({type(exc).__name__})") from None

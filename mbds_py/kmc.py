@@ -10,6 +10,26 @@ version is retired (no longer registered) without losing data.
 The participant ID registered on-chain is a keyed commitment to the real
 identity, so the same person cannot be enrolled twice and the chain never
 sees who it is.
+
+On disk (``kmc/``), one participant is two files, both ``0600``, one passphrase:
+
+* ``accounts/NAME.json`` — the current account key as an Ethereum V3 keystore
+  (scrypt, AES-128-CTR, keccak MAC), as eth-account writes it: ``cast wallet
+  address --keystore accounts/NAME.json``, Ape (copy it to
+  ``~/.ape/accounts/NAME.json``) and geth read it;
+* ``participants/NAME.json`` — its companion (keystore format 3): the public
+  section in clear (name, role, ID, address, PRE and PEKS public keys, earlier
+  versions' public keys), and, encrypted with AES-256-GCM over the public
+  section, the Umbral seeds and PEKS keys of every key version, the earlier
+  versions' account keys and the real identity.  Both files hang on one scrypt
+  derivation (the companion repeats its parameters; its GCM key is an
+  HKDF-SHA256 sub-key), so unlocking costs one scrypt and neither file is a
+  cheaper target than the other.
+
+A participant keystore of formats 1 or 2 (one file holding everything) is
+migrated to these two files the first time it is unlocked, with a message on
+standard error; nothing is lost (the new files are checked to open to the same
+keys before the old file is replaced) and a wrong passphrase changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +38,7 @@ import hmac
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,10 +48,11 @@ from eth_account.signers.local import LocalAccount
 
 from .crypto.keys import IDENTITY_KEY_LABEL, PatientKeyring, PatientSecrets
 from .crypto.peks import PeksPublicKey, PeksSecretKey
-from .errors import IdentityError, KeystoreError
+from .errors import IdentityError, KeystoreError, KeystoreFormatError, KeystoreTamperedError
 from .identity import Participant, Role
-from .keystore import (DEFAULT_SCRYPT_N, SecretBundle, decrypt_bundle, encrypt_bundle, read_keystore,
-                       write_keystore)
+from .keystore import (COMPANION_VERSION, DEFAULT_SCRYPT_N, READABLE_VERSIONS, ScryptKey, SecretBundle,
+                       decrypt_account_v3, decrypt_bundle, decrypt_companion, encrypt_account_v3, encrypt_bundle,
+                       encrypt_companion, read_keystore, write_keystore)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -129,7 +151,10 @@ class KeyManagementCenter:
         bundle = SecretBundle(os.urandom(32), os.urandom(umbral_pre.SecretKeyFactory.seed_size()),
                               peks_sk.to_bytes(), real_identity)
         participant = self._participant(name, role, pid, bundle, institution.id if institution else b"\x00" * 32)
-        write_keystore(path, encrypt_bundle(bundle, passphrase, self._public(participant), scrypt_n=self.scrypt_n))
+        # the account keystore first: a companion never names an account whose keystore is not written
+        key = ScryptKey.fresh(passphrase, self.scrypt_n)  # one scrypt for both files (each its own sub-key)
+        write_keystore(account_keystore(path), encrypt_account_v3(bundle.account_key, passphrase, key=key))
+        write_keystore(path, _companion(bundle, passphrase, self._public(participant), path, key))
         return participant
 
     def rotate(self, name: str, passphrase: str) -> Participant:
@@ -144,8 +169,14 @@ class KeyManagementCenter:
                              PeksSecretKey.generate().to_bytes())
         participant = self._participant(name, current.role, current.id, bundle, current.institution,
                                         key_version=bundle.key_version)
-        write_keystore(path, encrypt_bundle(bundle, passphrase, self._public(participant, bundle),
-                                            scrypt_n=self.scrypt_n))
+        # new account keystore aside, then the companion (the commit point), then the account keystore in place;
+        # an unlock after a crash between the two finishes the move (_account_key)
+        account = account_keystore(path)
+        pending = account.with_name(account.name + PENDING)
+        key = ScryptKey.fresh(passphrase, self.scrypt_n)
+        write_keystore(pending, encrypt_account_v3(bundle.account_key, passphrase, key=key))
+        write_keystore(path, _companion(bundle, passphrase, self._public(participant, bundle), path, key))
+        os.replace(pending, account)
         return participant
 
     @staticmethod
@@ -180,10 +211,30 @@ class KeyManagementCenter:
 
 
 def participant_keystore(kmc_dir: Path, name: str) -> Path:
-    """Where the KMC in ``kmc_dir`` keeps ``name``'s keystore."""
+    """Where the KMC in ``kmc_dir`` keeps ``name``'s keystore (the companion, with the public section)."""
     if not _NAME.match(name):
         raise IdentityError(f"bad participant name {name!r}: use 1-63 lower-case letters, digits, '-' or '_'")
     return Path(kmc_dir) / "participants" / f"{name}.json"
+
+
+PENDING = ".pending"  # an account keystore written by a rotation, before its companion is
+
+
+def account_keystore(companion: Path) -> Path:
+    """The Ethereum V3 keystore of the account whose companion is ``companion``
+    (``kmc/participants/NAME.json`` → ``kmc/accounts/NAME.json``)."""
+    return companion.parent.parent / "accounts" / companion.name
+
+
+def _companion(bundle: SecretBundle, passphrase: str, public: dict, path: Path, key: ScryptKey) -> dict:
+    return encrypt_companion(bundle, passphrase, public, f"../accounts/{account_keystore(path).name}", key=key)
+
+
+def _report_migration(message: str) -> None:
+    print(f"mbds: {message}", file=sys.stderr, flush=True)
+
+
+report_migration = _report_migration  # where the one-time migration message goes (tests may replace it)
 
 
 def load_participant(path: Path) -> Participant:
@@ -199,20 +250,72 @@ def unlock_participant(path: Path, passphrase: str) -> ParticipantKeys:
 
 def _unlock(path: Path, passphrase: str) -> tuple[ParticipantKeys, SecretBundle]:
     doc = read_keystore(path)
-    bundle = decrypt_bundle(doc, passphrase, source=str(path))
+    version = doc.get("version")
+    if version == COMPANION_VERSION:
+        account_key, derived = _account_key(path, doc, passphrase)
+        bundle = decrypt_companion(doc, passphrase, account_key, source=str(path), key=derived)
+    elif version in READABLE_VERSIONS:
+        bundle = decrypt_bundle(doc, passphrase, source=str(path))  # checks the passphrase before anything
+    else:
+        raise KeystoreFormatError(f"{path}: keystore format version {version!r} is not supported (this MBDS reads "
+                                  f"versions {', '.join(map(str, (*READABLE_VERSIONS, COMPANION_VERSION)))}); "
+                                  "upgrade MBDS")
     account, factory, peks_sk, pre_pk, peks_pk = derive_public(bundle)
     public = doc.get("public", {})
     participant = _participant_from_public(public, path)
-    if doc.get("version") == 1 and participant.key_version != 1:
+    if version == 1 and participant.key_version != 1:
         # format 1 kept one key set; a file rotated before key history existed holds only the version its
         # public section names (the earlier ones were not kept then)
         bundle = replace(bundle, key_version=participant.key_version)
     if (participant.address, participant.pre_key, participant.peks_key, participant.key_version) != \
             (account.address, pre_pk, peks_pk, bundle.key_version):
-        raise KeystoreError(f"{path}: the public section does not match the decrypted key")
+        raise KeystoreTamperedError(f"{path}: the public section does not match the decrypted key")
     if public.get("earlier_keys", []) != [_public_keys(b) for b in bundle.earlier]:
-        raise KeystoreError(f"{path}: the public list of earlier key versions does not match the decrypted keys")
+        raise KeystoreTamperedError(f"{path}: the public list of earlier key versions does not match the decrypted "
+                                    "keys")
+    if version in READABLE_VERSIONS:
+        _migrate(path, doc, bundle, passphrase)
     return ParticipantKeys(participant, account, factory, peks_sk, bundle.umbral_seed, bundle.earlier), bundle
+
+
+def _account_key(path: Path, companion: dict, passphrase: str) -> tuple[bytes, ScryptKey | None]:
+    """The current account key from the companion's V3 keystore; finishes a rotation a crash interrupted
+    (the companion already names the new account, whose keystore still waits beside the old one)."""
+    account = account_keystore(path)
+    pending = account.with_name(account.name + PENDING)
+    if not account.is_file() and not pending.is_file():
+        raise KeystoreFormatError(f"{account}: the account keystore of {path} is missing (restore it from a "
+                                  "backup: the companion alone cannot sign)")
+    want = str(companion.get("public", {}).get("address", "")).lower()
+    if pending.is_file():
+        key, derived = decrypt_account_v3(read_keystore(pending), passphrase, source=str(pending))
+        if Account.from_key(key).address.lower() == want:
+            os.replace(pending, account)
+            return key, derived
+        pending.unlink()  # a rotation that never reached its companion: the new key was never used
+    key, derived = decrypt_account_v3(read_keystore(account), passphrase, source=str(account))
+    if Account.from_key(key).address.lower() != want:
+        raise KeystoreTamperedError(f"{account}: holds account {Account.from_key(key).address}, but {path} is the "
+                                    f"companion of {companion['public'].get('address')}: one of them was replaced")
+    return key, derived
+
+
+def _migrate(path: Path, doc: dict, bundle: SecretBundle, passphrase: str) -> None:
+    """Rewrite a format-1/2 participant keystore as a V3 account keystore + companion (once), at the same
+    scrypt cost.  The new files are opened again before the old one is replaced: nothing is lost."""
+    key = ScryptKey.fresh(passphrase, int(doc["crypto"]["kdfparams"]["n"]))  # the same cost as before
+    public = dict(doc["public"])
+    v3 = encrypt_account_v3(bundle.account_key, passphrase, key=key)
+    companion = _companion(bundle, passphrase, public, path, key)
+    account_key, _ = decrypt_account_v3(v3, passphrase, key=key)
+    if decrypt_companion(companion, passphrase, account_key, source=str(path), key=key) != bundle:
+        raise KeystoreError(f"{path}: migration check failed; the keystore was left as it was")
+    write_keystore(account_keystore(path), v3)
+    write_keystore(path, companion)  # the commit point: a crash before it leaves the old file, migrated again
+    report_migration(f"keystore of {public.get('name', path.stem)!r} migrated (once) from MBDS format "
+                     f"{doc['version']} to the Ethereum V3 format: the account key is now in {account_keystore(path)} "
+                     f"(eth-account, ape, cast wallet read it), the Umbral and PEKS secrets in {path} (format "
+                     f"{COMPANION_VERSION}); same passphrase")
 
 
 def _public_keys(bundle: SecretBundle) -> dict:
@@ -233,5 +336,5 @@ def _participant_from_public(pub: dict, path: Path) -> Participant:
         raise KeystoreError(f"{path}: malformed public section ({exc})") from exc
 
 
-__all__ = ["KeyManagementCenter", "ParticipantKeys", "PeksPublicKey", "load_participant", "participant_keystore",
-           "unlock_participant"]
+__all__ = ["KeyManagementCenter", "ParticipantKeys", "PeksPublicKey", "account_keystore", "load_participant",
+           "participant_keystore", "unlock_participant"]

@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import DevnetError, IdentityError, KeystoreError, MBDSError
+from .errors import DevnetError, IdentityError, KeystoreError, KeystorePassphraseError, MBDSError
 from .identity import Participant, Role
 
 PASSPHRASE_ENV = "MBDS_PASSPHRASE"
@@ -327,7 +327,7 @@ class Connection:
                                      f"(connect(state_dir, passphrase) or {PASSPHRASE_ENV})")
             try:
                 self._keys[name] = unlock_participant(self.view.keystore(name), passphrase)
-            except KeystoreError:
+            except KeystorePassphraseError:  # a damaged or missing file says so itself (KeystoreError)
                 raise WrongPassphrase(f"wrong passphrase for {name}'s keystore in {self.state_dir}: give the "
                                       "passphrase this network was brought up with (`mbds up`)") from None
         return self._keys[name]

@@ -7,7 +7,8 @@ command line (``/proc/PID/cmdline``, ``ps``). Two ways in:
   pipe whose read end the child inherits as fd N; the child reads it once at start and closes it. No
   scrypt at start: tens of devnet processes start (and restart on their recorded ports) in no time.
 * ``--keystore F`` — an encrypted keystore (:mod:`mbds_py.keystore`: scrypt, AES-256-GCM) for a manual
-  run; its passphrase is read once from ``--passphrase-fd N`` (e.g. a pipe from a secrets manager), else
+  run, or, for a replica or consortium node (whose secret is an account key), an Ethereum V3 keystore
+  such as the participant's ``kmc/accounts/NAME.json``; its passphrase is read once from ``--passphrase-fd N`` (e.g. a pipe from a secrets manager), else
   from a prompt when stdin is a terminal, else as the first line of stdin.
 
 The former variables ``MBDS_PROXY_KEY`` / ``MBDS_NODE_KEY`` / ``MBDS_NODE_PASSPHRASE`` are refused with a
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError, KeystoreError
-from .keystore import DEFAULT_SCRYPT_N, SecretBundle, decrypt_bundle, encrypt_bundle, read_keystore, write_keystore
+from .keystore import (DEFAULT_SCRYPT_N, SecretBundle, decrypt_account_v3, decrypt_bundle, encrypt_bundle,
+                       is_account_v3, read_keystore, write_keystore)
 
 LEGACY_ENV = ("MBDS_PROXY_KEY", "MBDS_NODE_KEY", "MBDS_NODE_PASSPHRASE")
 SECRET_ENV = LEGACY_ENV + ("MBDS_PASSPHRASE",)  # never handed down to a service process
@@ -108,6 +110,16 @@ def load_service_secret(args: argparse.Namespace, what: str, from_bundle: Callab
     if args.keystore:
         path = Path(args.keystore)
         doc = read_keystore(path)
+        if is_account_v3(doc):  # an account key alone, e.g. a participant's kmc/accounts/NAME.json or cast's
+            try:
+                key, _ = decrypt_account_v3(doc, read_passphrase(args, str(path)), source=str(path))
+            except KeystoreError as exc:
+                raise ConfigError(f"{what}: {exc}") from None
+            try:
+                return from_bundle(SecretBundle(key, b"", b"", what))
+            except (KeystoreError, ValueError) as exc:
+                raise ConfigError(f"{what}: {path} is an Ethereum V3 keystore, which holds an account key only; "
+                                  f"the {what} needs a full key set: give it an MBDS service keystore") from exc
         try:
             return from_bundle(decrypt_bundle(doc, read_passphrase(args, str(path)), source=str(path)))
         except (KeystoreError, ValueError) as exc:

@@ -134,8 +134,15 @@ def standard_input(sources: dict[str, str]) -> dict[str, Any]:
     }
 
 
+PACKAGED_ARTIFACTS = Path(__file__).resolve().parent / "data" / "artifacts.json"
+
+
 def compile_contracts(root: Path = PROJECT_ROOT, *, use_cache: bool = True) -> dict[str, Artifact]:
-    """Compile every contract under ``root/contracts``; cached by source hash."""
+    """Compile every contract under ``root/contracts``; cached by source hash.  An installed wheel has no
+    ``contracts/`` folder: it ships the artifacts compiled when it was built (``mbds_py/data/artifacts.json``),
+    so it deploys without a compiler."""
+    if not (root / CONTRACTS_DIR).is_dir() and root == PROJECT_ROOT:
+        return packaged_artifacts()
     sources = _sources(root)
     binary = solc_binary()
     version = solc_version(binary)
@@ -182,6 +189,31 @@ def compile_contracts(root: Path = PROJECT_ROOT, *, use_cache: bool = True) -> d
     tmp.write_text(json.dumps(table))
     tmp.replace(cache_file)
     return _artifacts_from(table)
+
+
+def packaged_artifacts(path: Path = PACKAGED_ARTIFACTS) -> dict[str, Artifact]:
+    """The artifacts an installed wheel ships (written by ``setup.py``'s build step)."""
+    try:
+        doc = json.loads(path.read_text())
+    except OSError:
+        raise ToolchainError(f"no contracts/ folder beside {Path(__file__).parent} and no compiled artifacts in "
+                             f"{path}: run MBDS from a checkout, or install a wheel built by `pip wheel .`") from None
+    except json.JSONDecodeError as exc:
+        raise ToolchainError(f"{path}: damaged artifacts file (invalid JSON at line {exc.lineno}); reinstall "
+                             "MBDS") from None
+    return _artifacts_from(doc["contracts"])
+
+
+def write_packaged_artifacts(path: Path, root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """Compile ``root/contracts`` and write the artifacts a wheel ships; returns the document written."""
+    table = compile_contracts(root)
+    doc = {"solc": solc_version(solc_binary()), "evm_version": EVM_VERSION, "optimizer_runs": OPTIMIZER_RUNS,
+           "sources_sha256": hashlib.sha256(json.dumps(_sources(root), sort_keys=True).encode()).hexdigest(),
+           "contracts": {name: {"source": a.source, "abi": list(a.abi), "bytecode": a.bytecode,
+                                "deployed_bytecode": a.deployed_bytecode} for name, a in sorted(table.items())}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, sort_keys=True))
+    return doc
 
 
 def _artifacts_from(table: dict[str, dict[str, Any]]) -> dict[str, Artifact]:

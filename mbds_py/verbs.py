@@ -62,24 +62,24 @@ def add_verbs(sub: argparse._SubParsersAction, common: Callable[..., None]) -> N
     acc = sub.add_parser("access", help="requests, approvals, grants and revokes on AccessPolicy")
     av = acc.add_subparsers(dest="access_action", required=True)
     r = verb(av, "request", "ask a patient for read access (all records, or one)", access_request, role="doctor")
-    r.add_argument("--patient", required=True)
+    r.add_argument("--patient", required=True, help="the patient whose records are asked for")
     r.add_argument("--record", metavar="RECORD_ID", help="one record (default: all the patient's records)")
     r.add_argument("--duration", type=int, default=3600, metavar="S", help="seconds of access asked (default 3600)")
     r.add_argument("--reason", default="", help="shown to the patient")
     a = verb(av, "approve", "approve a request and issue the proxies its key shares", access_approve,
              role="patient")
-    a.add_argument("request_id", type=int, metavar="REQUEST_ID")
+    a.add_argument("request_id", type=int, metavar="REQUEST_ID", help="the request to approve (`mbds access list`)")
     j = verb(av, "reject", "reject a request", access_reject, role="patient")
-    j.add_argument("request_id", type=int, metavar="REQUEST_ID")
+    j.add_argument("request_id", type=int, metavar="REQUEST_ID", help="the request to reject (`mbds access list`)")
     j.add_argument("--reason", default="", help="shown to the doctor")
     g = verb(av, "grant", "grant a doctor read access and issue the proxies the key shares", access_grant,
              role="patient")
-    g.add_argument("--to", dest="doctor", required=True, metavar="DOCTOR")
+    g.add_argument("--to", dest="doctor", required=True, metavar="DOCTOR", help="the doctor granted read access")
     g.add_argument("--record", metavar="RECORD_ID", help="one record (default: all records)")
     g.add_argument("--duration", type=int, default=3600, metavar="S", help="seconds (default 3600)")
     v = verb(av, "revoke", "revoke a doctor's grant of one record, or all his grants", access_revoke,
              role="patient")
-    v.add_argument("--from", dest="doctor", required=True, metavar="DOCTOR")
+    v.add_argument("--from", dest="doctor", required=True, metavar="DOCTOR", help="the doctor whose grant ends")
     v.add_argument("--record", metavar="RECORD_ID", help="that record's grant (default: every grant of the doctor)")
     verb(av, "list", "a patient's pending requests and live grants, or a doctor's requests (no passphrase)",
          access_list, role="participant", keys=False)
@@ -91,14 +91,15 @@ def add_verbs(sub: argparse._SubParsersAction, common: Callable[..., None]) -> N
                          "passphrase; she issues the doctor a search ticket (trapdoors encrypted to the proxies, "
                          "bound to his grant, expiring), which he signs to each proxy. The doctor needs a live "
                          "grant. Several --keyword must all match.")
-    s.add_argument("--patient", required=True)
-    s.add_argument("--keyword", action="append", required=True, metavar="SYSTEM|CODE")
+    s.add_argument("--patient", required=True, help="the patient whose records are searched")
+    s.add_argument("--keyword", action="append", required=True, metavar="SYSTEM|CODE",
+                   help="a coded keyword, e.g. icd10|J06.9 (repeat: every one must match)")
     rd = verb(sub, "read", "read a patient's record(s) through the 2-of-3 re-encryption proxies", read,
               role="doctor",
               description="Read one record (or every record of the patient on the consortium index) through the "
                           "2-of-3 proxies, which check AccessPolicy first. A refused record exits 1 with the "
                           "policy's reason.")
-    rd.add_argument("--patient", required=True)
+    rd.add_argument("--patient", required=True, help="the patient whose record(s) are read")
     rd.add_argument("--record", metavar="RECORD_ID", help="one record (default: every indexed record)")
     au = verb(sub, "audit", "every read and refused attempt on the patient's records (no passphrase)", audit,
               role="patient", keys=False)

@@ -69,7 +69,7 @@ def test_rotation_keeps_every_earlier_key_version(people):
     for p in (v1, v2, v3):
         assert ring.version(p.key_version).public_keys == PatientPublicKeys.from_participant(p)
     doc = read_keystore(people.directory / "participants" / "alice.json")
-    assert doc["version"] == 2
+    assert doc["version"] == 3  # the companion of the V3 account keystore (earlier versions inside)
     assert [k["address"] for k in doc["public"]["earlier_keys"]] == [v1.address, v2.address]
 
 
@@ -134,7 +134,7 @@ def test_format_1_keystore_opens_as_key_version_1_and_rotates(people, tmp_path):
     old = people.unlock("alice", PASS)
     assert old.keyring.versions == (1,) and old.secrets == s and old.participant == before.participant
     rotated = people.rotate("alice", PASS)
-    assert rotated.key_version == 2 and read_keystore(path)["version"] == 2
+    assert rotated.key_version == 2 and read_keystore(path)["version"] == 3  # migrated when first unlocked
     ring = people.unlock("alice", PASS).keyring
     assert ring.versions == (1, 2) and ring.version(1) == s
 
