@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Test} from "./Test.sol";
+import {Keys} from "./Keys.sol";
 import {IdentityRegistry} from "../../../contracts/IdentityRegistry.sol";
 import {AuthorityGovernor} from "../../../contracts/governance/AuthorityGovernor.sol";
 import {IIdentityRegistry} from "../../../contracts/interfaces/IIdentityRegistry.sol";
@@ -12,7 +13,6 @@ import {IAuthorityGovernor} from "../../../contracts/interfaces/IAuthorityGovern
 /// national, provincial and municipal authorities; governance is 2 of them with a one-day delay.
 /// Every participant's key is derived from its ID, so tests can sign for anyone with `vm.sign`.
 abstract contract Base is Test {
-    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
     uint8 internal constant GOV_QUORUM = 2;
     uint32 internal constant GOV_DELAY = 1 days;
 
@@ -44,11 +44,11 @@ abstract contract Base is Test {
 
     /// @dev A deterministic secp256k1 key per label.
     function keyOf(bytes32 label) internal pure returns (uint256) {
-        return uint256(keccak256(abi.encode("mbds-foundry", label))) % (SECP256K1_N - 1) + 1;
+        return Keys.keyOf(label);
     }
 
     function accountOf(bytes32 label) internal pure returns (address) {
-        return vm.addr(keyOf(label));
+        return Keys.accountOf(label);
     }
 
     function preKey() internal pure returns (bytes memory) {
@@ -68,8 +68,7 @@ abstract contract Base is Test {
 
     /// @dev 65-byte r‖s‖v signature of `digest` by the key of `label`.
     function signBy(bytes32 label, bytes32 digest) internal pure returns (bytes memory) {
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(keyOf(label), digest);
-        return abi.encodePacked(r, s, v);
+        return Keys.sign(label, digest);
     }
 
     // ------------------------------------------------------------------
