@@ -79,7 +79,7 @@ gas-snapshot: setup
 	$(FORGE) snapshot $(SNAPSHOT_TESTS)
 
 coverage: setup
-	$(FORGE) coverage --report summary --no-match-coverage '(contracts/bench|foundry/test)'
+	FOUNDRY_FUZZ_RUNS=256 FOUNDRY_INVARIANT_RUNS=32 $(FORGE) coverage --ir-minimum --report summary --no-match-coverage '(contracts/bench|foundry/test)'
 
 test-fast: setup
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
