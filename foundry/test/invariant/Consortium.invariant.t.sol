@@ -233,6 +233,18 @@ contract ConsortiumInvariants is ConsortiumBase {
         targetContract(address(handler));
     }
 
+    /// The handler's honest path commits (so the campaign exercises commits, not only refusals).
+    function test_handlerCommitsAndAccounts() public {
+        handler.commit(0, 4, false);
+        handler.warp(1);
+        handler.commit(2, 3, false);
+        handler.commit(2, 3, false); // a second block in the slot is refused
+        handler.warp(4);
+        handler.reportMissedSlots();
+        assertEq(handler.blocks(), 2);
+        invariant_consortium();
+    }
+
     function invariant_consortium() public view {
         assertFalse(handler.outOfTurn(), "only the scheduled producer commits, once per slot");
         assertFalse(handler.badAttesters(), "a quorum of distinct seated ATNs attested every block");

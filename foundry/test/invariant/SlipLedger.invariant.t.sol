@@ -159,6 +159,18 @@ contract SlipLedgerInvariants is SlipFixture {
         targetContract(address(handler));
     }
 
+    /// The handler's honest path commits and its attacks are refused.
+    function test_handlerCommitsHonestHeadersOnly() public {
+        for (uint256 attack; attack < 5; ++attack) handler.commit(1, attack, 0);
+        handler.changeSet(5, 0);
+        handler.commit(2, 0, 1);
+        handler.commit(3, 2, 0); // the old set after the change
+        handler.resubmit(0, false);
+        handler.resubmit(0, true);
+        assertEq(handler.height(), 3); // attacks 0 and 2 (epoch 0: the stale set is the set) at 1-2, the new set at 3
+        invariant_ledger();
+    }
+
     function invariant_ledger() public view {
         assertFalse(handler.forgedAccepted(), "only quorum certificates of the set in force commit");
         assertFalse(handler.heightJumped(), "the head moves by one");
