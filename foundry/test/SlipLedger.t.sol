@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Base} from "./utils/Base.sol";
+import {SlipLedger} from "../../contracts/SlipLedger.sol";
+import {ISlipLedger} from "../../contracts/interfaces/ISlipLedger.sol";
+
+/// @title SlipFixture — a SlipLedger with validator sets whose keys the test holds
+abstract contract SlipFixture is Base {
+    bytes32 internal constant VALIDATOR_SET_CHANGE_TYPEHASH =
+        keccak256("ValidatorSetChange(uint64 epoch,uint64 fromHeight,address[] validators)");
+
+    SlipLedger internal ledger;
+    bytes32[] internal labels; // epoch 0
+    address[] internal set0;
+
+    function setUp() public virtual override {
+        super.setUp();
+        (labels, set0) = makeSet("v", 4);
+        ledger = new SlipLedger(set0);
+    }
+
+    function makeSet(string memory prefix, uint256 n) internal pure returns (bytes32[] memory ls, address[] memory set) {
+        ls = new bytes32[](n);
+        set = new address[](n);
+        for (uint256 i; i < n; ++i) {
+            ls[i] = keccak256(abi.encodePacked(prefix, i));
+            set[i] = accountOf(ls[i]);
+        }
+    }
+
+    function quorumOf(uint256 n) internal pure returns (uint256) {
+        return (n + (n - 1) / 3 + 2) / 2;
+    }
+
+    function header(uint64 height, bytes32 prev) internal view returns (ISlipLedger.BlockHeader memory h) {
+        h = ISlipLedger.BlockHeader({
+            height: height,
+            seq: height + 10,
+            prevHash: prev,
+            timestamp: uint64(block.timestamp) * 1000,
+            creator: set0[0],
+            merkleRoot: keccak256(abi.encode("root", height)),
+            bodyCid: abi.encodePacked("bafy", height)
+        });
+    }
+
+    /// @dev Signatures of the first `k` members of a set (ascending indexes) over `digest`.
+    function qc(bytes32[] memory ls, uint256 k, bytes32 digest) internal pure returns (bytes memory idx, bytes memory sigs) {
+        for (uint256 i; i < k; ++i) {
+            idx = bytes.concat(idx, bytes1(uint8(i)));
+            sigs = bytes.concat(sigs, signBy(ls[i], digest));
+        }
+    }
+
+    function commit(ISlipLedger.BlockHeader memory h, bytes32[] memory ls, address[] memory set) internal {
+        bytes32 digest = ledger.commitDigest(ledger.hashHeader(h), 0, h.seq);
+        (bytes memory idx, bytes memory sigs) = qc(ls, quorumOf(set.length), digest);
+        vm.prank(set[0]);
+        ledger.commitBlock(h, 0, set, idx, sigs);
+    }
+
+    /// @dev Commit `count` headers on top of the head with the set `ls`/`set`.
+    function extend(uint256 count, bytes32[] memory ls, address[] memory set) internal {
+        for (uint256 i; i < count; ++i) {
+            (uint64 height, bytes32 headHash) = ledger.head();
+            commit(header(height + 1, headHash), ls, set);
+        }
+    }
+
+    function changeDigest(ISlipLedger.ValidatorSetChange memory c) internal view returns (bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(VALIDATOR_SET_CHANGE_TYPEHASH, c.epoch, c.fromHeight, keccak256(abi.encodePacked(c.validators)))
+        );
+        return keccak256(abi.encodePacked("\x19\x01", ledger.domainSeparator(), structHash));
+    }
+
+    function change(
+        uint64 epoch_,
+        uint64 fromHeight,
+        bytes32[] memory curLabels,
+        address[] memory cur,
+        bytes32[] memory newLabels,
+        address[] memory next
+    ) internal {
+        ISlipLedger.ValidatorSetChange memory c = ISlipLedger.ValidatorSetChange(epoch_, fromHeight, next);
+        bytes32 d = changeDigest(c);
+        (bytes memory i1, bytes memory s1) = qc(curLabels, quorumOf(cur.length), d);
+        (bytes memory i2, bytes memory s2) = qc(newLabels, quorumOf(next.length), d);
+        vm.prank(cur[0]);
+        ledger.changeValidators(c, cur, ISlipLedger.SetSignatures(i1, s1), ISlipLedger.SetSignatures(i2, s2));
+    }
+}
+
+/// @title SlipLedgerTest — PBFT quorum certificates, height order, validator-set epochs, slip proofs
+contract SlipLedgerTest is SlipFixture {
+    // ------------------------------------------------------------------
+    // constructor
+    // ------------------------------------------------------------------
+
+    function test_constructor_recordsEpochZero() public {
+        vm.expectEmit();
+        emit ISlipLedger.ValidatorSetChanged(0, 1, set0);
+        SlipLedger l = new SlipLedger(set0);
+        assertEq(l.validators(), set0);
+        assertEq(l.epoch(), 0);
+        assertEq(l.quorum(), 3);
+        assertTrue(l.isValidator(set0[3]));
+        assertFalse(l.isValidator(address(this)));
+        (uint64 e, uint64 from) = l.latestEpoch();
+        assertEq(e, 0);
+        assertEq(from, 1);
+        (uint64 h, bytes32 hh) = l.head();
+        assertEq(h, 0);
+        assertEq(hh, bytes32(0));
+    }
+
+    function test_constructor_rejectsBadSets() public {
+        (, address[] memory three) = makeSet("t", 3);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidValidatorSet.selector, 3));
+        new SlipLedger(three);
+        (, address[] memory big) = makeSet("b", 257);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerTooManyValidators.selector, 257, 256));
+        new SlipLedger(big);
+        address[] memory dup = new address[](4);
+        (dup[0], dup[1], dup[2], dup[3]) = (set0[0], set0[1], set0[2], set0[1]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidValidatorSet.selector, 4));
+        new SlipLedger(dup);
+        dup[3] = address(0);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidValidatorSet.selector, 4));
+        new SlipLedger(dup);
+    }
+
+    // ------------------------------------------------------------------
+    // commitBlock
+    // ------------------------------------------------------------------
+
+    function test_commit_storesAndEmits() public {
+        ISlipLedger.BlockHeader memory h = header(1, 0);
+        bytes32 hh = ledger.hashHeader(h);
+        vm.expectEmit(address(ledger));
+        emit ISlipLedger.BlockCommitted(1, hh, h.merkleRoot);
+        commit(h, labels, set0);
+        (uint64 height, bytes32 headHash) = ledger.head();
+        assertEq(height, 1);
+        assertEq(headHash, hh);
+        assertEq(ledger.headerHashAt(1), hh);
+        commit(header(2, hh), labels, set0);
+        assertEq(ledger.headerHashAt(2), ledger.hashHeader(header(2, hh)));
+    }
+
+    function test_commit_resubmissionIsNoOpAndForkReverts() public {
+        ISlipLedger.BlockHeader memory h = header(1, 0);
+        commit(h, labels, set0);
+        vm.recordLogs();
+        commit(h, labels, set0); // idempotent: nothing emitted
+        assertEq(vm.getRecordedLogs().length, 0);
+        ISlipLedger.BlockHeader memory fork = header(1, 0);
+        fork.merkleRoot = bytes32("other");
+        vm.expectRevert(
+            abi.encodeWithSelector(ISlipLedger.SlipLedgerForkedHeader.selector, 1, ledger.hashHeader(h), ledger.hashHeader(fork))
+        );
+        vm.prank(set0[1]);
+        ledger.commitBlock(fork, 0, set0, "", "");
+    }
+
+    function test_commit_outOfOrder() public {
+        vm.startPrank(set0[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 1, 2));
+        ledger.commitBlock(header(2, 0), 0, set0, "", "");
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 1, 0));
+        ledger.commitBlock(header(0, 0), 0, set0, "", "");
+        vm.stopPrank();
+    }
+
+    function test_commit_wrongSetAndCaller() public {
+        (, address[] memory other) = makeSet("o", 4);
+        bytes32 expected = keccak256(abi.encodePacked(set0));
+        vm.expectRevert(
+            abi.encodeWithSelector(ISlipLedger.SlipLedgerUnknownValidatorSet.selector, keccak256(abi.encodePacked(other)), expected)
+        );
+        vm.prank(other[0]);
+        ledger.commitBlock(header(1, 0), 0, other, "", "");
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerNotValidator.selector, address(this)));
+        ledger.commitBlock(header(1, 0), 0, set0, "", "");
+        // a resubmission is checked the same way
+        commit(header(1, 0), labels, set0);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerNotValidator.selector, address(this)));
+        ledger.commitBlock(header(1, 0), 0, set0, "", "");
+    }
+
+    function test_commit_prevHashMismatch() public {
+        commit(header(1, 0), labels, set0);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerPrevHashMismatch.selector, 2, ledger.headerHashAt(1), bytes32("wrong")
+            )
+        );
+        vm.prank(set0[0]);
+        ledger.commitBlock(header(2, bytes32("wrong")), 0, set0, "", "");
+    }
+
+    function test_commit_certificateAttacks() public {
+        ISlipLedger.BlockHeader memory h = header(1, 0);
+        bytes32 digest = ledger.commitDigest(ledger.hashHeader(h), 0, h.seq);
+        bytes memory s0 = signBy(labels[0], digest);
+        bytes memory s1 = signBy(labels[1], digest);
+        bytes memory s2 = signBy(labels[2], digest);
+        vm.startPrank(set0[0]);
+
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerMalformedSignatures.selector, 3, 130));
+        ledger.commitBlock(h, 0, set0, hex"000102", bytes.concat(s0, s1));
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInsufficientSignatures.selector, 2, 3));
+        ledger.commitBlock(h, 0, set0, hex"0001", bytes.concat(s0, s1));
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerDuplicateSignature.selector, set0[1]));
+        ledger.commitBlock(h, 0, set0, hex"000101", bytes.concat(s0, s1, s1));
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnsortedSignatures.selector, 2, 1));
+        ledger.commitBlock(h, 0, set0, hex"000201", bytes.concat(s0, s2, s1));
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerSignerIndexOutOfRange.selector, 4, 4));
+        ledger.commitBlock(h, 0, set0, hex"000104", bytes.concat(s0, s1, s2));
+        // a signature listed for the wrong validator
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidSignature.selector, set0[3], set0[2]));
+        ledger.commitBlock(h, 0, set0, hex"000103", bytes.concat(s0, s1, s2));
+        // an outsider's key
+        bytes32 outsider = bytes32("outsider");
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidSignature.selector, set0[2], accountOf(outsider)));
+        ledger.commitBlock(h, 0, set0, hex"000102", bytes.concat(s0, s1, signBy(outsider, digest)));
+        // signatures of another view do not certify this one
+        vm.expectRevert();
+        ledger.commitBlock(h, 1, set0, hex"000102", bytes.concat(s0, s1, s2));
+        // garbage (unrecoverable) signature
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidSignature.selector, set0[2], address(0)));
+        ledger.commitBlock(h, 0, set0, hex"000102", bytes.concat(s0, s1, new bytes(65)));
+
+        ledger.commitBlock(h, 0, set0, hex"000102", bytes.concat(s0, s1, s2));
+        vm.stopPrank();
+    }
+
+    /// Any quorum-sized, ascending subset of any set size certifies; one signature fewer does not.
+    function testFuzz_commit_quorumOfAnySetSize(uint256 n, uint256 skip) public {
+        n = bound(n, 4, 40);
+        (bytes32[] memory ls, address[] memory set) = makeSet("f", n);
+        SlipLedger l = new SlipLedger(set);
+        uint256 q = quorumOf(n);
+        assertEq(l.quorum(), q);
+        assertGt(2 * q, n + (n - 1) / 3); // two quorums overlap in f+1
+        skip = bound(skip, 0, n - q); // leave out `skip` leading members
+        ISlipLedger.BlockHeader memory h = header(1, 0);
+        bytes32 digest = l.commitDigest(l.hashHeader(h), 7, h.seq);
+        bytes memory idx;
+        bytes memory sigs;
+        for (uint256 i = skip; i < skip + q; ++i) {
+            idx = bytes.concat(idx, bytes1(uint8(i)));
+            sigs = bytes.concat(sigs, signBy(ls[i], digest));
+        }
+        vm.startPrank(set[n - 1]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInsufficientSignatures.selector, q - 1, q));
+        l.commitBlock(h, 7, set, _head(idx, q - 1), _head(sigs, (q - 1) * 65));
+        l.commitBlock(h, 7, set, idx, sigs);
+        vm.stopPrank();
+        (uint64 height,) = l.head();
+        assertEq(height, 1);
+    }
+
+    function _head(bytes memory b, uint256 len) private pure returns (bytes memory out) {
+        out = new bytes(len);
+        for (uint256 i; i < len; ++i) out[i] = b[i];
+    }
+
+    function testFuzz_hashHeader_bindsEveryField(uint64 height, uint64 seq, bytes32 prev, uint64 ts, bytes32 root) public view {
+        ISlipLedger.BlockHeader memory h = ISlipLedger.BlockHeader(height, seq, prev, ts, set0[1], root, "cid");
+        bytes32 a = ledger.hashHeader(h);
+        h.seq = seq ^ 1;
+        assertTrue(ledger.hashHeader(h) != a);
+        h.seq = seq;
+        h.bodyCid = "cid2";
+        assertTrue(ledger.hashHeader(h) != a);
+    }
+
+    // ------------------------------------------------------------------
+    // changeValidators
+    // ------------------------------------------------------------------
+
+    function test_change_schedulesAndTakesEffectAtItsHeight() public {
+        extend(2, labels, set0);
+        (bytes32[] memory l1, address[] memory set1) = makeSet("w", 5);
+        vm.expectEmit(address(ledger));
+        emit ISlipLedger.ValidatorSetChanged(1, 4, set1);
+        change(1, 4, labels, set0, l1, set1);
+        (uint64 e, uint64 from) = ledger.latestEpoch();
+        assertEq(e, 1);
+        assertEq(from, 4);
+        assertEq(ledger.epoch(), 0, "height 3 is still certified by epoch 0");
+        assertEq(ledger.quorum(), 3);
+        extend(1, labels, set0); // height 3: old set
+        assertEq(ledger.epoch(), 1);
+        assertEq(ledger.quorum(), 4, "the next header needs the new set's quorum");
+        assertEq(ledger.validators(), set1);
+        assertTrue(ledger.isValidator(set1[4]));
+        assertFalse(ledger.isValidator(set0[0]));
+        // the old set can no longer certify height 4
+        (uint64 head,) = ledger.head();
+        assertEq(head, 3);
+        ISlipLedger.BlockHeader memory h4 = header(4, ledger.headerHashAt(3));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerUnknownValidatorSet.selector, keccak256(abi.encodePacked(set0)), keccak256(abi.encodePacked(set1))
+            )
+        );
+        vm.prank(set0[0]);
+        ledger.commitBlock(h4, 0, set0, "", "");
+        extend(2, l1, set1);
+        (uint64 se, uint64 sf, address[] memory members) = ledger.validatorSetAt(3);
+        assertEq(se, 0);
+        assertEq(sf, 1);
+        assertEq(members, set0);
+        (se, sf, members) = ledger.validatorSetAt(5);
+        assertEq(se, 1);
+        assertEq(sf, 4);
+        // resubmitting an old header is checked against its own height's set
+        commit(header(1, 0), labels, set0);
+    }
+
+    function test_change_twoPendingEpochs() public {
+        (bytes32[] memory l1, address[] memory set1) = makeSet("w", 4);
+        (bytes32[] memory l2, address[] memory set2) = makeSet("x", 7);
+        change(1, 2, labels, set0, l1, set1);
+        // the next change is signed by the latest scheduled set (epoch 1)
+        change(2, 3, l1, set1, l2, set2);
+        extend(1, labels, set0);
+        extend(1, l1, set1);
+        assertEq(ledger.quorum(), 5);
+        extend(1, l2, set2);
+        assertEq(ledger.epoch(), 2);
+    }
+
+    function test_change_reverts() public {
+        (bytes32[] memory l1, address[] memory set1) = makeSet("w", 4);
+        extend(2, labels, set0);
+        ISlipLedger.ValidatorSetChange memory c = ISlipLedger.ValidatorSetChange(2, 5, set1);
+        ISlipLedger.SetSignatures memory none;
+        vm.startPrank(set0[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnexpectedEpoch.selector, 1, 2));
+        ledger.changeValidators(c, set0, none, none);
+        c.epoch = 1;
+        c.fromHeight = 2;
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidChangeHeight.selector, 2, 3));
+        ledger.changeValidators(c, set0, none, none);
+        c.fromHeight = 3;
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerUnknownValidatorSet.selector, keccak256(abi.encodePacked(set1)), keccak256(abi.encodePacked(set0))
+            )
+        );
+        ledger.changeValidators(c, set1, none, none);
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerNotValidator.selector, address(this)));
+        ledger.changeValidators(c, set0, none, none);
+        // a set of three
+        address[] memory three = new address[](3);
+        c.validators = three;
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidValidatorSet.selector, 3));
+        vm.prank(set0[0]);
+        ledger.changeValidators(c, set0, none, none);
+        // the new set must sign too
+        c.validators = set1;
+        bytes32 d = changeDigest(c);
+        (bytes memory i1, bytes memory s1) = qc(labels, 3, d);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInsufficientSignatures.selector, 0, 3));
+        vm.prank(set0[0]);
+        ledger.changeValidators(c, set0, ISlipLedger.SetSignatures(i1, s1), none);
+        // a replay of an applied change names a stale epoch
+        change(1, 3, labels, set0, l1, set1);
+        (bytes memory i2, bytes memory s2) = qc(l1, 3, d);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnexpectedEpoch.selector, 2, 1));
+        vm.prank(set1[0]);
+        ledger.changeValidators(c, set1, ISlipLedger.SetSignatures(i1, s1), ISlipLedger.SetSignatures(i2, s2));
+        // the new change must come after the pending one
+        c.epoch = 2;
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidChangeHeight.selector, 3, 4));
+        vm.prank(set1[0]);
+        ledger.changeValidators(c, set1, none, none);
+    }
+
+    // ------------------------------------------------------------------
+    // verifySlip and views
+    // ------------------------------------------------------------------
+
+    function test_verifySlip() public {
+        bytes32 leafA = keccak256(bytes.concat(keccak256(abi.encode(bytes32("slipA"), bytes("payload A")))));
+        bytes32 leafB = keccak256(bytes.concat(keccak256(abi.encode(bytes32("slipB"), bytes("payload B")))));
+        bytes32 root = leafA < leafB ? keccak256(abi.encode(leafA, leafB)) : keccak256(abi.encode(leafB, leafA));
+        ISlipLedger.BlockHeader memory h = header(1, 0);
+        h.merkleRoot = root;
+        bytes32[] memory proof = new bytes32[](1);
+        proof[0] = leafB;
+        assertFalse(ledger.verifySlip(h, proof, bytes32("slipA"), "payload A"), "not committed yet");
+        commit(h, labels, set0);
+        assertTrue(ledger.verifySlip(h, proof, bytes32("slipA"), "payload A"));
+        assertFalse(ledger.verifySlip(h, proof, bytes32("slipA"), "payload B"));
+        // the root posing as a leaf with an empty proof does not verify
+        assertFalse(ledger.verifySlip(h, new bytes32[](0), bytes32("slipA"), "payload A"));
+        ISlipLedger.BlockHeader memory genesis = header(0, 0);
+        assertFalse(ledger.verifySlip(genesis, proof, bytes32("slipA"), "payload A"));
+    }
+
+    function test_headerHashAt_unknownHeights() public {
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnknownHeight.selector, 0));
+        ledger.headerHashAt(0);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnknownHeight.selector, 1));
+        ledger.headerHashAt(1);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerUnknownHeight.selector, 0));
+        ledger.validatorSetAt(0);
+    }
+
+    function test_commitDigest_layout() public view {
+        bytes32 d = ledger.commitDigest(bytes32("h"), 3, 9);
+        assertEq(d, keccak256(abi.encode(ledger.domainSeparator(), bytes32("h"), uint256(3), uint256(9))));
+    }
+}
