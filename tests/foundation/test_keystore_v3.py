@@ -136,14 +136,15 @@ def _cast() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_cast() is None, reason="Foundry's cast is not installed (npm @foundry-rs/cast, or CAST_BINARY)")
 def test_cast_wallet_reads_the_account_keystore(kmc):
+    cast = _cast()
+    assert cast, "Foundry's cast is missing: `make setup` installs it (npm @foundry-rs/cast), or set CAST_BINARY"
     _, account = _files(kmc)
     fd, password_file = tempfile.mkstemp(prefix="mbds-test-pass-")  # 0600, removed below
     try:
         with os.fdopen(fd, "w") as f:
             f.write(PASS)
-        out = subprocess.run([_cast(), "wallet", "address", "--keystore", str(account), "--password-file",
+        out = subprocess.run([cast, "wallet", "address", "--keystore", str(account), "--password-file",
                               password_file], capture_output=True, text=True, timeout=120)
     finally:
         os.unlink(password_file)
