@@ -21,13 +21,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # py-solc-x / ape-solidity find the solc-js entry point inside this checkout, not in ~/.solcx
 export SOLCX_BINARY_PATH := $(CURDIR)/.build/solcx
 
-.PHONY: help setup demo test test-fast forge-test gas-snapshot coverage ape-compile ape-test bench clean devnet-up devnet-down soak
+.PHONY: help setup demo test test-fast forge-test gas-snapshot coverage coverage-py ape-compile ape-test bench clean devnet-up devnet-down soak
 
 help:
 	@echo "make demo   - set up, then run the scripted MBDS demo on embedded defaults"
 	@echo "make test   - set up, then run the whole test suite (forge suite, gas check, pytest)"
 	@echo "make forge-test - the Foundry suite alone (gas snapshot check, then forge test, CI profile)"
 	@echo "make coverage   - forge coverage of contracts/ (bench baseline excluded)"
+	@echo "make coverage-py - pytest-cov of mbds_py/ over the whole suite, subprocesses included"
 	@echo "make gas-snapshot - rewrite .gas-snapshot after an intended gas change"
 	@echo "make setup  - only the set-up (apt, npm ci, .venv, compiler link)"
 	@echo "make ape-compile / ape-test - the same contracts through Ape"
@@ -84,6 +85,12 @@ gas-snapshot: setup
 
 coverage: setup
 	FOUNDRY_FUZZ_RUNS=256 FOUNDRY_INVARIANT_RUNS=32 $(FORGE) coverage --ir-minimum --report summary --no-match-coverage '(contracts/bench|foundry/test)'
+
+# pytest-cov over the whole suite; every Python process the tests start is measured too (pyproject's
+# [tool.coverage.run]: patch = subprocess, sigterm)
+coverage-py: setup
+	rm -rf .build/coverage && mkdir -p .build/coverage
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --cov --cov-report=term --cov-report=html:.build/coverage/html $(PYTEST_ARGS)
 
 test-fast: setup
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
