@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import ape
+from ape.exceptions import CustomError
+from eth_utils import keccak
+from hexbytes import HexBytes
+
 ZERO32 = b"\x00" * 32
 PRE_KEY = b"\x02" + b"\x11" * 32  # a compressed secp256k1 point's length (33 bytes)
 PEKS_KEY = b"\x22" * 96  # a G2 point's length
@@ -32,3 +39,24 @@ def govern(governor, authorities, calls, chain, salt: bytes = ZERO32):
     if ready_at >= chain.pending_timestamp:
         chain.pending_timestamp = ready_at + 1
     return governor.execute(calls, salt, sender=authorities[2])
+
+
+@contextmanager
+def reverts(error, **inputs):
+    """`ape.reverts(error, **inputs)`, made exact.  Ape 0.8 lets through a revert it could not decode (one
+    raised in a deployment, or bubbled up through the governor from its target) and an input name the error
+    lacks; here the revert data must carry `error`'s selector and the inputs must match by name."""
+    with ape.reverts(error, **inputs) as info:
+        yield info
+    raised = info.value
+    if isinstance(raised, CustomError):
+        name, actual = type(raised).__name__, dict(raised.inputs)
+    else:  # undecoded: decode the revert data against the expected error's ABI
+        data = HexBytes(raised.revert_message) if str(raised.revert_message).startswith("0x") else HexBytes(b"")
+        assert data[:4] == keccak(text=error.abi.selector)[:4], f"expected {error.__name__}, got {raised!r}"
+        name = error.__name__
+        actual = ape.networks.provider.network.ecosystem.decode_calldata(error.abi, data[4:])
+    assert name == error.__name__, f"expected {error.__name__}, got {name}"
+    assert set(inputs) <= set(actual), f"{error.__name__} has no input {set(inputs) - set(actual)}"
+    wrong = {k: (v, actual[k]) for k, v in inputs.items() if actual[k] != v}
+    assert not wrong, f"{error.__name__}: (expected, actual) {wrong}"

@@ -4,10 +4,9 @@ The governor of a fresh IdentityRegistry (k = 2 of three health authorities, par
 day).  The full suites are tests/contracts/test_governance.py and foundry/test.
 """
 
-import ape
 import pytest
 
-from _support import DAY, HOSPITAL, PEKS_KEY, PRE_KEY, ZERO32, call, govern, pid
+from _support import DAY, HOSPITAL, PEKS_KEY, PRE_KEY, ZERO32, call, govern, pid, reverts
 
 PROPOSED, EXECUTED, CANCELLED = 1, 2, 3
 
@@ -41,7 +40,7 @@ def test_a_parameter_change_waits_its_delay(governor, authorities, chain):
     governor.approve(op, sender=authorities[1])
     ready_at = governor.getOperation(op).readyAt
     assert ready_at >= chain.blocks.head.timestamp + DAY
-    with ape.reverts(governor.AuthorityGovernorNotReady, operationId=op, readyAt=ready_at):
+    with reverts(governor.AuthorityGovernorNotReady, operationId=op, readyAt=ready_at):
         governor.execute(calls, ZERO32, sender=authorities[2])
     chain.pending_timestamp = ready_at + 1
     governor.execute(calls, ZERO32, sender=authorities[2])
@@ -50,7 +49,7 @@ def test_a_parameter_change_waits_its_delay(governor, authorities, chain):
 
 def test_an_outsider_cannot_propose(identity, governor, accounts, suspended):
     calls = [call(identity, "reinstate", suspended, "bribe")]
-    with ape.reverts(governor.AuthorityGovernorNotAuthority, caller=accounts[7].address):
+    with reverts(governor.AuthorityGovernorNotAuthority, caller=accounts[7].address):
         governor.propose(calls, ZERO32, sender=accounts[7])
 
 
@@ -58,7 +57,7 @@ def test_one_authority_alone_is_not_a_quorum(identity, governor, authorities, su
     calls = [call(identity, "reinstate", suspended, "alone")]
     op = governor.hashOperation(calls, ZERO32)
     governor.propose(calls, ZERO32, sender=authorities[0])
-    with ape.reverts(governor.AuthorityGovernorQuorumNotReached, operationId=op, activeApprovals=1, quorum=2):
+    with reverts(governor.AuthorityGovernorQuorumNotReached, operationId=op, activeApprovals=1, quorum=2):
         governor.execute(calls, ZERO32, sender=authorities[0])
 
 
@@ -66,7 +65,7 @@ def test_the_proposer_cannot_approve_twice(identity, governor, authorities, susp
     calls = [call(identity, "reinstate", suspended, "twice")]
     op = governor.hashOperation(calls, ZERO32)
     governor.propose(calls, ZERO32, sender=authorities[0])
-    with ape.reverts(governor.AuthorityGovernorAlreadyApproved, operationId=op, authority=pid("national")):
+    with reverts(governor.AuthorityGovernorAlreadyApproved, operationId=op, authority=pid("national")):
         governor.approve(op, sender=authorities[0])
 
 
@@ -74,7 +73,7 @@ def test_an_executed_operation_cannot_be_replayed(identity, governor, authoritie
     calls = [call(identity, "reinstate", suspended, "once")]
     govern(governor, authorities, calls, chain)
     op = governor.hashOperation(calls, ZERO32)
-    with ape.reverts(governor.AuthorityGovernorUnexpectedState, operationId=op, current=EXECUTED, expected=PROPOSED):
+    with reverts(governor.AuthorityGovernorUnexpectedState, operationId=op, current=EXECUTED, expected=PROPOSED):
         governor.execute(calls, ZERO32, sender=authorities[2])
 
 
@@ -82,19 +81,19 @@ def test_only_the_proposer_cancels(identity, governor, authorities, suspended):
     calls = [call(identity, "reinstate", suspended, "cancel")]
     op = governor.hashOperation(calls, ZERO32)
     governor.propose(calls, ZERO32, sender=authorities[0])
-    with ape.reverts(governor.AuthorityGovernorNotProposer, operationId=op, caller=authorities[1].address):
+    with reverts(governor.AuthorityGovernorNotProposer, operationId=op, caller=authorities[1].address):
         governor.cancel(op, sender=authorities[1])
     governor.cancel(op, sender=authorities[0])
     assert governor.getOperation(op).state == CANCELLED
 
 
 def test_governed_calls_bypassing_the_governor_revert(identity, governor, authorities, suspended):
-    with ape.reverts(governor.AuthorityGovernorUnauthorizedCall, caller=authorities[0].address):
+    with reverts(governor.AuthorityGovernorUnauthorizedCall, caller=authorities[0].address):
         governor.setConfig(2, DAY, sender=authorities[0])
-    with ape.reverts(identity.IdentityRegistryNotGovernance, caller=authorities[0].address):
+    with reverts(identity.IdentityRegistryNotGovernance, caller=authorities[0].address):
         identity.reinstate(suspended, "alone", sender=authorities[0])
 
 
 def test_an_empty_operation_is_refused(governor, authorities):
-    with ape.reverts(governor.AuthorityGovernorEmptyOperation):
+    with reverts(governor.AuthorityGovernorEmptyOperation):
         governor.propose([], ZERO32, sender=authorities[0])

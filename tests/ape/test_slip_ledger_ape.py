@@ -4,9 +4,10 @@ Four validators (Ape's test accounts 0–3, quorum 3); each COMMIT signature is 
 `commitDigest`.  The full suites are tests/private/test_slip_ledger.py and foundry/test.
 """
 
-import ape
 import pytest
 from eth_account import Account
+
+from _support import reverts
 
 ZERO32 = b"\x00" * 32
 ROOT = b"\x5a" * 32
@@ -57,13 +58,13 @@ def test_the_chain_links_by_prev_hash(ledger, validators):
 
 def test_two_signatures_are_not_a_quorum(ledger, validators):
     hdr = header(1, creator=validators[0].address)
-    with ape.reverts(ledger.SlipLedgerInsufficientSignatures, got=2, needed=3):
+    with reverts(ledger.SlipLedgerInsufficientSignatures, got=2, needed=3):
         commit(ledger, validators, hdr, indexes=(0, 1))
 
 
 def test_an_outsider_cannot_submit(ledger, validators, accounts):
     hdr = header(1, creator=validators[0].address)
-    with ape.reverts(ledger.SlipLedgerNotValidator, caller=accounts[5].address):
+    with reverts(ledger.SlipLedgerNotValidator, caller=accounts[5].address):
         commit(ledger, validators, hdr, sender=accounts[5])
 
 
@@ -72,19 +73,19 @@ def test_a_forged_signature_is_named(ledger, validators, accounts):
     idx, sigs = certificate(ledger, validators, hdr, [0, 1, 2])
     digest = ledger.commitDigest(ledger.hashHeader(hdr), 0, hdr[1])
     forged = Account.unsafe_sign_hash(digest, accounts[6].private_key).signature
-    with ape.reverts(ledger.SlipLedgerInvalidSignature, signer=validators[2].address, recovered=accounts[6].address):
+    with reverts(ledger.SlipLedgerInvalidSignature, signer=validators[2].address, recovered=accounts[6].address):
         ledger.commitBlock(hdr, 0, [v.address for v in validators], idx, sigs[:130] + forged, sender=validators[0])
 
 
 def test_a_repeated_signer_is_a_duplicate(ledger, validators):
     hdr = header(1, creator=validators[0].address)
-    with ape.reverts(ledger.SlipLedgerDuplicateSignature, signer=validators[1].address):
+    with reverts(ledger.SlipLedgerDuplicateSignature, signer=validators[1].address):
         commit(ledger, validators, hdr, indexes=(0, 1, 1))
 
 
 def test_a_skipped_height_is_out_of_order(ledger, validators):
     hdr = header(2, creator=validators[0].address)
-    with ape.reverts(ledger.SlipLedgerOutOfOrder, expected=1, got=2):
+    with reverts(ledger.SlipLedgerOutOfOrder, expected=1, got=2):
         commit(ledger, validators, hdr)
 
 
@@ -92,11 +93,11 @@ def test_a_second_header_at_a_height_is_a_fork(ledger, validators):
     hdr = header(1, creator=validators[0].address)
     commit(ledger, validators, hdr)
     fork = header(1, creator=validators[1].address)
-    with ape.reverts(ledger.SlipLedgerForkedHeader, height=1, committed=ledger.hashHeader(hdr),
+    with reverts(ledger.SlipLedgerForkedHeader, height=1, committed=ledger.hashHeader(hdr),
                      proposed=ledger.hashHeader(fork)):
         commit(ledger, validators, fork)
 
 
 def test_a_set_of_three_is_refused_at_deployment(project, accounts):
-    with ape.reverts(project.SlipLedger.SlipLedgerInvalidValidatorSet, size=3):
+    with reverts(project.SlipLedger.SlipLedgerInvalidValidatorSet, size=3):
         project.SlipLedger.deploy([accounts[i].address for i in range(3)], sender=accounts[0])
