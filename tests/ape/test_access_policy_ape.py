@@ -92,7 +92,8 @@ def test_only_the_patient_grants(policy, people, chain):
 
 def test_only_the_patient_approves_a_request_about_it(policy, people, chain):
     hospital, doctor, _ = people
-    request_id = policy.requestAccess(PATIENT_ID, ALL, ZERO32, READ, 0, later(chain), "x", sender=doctor).events[0].requestId
+    tx = policy.requestAccess(PATIENT_ID, ALL, ZERO32, READ, 0, later(chain), "x", sender=doctor)
+    request_id = tx.events[0].requestId
     with reverts(policy.AccessPolicyNotRequestPatient, requestId=request_id, caller=hospital.address):
         policy.approveRequest(request_id, sender=hospital)
 

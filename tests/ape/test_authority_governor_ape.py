@@ -36,10 +36,10 @@ def test_two_authorities_reinstate_at_once(identity, governor, authorities, susp
 def test_a_parameter_change_waits_its_delay(governor, authorities, chain):
     calls = [call(governor, "setConfig", 3, 2 * DAY)]
     op = governor.hashOperation(calls, ZERO32)
-    governor.propose(calls, ZERO32, sender=authorities[0])
+    proposed = governor.propose(calls, ZERO32, sender=authorities[0])
     governor.approve(op, sender=authorities[1])
     ready_at = governor.getOperation(op).readyAt
-    assert ready_at >= chain.blocks.head.timestamp + DAY
+    assert ready_at == chain.blocks[proposed.block_number].timestamp + DAY
     with reverts(governor.AuthorityGovernorNotReady, operationId=op, readyAt=ready_at):
         governor.execute(calls, ZERO32, sender=authorities[2])
     chain.pending_timestamp = ready_at + 1

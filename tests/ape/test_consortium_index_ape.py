@@ -42,7 +42,8 @@ def credit(project, identity, governor, kmc, authorities, members, chain):
 @pytest.fixture(scope="module")
 def index(project, credit, governor, kmc, authorities, chain):
     contract = project.ConsortiumIndex.deploy(credit, 0, SLOT_SECONDS, 2, sender=kmc)
-    calls = [call(credit, "elect", IDS), call(credit, "setClock", contract), call(credit, "setReporter", contract, True)]
+    calls = [call(credit, "elect", IDS), call(credit, "setClock", contract),
+             call(credit, "setReporter", contract, True)]
     govern(governor, authorities, calls, chain, salt=b"\x01" * 32)
     return contract
 
@@ -55,7 +56,8 @@ def header(index, producer=IDS[0], slot=None, height=1, patients_hash=NO_PATIENT
 
 def attest(index, hdr, signers):
     digest = index.headerDigest(hdr)
-    return [Account.unsafe_sign_hash(digest, s.private_key).signature for s in sorted(signers, key=lambda a: int(a.address, 16))]
+    ordered = sorted(signers, key=lambda a: int(a.address, 16))  # the contract wants ascending signers
+    return [Account.unsafe_sign_hash(digest, s.private_key).signature for s in ordered]
 
 
 def test_the_scheduled_producer_commits_with_a_quorum(index, credit, members):

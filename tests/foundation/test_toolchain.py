@@ -159,7 +159,8 @@ def test_ape_test_runs_the_ape_suite():
         proc.wait(timeout=10)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = out.stdout.strip().splitlines()[-1]
-    assert re.search(rf"\b{APE_TESTS} passed\b", summary) and "failed" not in summary and "skipped" not in summary, summary
+    assert re.search(rf"\b{APE_TESTS} passed\b", summary), summary
+    assert "failed" not in summary and "skipped" not in summary and "error" not in summary, summary
     for contract in APE_MODULES:  # one module per contract, each collected
         assert f"tests/ape/test_{contract}_ape.py" in out.stdout, contract
     assert "Stopping 'anvil' process" not in out.stdout + out.stderr  # it used the node given, started none
