@@ -93,6 +93,7 @@ class ItemChecker:
         self._ok: set[bytes] = set()
         self._lock = threading.Lock()
         self._loading: dict[tuple[int, int], threading.Lock] = {}
+        self._heads: dict[int, int] = {}  # chain ID -> highest anchored height seen (only grows)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit")
 
     def prefetch(self, items: Iterable[SummaryItem]) -> None:
@@ -112,6 +113,8 @@ class ItemChecker:
                 return True
         if item.chain_id not in self.chains:
             return False
+        if not self._anchored(item.chain_id, item.block_height):
+            return False  # no item of a block the ledger does not hold yet can be proven: one call, not four
         block = self._block(item)
         if block is not None:
             ok = block.get(item.slip_id) == (item.patient_id, item.hmi_hash, item.keywords)
@@ -122,6 +125,19 @@ class ItemChecker:
             if ok:
                 self._ok.add(item.struct_hash)
         return ok
+
+    def _anchored(self, chain_id: int, height: int) -> bool:
+        """Whether ``SlipLedger`` holds a header at ``height`` (the head is read again only above the last seen)."""
+        with self._lock:
+            if height <= self._heads.get(chain_id, 0):
+                return True
+        try:
+            head = self.ledgers[chain_id].head()[0]
+        except MBDSError:
+            return True  # the chain is not answering: the proof itself will say
+        with self._lock:
+            self._heads[chain_id] = max(head, self._heads.get(chain_id, 0))
+        return height <= head
 
     # -- one block --------------------------------------------------------------------------------
 

@@ -474,9 +474,20 @@ def test_suspended_requester_is_refused_with_its_reason(world):
 def _expired_grant(world, p: str, label: str, seconds: int = 8) -> None:
     """dr-li gets a ``seconds`` grant of one record, reads it once, and the consortium clock passes its expiry."""
     policy = policy_agent(world.net)
-    world.patients[p].grant(world.pid("dr-li"), records=[world.records[label]], duration=seconds)
-    expires = policy.grant_of(world.pid(p), world.pid("dr-li"), Scope.RECORD, world.records[label]).expires_at
-    read_label(world, "dr-li", p, label)
+    for _ in range(3):
+        world.patients[p].grant(world.pid("dr-li"), records=[world.records[label]], duration=seconds)
+        expires = policy.grant_of(world.pid(p), world.pid("dr-li"), Scope.RECORD, world.records[label]).expires_at
+        try:
+            read_label(world, "dr-li", p, label)
+            break
+        except ProxyRefused as exc:
+            # a loaded machine (a slow devchain) can take longer than the window to read: only an expiry that
+            # really happened is forgiven, and the next grant's window is three times as long
+            if exc.code is not Refusal.EXPIRED or policy.now() < expires:
+                raise
+            seconds *= 3
+    else:
+        pytest.fail(f"dr-li could not read {label} within a {seconds // 3} s grant, three times")
     _mine_until(policy, expires, seconds + 30)
 
 
