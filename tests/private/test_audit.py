@@ -3,7 +3,6 @@ real private chain: four replicas, Anvil with SlipLedger, a storage node holding
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import pytest
@@ -15,20 +14,13 @@ from mbds_py.errors import StorageError
 from mbds_py.pbft.types import SlipEnvelope
 from mbds_py.private.body import decode_body
 from mbds_py.private.client import Receipt
+from mbds_py.private.cluster import wait_until
 from mbds_py.private.slip import TransactionSlip
 from mbds_py.private.testbed import private_testbed
 
 pytestmark = pytest.mark.xdist_group("private-audit")
 
 CHAIN_ID = 43152
-
-
-def _wait(condition, what: str, timeout: float = 60.0):
-    deadline, delay = time.monotonic() + timeout, 0.01
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def chain(tmp_path_factory):
         ids = [api.submit_confirmed(bed.record(n, tag="audit")[1].to_bytes()) for n in range(6)]
         receipts = [api.wait_receipt(i, timeout=60) for i in ids]
         top = max(r.height for r in receipts)
-        _wait(lambda: bed.ledger.head()[0] >= top, "anchoring")
+        wait_until(lambda: bed.ledger.head()[0] >= top, 60, "anchoring")
         yield bed, receipts
 
 
