@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,12 @@ def test_ape_compile_produces_the_runtime_bytecode(tmp_path):
         assert ape_types[name]["runtimeBytecode"]["bytecode"][2:] == art.deployed_bytecode, name
 
 
+# tests/ape: one module per contract (deploy with Ape's `project`, call, `ape.reverts` on the custom errors)
+APE_MODULES = ("identity_registry", "authority_governor", "slip_ledger", "credit_registry", "consortium_index",
+               "access_policy")
+APE_TESTS = 51
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("ape")
 def test_ape_test_runs_the_ape_suite():
@@ -151,5 +158,9 @@ def test_ape_test_runs_the_ape_suite():
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert " passed" in out.stdout and "failed" not in out.stdout.splitlines()[-1]
+    summary = out.stdout.strip().splitlines()[-1]
+    assert re.search(rf"\b{APE_TESTS} passed\b", summary), summary
+    assert "failed" not in summary and "skipped" not in summary and "error" not in summary, summary
+    for contract in APE_MODULES:  # one module per contract, each collected
+        assert f"tests/ape/test_{contract}_ape.py" in out.stdout, contract
     assert "Stopping 'anvil' process" not in out.stdout + out.stderr  # it used the node given, started none
