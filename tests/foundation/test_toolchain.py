@@ -144,16 +144,23 @@ APE_TESTS = 51
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ape")
-def test_ape_test_runs_the_ape_suite():
+def test_ape_test_runs_the_ape_suite(tmp_path):
     """`ape test` on an Anvil of the project's launcher: ape-foundry's own start gives Anvil a fixed 20 s, which a
-    loaded machine can exceed; an engineer with a node running points Ape at it the same way (APE_FOUNDRY_HOST)."""
+    loaded machine can exceed; an engineer with a node running points Ape at it the same way (APE_FOUNDRY_HOST).
+    It runs in a fresh copy of the project: Ape's compile cache can keep a contract's old ABI after its source
+    changed (ApeWorX/ape#2271), which would test stale bytecode."""
     from mbds_py.devnet import launch_chain
 
+    project = tmp_path / "proj"
+    shutil.copytree(ROOT / "contracts", project / "contracts")
+    shutil.copytree(ROOT / "tests" / "ape", project / "tests" / "ape",
+                    ignore=shutil.ignore_patterns("__pycache__", ".build"))
+    shutil.copy(ROOT / "ape-config.yaml", project / "ape-config.yaml")
     proc, url = launch_chain("anvil", 31337)
     try:
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", APE_FOUNDRY_HOST=url)
         out = subprocess.run([str(Path(sys.executable).parent / "ape"), "test", "tests/ape", "-c", "tests/ape/pytest.ini",
-                              "-v", "INFO"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                              "-v", "INFO"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
