@@ -101,7 +101,9 @@ soak: setup
 ape-compile: setup
 	$(VENV)/bin/ape compile
 
+# --force: Ape's compile cache can keep a contract's old ABI after its source changed (ApeWorX/ape#2271)
 ape-test: setup
+	$(VENV)/bin/ape compile --force
 	$(VENV)/bin/ape test tests/ape -c tests/ape/pytest.ini
 
 devnet-up: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,21 +136,38 @@ def test_ape_compile_produces_the_runtime_bytecode(tmp_path):
         assert ape_types[name]["runtimeBytecode"]["bytecode"][2:] == art.deployed_bytecode, name
 
 
+# tests/ape: one module per contract (deploy with Ape's `project`, call, `ape.reverts` on the custom errors)
+APE_MODULES = ("identity_registry", "authority_governor", "slip_ledger", "credit_registry", "consortium_index",
+               "access_policy")
+APE_TESTS = 51
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("ape")
-def test_ape_test_runs_the_ape_suite():
+def test_ape_test_runs_the_ape_suite(tmp_path):
     """`ape test` on an Anvil of the project's launcher: ape-foundry's own start gives Anvil a fixed 20 s, which a
-    loaded machine can exceed; an engineer with a node running points Ape at it the same way (APE_FOUNDRY_HOST)."""
+    loaded machine can exceed; an engineer with a node running points Ape at it the same way (APE_FOUNDRY_HOST).
+    It runs in a fresh copy of the project: Ape's compile cache can keep a contract's old ABI after its source
+    changed (ApeWorX/ape#2271), which would test stale bytecode."""
     from mbds_py.devnet import launch_chain
 
+    project = tmp_path / "proj"
+    shutil.copytree(ROOT / "contracts", project / "contracts")
+    shutil.copytree(ROOT / "tests" / "ape", project / "tests" / "ape",
+                    ignore=shutil.ignore_patterns("__pycache__", ".build"))
+    shutil.copy(ROOT / "ape-config.yaml", project / "ape-config.yaml")
     proc, url = launch_chain("anvil", 31337)
     try:
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", APE_FOUNDRY_HOST=url)
         out = subprocess.run([str(Path(sys.executable).parent / "ape"), "test", "tests/ape", "-c", "tests/ape/pytest.ini",
-                              "-v", "INFO"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                              "-v", "INFO"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert " passed" in out.stdout and "failed" not in out.stdout.splitlines()[-1]
+    summary = out.stdout.strip().splitlines()[-1]
+    assert re.search(rf"\b{APE_TESTS} passed\b", summary), summary
+    assert "failed" not in summary and "skipped" not in summary and "error" not in summary, summary
+    for contract in APE_MODULES:  # one module per contract, each collected
+        assert f"tests/ape/test_{contract}_ape.py" in out.stdout, contract
     assert "Stopping 'anvil' process" not in out.stdout + out.stderr  # it used the node given, started none
