@@ -115,7 +115,11 @@ def _compare_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the combination of --compare / --against / --tolerance and the run's options."""
     compare, against = getattr(args, "compare", None), getattr(args, "against", None)
     if compare is None:
-        return "--against NEW.json needs --compare OLD.json (the report to compare it with)" if against else None
+        if against is not None:
+            return "--against NEW.json needs --compare OLD.json (the report to compare it with)"
+        if getattr(args, "tolerance", None) is not None:
+            return "--tolerance applies to a comparison: add --compare OLD.json, or drop --tolerance"
+        return None
     if against is not None:
         clash = [f"--{name}" for name in ("quick", "json", "markdown", "plot") if getattr(args, name, None)]
         if clash:
@@ -401,16 +405,17 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
 
     old_report = None
-    if getattr(args, "compare", None) is not None or getattr(args, "against", None) is not None:
+    problem = _compare_problem(args)
+    if problem:
+        print(f"mbds bench: {problem}", file=err)
+        return 2
+    if getattr(args, "compare", None) is not None:
         from .compare import ReportError, comparison_text, load_report
 
-        problem = _compare_problem(args)
-        if problem:
-            print(f"mbds bench: {problem}", file=err)
-            return 2
         try:
             old_report = load_report(args.compare, "--compare")
-            new_report = load_report(args.against, "--against") if args.against is not None else None
+            against = getattr(args, "against", None)
+            new_report = load_report(against, "--against") if against is not None else None
         except ReportError as exc:
             print(f"mbds bench: {exc}", file=err)
             return 2
@@ -421,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"mbds bench: unknown key(s) for --only: {', '.join(unknown)}; the two reports have: "
                       f"{', '.join(sorted(known))}", file=err)
                 return 2
-            print(comparison_text(old_report, new_report, old_label=str(args.compare), new_label=str(args.against),
+            print(comparison_text(old_report, new_report, old_label=str(args.compare), new_label=str(against),
                                   tolerance_pct=_tolerance(args), only=only))
             return 0
 

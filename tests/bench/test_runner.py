@@ -450,6 +450,7 @@ def test_a_bad_new_report_names_against(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,problem", [
     (["--against", "new.json"], "--against NEW.json needs --compare OLD.json (the report to compare it with)"),
+    (["--tolerance", "10"], "--tolerance applies to a comparison: add --compare OLD.json, or drop --tolerance"),
     (["--compare", "old.json", "--against", "new.json", "--quick", "--json", "x.json"],
      "--against compares two reports without running anything; drop --quick, --json "
      "(or drop --against to run and compare the run with --compare)"),
