@@ -152,6 +152,8 @@ def test_every_command_help_runs_without_importing_a_service(path):
     assert result["code"] == 0
     assert result["help"].startswith(f"usage: mbds {' '.join(path)}")
     assert [m for m in result["modules"] if m.startswith(HEAVY)] == []
+    assert {m for m in result["modules"] if m.startswith("mbds_py")} <= {
+        "mbds_py", "mbds_py.cli", "mbds_py.cli_options", "mbds_py.errors", "mbds_py.verbs"}
 
 
 def test_status_table_fits_names_longer_than_14_characters():
