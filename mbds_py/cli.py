@@ -256,7 +256,7 @@ def _bench_arguments(q: argparse.ArgumentParser) -> None:
 
     add_arguments(q)
     q.set_defaults(func=cmd_bench)
-    _long_running(q, configure=True)
+    _long_running(q, default=None, configure=True)
 
 
 def _portal_arguments(q: argparse.ArgumentParser) -> None:
@@ -280,9 +280,9 @@ LAZY_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] 
 }
 
 
-def _long_running(q: argparse.ArgumentParser, *, default: str = "INFO", configure: bool = False) -> None:
+def _long_running(q: argparse.ArgumentParser, *, default: str | None = "INFO", configure: bool = False) -> None:
     """Every long-running command takes ``--log-level LEVEL`` and ``-v/--verbose`` (= ``--log-level DEBUG``).
-    ``configure``: :func:`main` sets up logging at that level (a service sets up its own)."""
+    ``configure``: :func:`main` sets up logging at the level given (a service sets up its own)."""
     if "--log-level" not in q._option_string_actions:
         add_log_level(q, default=default)
     if configure:
@@ -336,7 +336,7 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     common(u, passphrase=True, population=True)
     u.add_argument("--no-proxies", dest="proxies", action="store_false", help="do not start the proxies")
     u.set_defaults(func=cmd_up)
-    _long_running(u, default="WARNING", configure=True)
+    _long_running(u, default=None, configure=True)
     s_ = add("status", help="every service of the network: kind, pid, URL, health, log (exit 3 if any is down)")
     common(s_)
     s_.add_argument("--json", action="store_true", help="as JSON")
@@ -363,13 +363,13 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     common(d)
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)
-    _long_running(d, default="WARNING", configure=True)
+    _long_running(d, default=None, configure=True)
 
     dep = add("deploy", help="enrol the population and deploy each chain's contracts (idempotent; "
                              "the chains must be up)")
     common(dep, passphrase=True, population=True)
     dep.set_defaults(func=cmd_deploy)
-    _long_running(dep, default="WARNING", configure=True)
+    _long_running(dep, default=None, configure=True)
 
     c = add("compile", help="compile the contracts (cached by source hash)")
     c.add_argument("--force", action="store_true", help="ignore the cache")
@@ -391,7 +391,7 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     demo.add_argument("--no-sharing", dest="sharing", action="store_false",
                       help="stop after indexing (skip the proxies, the hybrid journey and the policy script)")
     demo.set_defaults(func=cmd_demo)
-    _long_running(demo, default="WARNING", configure=True)
+    _long_running(demo, default=None, configure=True)
     return p
 
 
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):  # `mbds` or `mbds storage` alone: that parser's help
         args._help_parser.print_help()
         return NO_COMMAND_EXIT
-    if getattr(args, "_configure_logging", False):
+    if getattr(args, "_configure_logging", False) and args.log_level is not None:
         import logging
 
         logging.basicConfig(level=args.log_level, stream=sys.stderr,

@@ -20,10 +20,14 @@ STORAGE_DEFAULT_MAX_BLOB_SIZE = 64 * 1024 * 1024
 """Largest file accepted by ``add`` unless configured otherwise."""
 
 
-def add_log_level(parser: argparse.ArgumentParser, default: str = "INFO") -> argparse.ArgumentParser:
-    """``--log-level LEVEL`` (default ``default``) and ``-v/--verbose`` (= ``--log-level DEBUG``)."""
+def add_log_level(parser: argparse.ArgumentParser, default: str | None = "INFO") -> argparse.ArgumentParser:
+    """``--log-level LEVEL`` (default ``default``) and ``-v/--verbose`` (= ``--log-level DEBUG``).
+
+    ``default=None`` (the commands that drive the network from the CLI's own process): logging is left as
+    Python has it, warnings and errors only, until one of the two options is given."""
     parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS,
-                        help=f"log verbosity: {', '.join(LOG_LEVELS)} (default {default})")
+                        help=f"log verbosity: {', '.join(LOG_LEVELS)} "
+                             f"({f'default {default}' if default else 'default: warnings and errors only'})")
     parser.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
                         help="log everything (the same as --log-level DEBUG)")
     return parser
@@ -162,7 +166,7 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="with --compare: compare OLD.json with this report instead of running anything")
     parser.add_argument("--tolerance", metavar="PCT", type=_percent, default=None,
                         help="with --compare: a change within ±PCT %% is reported as unchanged (default 5)")
-    return add_log_level(parser, default="WARNING")
+    return add_log_level(parser, default=None)
 
 
 def _percent(text: str) -> float:

@@ -19,18 +19,19 @@ from mbds_py import cli
 from mbds_py.operations import status_table
 
 ROOT = Path(__file__).resolve().parents[2]
-# every long-running command: its required arguments and its default log level (the services log at INFO,
-# the commands that drive the network from this process show warnings only unless asked)
+# every long-running command: its required arguments and its default log level (the services log at INFO;
+# the commands that drive the network from the CLI's own process leave logging as Python has it, warnings
+# and errors only, unless asked)
 LONG_RUNNING = {("storage", "run"): (["--data-dir", "d"], "INFO"),
                 ("node", "run"): (["--config", "c", "--index", "0"], "INFO"),
                 ("consortium", "run"): (["--config", "c"], "INFO"),
                 ("proxy", "run"): (["--config", "c"], "INFO"),
                 ("portal",): (["--as", "x"], "INFO"),
-                ("up",): ([], "WARNING"),
-                ("devnet",): (["up"], "WARNING"),
-                ("deploy",): ([], "WARNING"),
-                ("demo",): ([], "WARNING"),
-                ("bench",): ([], "WARNING")}
+                ("up",): ([], None),
+                ("devnet",): (["up"], None),
+                ("deploy",): ([], None),
+                ("demo",): ([], None),
+                ("bench",): ([], None)}
 HEAVY = ("web3", "eth_account", "umbral_pre", "blspy", "requests", "mbds_py.storage.node", "mbds_py.private",
          "mbds_py.sharing", "mbds_py.consortium", "mbds_py.portal", "mbds_py.bench", "mbds_py.crypto")
 
@@ -119,7 +120,8 @@ def test_long_running_commands_take_verbose_and_log_level(path):
 @pytest.mark.parametrize("argv,command,configured", [
     (["devnet", "status", "-v"], "cmd_devnet", "DEBUG"),
     (["demo", "--log-level", "INFO"], "cmd_demo", "INFO"),
-    (["bench", "--only", "gas_per_slip"], "cmd_bench", "WARNING"),
+    (["bench", "--log-level", "warning"], "cmd_bench", "WARNING"),
+    (["demo"], "cmd_demo", None),  # no option: logging as Python has it
     (["storage", "run", "--data-dir", "d", "-v"], "cmd_storage", None),  # a service sets up its own logging
 ])
 def test_main_sets_up_logging_for_the_commands_that_do_not_themselves(monkeypatch, argv, command, configured):
