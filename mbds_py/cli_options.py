@@ -25,7 +25,7 @@ def add_log_level(parser: argparse.ArgumentParser, default: str | None = "INFO")
 
     ``default=None`` (the commands that drive the network from the CLI's own process): logging is left as
     Python has it, warnings and errors only, until one of the two options is given."""
-    parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS,
+    parser.add_argument("--log-level", default=default, type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                         help=f"log verbosity: {', '.join(LOG_LEVELS)} "
                              f"({f'default {default}' if default else 'default: warnings and errors only'})")
     parser.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
