@@ -11,9 +11,9 @@ import sys
 from typing import Callable
 
 from . import __version__
+from .cli_options import add_log_level  # the options only: cheap, no service module
 from .errors import MBDSError
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NO_COMMAND_EXIT = 2  # `mbds` (or `mbds storage`) without a command: its help on stdout, exit 2 (a usage error)
 
 
@@ -195,19 +195,27 @@ def is_loopback(host: str) -> bool:
         return False  # another host name: it may resolve to any interface
 
 
+PORTAL_REFUSED_EXIT = 2
+
+
 def cmd_portal(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(f"mbds portal: error: --host {args.host} is not a loopback address: other machines could reach "
+                  "this portal, which speaks plain HTTP (the passphrase and decrypted records would cross the "
+                  "network unencrypted); keep the default 127.0.0.1, or add --allow-remote and put a "
+                  "TLS-terminating proxy in front", file=sys.stderr, flush=True)
+            return PORTAL_REFUSED_EXIT
+        print(f"mbds portal: WARNING: --host {args.host} listens beyond loopback (--allow-remote): the portal "
+              "speaks plain HTTP, so it needs a TLS-terminating proxy in front; without one the passphrase and "
+              "decrypted records cross the network unencrypted.", file=sys.stderr, flush=True)
     from .portal.server import run_portal
 
-    if not is_loopback(args.host):
-        print(f"mbds portal: WARNING: --host {args.host} listens beyond loopback: other machines can reach this "
-              "portal, which serves plain HTTP (the passphrase and decrypted records would cross the network "
-              "unencrypted). Put a TLS-terminating proxy in front, or keep the default 127.0.0.1.",
-              file=sys.stderr, flush=True)
     return run_portal(args)
 
 
 def _storage_arguments(q: argparse.ArgumentParser) -> None:
-    from .storage.node import add_arguments
+    from .cli_options import storage_arguments as add_arguments
 
     st_sub = q.add_subparsers(dest="storage_action", metavar="ACTION")
     run = add_arguments(st_sub.add_parser("run", help="serve /api/v0/add, cat, pin/add, pin/rm, pin/ls, version"))
@@ -216,7 +224,7 @@ def _storage_arguments(q: argparse.ArgumentParser) -> None:
 
 
 def _node_arguments(q: argparse.ArgumentParser) -> None:
-    from .private.node import add_arguments
+    from .cli_options import node_arguments as add_arguments
 
     nd_sub = q.add_subparsers(dest="node_action", metavar="ACTION")
     run = add_arguments(nd_sub.add_parser("run", help="run one replica (key: --keystore FILE, passphrase on stdin "
@@ -226,7 +234,7 @@ def _node_arguments(q: argparse.ArgumentParser) -> None:
 
 
 def _consortium_arguments(q: argparse.ArgumentParser) -> None:
-    from .consortium.node import add_arguments
+    from .cli_options import consortium_arguments as add_arguments
 
     cs_sub = q.add_subparsers(dest="consortium_action", metavar="ACTION")
     run = add_arguments(cs_sub.add_parser("run", help="run one consortium node (key: --keystore FILE or --key-fd N)"))
@@ -235,7 +243,7 @@ def _consortium_arguments(q: argparse.ArgumentParser) -> None:
 
 
 def _proxy_arguments(q: argparse.ArgumentParser) -> None:
-    from .sharing.proxy import add_arguments
+    from .cli_options import proxy_arguments as add_arguments
 
     px_sub = q.add_subparsers(dest="proxy_action", metavar="ACTION")
     run = add_arguments(px_sub.add_parser("run", help="run one proxy (key: --keystore FILE or --key-fd N)"))
@@ -244,14 +252,15 @@ def _proxy_arguments(q: argparse.ArgumentParser) -> None:
 
 
 def _bench_arguments(q: argparse.ArgumentParser) -> None:
-    from .bench.runner import add_arguments
+    from .cli_options import bench_arguments as add_arguments
 
     add_arguments(q)
     q.set_defaults(func=cmd_bench)
+    _long_running(q, default=None, configure=True)
 
 
 def _portal_arguments(q: argparse.ArgumentParser) -> None:
-    from .portal.server import add_arguments
+    from .cli_options import portal_arguments as add_arguments
 
     add_arguments(q)
     q.set_defaults(func=cmd_portal)
@@ -271,17 +280,13 @@ LAZY_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] 
 }
 
 
-def _long_running(q: argparse.ArgumentParser) -> None:
-    """Every long-running command takes ``--log-level LEVEL`` and ``-v/--verbose`` (= ``--log-level DEBUG``);
-    an option a service module declared without help text gets one here."""
-    level = next((a for a in q._actions if a.dest == "log_level"), None)
-    if level is None:
-        level = q.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
-    if not level.help:
-        level.help = f"log verbosity: {', '.join(LOG_LEVELS)} (default {level.default})"
-    if "-v" not in q._option_string_actions:
-        q.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
-                       help="log everything (the same as --log-level DEBUG)")
+def _long_running(q: argparse.ArgumentParser, *, default: str | None = "INFO", configure: bool = False) -> None:
+    """Every long-running command takes ``--log-level LEVEL`` and ``-v/--verbose`` (= ``--log-level DEBUG``).
+    ``configure``: :func:`main` sets up logging at the level given (a service sets up its own)."""
+    if "--log-level" not in q._option_string_actions:
+        add_log_level(q, default=default)
+    if configure:
+        q.set_defaults(_configure_logging=True)
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -331,6 +336,7 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     common(u, passphrase=True, population=True)
     u.add_argument("--no-proxies", dest="proxies", action="store_false", help="do not start the proxies")
     u.set_defaults(func=cmd_up)
+    _long_running(u, default=None, configure=True)
     s_ = add("status", help="every service of the network: kind, pid, URL, health, log (exit 3 if any is down)")
     common(s_)
     s_.add_argument("--json", action="store_true", help="as JSON")
@@ -357,11 +363,13 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     common(d)
     d.add_argument("--json", action="store_true", help="status as JSON")
     d.set_defaults(func=cmd_devnet)
+    _long_running(d, default=None, configure=True)
 
     dep = add("deploy", help="enrol the population and deploy each chain's contracts (idempotent; "
                              "the chains must be up)")
     common(dep, passphrase=True, population=True)
     dep.set_defaults(func=cmd_deploy)
+    _long_running(dep, default=None, configure=True)
 
     c = add("compile", help="compile the contracts (cached by source hash)")
     c.add_argument("--force", action="store_true", help="ignore the cache")
@@ -383,6 +391,7 @@ def build_parser(argv: list[str] | None = None, *, full: bool = False) -> argpar
     demo.add_argument("--no-sharing", dest="sharing", action="store_false",
                       help="stop after indexing (skip the proxies, the hybrid journey and the policy script)")
     demo.set_defaults(func=cmd_demo)
+    _long_running(demo, default=None, configure=True)
     return p
 
 
@@ -404,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):  # `mbds` or `mbds storage` alone: that parser's help
         args._help_parser.print_help()
         return NO_COMMAND_EXIT
+    if getattr(args, "_configure_logging", False) and args.log_level is not None:
+        import logging
+
+        logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except MBDSError as exc:

@@ -11,7 +11,6 @@ reports the address it got.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import random
 import socket
@@ -19,6 +18,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
+from .cli_options import add_listen_argument  # re-exported: the option is declared there
 from .errors import PortInUseError
 
 BACKLOG = 512
@@ -80,12 +80,6 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
 
 def bound_port(sock: socket.socket) -> int:
     return sock.getsockname()[1]
-
-
-def add_listen_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", action="append", default=[], metavar="NAME=FD",
-                        help="serve on an already-listening socket inherited from the launcher "
-                             "(overrides --host/--port for that endpoint)")
 
 
 def inherited_sockets(specs: list[str]) -> dict[str, socket.socket]:

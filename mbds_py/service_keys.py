@@ -25,28 +25,15 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .cli_options import KEY_FD_ARG, add_key_arguments  # re-exported: the options are declared there
 from .errors import ConfigError, KeystoreError
 from .keystore import (DEFAULT_SCRYPT_N, SecretBundle, decrypt_account_v3, decrypt_bundle, encrypt_bundle,
                        is_account_v3, read_keystore, write_keystore)
 
 LEGACY_ENV = ("MBDS_PROXY_KEY", "MBDS_NODE_KEY", "MBDS_NODE_PASSPHRASE")
 SECRET_ENV = LEGACY_ENV + ("MBDS_PASSPHRASE",)  # never handed down to a service process
-KEY_FD_ARG = "--key-fd"
 MAX_SECRET = 64 * 1024
 KIND = "mbds-service-key"
-
-
-def add_key_arguments(parser: argparse.ArgumentParser, what: str) -> argparse.ArgumentParser:
-    """``--keystore F`` (+ ``--passphrase-fd N``) for manual runs, ``--key-fd N`` for the launcher."""
-    parser.add_argument("--keystore", metavar="FILE",
-                        help=f"encrypted keystore of the {what}; the passphrase is read once from --passphrase-fd, "
-                             "else prompted (terminal) or read as the first line of stdin")
-    parser.add_argument("--passphrase-fd", type=int, metavar="N",
-                        help="read the keystore passphrase (first line) from this file descriptor, e.g. 0 for stdin")
-    parser.add_argument(KEY_FD_ARG, type=int, metavar="N",
-                        help="read the key (hex) once from this inherited file descriptor (the devnet launcher's "
-                             "pipe)")
-    return parser
 
 
 def refuse_legacy_env(environ: dict[str, str] | None = None) -> None:

@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO, Union
 
+from ..cli_options import bench_arguments
 from . import registry
 from .context import BenchContext
 from .registry import CATALOGUE, CURVES, EXPECTED_CURVES, MEASUREMENTS, PANELS, MeasurementSpec, Samples
@@ -46,32 +47,15 @@ from .stats import median as _median
 
 SCHEMA = "mbds-bench/1"
 STARTUP_S = 8.0  # imports, version probes, teardown, report files
-CORE_MODULES = {"runner", "registry", "context", "stats", "plot"}
+CORE_MODULES = {"runner", "registry", "context", "stats", "plot", "compare"}
+DEFAULT_TOLERANCE_PCT = 5.0  # --compare: a change within ±5 % is "unchanged"
 NOT_REGISTERED = "no measurement registered yet (the module that provides it has not landed)"
 
 
 # --- command line --------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``mbds bench`` (the CLI adds them to its ``bench`` sub-parser)."""
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repetitions: finishes in under two minutes (for tests)")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="write every key's median and spread as JSON")
-    parser.add_argument("--markdown", metavar="FILE", type=Path,
-                        help="write the results as a Markdown table with targets and ratios to baselines")
-    parser.add_argument("--plot", metavar="FILE.png", type=Path,
-                        help="also sweep the load axes and write a PNG chart (matplotlib)")
-    parser.add_argument("--only", metavar="KEY,...", type=_key_list, default=None,
-                        help="run only the measurements of these keys (a baseline runs with its key); "
-                             "curve or panel names select plot series")
-
-
-def _key_list(text: str) -> list[str]:
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    if not keys:
-        raise argparse.ArgumentTypeError("--only needs at least one key")
-    return keys
+add_arguments = bench_arguments  # the options live in mbds_py.cli_options: `--help` imports only it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,6 +109,28 @@ def _check_only(only: Sequence[str] | None) -> str | None:
     if unknown:
         return f"unknown key(s) for --only: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
     return None
+
+
+def _compare_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of --compare / --against / --tolerance and the run's options."""
+    compare, against = getattr(args, "compare", None), getattr(args, "against", None)
+    if compare is None:
+        if against is not None:
+            return "--against NEW.json needs --compare OLD.json (the report to compare it with)"
+        if getattr(args, "tolerance", None) is not None:
+            return "--tolerance applies to a comparison: add --compare OLD.json, or drop --tolerance"
+        return None
+    if against is not None:
+        clash = [f"--{name}" for name in ("quick", "json", "markdown", "plot") if getattr(args, name, None)]
+        if clash:
+            return (f"--against compares two reports without running anything; drop {', '.join(clash)} "
+                    "(or drop --against to run and compare the run with --compare)")
+    return None
+
+
+def _tolerance(args: argparse.Namespace) -> float:
+    value = getattr(args, "tolerance", None)
+    return DEFAULT_TOLERANCE_PCT if value is None else value
 
 
 # --- machine and versions -------------------------------------------------------------------------------
@@ -398,6 +404,32 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     t_start = time.monotonic()
 
+    old_report = None
+    problem = _compare_problem(args)
+    if problem:
+        print(f"mbds bench: {problem}", file=err)
+        return 2
+    if getattr(args, "compare", None) is not None:
+        from .compare import ReportError, comparison_text, load_report
+
+        try:
+            old_report = load_report(args.compare, "--compare")
+            against = getattr(args, "against", None)
+            new_report = load_report(against, "--against") if against is not None else None
+        except ReportError as exc:
+            print(f"mbds bench: {exc}", file=err)
+            return 2
+        if new_report is not None:  # two files: nothing runs
+            known = set(old_report["measurements"]) | set(new_report["measurements"])
+            unknown = [k for k in only or () if k not in known]
+            if unknown:
+                print(f"mbds bench: unknown key(s) for --only: {', '.join(unknown)}; the two reports have: "
+                      f"{', '.join(sorted(known))}", file=err)
+                return 2
+            print(comparison_text(old_report, new_report, old_label=str(args.compare), new_label=str(against),
+                                  tolerance_pct=_tolerance(args), only=only))
+            return 0
+
     warnings = discover()
     problem = _check_only(only)
     if problem:
@@ -466,6 +498,10 @@ def run(args: argparse.Namespace) -> int:
                           duration_s=time.monotonic() - t_start, expected_s=expected, warnings=warnings,
                           load_at_start=load_at_start, version_info=probe.result())
     print(text_table(report))
+    if old_report is not None:
+        print()
+        print(comparison_text(old_report, report, old_label=str(args.compare), new_label="this run",
+                              tolerance_pct=_tolerance(args)))
     if json_path is not None:
         _write(json_path, json.dumps(report, indent=2) + "\n")
     if md_path is not None:

@@ -31,9 +31,10 @@ from typing import Any
 
 import requests
 
+from ..cli_options import consortium_arguments
 from ..errors import ConfigError, MBDSError
 from ..httpjson import JsonHandler
-from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
+from ..listen import bind_listener, http_server, inherited_sockets, listener
 from .audit import ItemChecker, PrivateChainRef
 from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
@@ -414,15 +415,7 @@ def _handler_for(node: ConsortiumNode):
     return Handler
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, help="consortium node configuration JSON")
-    parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
-    from ..service_keys import add_key_arguments
-
-    add_key_arguments(parser, "institution")
-    add_listen_argument(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+add_arguments = consortium_arguments  # the options live in mbds_py.cli_options: `--help` imports only it
 
 
 def run_consortium_node(args: argparse.Namespace) -> int:

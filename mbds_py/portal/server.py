@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+from ..cli_options import portal_arguments
 from ..errors import KeystoreError, MBDSError
 from ..httpjson import JsonHandler, RequestError
 from ..sharing.policy import Scope
@@ -394,18 +395,7 @@ def make_server(portal: Portal, host: str = "127.0.0.1", port: int = 0) -> tuple
 # ---------------------------------------------------------------------------------------------
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--as", dest="name", required=True, metavar="PARTICIPANT",
-                   help="the enrolled patient or doctor this portal serves (e.g. alice, dr-li)")
-    p.add_argument("--spec", help="network spec TOML (default: the embedded devnet)")
-    p.add_argument("--state-dir", help="the running network's state folder (default: the spec's)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
-    p.add_argument("--passphrase-stdin", action="store_true",
-                   help="read the keystore passphrase from the first line of stdin and unlock at start "
-                        "(otherwise the page asks for it)")
-    p.add_argument("--log-level", default="INFO")
-    return p
+add_arguments = portal_arguments  # the options live in mbds_py.cli_options: `--help` imports only it
 
 
 def run_portal(args: argparse.Namespace) -> int:

@@ -32,9 +32,10 @@ from typing import Any
 
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
+from ..cli_options import node_arguments
 from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
 from ..httpjson import JsonHandler
-from ..listen import add_listen_argument, http_server, inherited_sockets, listener
+from ..listen import http_server, inherited_sockets, listener
 from ..identity import Role
 from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
@@ -644,15 +645,7 @@ def load_private_key(args: argparse.Namespace) -> bytes:
     return key
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, help="node configuration JSON (written by `mbds devnet up`)")
-    parser.add_argument("--index", type=int, required=True, help="this replica's index in the validator set")
-    from ..service_keys import add_key_arguments
-
-    add_key_arguments(parser, "validator")
-    add_listen_argument(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+add_arguments = node_arguments  # the options live in mbds_py.cli_options: `--help` imports only it
 
 
 def run_node(args: argparse.Namespace) -> int:

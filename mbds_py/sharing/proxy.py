@@ -72,10 +72,11 @@ from ..crypto.errors import CiphertextMismatchError
 from ..crypto.peks import parse_ciphertexts
 from ..crypto.pre import UmbralCiphertext
 from ..crypto.signing import Eip712Domain, recover_address
+from ..cli_options import proxy_arguments
 from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
                       StorageError)
 from ..httpjson import JsonHandler
-from ..listen import add_listen_argument, bind_listener, http_server, inherited_sockets, listener
+from ..listen import bind_listener, http_server, inherited_sockets, listener
 from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
@@ -1258,15 +1259,7 @@ def _handler_for(proxy: ProxyService):
 # ---------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
-    parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
-    from ..service_keys import add_key_arguments
-
-    add_key_arguments(parser, "proxy")
-    add_listen_argument(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+add_arguments = proxy_arguments  # the options live in mbds_py.cli_options: `--help` imports only it
 
 
 def load_proxy_keys(args: argparse.Namespace) -> PatientSecrets:

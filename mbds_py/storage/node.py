@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import platform
-import re
 import signal
 import socket
 import sys
@@ -38,8 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mbds_py import __version__
+from mbds_py.cli_options import STORAGE_DEFAULT_MAX_BLOB_SIZE, STORAGE_DEFAULT_PORT, parse_size, storage_arguments
 from mbds_py.errors import IntegrityError
-from mbds_py.listen import add_listen_argument, inherited_sockets
+from mbds_py.listen import inherited_sockets
 from mbds_py.storage import multipart, unixfs
 from mbds_py.storage.errors import (
     BlobTooLargeError,
@@ -63,9 +63,9 @@ __all__ = [
 
 log = logging.getLogger("mbds.storage.node")
 
-DEFAULT_PORT = 5001
+DEFAULT_PORT = STORAGE_DEFAULT_PORT
 """Kubo's RPC API port."""
-DEFAULT_MAX_BLOB_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_BLOB_SIZE = STORAGE_DEFAULT_MAX_BLOB_SIZE
 """Largest file accepted by ``add`` unless configured otherwise."""
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for multipart headers and delimiters on top of the blob limit."""
@@ -586,37 +586,7 @@ def serve(host: str, port: int, data_dir: str | os.PathLike[str], *,
 # command line
 # ---------------------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """Parse ``67108864``, ``64MiB``, ``64M`` or ``512KiB`` (binary units) into bytes."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}; use bytes or a unit such as 64MiB")
-    number, unit = match.groups()
-    value = int(number) * _SIZE_UNITS[(unit or "")[:1].lower()]
-    if value <= 0:
-        raise argparse.ArgumentTypeError("size must be positive")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the node's options to ``parser`` (for ``mbds storage run``)."""
-    parser.add_argument("--data-dir", required=True, type=Path, help="directory holding blocks and pins")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port to listen on; 0 picks a free one (default {DEFAULT_PORT})")
-    parser.add_argument("--max-blob-size", type=parse_size, default=DEFAULT_MAX_BLOB_SIZE,
-                        help="largest file accepted by add, e.g. 64MiB (default)")
-    parser.add_argument("--no-verify-on-read", dest="verify_on_read", action="store_false",
-                        help="serve blocks without re-hashing them (clients still verify)")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write {\"url\", \"pid\"} as JSON here once listening")
-    add_listen_argument(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+add_arguments = storage_arguments  # the options live in mbds_py.cli_options (cheap to import)
 
 
 def _write_ready_file(path: Path, url: str) -> None:

@@ -328,3 +328,165 @@ def test_markdown_replaces_only_the_marked_section_of_an_existing_page(isolated,
     plain = tmp_path / "new.md"
     assert runner.run(args("--quick", "--markdown", str(plain))) == 0
     assert plain.read_text().startswith("Run: ") and runner.MD_BEGIN not in plain.read_text()
+
+
+# --- --compare ---------------------------------------------------------------------------------------
+
+BAD_REPORT_HINT = "give a report written by `mbds bench --json FILE`"
+
+
+def entry(median, unit, target=None, *, baseline=None, status=None):
+    return {"median": median, "unit": unit, "target": target, "baseline": baseline,
+            "status": status or ("measured" if median is not None else "not measured")}
+
+
+def report_file(path, mode, started_at, measurements):
+    path.write_text(json.dumps({"schema": runner.SCHEMA, "mode": mode, "started_at": started_at,
+                                "measurements": {k: {"key": k, **e} for k, e in measurements.items()}}))
+    return path
+
+
+def cells(text):
+    """The comparison's lines, each table row split into its cells (columns are 2+ spaces apart)."""
+    import re
+
+    return [re.split(r"\s{2,}", line) for line in text.rstrip("\n").splitlines()]
+
+
+def test_compare_two_reports_gives_each_key_its_ratio_and_direction(tmp_path, capsys):
+    old = report_file(tmp_path / "old.json", "full", "2026-12-01T10:00:00+00:00", {
+        "pbft_slips_per_s": entry(100.0, "slips/s", ">=1000"),
+        "gas_per_slip": entry(700.0, "gas/slip", "<=600", baseline="naive_gas_per_slip"),
+        "naive_gas_per_slip": entry(46_000.0, "gas/slip"),
+        "consortium_items_per_s": entry(10.0, "items/s"),
+        "storage_p50_ms": entry(5.0, "ms", "<=20"),
+        "gas_per_item": entry(None, "gas/item")})
+    new = report_file(tmp_path / "new.json", "full", "2026-12-05T10:00:00+00:00", {
+        "pbft_slips_per_s": entry(80.0, "slips/s", ">=1000"),
+        "gas_per_slip": entry(650.0, "gas/slip", "<=600", baseline="naive_gas_per_slip"),
+        "naive_gas_per_slip": entry(46_100.0, "gas/slip"),
+        "consortium_items_per_s": entry(12.0, "items/s"),
+        "storage_p50_ms": entry(None, "ms", "<=20", status="failed"),
+        "gas_per_item": entry(None, "gas/item"),
+        "share_p50_ms": entry(30.0, "ms", "<=40")})
+    assert runner.run(args("--compare", str(old), "--against", str(new))) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert cells(out.out) == [
+        [f"compared with {old} (full run of 2026-12-01T10:00:00+00:00): {new} (full run of 2026-12-05T10:00:00+00:00)"],
+        ["key", "old", "new", "new/old", "change", "better when"],
+        ["pbft_slips_per_s", "100.0 slips/s", "80.00 slips/s", "×0.8", "WORSE", "higher"],
+        ["gas_per_slip", "700.0 gas/slip", "650.0 gas/slip", "×0.929", "better", "lower"],
+        ["naive_gas_per_slip", "46,000 gas/slip", "46,100 gas/slip", "×1", "unchanged", "lower"],  # gas_per_slip's
+        ["consortium_items_per_s", "10.00 items/s", "12.00 items/s", "×1.2", "better", "higher"],  # a rate, no target
+        ["storage_p50_ms", "5.00 ms", "—", "—", "— (NEW: failed)", "lower"],
+        ["share_p50_ms", "—", "30.00 ms", "—", "— (not in OLD)", "lower"],
+        ["2 better, 1 worse (pbft_slips_per_s), 1 unchanged (within ±5 %), 2 not compared"]]
+
+
+def test_compare_tolerance_and_only_narrow_the_verdicts(tmp_path, capsys):
+    old = report_file(tmp_path / "old.json", "full", "t0", {"gas_per_slip": entry(700.0, "gas/slip", "<=600"),
+                                                            "storage_p50_ms": entry(5.0, "ms", "<=20")})
+    new = report_file(tmp_path / "new.json", "quick", "t1", {"gas_per_slip": entry(750.0, "gas/slip", "<=600"),
+                                                             "storage_p50_ms": entry(6.0, "ms", "<=20")})
+    assert runner.run(args("--compare", str(old), "--against", str(new), "--tolerance", "10",
+                           "--only", "gas_per_slip")) == 0
+    assert cells(capsys.readouterr().out) == [
+        [f"compared with {old} (full run of t0): {new} (quick run of t1)"],
+        ["note: a full run against a quick run: sizes and repetitions differ, so the ratios are rough"],
+        ["key", "old", "new", "new/old", "change", "better when"],
+        ["gas_per_slip", "700.0 gas/slip", "750.0 gas/slip", "×1.07", "unchanged", "lower"],
+        ["0 better, 0 worse, 1 unchanged (within ±10 %), 0 not compared"]]
+
+
+def test_compare_after_a_run_compares_the_runs_figures_and_leaves_out_keys_it_skipped(isolated, tmp_path, capsys):
+    register_fake_gas()
+    measurement("storage_p50_ms", estimate_s=(0, 0))(lambda ctx: [1.0])
+    old = report_file(tmp_path / "old.json", "quick", "t0", {
+        "gas_per_slip": entry(800.0, "gas/slip", "<=600", baseline="naive_gas_per_slip"),
+        "naive_gas_per_slip": entry(46_000.0, "gas/slip"),
+        "storage_p50_ms": entry(2.0, "ms", "<=20")})
+    assert runner.run(args("--quick", "--only", "gas_per_slip", "--compare", str(old))) == 0
+    out = cells(capsys.readouterr().out.split("\n\n", 1)[1])
+    assert out[0][0].startswith(f"compared with {old} (quick run of t0): this run (quick run of ")
+    assert out[1:] == [["key", "old", "new", "new/old", "change", "better when"],
+                       ["gas_per_slip", "800.0 gas/slip", "705.0 gas/slip", "×0.881", "better", "lower"],
+                       ["naive_gas_per_slip", "46,000 gas/slip", "46,000 gas/slip", "×1", "unchanged", "lower"],
+                       ["1 better, 0 worse, 1 unchanged (within ±5 %), 0 not compared"]]
+
+
+@pytest.mark.parametrize("content,problem", [
+    (None, "no such file"),
+    ("{not json", "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+    ('{"name": "mbds", "version": "0.1.0"}', "not a `mbds bench --json` report (no \"schema\" field, "
+                                             "expected 'mbds-bench/1')"),
+    ('[1, 2]', "not a `mbds bench --json` report (no \"schema\" field, expected 'mbds-bench/1')"),
+    ('{"schema": "mbds-bench/2", "measurements": {}}', "not a `mbds bench --json` report (schema 'mbds-bench/2', "
+                                                       "expected 'mbds-bench/1')"),
+    ('{"schema": "mbds-bench/1", "measurements": {"gas_per_slip": {"median": "fast"}}}',
+     "a mbds-bench/1 report whose \"measurements\" are not an object of keys each with a numeric or null "
+     "\"median\""),
+    ("folder", "is a folder"),
+], ids=["missing", "malformed", "package-json", "list", "other-schema", "bad-median", "folder"])
+def test_a_bad_old_report_is_one_line_exit_2_and_nothing_runs(isolated, tmp_path, capsys, content, problem):
+    calls = []
+    measurement("storage_p50_ms", estimate_s=(0, 0))(lambda ctx: calls.append(1) or [1.0])
+    path = tmp_path / "old.json"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    assert runner.run(args("--compare", str(path))) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == f"mbds bench: --compare {path}: {problem}; {BAD_REPORT_HINT}\n"
+    assert calls == []
+
+
+def test_a_bad_new_report_names_against(tmp_path, capsys):
+    old = report_file(tmp_path / "old.json", "full", "t0", {})
+    assert runner.run(args("--compare", str(old), "--against", str(tmp_path / "nope.json"))) == 2
+    assert capsys.readouterr().err == f"mbds bench: --against {tmp_path / 'nope.json'}: no such file; {BAD_REPORT_HINT}\n"
+
+
+@pytest.mark.parametrize("argv,problem", [
+    (["--against", "new.json"], "--against NEW.json needs --compare OLD.json (the report to compare it with)"),
+    (["--tolerance", "10"], "--tolerance applies to a comparison: add --compare OLD.json, or drop --tolerance"),
+    (["--compare", "old.json", "--against", "new.json", "--quick", "--json", "x.json"],
+     "--against compares two reports without running anything; drop --quick, --json "
+     "(or drop --against to run and compare the run with --compare)"),
+])
+def test_against_misused_is_one_line_exit_2(capsys, argv, problem):
+    assert runner.run(args(*argv)) == 2  # refused before any file is read
+    assert capsys.readouterr().err == f"mbds bench: {problem}\n"
+
+
+def test_only_with_a_key_neither_report_has_exits_2(tmp_path, capsys):
+    old = report_file(tmp_path / "old.json", "full", "t0", {"gas_per_slip": entry(1.0, "gas/slip")})
+    assert runner.run(args("--compare", str(old), "--against", str(old), "--only", "gas_per_slipp")) == 2
+    assert capsys.readouterr().err == ("mbds bench: unknown key(s) for --only: gas_per_slipp; the two reports have: "
+                                       "gas_per_slip\n")
+
+
+def test_mbds_bench_compare_through_the_cli_without_a_traceback(tmp_path, capsys):
+    from mbds_py import cli
+
+    missing = tmp_path / "old.json"
+    assert cli.main(["bench", "--compare", str(missing)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == f"mbds bench: --compare {missing}: no such file; {BAD_REPORT_HINT}\n"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--compare", "a.json", "--tolerance", "lots"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("mbds bench: error: argument --tolerance: --tolerance 'lots': "
+                                                        "give a percentage such as 5")
+
+
+def test_direction_comes_from_the_target_then_the_key_it_is_the_baseline_of_then_the_unit():
+    from mbds_py.bench.compare import HIGHER, LOWER, direction
+
+    report = {"measurements": {"a_per_s": entry(1.0, "items/s", ">=10", baseline="a_naive"),
+                               "a_naive": entry(1.0, "ms"),  # a unit that alone would say "lower"
+                               "cost": entry(1.0, "gas/item"), "rate": entry(1.0, "records/s"),
+                               "lat": entry(1.0, "ms", "<=5")}}
+    assert [direction(k, report) for k in ("a_per_s", "a_naive", "cost", "rate", "lat")] == \
+        [HIGHER, HIGHER, LOWER, HIGHER, LOWER]
