@@ -36,6 +36,7 @@ from .messages import (
     Checkpoint,
     Commit,
     Fetch,
+    Hold,
     Message,
     MessageAuth,
     NewView,
@@ -46,6 +47,7 @@ from .messages import (
     StableCheckpoint,
     Status,
     ViewChange,
+    Want,
 )
 from .codec import decode_message, encode_message
 from .replica import Outbox, RecordingOutbox, Replica
@@ -79,6 +81,7 @@ __all__ = [
     "FakeKeyring",
     "FakeSigner",
     "Fetch",
+    "Hold",
     "Head",
     "InvalidCertificate",
     "InvalidPrePrepare",
@@ -108,6 +111,7 @@ __all__ = [
     "UnknownSender",
     "Verifier",
     "ViewChange",
+    "Want",
     "VoteOutcome",
     "VoteSet",
     "decode_message",

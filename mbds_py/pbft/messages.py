@@ -189,9 +189,39 @@ class Blocks:
     signature: bytes = b""
 
 
-Message = Union[Request, PrePrepare, Prepare, Commit, Checkpoint, ViewChange, NewView, Status, Fetch, Blocks]
+@message(11)
+@dataclass(frozen=True)
+class Hold:
+    """A backup holds these client slips (their IDs only): the primary, which usually has them from the client
+    too, answers with a WANT for the ones it lacks instead of receiving every body twice."""
+
+    slip_ids: tuple[bytes, ...]
+    sender: int
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        for slip_id in self.slip_ids:
+            _check_len("slip_id", slip_id, 32)
+
+
+@message(12)
+@dataclass(frozen=True)
+class Want:
+    """The primary lacks these slips a HOLD announced: the holder sends their bodies in a REQUEST."""
+
+    slip_ids: tuple[bytes, ...]
+    sender: int
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        for slip_id in self.slip_ids:
+            _check_len("slip_id", slip_id, 32)
+
+
+Message = Union[Request, PrePrepare, Prepare, Commit, Checkpoint, ViewChange, NewView, Status, Fetch, Blocks, Hold,
+                Want]
 MESSAGE_TYPES: tuple[type, ...] = (
-    Request, PrePrepare, Prepare, Commit, Checkpoint, ViewChange, NewView, Status, Fetch, Blocks,
+    Request, PrePrepare, Prepare, Commit, Checkpoint, ViewChange, NewView, Status, Fetch, Blocks, Hold, Want,
 )
 
 
@@ -230,6 +260,7 @@ __all__ = [
     "Checkpoint",
     "Commit",
     "Fetch",
+    "Hold",
     "MESSAGE_TYPES",
     "Message",
     "MessageAuth",
@@ -241,4 +272,5 @@ __all__ = [
     "StableCheckpoint",
     "Status",
     "ViewChange",
+    "Want",
 ]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .errors import Equivocation, InvalidPrePrepare, MalformedMessage, StaleMessage
 from .merkle import merkle_root
-from .messages import Commit, PrePrepare, Prepare, PreparedCert, Request
+from .messages import Commit, Hold, PrePrepare, Prepare, PreparedCert, Request, Want
 from .state import Committed, Fault, Slot, chains
 from .types import NULL_DIGEST, Block, BlockHeader, CertifiedBlock, CommitSignature, Head, QuorumCertificate, SlipEnvelope
 from .votes import VoteOutcome
@@ -57,15 +57,16 @@ class OrderingService:
         return None
 
     def relay(self, slips: list[SlipEnvelope], *, to_all: bool = False) -> None:
-        """Forward slips in one signed REQUEST: to the primary, or to everyone."""
+        """Forward slips: their IDs in one signed HOLD to the primary (clients send every slip to every
+        replica, so the primary asks with WANT only for what it lacks), or the bodies in one REQUEST to
+        everyone (overdue slips, or no primary in office during a view change)."""
         s = self.s
         if not slips or (s.active and s.is_primary and not to_all):
             return
-        msg = self.r.sign(Request(tuple(slips), s.me))
         if to_all or not s.active:
-            self.r.broadcast(msg)
+            self.r.broadcast(self.r.sign(Request(tuple(slips), s.me)))
         else:
-            self.r.send(s.primary, msg)
+            self.r.send(s.primary, self.r.sign(Hold(tuple(slip.slip_id for slip in slips), s.me)))
 
     def on_request(self, msg: Request, now: float) -> None:
         for slip in msg.slips:
@@ -73,6 +74,30 @@ class OrderingService:
             if reason not in (None, "already-committed", "already-pending"):
                 self.r.reject("invalid-slip", msg.sender, f"0x{slip.slip_id.hex()}: {reason}")
         self.maybe_propose(now)
+
+    def _check_ids(self, kind: str, slip_ids: tuple[bytes, ...]) -> None:
+        if len(slip_ids) > 4 * self.cfg.max_slips:  # a relay carries at most one drain of client slips
+            raise MalformedMessage(f"{kind} names {len(slip_ids)} slips (at most {4 * self.cfg.max_slips})")
+
+    def on_hold(self, msg: Hold, now: float) -> None:
+        """Primary: ask the holder for the announced slips it has neither pending nor applied."""
+        s = self.s
+        self._check_ids("HOLD", msg.slip_ids)
+        if not (s.active and s.is_primary):
+            return
+        missing = tuple(i for i in dict.fromkeys(msg.slip_ids) if i not in s.pool and i not in s.applied_slips)
+        if missing:
+            self.r.send(msg.sender, self.r.sign(Want(missing, s.me)))
+
+    def on_want(self, msg: Want, now: float) -> None:
+        """Send the primary of this view the bodies it asked for (only the primary's WANT is answered)."""
+        s = self.s
+        self._check_ids("WANT", msg.slip_ids)
+        if msg.sender != s.primary:
+            raise StaleMessage(f"WANT from replica {msg.sender}, not the primary {s.primary} of view {s.view}")
+        slips = tuple(slip for slip in map(s.pool.get, dict.fromkeys(msg.slip_ids)) if slip is not None)
+        if slips:
+            self.r.send(msg.sender, self.r.sign(Request(slips, s.me)))
 
     # --- primary ----------------------------------------------------------------------
 

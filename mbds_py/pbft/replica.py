@@ -31,6 +31,7 @@ from .messages import (
     Checkpoint,
     Commit,
     Fetch,
+    Hold,
     Message,
     MessageAuth,
     NewView,
@@ -39,6 +40,7 @@ from .messages import (
     Request,
     Status,
     ViewChange,
+    Want,
 )
 from .ordering import OrderingService
 from .state import Fault, ReplicaState, Slot
@@ -160,6 +162,8 @@ class Replica:
             Status: self.catchup.on_status,
             Fetch: self.catchup.on_fetch,
             Blocks: self.catchup.on_blocks,
+            Hold: self.ordering.on_hold,
+            Want: self.ordering.on_want,
         }  # type: ignore[dict-item]
         self._resume()
 

@@ -107,6 +107,11 @@ class PendingPool:
             self.available.pop(slip_id, None)
             self.in_flight.pop(slip_id, None)
 
+    def get(self, slip_id: bytes) -> SlipEnvelope | None:
+        """The pending slip with this ID, available or in flight."""
+        entry = self.available.get(slip_id) or (self.in_flight.get(slip_id) or (None, None))[1]
+        return entry.slip if entry is not None else None
+
     def oldest(self) -> PendingSlip | None:
         return next(iter(self.available.values()), None)
 

@@ -11,11 +11,13 @@ from mbds_py.pbft import (
     Blocks,
     Commit,
     Fetch,
+    Hold,
     NewView,
     PbftConfig,
     PrePrepare,
     Prepare,
     Request,
+    Want,
     encode_message,
     merkle_root,
 )
@@ -91,6 +93,66 @@ def test_invalid_slip_is_refused_by_on_request(cluster_factory):
     assert c.submit(slip(1, b"bad")) == "unsigned"
     c.advance(1.0)
     assert c.heights() == [0, 0, 0, 0]
+
+
+# --- relay by digest: HOLD / WANT ----------------------------------------------------------
+
+
+def _sent(c, src, kind):
+    return [(dst, msg) for s, dst, msg in c.delivered_log if s == src and type(msg) is kind]
+
+
+def test_a_backup_relays_ids_and_the_primary_wants_only_what_it_lacks(cluster_factory):
+    c = cluster_factory(max_slips=4)
+    assert c.submit(slip(1), to=0) is None  # the client reached the primary and backup 1 with slip 1 ...
+    assert c.submit(slip(1), to=1) is None
+    assert c.submit(slip(2), to=1) is None  # ... and backup 1 alone with slip 2
+    holds = _sent(c, 1, Hold)
+    assert holds and all(dst == 0 for dst, _ in holds)
+    assert not [m for _d, m in _sent(c, 1, Request)
+                if slip(1).slip_id in {x.slip_id for x in m.slips}]  # slip 1's body never relayed
+    [(dst, want)] = _sent(c, 0, Want)
+    assert dst == 1 and want.slip_ids == (slip(2).slip_id,)  # the primary asked for slip 2 only
+    [(dst, req)] = _sent(c, 1, Request)
+    assert dst == 0 and [x.slip_id for x in req.slips] == [slip(2).slip_id]
+    c.advance(1.0)
+    assert {x.slip_id for b in c.chain(3) for x in b.slips} == {slip(1).slip_id, slip(2).slip_id}
+
+
+def test_a_hold_reaching_a_backup_asks_for_nothing(cluster_factory):
+    c = cluster_factory()
+    c.r(2).on_message(c.r(1).sign(Hold((slip(5).slip_id,), 1)))
+    assert c.outboxes[2].drain() == [] and c.r(2).state.rejection_counts == {}
+
+
+def test_a_want_from_a_replica_that_is_not_the_primary_is_refused(cluster_factory):
+    c = cluster_factory()
+    c.r(2).on_request(slip(3))
+    c.outboxes[2].drain()
+    c.r(2).on_message(c.r(3).sign(Want((slip(3).slip_id,), 3)))  # replica 3 fishing for bodies
+    assert c.outboxes[2].drain() == []
+    assert c.r(2).state.rejection_counts == {"stale": 1}
+    c.r(2).on_message(c.r(0).sign(Want((slip(3).slip_id, slip(4).slip_id), 0)))  # the primary: answered
+    [(to, req)] = c.outboxes[2].drain()
+    assert to == 0 and [x.slip_id for x in req.slips] == [slip(3).slip_id]  # only what it holds
+
+
+def test_oversized_hold_and_want_are_malformed(cluster_factory):
+    c = cluster_factory(max_slips=4)
+    ids = tuple(slip(k).slip_id for k in range(17))  # more than 4 x max_slips
+    c.r(0).on_message(c.r(1).sign(Hold(ids, 1)))
+    c.r(1).on_message(c.r(0).sign(Want(ids, 0)))
+    assert c.r(0).state.rejection_counts == {"malformed": 1}
+    assert c.r(1).state.rejection_counts == {"malformed": 1}
+    assert c.outboxes[0].drain() == [] and c.outboxes[1].drain() == []
+
+
+def test_a_hold_with_a_short_slip_id_does_not_decode(cluster_factory):
+    c = cluster_factory()
+    good = encode_message(c.r(1).sign(Hold((slip(1).slip_id,), 1)))
+    bad = good.replace(slip(1).slip_id, slip(1).slip_id[:31] + b"", 1)
+    c.r(0).on_wire(bad)
+    assert c.r(0).state.rejection_counts == {"malformed": 1}
 
 
 # --- rejected messages ---------------------------------------------------------------------
