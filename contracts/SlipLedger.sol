@@ -33,9 +33,13 @@ contract SlipLedger is ISlipLedger, EIP712 {
     // Storage
     // ------------------------------------------------------------------
 
+    /// Committed heights are always a prefix 1 … head (a header commits only on top of a committed
+    /// parent, and hashes are never zero), so "height h is the next one" is "h − 1 is committed and h is
+    /// not": a commit reads two hash slots and writes one, and no head counter is written per block.
     mapping(uint64 height => bytes32 headerHash) private _headerHashes;
-    // One slot, read once per commit: the head height, the epoch in force at the head, its size and the
-    // first height of the next scheduled epoch (0: none scheduled).
+    // One slot, read once per commit: a committed height at or below the head (a hint for the views,
+    // moved by validator-set changes), the epoch in force at the head, its size and the first height of
+    // the next scheduled epoch (0: none scheduled).
     uint64 private _height;
     uint64 private _epoch;
     uint32 private _validatorCount;
@@ -68,24 +72,22 @@ contract SlipLedger is ISlipLedger, EIP712 {
         bytes calldata signatures
     ) external {
         uint64 height = header.height;
-        uint64 head = _height;
-        if (height <= head && height != 0) {
+        if (height == 0) revert SlipLedgerOutOfOrder(_head() + 1, height);
+        bytes32 committed = _headerHashes[height];
+        if (committed != 0) {
             // Idempotent re-submission, checked against the set of that height (not today's).
             _checkSetHash(_setHashOf(validatorSet), _setHashes[_epochAt(height)]);
             _checkCaller(validatorSet);
             bytes32 headerHash = _hashHeader(header);
-            bytes32 committed = _headerHashes[height];
             if (committed == headerHash) return;
             revert SlipLedgerForkedHeader(height, committed, headerHash);
         }
-        if (height != head + 1) revert SlipLedgerOutOfOrder(head + 1, height);
+        bytes32 prev = _committedParent(height);
         _checkSetHash(_setHashOf(validatorSet), _setHashForNext(height));
         _checkCaller(validatorSet);
-        bytes32 committedHash =
-            _checkCertified(header, _headerHashes[head], viewNumber, validatorSet, signerIndexes, signatures);
-        _headerHashes[height] = committedHash;
-        _height = height;
-        emit BlockCommitted(height, committedHash);
+        bytes32 headerHash = _checkCertified(header, prev, viewNumber, validatorSet, signerIndexes, signatures);
+        _headerHashes[height] = headerHash;
+        emit BlockCommitted(height, headerHash);
     }
 
     /// @inheritdoc ISlipLedger
@@ -97,9 +99,12 @@ contract SlipLedger is ISlipLedger, EIP712 {
         uint256 count = headers.length;
         if (count == 0) revert SlipLedgerEmptyBatch();
         if (certificates.length != count) revert SlipLedgerBatchMismatch(count, certificates.length);
+        uint64 head = headers[0].height;
+        // A committed first height (a replay) or one above head + 1 is out of order.
+        if (head == 0 || _headerHashes[head] != 0) revert SlipLedgerOutOfOrder(_head() + 1, head);
+        bytes32 prev = _committedParent(head);
+        head -= 1;
         bytes32 given = _setHashOf(validatorSet);
-        uint64 head = _height;
-        bytes32 prev = _headerHashes[head];
         for (uint256 i; i < count; ++i) {
             BlockHeader calldata header = headers[i];
             uint64 height = header.height;
@@ -113,7 +118,6 @@ contract SlipLedger is ISlipLedger, EIP712 {
             emit BlockCommitted(height, prev);
             head = height;
         }
-        _height = head;
     }
 
     // ------------------------------------------------------------------
@@ -132,7 +136,8 @@ contract SlipLedger is ISlipLedger, EIP712 {
         _checkCaller(validatorSet);
         uint64 expectedEpoch = uint64(lastEpoch) + 1;
         if (change.epoch != expectedEpoch) revert SlipLedgerUnexpectedEpoch(expectedEpoch, change.epoch);
-        uint64 tip = _height;
+        uint64 tip = _head();
+        _height = tip; // the views' hint moves up
         uint64 earliest = (tip > uint64(lastFrom) ? tip : uint64(lastFrom)) + 1;
         if (change.fromHeight < earliest) revert SlipLedgerInvalidChangeHeight(change.fromHeight, earliest);
         _checkSetSize(change.validators.length);
@@ -184,35 +189,37 @@ contract SlipLedger is ISlipLedger, EIP712 {
 
     /// @inheritdoc ISlipLedger
     function head() external view returns (uint64 height, bytes32 headerHash) {
-        return (_height, _headerHashes[_height]);
+        uint64 h = _head();
+        return (h, _headerHashes[h]);
     }
 
     /// @inheritdoc ISlipLedger
     function headerHashAt(uint64 height) external view returns (bytes32) {
-        if (height == 0 || height > _height) revert SlipLedgerUnknownHeight(height);
-        return _headerHashes[height];
+        bytes32 headerHash = _headerHashes[height];
+        if (height == 0 || headerHash == 0) revert SlipLedgerUnknownHeight(height);
+        return headerHash;
     }
 
     /// @inheritdoc ISlipLedger
     function validators() external view returns (address[] memory) {
-        return _sets[_epochAt(_height + 1)];
+        return _sets[_epochAt(_head() + 1)];
     }
 
     /// @inheritdoc ISlipLedger
     function epoch() external view returns (uint64) {
-        return _epochAt(_height + 1);
+        return _epochAt(_head() + 1);
     }
 
     /// @inheritdoc ISlipLedger
     function quorum() public view returns (uint256) {
         uint64 nextFrom = _nextEpochFrom;
-        if (nextFrom != 0 && _height + 1 >= nextFrom) return _quorum(_sets[_epoch + 1].length);
+        if (nextFrom != 0 && _head() + 1 >= nextFrom) return _quorum(_sets[_epoch + 1].length);
         return _quorum(_validatorCount);
     }
 
     /// @inheritdoc ISlipLedger
     function isValidator(address account) public view returns (bool) {
-        return _isMember[_epochAt(_height + 1)][account];
+        return _isMember[_epochAt(_head() + 1)][account];
     }
 
     /// @inheritdoc ISlipLedger
@@ -268,6 +275,32 @@ contract SlipLedger is ISlipLedger, EIP712 {
             mstore(add(m, 0x40), viewNumber)
             mstore(add(m, 0x60), seq)
             result := keccak256(m, 0x80)
+        }
+    }
+
+    /// @dev The committed parent hash of the next header `height` (≥ 1): `height` must be head + 1, i.e.
+    /// not committed (checked by the caller) on top of a committed `height − 1` (height 0 is genesis).
+    function _committedParent(uint64 height) private view returns (bytes32 prev) {
+        prev = _headerHashes[height - 1];
+        if (prev == 0 && height != 1) revert SlipLedgerOutOfOrder(_head() + 1, height);
+    }
+
+    /// @dev The highest committed height: from the hint `_height`, gallop up then bisect the prefix of
+    /// committed heights (views and validator-set changes only; a commit never needs it).
+    function _head() private view returns (uint64 lo) {
+        lo = _height;
+        if (_headerHashes[lo + 1] == 0) return lo;
+        lo += 1;
+        uint64 step = 1;
+        while (_headerHashes[lo + step] != 0) {
+            lo += step;
+            step <<= 1;
+        }
+        uint64 hi = lo + step; // not committed
+        while (hi - lo > 1) {
+            uint64 mid = lo + (hi - lo) / 2;
+            if (_headerHashes[mid] != 0) lo = mid;
+            else hi = mid;
         }
     }
 
