@@ -7,9 +7,11 @@ headers, each with its own certificate, in one ``commitBlocks`` transaction,
 gas divided by the 1,024 slips (4 headers per transaction beside it in the
 extra).  Both report where the gas goes (:func:`breakdown`): the 21,000
 intrinsic, calldata (EIP-2028 byte prices of the input), storage and events
-(the SLOAD/SSTORE and LOG opcodes of a ``debug_traceTransaction`` replay),
+(the SLOAD/SSTORE and LOG opcodes of the call's opcode trace),
 ecrecover (the precompile's 3,000 per signature) and the rest (execution:
-ABI decoding, hashing, checks, the precompile calls' own overhead).
+ABI decoding, hashing, checks, the precompile calls' own overhead).  The trace
+is a ``debug_traceCall`` of the very call just before it is sent (Anvil keeps no
+opcode steps of mined transactions unless started with step tracing).
 ``naive_gas_per_slip``: the baseline in the same run on the same chain — every
 slip its own transaction into NaiveSlipRegistry (its hash stored under its ID,
 plus an event).  Gas is read from receipts, so the samples barely vary; the
@@ -77,32 +79,29 @@ def calldata_gas(data: bytes) -> int:
     return 4 * zeros + 16 * (len(data) - zeros)
 
 
-def breakdown(client: ChainClient, receipt: dict, signatures: int) -> dict[str, int]:
-    """Gas of one anchoring transaction by where it goes: intrinsic, calldata, storage (SLOAD/SSTORE),
-    ecrecover (precompile fees), events (LOG*) and execution (the rest).  Storage and events come from
-    the node's opcode trace; without one (a node without ``debug_traceTransaction``) they stay in
-    execution and ``traced`` is 0."""
-    tx = client.w3.eth.get_transaction(receipt["transactionHash"])
-    data = bytes(tx["input"])
-    out = {"intrinsic": INTRINSIC_GAS, "calldata": calldata_gas(data), "storage": 0,
+def breakdown(client: ChainClient, fn, sender: str, signatures: int) -> dict[str, int]:
+    """Gas of an anchoring call about to be sent, by where it goes: intrinsic, calldata (EIP-2028 prices of
+    its input), storage (SLOAD/SSTORE) and events (LOG*) from the node's opcode trace of the call
+    (``debug_traceCall`` at the latest block), ecrecover (the precompile's fee per signature) and
+    execution (the rest: dispatch, ABI decoding, hashing, checks, the precompile calls' own overhead).
+    ``total`` is the traced gas, what the transaction then uses."""
+    data = fn._encode_transaction_data()
+    out = {"intrinsic": INTRINSIC_GAS, "calldata": calldata_gas(bytes.fromhex(data[2:])), "storage": 0,
            "ecrecover": ECRECOVER_GAS * signatures, "events": 0}
-    traced = 0
-    try:
-        trace = client.w3.provider.make_request(
-            "debug_traceTransaction",
-            [receipt["transactionHash"].hex() if hasattr(receipt["transactionHash"], "hex")
-             else receipt["transactionHash"], {"disableStack": True, "disableMemory": True, "disableStorage": True}])
-        for step in trace["result"]["structLogs"]:
-            op = step["op"]
-            if op in ("SLOAD", "SSTORE"):
-                out["storage"] += step["gasCost"]
-            elif op.startswith("LOG"):
-                out["events"] += step["gasCost"]
-        traced = 1
-    except Exception:  # noqa: BLE001 - a node without tracing: the coarse split only
-        pass
-    out["execution"] = receipt["gasUsed"] - sum(out.values())
-    out["traced"] = traced
+    trace = client.w3.provider.make_request(
+        "debug_traceCall", [{"from": sender, "to": fn.address, "data": data, "gas": hex(COMMIT_GAS * 8)},
+                            "latest", {"disableStack": True, "disableMemory": True, "disableStorage": True}])
+    result = trace.get("result") or {}
+    if result.get("failed") or not result.get("structLogs"):
+        raise RuntimeError(f"no opcode trace of the anchoring call: {str(trace)[:200]}")
+    for step in result["structLogs"]:
+        op = step["op"]
+        if op in ("SLOAD", "SSTORE"):
+            out["storage"] += step["gasCost"]
+        elif op.startswith("LOG"):
+            out["events"] += step["gasCost"]
+    out["total"] = int(result["gas"])
+    out["execution"] = out["total"] - sum(v for k, v in out.items() if k != "total")
     return out
 
 
@@ -130,7 +129,7 @@ class AnchorBench:
         self._next_slip = 0
         self._sweeps: dict[tuple[int, int], list[Anchored]] = {}
         self._naive_sweeps: dict[tuple[int, int], list[Anchored]] = {}
-        self.last_receipt: dict | None = None
+        self.last_breakdown: dict[str, int] = {}
 
     def slips(self, n: int) -> list[SlipEnvelope]:
         """``n`` fresh slips (never seen by either contract)."""
@@ -153,34 +152,38 @@ class AnchorBench:
         return QuorumCertificate(header, 0, tuple(CommitSignature(i, self.signers[i].sign(digest))
                                                   for i in range(N_SIGNATURES)))
 
-    def anchor_block(self, n: int) -> Anchored:
-        """Certify and commit the next block of ``n`` fresh slips; the timed path starts from the slips."""
+    def anchor_block(self, n: int, *, trace: bool = False) -> Anchored:
+        """Certify and commit the next block of ``n`` fresh slips; the timed path starts from the slips.
+        ``trace``: break its gas down first (:attr:`last_breakdown`; not for timed blocks)."""
         start = time.perf_counter()
         qc = self.certify(n, self.height + 1, self.prev)
-        receipt = self.client.transact(self.ledger.commit_function(qc, self.validators), self.submitter,
-                                       contract="SlipLedger", gas=COMMIT_GAS)
+        fn = self.ledger.commit_function(qc, self.validators)
+        if trace:
+            self.last_breakdown = breakdown(self.client, fn, self.submitter.address, len(qc.signatures))
+        receipt = self.client.transact(fn, self.submitter, contract="SlipLedger", gas=COMMIT_GAS)
         seconds = time.perf_counter() - start
         if len(self.ledger.events(receipt, "BlockCommitted")) != 1:
             raise RuntimeError(f"block {qc.header.height} was not committed (no BlockCommitted event)")
         self.height, self.prev = qc.header.height, header_struct_hash(qc.header)
-        self.last_receipt = receipt
         return Anchored(n, receipt["gasUsed"], seconds)
 
-    def anchor_batch(self, n: int, blocks: int) -> Anchored:
+    def anchor_batch(self, n: int, blocks: int, *, trace: bool = False) -> Anchored:
         """Certify ``blocks`` consecutive blocks of ``n`` fresh slips each and commit them in one
-        ``commitBlocks`` transaction."""
+        ``commitBlocks`` transaction (``trace`` as for :meth:`anchor_block`)."""
         start = time.perf_counter()
         qcs, prev = [], self.prev
         for i in range(blocks):
             qcs.append(self.certify(n, self.height + 1 + i, prev))
             prev = header_struct_hash(qcs[-1].header)
-        receipt = self.client.transact(self.ledger.commit_many_function(qcs, self.validators), self.submitter,
-                                       contract="SlipLedger", gas=COMMIT_GAS * blocks)
+        fn = self.ledger.commit_many_function(qcs, self.validators)
+        if trace:
+            self.last_breakdown = breakdown(self.client, fn, self.submitter.address,
+                                            sum(len(qc.signatures) for qc in qcs))
+        receipt = self.client.transact(fn, self.submitter, contract="SlipLedger", gas=COMMIT_GAS * blocks)
         seconds = time.perf_counter() - start
         if len(self.ledger.events(receipt, "BlockCommitted")) != blocks:
             raise RuntimeError(f"blocks {self.height + 1}-{self.height + blocks} were not all committed")
         self.height, self.prev = qcs[-1].header.height, prev
-        self.last_receipt = receipt
         return Anchored(n * blocks, receipt["gasUsed"], seconds)
 
     def record_naive(self, n: int) -> list[Anchored]:
@@ -238,8 +241,10 @@ def measure_gas(ctx: BenchContext) -> dict[str, Samples]:
     bench.record_naive(8)
     naive = bench.record_naive(naive_txs)
     gas = sorted(a.gas for a in blocks)
-    bench.anchor_block(BLOCK_SLIPS)  # one more, to break its gas down
-    split = breakdown(bench.client, bench.last_receipt, N_SIGNATURES)
+    traced = bench.anchor_block(BLOCK_SLIPS, trace=True)  # one more, its gas broken down
+    split = bench.last_breakdown
+    if split["total"] != traced.gas:
+        raise RuntimeError(f"the traced call used {split['total']} gas, the transaction {traced.gas}")
     return {
         "gas_per_slip": Samples([a.gas_per_slip for a in blocks], extra={
             "slips_per_block": BLOCK_SLIPS, "validators": N_VALIDATORS, "signatures": N_SIGNATURES,
@@ -258,9 +263,11 @@ def measure_gas_batched(ctx: BenchContext) -> dict[str, Samples]:
                  f"{BLOCK_SLIPS} slips, each with its certificate (after a warm-up transaction)")
     bench.anchor_batch(BLOCK_SLIPS, BATCH_BLOCKS)  # warm-up
     batches = [bench.anchor_batch(BLOCK_SLIPS, BATCH_BLOCKS) for _ in range(ctx.reps)]
-    split = breakdown(bench.client, bench.last_receipt, N_SIGNATURES * BATCH_BLOCKS)
+    bench.anchor_batch(BLOCK_SLIPS, BATCH_BLOCKS, trace=True)
+    split = bench.last_breakdown
     fours = [bench.anchor_batch(BLOCK_SLIPS, 4) for _ in range(3)]
-    four_split = breakdown(bench.client, bench.last_receipt, N_SIGNATURES * 4)
+    bench.anchor_batch(BLOCK_SLIPS, 4, trace=True)
+    four_split = bench.last_breakdown
     gas = sorted(a.gas for a in batches)
     return {"gas_per_slip_batched": Samples([a.gas_per_slip for a in batches], extra={
         "slips_per_block": BLOCK_SLIPS, "blocks_per_tx": BATCH_BLOCKS, "validators": N_VALIDATORS,
