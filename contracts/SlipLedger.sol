@@ -105,13 +105,19 @@ contract SlipLedger is ISlipLedger, EIP712 {
         bytes32 prev = _committedParent(head);
         head -= 1;
         bytes32 given = _setHashOf(validatorSet);
+        _checkSetHash(given, _setHashForNext(head + 1));
+        _checkCaller(validatorSet);
+        uint64 nextFrom = _nextEpochFrom;
         for (uint256 i; i < count; ++i) {
             BlockHeader calldata header = headers[i];
             uint64 height = header.height;
             if (height != head + 1) revert SlipLedgerOutOfOrder(head + 1, height);
-            // Every height against the set in force there: a batch reaching a new epoch's first height reverts.
-            _checkSetHash(given, _setHashForNext(height));
-            if (i == 0) _checkCaller(validatorSet);
+            // Every height against the set in force there: a batch reaching the next epoch's first height
+            // is checked against that epoch's set (and reverts unless it is the same set).
+            if (nextFrom != 0 && height >= nextFrom) {
+                _checkSetHash(given, _setHashForNext(height));
+                nextFrom = _nextEpochFrom;
+            }
             Certificate calldata cert = certificates[i];
             prev = _checkCertified(header, prev, cert.viewNumber, validatorSet, cert.signerIndexes, cert.signatures);
             _headerHashes[height] = prev;
