@@ -264,7 +264,8 @@ def test_commit_blocks_with_a_forged_certificate_in_the_middle_commits_nothing(l
     qcs = chain_of(ledger, signers, 3)
     outsider = N_VALIDATORS
     forged = certify(ledger, qcs[1].header, signers, which=(0, 1, outsider))
-    forged = QuorumCertificate(forged.header, 0, forged.signatures[:2] + (CommitSignature(2, forged.signatures[2].signature),))
+    forged = QuorumCertificate(forged.header, 0,
+                               forged.signatures[:2] + (CommitSignature(2, forged.signatures[2].signature),))
     with reverts("SlipLedgerInvalidSignature", account(2).address, account(outsider).address):
         ledger.commit_many(account(0), [qcs[0], forged, qcs[2]], addresses(signers))
     short = QuorumCertificate(qcs[1].header, 0, qcs[1].signatures[:2])
