@@ -39,6 +39,14 @@ interface ISlipLedger {
         bytes signatures;
     }
 
+    /// @notice A header's quorum certificate in a batch (`commitBlocks`): the COMMIT signatures of
+    /// `viewNumber`, laid out as `commitBlock`'s.
+    struct Certificate {
+        uint64 viewNumber;
+        bytes signerIndexes;
+        bytes signatures;
+    }
+
     // ------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------
@@ -77,13 +85,18 @@ interface ISlipLedger {
     error SlipLedgerInvalidChangeHeight(uint64 fromHeight, uint64 earliest);
     /// @dev No header committed at this height.
     error SlipLedgerUnknownHeight(uint64 height);
+    /// @dev A batch holds no header.
+    error SlipLedgerEmptyBatch();
+    /// @dev A batch needs one certificate per header.
+    error SlipLedgerBatchMismatch(uint256 headers, uint256 certificates);
 
     // ------------------------------------------------------------------
     // Events
     // ------------------------------------------------------------------
 
-    /// @notice A certified header was committed (the full header is in the transaction's calldata).
-    event BlockCommitted(uint64 indexed height, bytes32 indexed headerHash, bytes32 merkleRoot);
+    /// @notice A certified header was committed (the full header, its Merkle root included, is in the
+    /// transaction's calldata).
+    event BlockCommitted(uint64 indexed height, bytes32 headerHash);
     /// @notice Validator set `epoch` was recorded (by the constructor, or by quorums of the previous
     /// and the new set); it certifies headers from `fromHeight` on.
     event ValidatorSetChanged(uint64 indexed epoch, uint64 indexed fromHeight, address[] validators);
@@ -103,6 +116,17 @@ interface ISlipLedger {
         address[] calldata validatorSet,
         bytes calldata signerIndexes,
         bytes calldata signatures
+    ) external;
+
+    /// @notice Commit consecutive headers in one transaction (anchoring that fell behind): `headers[0]`
+    /// is head + 1, each next one extends the one before, and each is checked against its own
+    /// `certificates[i]` exactly as `commitBlock` checks one header, all against `validatorSet`, the
+    /// set in force at every height of the batch (a batch does not cross a validator-set change).
+    /// All or nothing: one refused header reverts the batch. Validators of that set only.
+    function commitBlocks(
+        BlockHeader[] calldata headers,
+        Certificate[] calldata certificates,
+        address[] calldata validatorSet
     ) external;
 
     /// @notice Schedule the next validator set from `change.fromHeight` (above the head and above

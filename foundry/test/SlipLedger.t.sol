@@ -60,6 +60,31 @@ abstract contract SlipFixture is Base {
         ledger.commitBlock(h, 0, set, idx, sigs);
     }
 
+    function certificate(ISlipLedger.BlockHeader memory h, bytes32[] memory ls, uint256 k, uint64 viewNumber)
+        internal
+        view
+        returns (ISlipLedger.Certificate memory c)
+    {
+        (bytes memory idx, bytes memory sigs) = qc(ls, k, ledger.commitDigest(ledger.hashHeader(h), viewNumber, h.seq));
+        c = ISlipLedger.Certificate(viewNumber, idx, sigs);
+    }
+
+    /// @dev `count` consecutive headers on top of the head, each certified by a quorum of `ls` (a set of `n`).
+    function batch(uint256 count, bytes32[] memory ls, uint256 n)
+        internal
+        view
+        returns (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs)
+    {
+        (uint64 height, bytes32 prev) = ledger.head();
+        hs = new ISlipLedger.BlockHeader[](count);
+        cs = new ISlipLedger.Certificate[](count);
+        for (uint256 i; i < count; ++i) {
+            hs[i] = header(height + 1 + uint64(i), prev);
+            cs[i] = certificate(hs[i], ls, quorumOf(n), uint64(i % 3));
+            prev = ledger.hashHeader(hs[i]);
+        }
+    }
+
     /// @dev Commit `count` headers on top of the head with the set `ls`/`set`.
     function extend(uint256 count, bytes32[] memory ls, address[] memory set) internal {
         for (uint256 i; i < count; ++i) {
@@ -139,7 +164,7 @@ contract SlipLedgerTest is SlipFixture {
         ISlipLedger.BlockHeader memory h = header(1, 0);
         bytes32 hh = ledger.hashHeader(h);
         vm.expectEmit(address(ledger));
-        emit ISlipLedger.BlockCommitted(1, hh, h.merkleRoot);
+        emit ISlipLedger.BlockCommitted(1, hh);
         commit(h, labels, set0);
         (uint64 height, bytes32 headHash) = ledger.head();
         assertEq(height, 1);
@@ -275,6 +300,198 @@ contract SlipLedgerTest is SlipFixture {
         h.seq = seq;
         h.bodyCid = "cid2";
         assertTrue(ledger.hashHeader(h) != a);
+    }
+
+    // ------------------------------------------------------------------
+    // commitBlocks
+    // ------------------------------------------------------------------
+
+    function test_commitBlocks_storesAndEmitsEach() public {
+        extend(1, labels, set0);
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(4, labels, 4);
+        for (uint256 i; i < 4; ++i) {
+            vm.expectEmit(address(ledger));
+            emit ISlipLedger.BlockCommitted(hs[i].height, ledger.hashHeader(hs[i]));
+        }
+        vm.prank(set0[2]);
+        ledger.commitBlocks(hs, cs, set0);
+        (uint64 height, bytes32 headHash) = ledger.head();
+        assertEq(height, 5);
+        assertEq(headHash, ledger.hashHeader(hs[3]));
+        for (uint256 i; i < 4; ++i) assertEq(ledger.headerHashAt(hs[i].height), ledger.hashHeader(hs[i]));
+        // a batch of one is a commitBlock
+        (hs, cs) = batch(1, labels, 4);
+        vm.prank(set0[0]);
+        ledger.commitBlocks(hs, cs, set0);
+        (height,) = ledger.head();
+        assertEq(height, 6);
+    }
+
+    function test_commitBlocks_badCertificateInTheMiddleRevertsTheBatch() public {
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(3, labels, 4);
+        ISlipLedger.Certificate memory good = cs[1];
+        // an outsider's key in place of validator 2
+        bytes32 digest = ledger.commitDigest(ledger.hashHeader(hs[1]), 1, hs[1].seq);
+        bytes32 outsider = bytes32("outsider");
+        (, bytes memory sigs) = qc(labels, 2, digest);
+        cs[1] = ISlipLedger.Certificate(1, hex"000102", bytes.concat(sigs, signBy(outsider, digest)));
+        vm.startPrank(set0[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInvalidSignature.selector, set0[2], accountOf(outsider)));
+        ledger.commitBlocks(hs, cs, set0);
+        // one signature short
+        cs[1] = ISlipLedger.Certificate(1, hex"0001", sigs);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerInsufficientSignatures.selector, 2, 3));
+        ledger.commitBlocks(hs, cs, set0);
+        // header 1's certificate for header 2: it signs another header
+        cs[1] = cs[0];
+        vm.expectRevert();
+        ledger.commitBlocks(hs, cs, set0);
+        // the certificate of another view than the one it claims
+        cs[1] = ISlipLedger.Certificate(7, good.signerIndexes, good.signatures);
+        vm.expectRevert();
+        ledger.commitBlocks(hs, cs, set0);
+        (uint64 height,) = ledger.head();
+        assertEq(height, 0, "nothing of a refused batch is committed");
+        cs[1] = good;
+        ledger.commitBlocks(hs, cs, set0);
+        vm.stopPrank();
+        (height,) = ledger.head();
+        assertEq(height, 3);
+    }
+
+    function test_commitBlocks_nonConsecutiveHeaders() public {
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(3, labels, 4);
+        vm.startPrank(set0[0]);
+        // a gap: 1, 3
+        ISlipLedger.BlockHeader[] memory gap = new ISlipLedger.BlockHeader[](2);
+        ISlipLedger.Certificate[] memory gapCs = new ISlipLedger.Certificate[](2);
+        (gap[0], gap[1], gapCs[0], gapCs[1]) = (hs[0], hs[2], cs[0], cs[2]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 2, 3));
+        ledger.commitBlocks(gap, gapCs, set0);
+        // not starting at head + 1
+        (gap[0], gap[1], gapCs[0], gapCs[1]) = (hs[1], hs[2], cs[1], cs[2]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 1, 2));
+        ledger.commitBlocks(gap, gapCs, set0);
+        // descending
+        (gap[0], gap[1], gapCs[0], gapCs[1]) = (hs[0], hs[0], cs[0], cs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 2, 1));
+        ledger.commitBlocks(gap, gapCs, set0);
+        // consecutive heights that do not link: header 2 names another parent (certified as such)
+        hs[1].prevHash = bytes32("elsewhere");
+        cs[1] = certificate(hs[1], labels, 3, 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerPrevHashMismatch.selector, 2, ledger.hashHeader(hs[0]), bytes32("elsewhere")
+            )
+        );
+        ledger.commitBlocks(hs, cs, set0);
+        vm.stopPrank();
+    }
+
+    function test_commitBlocks_emptyOrMismatchedBatch() public {
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(2, labels, 4);
+        vm.startPrank(set0[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerEmptyBatch.selector));
+        ledger.commitBlocks(new ISlipLedger.BlockHeader[](0), new ISlipLedger.Certificate[](0), set0);
+        ISlipLedger.Certificate[] memory one = new ISlipLedger.Certificate[](1);
+        one[0] = cs[0];
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerBatchMismatch.selector, 2, 1));
+        ledger.commitBlocks(hs, one, set0);
+        vm.stopPrank();
+    }
+
+    function test_commitBlocks_mustNotCrossAValidatorSetChange() public {
+        (bytes32[] memory l1, address[] memory set1) = makeSet("w", 5);
+        change(1, 3, labels, set0, l1, set1);
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(3, labels, 4);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerUnknownValidatorSet.selector, keccak256(abi.encodePacked(set0)), keccak256(abi.encodePacked(set1))
+            )
+        );
+        vm.prank(set0[0]);
+        ledger.commitBlocks(hs, cs, set0);
+        (uint64 height,) = ledger.head();
+        assertEq(height, 0);
+        // split at the change: heights 1-2 by the old set, 3-4 by the new one
+        (hs, cs) = batch(2, labels, 4);
+        vm.prank(set0[0]);
+        ledger.commitBlocks(hs, cs, set0);
+        (hs, cs) = batch(2, l1, 5);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerNotValidator.selector, set0[3]));
+        vm.prank(set0[3]);
+        ledger.commitBlocks(hs, cs, set1);
+        vm.prank(set1[4]);
+        ledger.commitBlocks(hs, cs, set1);
+        assertEq(ledger.epoch(), 1);
+        (uint64 se,,) = ledger.validatorSetAt(4);
+        assertEq(se, 1);
+    }
+
+    function test_commitBlocks_replayedHeaders() public {
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(2, labels, 4);
+        vm.startPrank(set0[0]);
+        ledger.commitBlocks(hs, cs, set0);
+        // the same batch again: its first height is committed
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 3, 1));
+        ledger.commitBlocks(hs, cs, set0);
+        // a header repeated inside a batch
+        (ISlipLedger.BlockHeader[] memory next, ISlipLedger.Certificate[] memory nextCs) = batch(2, labels, 4);
+        (next[1], nextCs[1]) = (next[0], nextCs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 4, 3));
+        ledger.commitBlocks(next, nextCs, set0);
+        // a committed header leading a batch of new ones
+        (next, nextCs) = batch(1, labels, 4);
+        ISlipLedger.BlockHeader[] memory overlap = new ISlipLedger.BlockHeader[](2);
+        ISlipLedger.Certificate[] memory overlapCs = new ISlipLedger.Certificate[](2);
+        (overlap[0], overlap[1], overlapCs[0], overlapCs[1]) = (hs[1], next[0], cs[1], nextCs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerOutOfOrder.selector, 3, 2));
+        ledger.commitBlocks(overlap, overlapCs, set0);
+        vm.stopPrank();
+    }
+
+    function test_commitBlocks_wrongCallerOrSet() public {
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(2, labels, 4);
+        vm.expectRevert(abi.encodeWithSelector(ISlipLedger.SlipLedgerNotValidator.selector, address(this)));
+        ledger.commitBlocks(hs, cs, set0);
+        (, address[] memory other) = makeSet("o", 4);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISlipLedger.SlipLedgerUnknownValidatorSet.selector, keccak256(abi.encodePacked(other)), keccak256(abi.encodePacked(set0))
+            )
+        );
+        vm.prank(other[0]);
+        ledger.commitBlocks(hs, cs, other);
+    }
+
+    /// A batch commits exactly what the same headers commit one by one; a corrupted certificate at any
+    /// position refuses all of it.
+    function testFuzz_commitBlocks_asOneByOne(uint256 count, uint256 bad, uint256 caller) public {
+        count = bound(count, 1, 8);
+        bad = bound(bad, 0, count - 1);
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(count, labels, 4);
+        bytes memory good = cs[bad].signatures;
+        cs[bad].signatures = bytes.concat(good);
+        cs[bad].signatures[70] = good[70] ^ bytes1(0x01); // the second signature's r
+        uint256 start = vm.snapshotState();
+        vm.startPrank(set0[bound(caller, 0, 3)]);
+        vm.expectRevert();
+        ledger.commitBlocks(hs, cs, set0);
+        cs[bad].signatures = good;
+        ledger.commitBlocks(hs, cs, set0);
+        vm.stopPrank();
+        bytes32[] memory batched = new bytes32[](count);
+        for (uint256 i; i < count; ++i) batched[i] = ledger.headerHashAt(uint64(i + 1));
+        vm.revertToState(start);
+        vm.startPrank(set0[0]);
+        for (uint256 i; i < count; ++i) {
+            ledger.commitBlock(hs[i], cs[i].viewNumber, set0, cs[i].signerIndexes, cs[i].signatures);
+        }
+        vm.stopPrank();
+        (uint64 height, bytes32 headHash) = ledger.head();
+        assertEq(height, count);
+        assertEq(headHash, batched[count - 1]);
+        for (uint256 i; i < count; ++i) assertEq(ledger.headerHashAt(uint64(i + 1)), batched[i]);
     }
 
     // ------------------------------------------------------------------

@@ -66,6 +66,18 @@ class SlipLedgerAgent:
         skips the estimation round trip (a revert then shows on the receipt, raised the same way)."""
         return self.client.transact(self.commit_function(qc, validators), sender, contract=CONTRACT, gas=gas)
 
+    def commit_many_function(self, qcs: Sequence[QuorumCertificate], validators: Sequence[bytes]) -> Any:
+        """``commitBlocks``: consecutive certified headers (the first at head + 1), one certificate each."""
+        certificates = [(qc.view, *pack_signatures([(s.signer, s.signature) for s in qc.signatures])) for qc in qcs]
+        return self.contract.functions.commitBlocks([header_tuple(qc.header) for qc in qcs], certificates,
+                                                    set_of(validators))
+
+    def commit_many(self, sender: LocalAccount, qcs: Sequence[QuorumCertificate], validators: Sequence[bytes], *,
+                    gas: int | None = None) -> dict[str, Any]:
+        """Anchor consecutive certified headers in one transaction, all or nothing (each still checked against
+        its own certificate; the batch must start at head + 1 and stay within one validator set)."""
+        return self.client.transact(self.commit_many_function(qcs, validators), sender, contract=CONTRACT, gas=gas)
+
     def change_digest(self, epoch: int, from_height: int, new_validators: Sequence[bytes | str]) -> bytes:
         """What both quorums sign for :meth:`change_validators`."""
         return validator_set_change_digest(self.client.chain_id, self.address, epoch, from_height, new_validators)

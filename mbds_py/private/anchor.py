@@ -8,7 +8,10 @@ passed without anchoring progress — one ``head()`` per grace period while it
 holds blocks.  So each body is published and each header anchored by one
 replica in normal operation; a crashed or slow proposer is replaced after the
 grace period.  A proposer anchors any earlier blocks it holds first (after a
-view change the old proposer's last blocks may not be anchored yet).
+view change the old proposer's last blocks may not be anchored yet).  When more
+than one consecutive block is ready (anchoring fell behind), up to ``max_batch``
+of them go in one ``commitBlocks`` transaction (``commit_many``); a single block
+keeps ``commitBlock``.
 Blocking I/O (web3, HTTP): this runs in its own thread, fed by :meth:`offer`.
 """
 
@@ -32,6 +35,7 @@ class AnchorStats:
     published: int = 0  # bodies this replica published
     head_reads: int = 0  # head() calls
     takeovers: int = 0  # grace periods that ended without progress
+    batches: int = 0  # commitBlocks transactions (several headers each)
 
 
 class Anchorer:
@@ -39,16 +43,23 @@ class Anchorer:
 
     ``head()`` returns the anchored height on chain; ``commit(block)`` anchors one
     certified header (raising :class:`MBDSError` on a revert) and returns the
-    transaction hash; ``publish(block)`` stores its body.  ``clock`` is monotonic.
+    transaction hash; ``commit_many(blocks)`` anchors consecutive ones in one
+    transaction, all or nothing (None: one at a time); ``publish(block)`` stores its
+    body.  ``clock`` is monotonic.
     """
 
     def __init__(self, index: int, n: int, *, head: Callable[[], int], commit: Callable[[CertifiedBlock], str],
                  publish: Callable[[CertifiedBlock], None], grace: float, anchor: bool = True,
-                 clock: Callable[[], float] = time.monotonic, retry_pause: float = 0.2):
+                 clock: Callable[[], float] = time.monotonic, retry_pause: float = 0.2,
+                 commit_many: Callable[[list[CertifiedBlock]], str] | None = None, max_batch: int = 8):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.index = index
         self.n = n
         self._head = head
         self._commit = commit
+        self._commit_many = commit_many
+        self.max_batch = max_batch
         self._publish = publish
         self.grace = grace
         self.anchor = anchor
@@ -142,9 +153,10 @@ class Anchorer:
         return True
 
     def _anchor_up_to(self, top: int) -> None:
-        """Publish and anchor every held block up to ``top``, in height order."""
+        """Publish and anchor every held block up to ``top``, in height order; consecutive ones in batches."""
         if self.anchored_height < 0 and not self._refresh_head():
             return
+        ready: list[CertifiedBlock] = []  # consecutive, from anchored_height + 1
         for height in sorted(h for h in self._held if h <= top):
             block = self._held.get(height)
             if block is None:
@@ -157,17 +169,55 @@ class Anchorer:
                 del self._held[height]
                 self.anchored_height = max(self.anchored_height, height)
                 continue
-            if height > self.anchored_height + 1:  # a block below is not anchored yet and not held here
-                self._refresh_head()
-                if height > self.anchored_height + 1:
-                    return  # its proposer anchors it, or a grace period ends
-            if height <= self.anchored_height:
-                self._held.pop(height, None)
-                continue
-            if not self._commit_one(block):
-                return
+            if ready and (height != ready[-1].block.header.height + 1 or len(ready) >= self.max_batch):
+                if not self._flush(ready):
+                    return
+                ready = []
+            if not ready:
+                if height > self.anchored_height + 1:  # a block below is not anchored yet and not held here
+                    self._refresh_head()
+                    if height > self.anchored_height + 1:
+                        return  # its proposer anchors it, or a grace period ends
+                if height <= self.anchored_height:
+                    self._held.pop(height, None)
+                    continue
+            ready.append(block)
+        if ready and not self._flush(ready):
+            return
         if len(self._published) > 4096:
             self._published = {h for h in self._published if h > self.anchored_height}
+
+    def _flush(self, blocks: list[CertifiedBlock]) -> bool:
+        """Anchor consecutive ``blocks`` (the first at anchored_height + 1): one transaction for several."""
+        if len(blocks) == 1 or self._commit_many is None:
+            return all(self._commit_one(b) for b in blocks)
+        return self._commit_batch(blocks)
+
+    def _commit_batch(self, blocks: list[CertifiedBlock]) -> bool:
+        first, last = blocks[0].block.header.height, blocks[-1].block.header.height
+        for attempt in range(5):
+            try:
+                self._commit_many(blocks)
+            except MBDSError as exc:
+                if self._refresh_head() and self.anchored_height >= first:
+                    # another replica anchored some of them first: the rest (if any) on top of its head
+                    rest = [b for b in blocks if b.block.header.height > self.anchored_height]
+                    return not rest or self._flush(rest)
+                log.warning("replica %d: anchoring blocks %d-%d failed (attempt %d): %s", self.index, first, last,
+                            attempt + 1, exc)
+            except Exception as exc:  # noqa: BLE001 - chain down: retry, never crash the replica
+                log.warning("replica %d: anchoring blocks %d-%d: chain unreachable (%s)", self.index, first, last,
+                            exc)
+            else:
+                self.stats.anchored += len(blocks)
+                self.stats.batches += 1
+                self.anchored_height = max(self.anchored_height, last)
+                for b in blocks:
+                    self._held.pop(b.block.header.height, None)
+                self._since = self.clock()
+                return True
+            time.sleep(self.retry_pause * (attempt + 1))
+        return False
 
     def _commit_one(self, block: CertifiedBlock) -> bool:
         height = block.block.header.height

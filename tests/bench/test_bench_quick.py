@@ -16,7 +16,7 @@ from mbds_py.bench.registry import CATALOGUE, MEASUREMENTS
 
 pytestmark = pytest.mark.slow
 
-MEASURED_NOW = {"gas_per_slip", "naive_gas_per_slip", "peks_test_ms", "peks_test_ms_arkworks", "peks_test_ms_py_ecc",
+MEASURED_NOW = {"gas_per_slip", "gas_per_slip_batched", "naive_gas_per_slip", "peks_test_ms", "peks_test_ms_arkworks", "peks_test_ms_py_ecc",
                 "peks_encrypt_ms", "peks_encrypt_ms_pairing", "peks_encrypt_ms_arkworks", "storage_p50_ms",
                 "storage_p50_ms_new_connection"}
 
@@ -145,6 +145,9 @@ def test_quick_bench_json_has_figures_for_every_registered_key_and_reasons_for_t
     # not a time: anchoring a certified 128-slip block costs far less per slip than one transaction per slip
     assert ms["gas_per_slip"]["median"] < ms["naive_gas_per_slip"]["median"] / 10
     assert isinstance(ms["gas_per_slip"]["ratio_to_baseline"], float)
+    assert ms["gas_per_slip_batched"]["median"] < ms["gas_per_slip"]["median"]
+    split = ms["gas_per_slip"]["extra"]["breakdown_per_block"]
+    assert split["total"] == sum(v for k, v in split.items() if k != "total")
     assert "| `gas_per_slip` |" in out_md.read_text()
     if plotting:
         assert out_png.read_bytes()[:4] == b"\x89PNG"

@@ -679,7 +679,10 @@ def chain_slip_counts(net: Network, chain: str, store: ReplicatedStore) -> tuple
     for log in logs:
         tx = w3.eth.get_transaction(log["transactionHash"])
         _fn, args = ledger.contract.decode_function_input(tx["input"])
-        header = args["header"]
+        # commitBlock carries one header, commitBlocks several: the one this log is about
+        candidates = args["headers"] if "headers" in args else [args["header"]]
+        header = next(h for h in candidates
+                      if (h["height"] if isinstance(h, dict) else h[0]) == log["args"]["height"])
         body_cid = bytes(header["bodyCid"] if isinstance(header, dict) else header[6])
         try:
             slips = decode_body(store.cat(cid_text(body_cid)))

@@ -20,6 +20,7 @@ class Chain:
         self.height = 0
         self.by: dict[int, int] = {}
         self.head_reads = 0
+        self.txs: list[list[int]] = []  # heights anchored by each transaction
 
     def head(self) -> int:
         self.head_reads += 1
@@ -32,8 +33,21 @@ class Chain:
                 raise MBDSError(f"OutOfOrder({h})")
             self.height = h
             self.by[h] = who
+            self.txs.append([h])
             return f"tx{h}"
         return commit
+
+    def batch_committer(self, who: int):
+        """commitBlocks: consecutive headers from head + 1, all or nothing."""
+        def commit_many(blocks: list[CertifiedBlock]) -> str:
+            heights = [b.block.header.height for b in blocks]
+            if heights != list(range(self.height + 1, self.height + 1 + len(heights))):
+                raise MBDSError(f"OutOfOrder({heights})")
+            self.height = heights[-1]
+            self.by.update({h: who for h in heights})
+            self.txs.append(heights)
+            return f"tx{heights[0]}-{heights[-1]}"
+        return commit_many
 
 
 class Clock:
@@ -44,10 +58,12 @@ class Clock:
         return self.now
 
 
-def anchorer(chain: Chain, clock: Clock, index: int, published: list) -> Anchorer:
+def anchorer(chain: Chain, clock: Clock, index: int, published: list, *, batch: int = 0) -> Anchorer:
+    """``batch``: anchor up to that many ready blocks per commitBlocks (0: one transaction per block)."""
     a = Anchorer(index, 4, head=chain.head, commit=chain.committer(index),
                  publish=lambda b: published.append((index, b.block.header.height)), grace=5.0, clock=clock,
-                 retry_pause=0.0)
+                 retry_pause=0.0, commit_many=chain.batch_committer(index) if batch else None,
+                 max_batch=batch or 8)
     a._refresh_head()  # what run() does first
     return a
 
@@ -117,3 +133,45 @@ def test_a_block_anchored_by_another_replica_meanwhile_is_not_sent_again():
     other(block(1, 0))  # replica 3 anchored block 1 after its grace period
     feed(slow, block(1, 0), block(2, 0))
     assert chain.by == {1: 3, 2: 0}
+
+
+def test_blocks_waiting_together_go_in_one_commit_blocks_and_a_single_one_in_commit_block():
+    chain, clock, published = Chain(), Clock(), []
+    primary = anchorer(chain, clock, 0, published, batch=4)
+    feed(primary, block(1, 0))
+    assert chain.txs == [[1]]  # one block ready: commitBlock
+    feed(primary, *(block(h, 0) for h in range(2, 12)))  # anchoring fell behind: 10 ready at once
+    assert chain.txs == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]  # at most max_batch per transaction
+    assert chain.height == 11 and not primary._held
+    assert primary.stats.anchored == 11 and primary.stats.batches == 3
+    assert published == [(0, h) for h in range(1, 12)]
+
+
+def test_a_batch_stops_at_a_gap_and_the_rest_waits_for_its_proposer():
+    chain, clock, published = Chain(), Clock(), []
+    a = anchorer(chain, clock, 1, published, batch=8)
+    feed(a, block(1, 1), block(2, 1), block(4, 1))  # 3 not delivered here yet
+    assert chain.txs == [[1, 2]] and 4 in a._held
+    feed(a, block(3, 0))  # view 0's block, held below ours: anchored with 4 in one transaction
+    feed(a, block(5, 1))
+    assert chain.txs == [[1, 2], [3, 4], [5]]
+
+
+def test_a_batch_partly_anchored_by_another_replica_sends_only_the_rest():
+    chain, clock, published = Chain(), Clock(), []
+    slow = anchorer(chain, clock, 0, published, batch=8)
+    for a in range(2):
+        slow._take(block(a + 1, 0))
+    other = chain.committer(3)
+    for h in (1, 2):
+        other(block(h, 0))  # a backup took over meanwhile
+    feed(slow, block(3, 0), block(4, 0))  # the batch 1-4 is refused; the head is 2: 3-4 go on top
+    assert chain.by == {1: 3, 2: 3, 3: 0, 4: 0} and chain.txs[-1] == [3, 4]
+    assert not slow._held
+
+
+def test_without_commit_many_every_block_is_its_own_transaction():
+    chain, clock, published = Chain(), Clock(), []
+    a = anchorer(chain, clock, 0, published)
+    feed(a, *(block(h, 0) for h in range(1, 4)))
+    assert chain.txs == [[1], [2], [3]]

@@ -87,7 +87,7 @@ def test_commit_block_stores_header_and_proves_slips(ledger, signers):
     h = header_for(1, ZERO32, body)
     receipt = ledger.commit(account(1), certify(ledger, h, signers), addresses(signers))
     (ev,) = ledger.events(receipt, "BlockCommitted")
-    assert ev == {"height": 1, "headerHash": header_struct_hash(h), "merkleRoot": h.merkle_root}
+    assert ev == {"height": 1, "headerHash": header_struct_hash(h)}
     assert ledger.head() == (1, header_struct_hash(h))
     leaves = [slip_leaf(s) for s in body]
     for i, s in enumerate(body):
@@ -234,6 +234,99 @@ def test_commit_by_non_validator_reverts(ledger, signers, make_account):
         ledger.commit(outsider, certify(ledger, h, signers), addresses(signers))
 
 
+# -- commitBlocks: consecutive certified headers in one transaction --------------------------------
+
+
+def chain_of(ledger, signers, count: int, *, start: int = 1, prev: bytes = ZERO32, which=(0, 1, 2)) -> list:
+    """Certificates of ``count`` consecutive headers from ``start`` on top of ``prev``."""
+    qcs = []
+    for height in range(start, start + count):
+        h = header_for(height, prev, slips(2, f"batch/{height}"))
+        qcs.append(certify(ledger, h, signers, which=which))
+        prev = header_struct_hash(h)
+    return qcs
+
+
+def test_commit_blocks_anchors_a_batch_as_one_by_one(ledger, signers):
+    qcs = chain_of(ledger, signers, 4)
+    receipt = ledger.commit_many(account(2), qcs, addresses(signers))
+    events = ledger.events(receipt, "BlockCommitted")
+    assert events == [{"height": qc.header.height, "headerHash": header_struct_hash(qc.header)} for qc in qcs]
+    assert ledger.head() == (4, header_struct_hash(qcs[-1].header))
+    assert [ledger.header_hash_at(h) for h in range(1, 5)] == [header_struct_hash(qc.header) for qc in qcs]
+    # the next single commit goes on top of the batch
+    (nxt,) = chain_of(ledger, signers, 1, start=5, prev=header_struct_hash(qcs[-1].header))
+    ledger.commit(account(0), nxt, addresses(signers))
+    assert ledger.head()[0] == 5
+
+
+def test_commit_blocks_with_a_forged_certificate_in_the_middle_commits_nothing(ledger, signers):
+    qcs = chain_of(ledger, signers, 3)
+    outsider = N_VALIDATORS
+    forged = certify(ledger, qcs[1].header, signers, which=(0, 1, outsider))
+    forged = QuorumCertificate(forged.header, 0,
+                               forged.signatures[:2] + (CommitSignature(2, forged.signatures[2].signature),))
+    with reverts("SlipLedgerInvalidSignature", account(2).address, account(outsider).address):
+        ledger.commit_many(account(0), [qcs[0], forged, qcs[2]], addresses(signers))
+    short = QuorumCertificate(qcs[1].header, 0, qcs[1].signatures[:2])
+    with reverts("SlipLedgerInsufficientSignatures", 2, 3):
+        ledger.commit_many(account(0), [qcs[0], short, qcs[2]], addresses(signers))
+    # header 2 carrying header 3's certificate
+    swapped = QuorumCertificate(qcs[1].header, 0, qcs[2].signatures)
+    with reverts("SlipLedgerInvalidSignature"):
+        ledger.commit_many(account(0), [qcs[0], swapped, qcs[2]], addresses(signers))
+    assert ledger.head() == (0, ZERO32)
+
+
+def test_commit_blocks_needs_consecutive_linked_headers(ledger, signers):
+    qcs = chain_of(ledger, signers, 3)
+    with reverts("SlipLedgerOutOfOrder", 2, 3):
+        ledger.commit_many(account(0), [qcs[0], qcs[2]], addresses(signers))
+    with reverts("SlipLedgerOutOfOrder", 1, 2):
+        ledger.commit_many(account(0), qcs[1:], addresses(signers))
+    # height 2 on another parent, certified as such
+    other = header_for(2, keccak(text="elsewhere"), slips(2, "other"))
+    with reverts("SlipLedgerPrevHashMismatch", 2, header_struct_hash(qcs[0].header), keccak(text="elsewhere")):
+        ledger.commit_many(account(0), [qcs[0], certify(ledger, other, signers)], addresses(signers))
+
+
+def test_commit_blocks_empty_or_mismatched_batch_reverts(ledger, signers):
+    with reverts("SlipLedgerEmptyBatch"):
+        ledger.commit_many(account(0), [], addresses(signers))
+    qcs = chain_of(ledger, signers, 2)
+    fn = ledger.commit_many_function(qcs, addresses(signers))
+    headers, certificates, validators = fn.args
+    bad = ledger.contract.functions.commitBlocks(headers, certificates[:1], validators)
+    with reverts("SlipLedgerBatchMismatch", 2, 1):
+        ledger.client.transact(bad, account(0), contract="SlipLedger")
+
+
+def test_replayed_headers_in_a_batch_revert(ledger, signers):
+    qcs = chain_of(ledger, signers, 2)
+    ledger.commit_many(account(0), qcs, addresses(signers))
+    with reverts("SlipLedgerOutOfOrder", 3, 1):
+        ledger.commit_many(account(1), qcs, addresses(signers))
+    (third,) = chain_of(ledger, signers, 1, start=3, prev=header_struct_hash(qcs[-1].header))
+    with reverts("SlipLedgerOutOfOrder", 3, 2):  # a committed header leading new ones
+        ledger.commit_many(account(1), [qcs[1], third], addresses(signers))
+    with reverts("SlipLedgerOutOfOrder", 4, 3):  # the same header twice
+        ledger.commit_many(account(1), [third, third], addresses(signers))
+    ledger.commit_many(account(1), [third], addresses(signers))
+    assert ledger.head()[0] == 3
+
+
+def test_commit_blocks_by_a_non_validator_or_with_another_set_reverts(ledger, signers, make_account):
+    qcs = chain_of(ledger, signers, 2)
+    outsider = make_account("not-a-validator")
+    with reverts("SlipLedgerNotValidator", outsider.address):
+        ledger.commit_many(outsider, qcs, addresses(signers))
+    forged_set = current_set()[:3] + [account(N_VALIDATORS).address]
+    given = keccak(b"".join(bytes(12) + bytes.fromhex(a[2:]) for a in forged_set))
+    current = keccak(b"".join(bytes(12) + bytes.fromhex(a[2:]) for a in current_set()))
+    with reverts("SlipLedgerUnknownValidatorSet", given, current):
+        ledger.commit_many(account(N_VALIDATORS), qcs, forged_set)
+
+
 # -- validator set governance ---------------------------------------------------------------------
 # Sets are lists of key numbers: validator-i is key(f"validator-{i}"); OLD is the deployed set.
 
@@ -355,6 +448,22 @@ def test_validator_set_change_at_the_next_height_takes_effect_at_once(ledger, si
     with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):
         commit_with(ledger, h3, OLD)
     commit_with(ledger, h3, NEW)
+
+
+def test_a_batch_across_a_validator_set_change_reverts(ledger, signers):
+    schedule(ledger, NEW, 3)
+    qcs = [certified(ledger, header_for(1, ZERO32, slips(1, "1")), OLD)]
+    qcs.append(certified(ledger, header_for(2, header_struct_hash(qcs[0].header), slips(1, "2")), OLD))
+    qcs.append(certified(ledger, header_for(3, header_struct_hash(qcs[1].header), slips(1, "3")), OLD))
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):
+        ledger.commit_many(account(0), qcs, addrs(OLD))
+    new3 = certified(ledger, qcs[2].header, NEW)
+    with reverts("SlipLedgerUnknownValidatorSet", set_hash(OLD), set_hash(NEW)):  # the new set's certificate, too
+        ledger.commit_many(account(0), [*qcs[:2], new3], addrs(OLD))
+    assert ledger.head()[0] == 0
+    ledger.commit_many(account(0), qcs[:2], addrs(OLD))  # split at the change
+    ledger.commit_many(account(4), [new3], addrs(NEW))
+    assert ledger.head() == (3, header_struct_hash(qcs[2].header)) and ledger.epoch() == 1
 
 
 def test_validator_change_height_in_the_past_reverts(ledger, signers):

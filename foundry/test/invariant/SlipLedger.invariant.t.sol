@@ -56,32 +56,49 @@ contract SlipHandler is Test {
         }
     }
 
-    /// Commit the next header; `attack` 0 is honest, 1 one signature short, 2 a stale set, 3 an outsider's
-    /// signature, 4 a wrong parent.
-    function commit(uint64 viewNumber, uint256 attack, uint256 callerSeed) external {
-        attack = bound(attack, 0, 4);
-        uint64 h = height() + 1;
-        ISlipLedger.BlockHeader memory hdr = ISlipLedger.BlockHeader({
+    function _header(uint64 h, uint64 viewNumber, bytes32 prev) internal view returns (ISlipLedger.BlockHeader memory) {
+        return ISlipLedger.BlockHeader({
             height: h,
             seq: h + viewNumber,
-            prevHash: h == 1 ? bytes32(0) : ghostHash[h - 2],
+            prevHash: prev,
             timestamp: uint64(block.timestamp * 1000),
             creator: address(this),
             merkleRoot: keccak256(abi.encode(h, viewNumber)),
             bodyCid: abi.encodePacked(h)
         });
+    }
+
+    /// @dev The certificate of `hdr` by a quorum of epoch `certEpoch`, forged as `attack` says (1: one
+    /// signature short, 3: an outsider's signature last).
+    function _certify(ISlipLedger.BlockHeader memory hdr, uint64 viewNumber, uint64 certEpoch, uint256 attack)
+        internal
+        view
+        returns (bytes memory idx, bytes memory sigs)
+    {
+        bytes32 digest = ledger.commitDigest(ledger.hashHeader(hdr), viewNumber, hdr.seq);
+        uint256 q = _quorum(_labels[certEpoch].length);
+        (idx, sigs) = _qc(certEpoch, attack == 1 ? q - 1 : q, digest);
+        if (attack == 3) {
+            bytes memory forged = Keys.sign(bytes32("outsider"), digest);
+            for (uint256 i; i < 65; ++i) sigs[sigs.length - 65 + i] = forged[i];
+        }
+    }
+
+    function _prev() internal view returns (bytes32) {
+        return ghostHash.length == 0 ? bytes32(0) : ghostHash[ghostHash.length - 1];
+    }
+
+    /// Commit the next header; `attack` 0 is honest, 1 one signature short, 2 a stale set, 3 an outsider's
+    /// signature, 4 a wrong parent.
+    function commit(uint64 viewNumber, uint256 attack, uint256 callerSeed) external {
+        attack = bound(attack, 0, 4);
+        uint64 h = height() + 1;
+        ISlipLedger.BlockHeader memory hdr = _header(h, viewNumber, _prev());
         if (attack == 4) hdr.prevHash = keccak256("forged parent");
         uint64 e = epochAt(h);
         uint64 certEpoch = attack == 2 && e > 0 ? e - 1 : e;
         address[] memory set = setOf(certEpoch);
-        bytes32 digest = ledger.commitDigest(ledger.hashHeader(hdr), viewNumber, hdr.seq);
-        uint256 q = _quorum(set.length);
-        (bytes memory idx, bytes memory sigs) = _qc(certEpoch, attack == 1 ? q - 1 : q, digest);
-        if (attack == 3) {
-            // replace the last signature by an outsider's
-            bytes memory forged = Keys.sign(bytes32("outsider"), digest);
-            for (uint256 i; i < 65; ++i) sigs[sigs.length - 65 + i] = forged[i];
-        }
+        (bytes memory idx, bytes memory sigs) = _certify(hdr, viewNumber, certEpoch, attack);
         bool honest = attack == 0 || (attack == 2 && e == 0);
         vm.prank(set[bound(callerSeed, 0, set.length - 1)]);
         try ledger.commitBlock(hdr, viewNumber, set, idx, sigs) {
@@ -90,6 +107,42 @@ contract SlipHandler is Test {
             _headers.push(hdr);
         } catch {
             if (honest) forgedAccepted = true; // an honest certificate must go through: flag it too
+        }
+        _checkHead();
+    }
+
+    /// Commit the next `count` headers in one batch, certified by the set in force at the first one;
+    /// `attack` as in `commit`, on the header at position `at`. A batch reaching the next epoch's first
+    /// height is refused as a whole.
+    function commitBatch(uint256 count, uint64 viewNumber, uint256 attack, uint256 at, uint256 callerSeed) external {
+        count = bound(count, 1, 4);
+        attack = bound(attack, 0, 4);
+        at = bound(at, 0, count - 1);
+        uint64 first = height() + 1;
+        uint64 e = epochAt(first);
+        uint64 certEpoch = attack == 2 && e > 0 ? e - 1 : e;
+        ISlipLedger.BlockHeader[] memory hdrs = new ISlipLedger.BlockHeader[](count);
+        ISlipLedger.Certificate[] memory certs = new ISlipLedger.Certificate[](count);
+        bytes32 prev = _prev();
+        for (uint256 i; i < count; ++i) {
+            hdrs[i] = _header(first + uint64(i), viewNumber, prev);
+            if (attack == 4 && i == at) hdrs[i].prevHash = keccak256("forged parent");
+            (bytes memory idx, bytes memory sigs) = _certify(hdrs[i], viewNumber, certEpoch, i == at ? attack : 0);
+            certs[i] = ISlipLedger.Certificate(viewNumber, idx, sigs);
+            prev = ledger.hashHeader(hdrs[i]);
+        }
+        bool crosses = epochAt(first + uint64(count) - 1) != e;
+        bool honest = !crosses && (attack == 0 || (attack == 2 && e == 0));
+        address[] memory set = setOf(certEpoch);
+        vm.prank(set[bound(callerSeed, 0, set.length - 1)]);
+        try ledger.commitBlocks(hdrs, certs, set) {
+            if (!honest) forgedAccepted = true;
+            for (uint256 i; i < count; ++i) {
+                ghostHash.push(ledger.hashHeader(hdrs[i]));
+                _headers.push(hdrs[i]);
+            }
+        } catch {
+            if (honest) forgedAccepted = true;
         }
         _checkHead();
     }
@@ -168,6 +221,22 @@ contract SlipLedgerInvariants is SlipFixture {
         handler.resubmit(0, false);
         handler.resubmit(0, true);
         assertEq(handler.height(), 3); // attacks 0 and 2 (epoch 0: the stale set is the set) at 1-2, the new set at 3
+        invariant_ledger();
+    }
+
+    /// Batches: honest ones commit, a forged header anywhere or a batch across a set change is refused whole.
+    function test_handlerBatchesHonestHeadersOnly() public {
+        handler.commitBatch(3, 1, 0, 0, 0);
+        assertEq(handler.height(), 3);
+        for (uint256 attack = 1; attack < 5; ++attack) handler.commitBatch(3, 1, attack, attack % 3, 1);
+        assertEq(handler.height(), 6, "attack 2 at epoch 0 is honest");
+        handler.changeSet(4, 1); // epoch 1 from height 8
+        handler.commitBatch(2, 2, 0, 0, 0); // 7 and 8: crosses the change
+        assertEq(handler.height(), 6);
+        handler.commitBatch(1, 2, 0, 0, 0);
+        handler.commitBatch(4, 2, 0, 0, 2);
+        handler.commitBatch(2, 3, 2, 1, 0); // the old set after the change
+        assertEq(handler.height(), 11);
         invariant_ledger();
     }
 

@@ -19,6 +19,8 @@ interface Vm {
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function label(address account, string calldata newLabel) external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
 
     // Keys and signatures
     function addr(uint256 privateKey) external pure returns (address);
