@@ -327,6 +327,31 @@ contract SlipLedgerTest is SlipFixture {
         assertEq(height, 6);
     }
 
+    /// @dev SlipLedger's storage slot 3 holds the head hint in its low 8 bytes (`forge inspect SlipLedger storageLayout`).
+    function headHint() internal view returns (uint64) {
+        return uint64(uint256(vm.load(address(ledger), bytes32(uint256(3)))));
+    }
+
+    function test_headHint_movesEveryIntervalHeights() public {
+        extend(255, labels, set0);
+        assertEq(headHint(), 0);
+        extend(1, labels, set0); // height 256: a single commit moves it
+        assertEq(headHint(), 256);
+        extend(250, labels, set0); // 506
+        assertEq(headHint(), 256);
+        (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(8, labels, 4);
+        vm.prank(set0[1]);
+        ledger.commitBlocks(hs, cs, set0); // 507 … 514 passes 512: the batch moves it to its last height
+        assertEq(headHint(), 514);
+        (hs, cs) = batch(8, labels, 4);
+        vm.prank(set0[1]);
+        ledger.commitBlocks(hs, cs, set0); // 515 … 522: no multiple of 256 inside
+        assertEq(headHint(), 514);
+        (uint64 height, bytes32 headHash) = ledger.head();
+        assertEq(height, 522);
+        assertEq(headHash, ledger.hashHeader(hs[7]));
+    }
+
     function test_commitBlocks_badCertificateInTheMiddleRevertsTheBatch() public {
         (ISlipLedger.BlockHeader[] memory hs, ISlipLedger.Certificate[] memory cs) = batch(3, labels, 4);
         ISlipLedger.Certificate memory good = cs[1];

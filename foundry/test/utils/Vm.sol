@@ -13,6 +13,7 @@ interface Vm {
 
     // Environment
     function warp(uint256 newTimestamp) external;
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
     function roll(uint256 newHeight) external;
     function getBlockTimestamp() external view returns (uint256);
     function prank(address msgSender) external;
