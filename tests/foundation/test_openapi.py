@@ -1,0 +1,310 @@
+"""The services' OpenAPI documents (docs/api/) against what the services serve and route (issue 17 item 2).
+
+Each document is checked structurally as OpenAPI 3.1 (plain checks: no validator is a dependency), served byte
+for byte at ``GET /openapi.json``, and exercised: a request to every documented operation answers one of its
+documented status codes (never the "unknown endpoint" 404), and an undocumented path answers that 404.  The
+replica, proxy and consortium handlers run in-process over a stub of their service object (routing is the
+handler's; the stubs answer what the service would on an empty store); the portal's check is in
+tests/portal/test_server.py (it needs an unlocked portal).  The storage node's Kubo subset (docs/api/storage.md)
+is checked against the node's routes and ``add`` options.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+from mbds_py.apidoc import API_DIR, SERVICES, openapi_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "api"
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def load(service: str) -> dict[str, Any]:
+    return json.loads((DOCS / f"{service}.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------
+# (1) structure
+# ------------------------------------------------------------------------------------------------
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node = doc
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def structural_problems(doc: dict[str, Any]) -> list[str]:
+    """What keeps ``doc`` from being a well-formed OpenAPI 3.1 document (the spec's required fields and
+    references); empty when it is."""
+    bad: list[str] = []
+    if doc.get("openapi") != "3.1.0":
+        bad.append(f"openapi is {doc.get('openapi')!r}")
+    info = doc.get("info", {})
+    if not (isinstance(info.get("title"), str) and isinstance(info.get("version"), str)):
+        bad.append("info needs title and version strings")
+    schemes = doc.get("components", {}).get("securitySchemes", {})
+    ids: list[str] = []
+    for path, item in doc.get("paths", {}).items():
+        if not path.startswith("/"):
+            bad.append(f"path {path!r} does not start with /")
+        templated = set(re.findall(r"{([^}]+)}", path))
+        for method, op in item.items():
+            where = f"{method.upper()} {path}"
+            if method not in METHODS:
+                bad.append(f"{where}: not an HTTP method")
+                continue
+            ids.append(op.get("operationId"))
+            params = [_resolve(doc, p["$ref"]) if "$ref" in p else p for p in op.get("parameters", [])]
+            for p in params:
+                if p.get("in") not in ("query", "header", "path", "cookie") or not p.get("name"):
+                    bad.append(f"{where}: parameter {p} needs name and in")
+                if ("schema" in p) == ("content" in p):
+                    bad.append(f"{where}: parameter {p.get('name')} needs schema or content")
+                if p.get("in") == "path" and p.get("required") is not True:
+                    bad.append(f"{where}: path parameter {p.get('name')} must be required")
+            if {p["name"] for p in params if p.get("in") == "path"} != templated:
+                bad.append(f"{where}: path parameters do not match the template")
+            body = op.get("requestBody")
+            if body is not None and not body.get("content"):
+                bad.append(f"{where}: requestBody needs content")
+            responses = op.get("responses") or {}
+            if not responses:
+                bad.append(f"{where}: no responses")
+            for code, resp in responses.items():
+                if not re.fullmatch(r"[1-5](\d\d|XX)|default", code):
+                    bad.append(f"{where}: response code {code!r}")
+                if "$ref" not in resp and not isinstance(resp.get("description"), str):
+                    bad.append(f"{where} {code}: response needs a description")
+            for requirement in op.get("security", doc.get("security", [])):
+                bad.extend(f"{where}: unknown security scheme {name}" for name in requirement if name not in schemes)
+    if len(ids) != len(set(ids)) or None in ids:
+        bad.append(f"operationIds must be present and unique: {ids}")
+    for ref in _refs(doc):
+        try:
+            _resolve(doc, ref)
+        except (KeyError, AssertionError):
+            bad.append(f"unresolved $ref {ref}")
+    return bad
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_document_is_well_formed_openapi_3_1(service):
+    assert structural_problems(load(service)) == []
+
+
+def test_the_structural_check_finds_what_it_should():
+    doc = load("replica")
+    doc["openapi"] = "3.0.3"
+    doc["paths"]["/v1/records/{record_id}"]["get"]["parameters"] = []
+    doc["paths"]["/v1/status"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] = \
+        {"$ref": "#/components/schemas/Nope"}
+    assert structural_problems(doc) == ["openapi is '3.0.3'",
+                                        "GET /v1/records/{record_id}: path parameters do not match the template",
+                                        "unresolved $ref #/components/schemas/Nope"]
+
+
+def test_docs_api_is_the_packaged_source():
+    """One source: docs/api is the shipped package data, and the package ships every document."""
+    assert DOCS.resolve() == API_DIR.resolve()
+    assert sorted(p.stem for p in API_DIR.glob("*.json")) == sorted(SERVICES)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"data/api/*.json"' in pyproject
+    for service in SERVICES:
+        assert openapi_bytes(service) == (DOCS / f"{service}.json").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# (2), (3) served and routed: requests made from the document
+# ------------------------------------------------------------------------------------------------
+
+
+def operations(doc: dict[str, Any], *, last: tuple[str, ...] = ()) -> list[tuple[str, str, dict[str, Any]]]:
+    """(METHOD, path template, operation) of every documented operation; paths in ``last`` go last."""
+    ops = [(method.upper(), path, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    return sorted(ops, key=lambda o: o[1] in last)
+
+
+def request_for(path: str, op: dict[str, Any], form: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """A request to ``op``: path and required query parameters from their examples, a minimal body of the
+    documented media type."""
+    query = {}
+    for p in op.get("parameters", []):
+        if p["in"] == "path":
+            path = path.replace("{" + p["name"] + "}", str(p["example"]))
+        elif p["in"] == "query" and p.get("required"):
+            query[p["name"]] = p["example"]
+    kwargs: dict[str, Any] = {"params": query, "allow_redirects": False, "timeout": 30}
+    media = next(iter(op.get("requestBody", {}).get("content", {})), None)
+    if media == "application/json":
+        kwargs["json"] = {}
+    elif media == "application/octet-stream":
+        kwargs["data"] = b"\x00"
+    elif media == "application/x-www-form-urlencoded":
+        kwargs["data"] = form or {}
+    return path, kwargs
+
+
+def exercise(base: str, doc: dict[str, Any], *, session: requests.Session | None = None,
+             form: dict[str, str] | None = None, last: tuple[str, ...] = ()) -> dict[str, int]:
+    """Send a request to every documented operation; each must answer a documented code, not an unknown
+    endpoint.  Returns ``{"METHOD path": status}``."""
+    http = session or requests.Session()
+    seen: dict[str, int] = {}
+    for method, template, op in operations(doc, last=last):
+        path, kwargs = request_for(template, op, form)
+        with http.request(method, base + path, stream=True, **kwargs) as resp:
+            key = f"{method} {template}"
+            seen[key] = resp.status_code
+            documented = set(op["responses"])
+            assert str(resp.status_code) in documented, (key, resp.status_code, resp.content[:300], documented)
+            if resp.status_code == 404 and resp.headers.get("Content-Type") == "application/json":
+                assert not str(resp.json().get("error", "")).startswith("unknown endpoint"), key
+    return seen
+
+
+def served_exactly(base: str, service: str, http: requests.Session | None = None) -> None:
+    resp = (http or requests.Session()).get(base + "/openapi.json", timeout=30)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
+    assert resp.content == (DOCS / f"{service}.json").read_bytes()
+
+
+@pytest.fixture()
+def serve():
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(handler: type) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _unknown(base: str, method: str, path: str, **kwargs: Any) -> None:
+    resp = requests.request(method, base + path, timeout=30, **kwargs)
+    assert (resp.status_code, resp.json()) == (404, {"error": f"unknown endpoint {method} {path}"})
+
+
+def test_the_replica_serves_its_document_and_routes_what_it_documents(serve):
+    from mbds_py.private.node import _handler_for
+
+    node = SimpleNamespace(
+        call_in_loop=lambda fn: fn(), status=lambda: {"chain": "hospital-a"}, receipt=lambda slip_id: None,
+        pending_for=lambda patient: [], pending_envelope=lambda record_id: None,
+        submit_confirmed=lambda body: {"slip_id": "0x" + "11" * 32, "status": "accepted"},
+        submit_batch=lambda body: [], submit_envelope=lambda body: {"record_id": "0x" + "33" * 32,
+                                                                    "status": "pending-confirmation"})
+    base = serve(_handler_for(node))
+    served_exactly(base, "replica")
+    assert exercise(base, load("replica")) == {
+        "GET /openapi.json": 200, "GET /v1/status": 200, "GET /v1/slips/{slip_id}/receipt": 404,
+        "GET /v1/records": 200, "POST /v1/records": 201, "GET /v1/records/{record_id}": 404,
+        "POST /v1/slips": 202, "POST /v1/slips/batch": 200}
+    _unknown(base, "GET", "/v1/blocks")
+    _unknown(base, "POST", "/v1/blocks", data=b"\x00")
+
+
+def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve):
+    from mbds_py.sharing.proxy import _handler_for
+
+    proxy = SimpleNamespace(_lock=threading.Lock(), stats={"refusals": 0}, info=dict, status=dict,
+                            search_request=lambda doc: {"matches": []},
+                            deposit=lambda doc: {"stored": True, "epoch": 0}, reencrypt=lambda doc: {})
+    base = serve(_handler_for(proxy))
+    served_exactly(base, "proxy")
+    assert exercise(base, load("proxy")) == {
+        "GET /openapi.json": 200, "GET /v1/info": 200, "GET /v1/status": 200, "POST /v1/search": 200,
+        "POST /v1/kfrags": 200, "POST /v1/reencrypt": 200}
+    _unknown(base, "GET", "/v1/keys")
+    _unknown(base, "POST", "/v1/keys", json={})
+
+
+def test_the_consortium_node_serves_its_document_and_routes_what_it_documents(serve):
+    from mbds_py.consortium.node import _handler_for
+
+    node = SimpleNamespace(status=lambda: {"head": 0}, follow=lambda: None, items_of=lambda pid, after: [],
+                           submit=lambda slip, gossip: "accepted")
+    base = serve(_handler_for(node))
+    served_exactly(base, "consortium")
+    # the minimal bodies do not decode: answered 400 by the route, not 404
+    assert exercise(base, load("consortium")) == {
+        "GET /openapi.json": 200, "GET /v1/status": 200, "GET /v1/items": 200, "POST /v1/slips": 400,
+        "POST /v1/proposals": 400}
+    _unknown(base, "GET", "/v1/blocks")
+    _unknown(base, "POST", "/v1/blocks", data=b"\x00")
+
+
+# ------------------------------------------------------------------------------------------------
+# the storage node's Kubo subset (docs/api/storage.md)
+# ------------------------------------------------------------------------------------------------
+
+
+def _table_rows(text: str, heading: str) -> list[list[str]]:
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return rows[2:]  # past the header and the rule
+
+
+def test_storage_md_lists_the_nodes_endpoints_and_add_options():
+    from mbds_py.storage.node import _ADD_FIXED, _Handler
+
+    text = (DOCS / "storage.md").read_text()
+    endpoints = {row[0].strip("`") for row in _table_rows(text, "Endpoints")}
+    assert endpoints == set(object.__new__(_Handler)._routes())
+    options = {(row[0].strip("`"), row[1].strip("`")) for row in _table_rows(text, "Options accepted and refused")}
+    assert {name for where, name in options if where == "add"} == {"pin", "only-hash", "n", *_ADD_FIXED}
+    assert {f"/api/v0/{where}" for where, _ in options} <= endpoints
+
+
+def test_the_storage_node_answers_every_listed_endpoint_and_404s_the_rest(tmp_path):
+    from mbds_py.storage.node import serve as serve_storage
+
+    text = (DOCS / "storage.md").read_text()
+    server = serve_storage("127.0.0.1", 0, tmp_path / "node")
+    try:
+        added = requests.post(server.url + "/api/v0/add", files={"file": ("a", b"hello")}, timeout=30)
+        cid = added.json()["Hash"]
+        for row in _table_rows(text, "Endpoints"):
+            endpoint = row[0].strip("`")
+            if endpoint == "/api/v0/add":
+                continue
+            resp = requests.post(server.url + endpoint, params={"arg": cid} if "arg" in row[1] and "optional" not in row[1] else {}, timeout=30)
+            assert resp.status_code == 200, (endpoint, resp.text)
+        missing = requests.post(server.url + "/api/v0/block/get", params={"arg": cid}, timeout=30)
+        assert (missing.status_code, missing.text) == (404, "404 page not found\n")
+        refused = requests.post(server.url + "/api/v0/add", params={"cid-version": "1"},
+                                files={"file": ("a", b"hello")}, timeout=30)
+        assert refused.status_code == 400 and refused.json()["Code"] == 1
+    finally:
+        server.shutdown()
