@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,9 +150,10 @@ def operations(doc: dict[str, Any], *, last: tuple[str, ...] = ()) -> list[tuple
     return sorted(ops, key=lambda o: o[1] in last)
 
 
-def request_for(path: str, op: dict[str, Any], form: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+def request_for(path: str, op: dict[str, Any], form: Callable[[], dict[str, str]] | None = None
+                ) -> tuple[str, dict[str, Any]]:
     """A request to ``op``: path and required query parameters from their examples, a minimal body of the
-    documented media type."""
+    documented media type (a form: what ``form()`` gives)."""
     query = {}
     for p in op.get("parameters", []):
         if p["in"] == "path":
@@ -166,12 +167,12 @@ def request_for(path: str, op: dict[str, Any], form: dict[str, str] | None = Non
     elif media == "application/octet-stream":
         kwargs["data"] = b"\x00"
     elif media == "application/x-www-form-urlencoded":
-        kwargs["data"] = form or {}
+        kwargs["data"] = form() if form else {}
     return path, kwargs
 
 
 def exercise(base: str, doc: dict[str, Any], *, session: requests.Session | None = None,
-             form: dict[str, str] | None = None, last: tuple[str, ...] = ()) -> dict[str, int]:
+             form: Callable[[], dict[str, str]] | None = None, last: tuple[str, ...] = ()) -> dict[str, int]:
     """Send a request to every documented operation; each must answer a documented code, not an unknown
     endpoint.  Returns ``{"METHOD path": status}``."""
     http = session or requests.Session()
@@ -299,7 +300,8 @@ def test_the_storage_node_answers_every_listed_endpoint_and_404s_the_rest(tmp_pa
             endpoint = row[0].strip("`")
             if endpoint == "/api/v0/add":
                 continue
-            resp = requests.post(server.url + endpoint, params={"arg": cid} if "arg" in row[1] and "optional" not in row[1] else {}, timeout=30)
+            needs_arg = "`arg`" in row[1] and "optional" not in row[1]
+            resp = requests.post(server.url + endpoint, params={"arg": cid} if needs_arg else {}, timeout=30)
             assert resp.status_code == 200, (endpoint, resp.text)
         missing = requests.post(server.url + "/api/v0/block/get", params={"arg": cid}, timeout=30)
         assert (missing.status_code, missing.text) == (404, "404 page not found\n")
