@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from mbds_py.apidoc import API_DIR, SERVICES, openapi_bytes
+from mbds_py.sharing.proxy import Refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "api"
@@ -236,6 +237,26 @@ def test_the_replica_serves_its_document_and_routes_what_it_documents(serve):
     _unknown(base, "POST", "/v1/blocks", data=b"\x00")
 
 
+def test_the_replicas_429_is_as_documented(serve):
+    from mbds_py.errors import Overloaded
+    from mbds_py.private.node import _handler_for
+
+    def overloaded(body: bytes) -> None:
+        raise Overloaded("replica 0 holds 200 unordered slips (limit 200): retry later", retry_after=0.2)
+
+    base = serve(_handler_for(SimpleNamespace(submit_confirmed=overloaded, submit_batch=overloaded)))
+    doc = load("replica")
+    documented = doc["components"]["responses"]["Overloaded"]
+    for path in ("/v1/slips", "/v1/slips/batch"):
+        assert doc["paths"][path]["post"]["responses"]["429"] == {"$ref": "#/components/responses/Overloaded"}
+        resp = requests.post(base + path, data=b"\x00", timeout=30)
+        assert (resp.status_code, resp.headers["Retry-After"]) == (429, "1")
+        assert resp.json() == {"error": "replica 0 holds 200 unordered slips (limit 200): retry later",
+                               "retry_after": 0.2}
+        assert set(resp.json()) == set(documented["content"]["application/json"]["schema"]["required"])
+    assert set(documented["headers"]) == {"Retry-After"}
+
+
 def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve):
     from mbds_py.sharing.proxy import _handler_for
 
@@ -249,6 +270,25 @@ def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve):
         "POST /v1/kfrags": 200, "POST /v1/reencrypt": 200}
     _unknown(base, "GET", "/v1/keys")
     _unknown(base, "POST", "/v1/keys", json={})
+
+
+@pytest.mark.parametrize("code", list(Refusal))
+def test_every_proxy_refusal_is_answered_with_a_documented_status(serve, code):
+    """Each refusal code is answered with its status, and the document lists that status with that code."""
+    from mbds_py.sharing.proxy import ProxyRefused, _handler_for
+
+    def refuse(doc: dict[str, Any]) -> None:
+        raise ProxyRefused(code)
+
+    base = serve(_handler_for(SimpleNamespace(_lock=threading.Lock(), stats={"refusals": 0}, reencrypt=refuse)))
+    resp = requests.post(base + "/v1/reencrypt", json={}, timeout=30)
+    assert resp.json()["code"] == code.value and resp.status_code == code.http_status
+    refusal = load("proxy")["components"]["schemas"]["Refusal"]
+    assert code.value in refusal["properties"]["code"]["enum"]
+    documented = {(status, c) for op in (p["post"] for p in load("proxy")["paths"].values() if "post" in p)
+                  for status, r in op["responses"].items() if int(status) >= 400
+                  for c in r["content"]["application/json"]["schema"]["properties"]["code"]["enum"]}
+    assert (str(code.http_status), code.value) in documented
 
 
 def test_the_consortium_node_serves_its_document_and_routes_what_it_documents(serve):
