@@ -221,7 +221,7 @@ def test_a_pasted_trapdoor_is_not_a_search_ticket():
 def test_the_portal_serves_its_openapi_document_and_routes_what_it_documents(portal_url):
     """docs/api/portal.json: served byte for byte (locked or not), every documented route answers a documented
     code with a session, and an undocumented path answers 404 (tests/foundation/test_openapi.py)."""
-    from tests.foundation.test_openapi import exercise, load, served_exactly
+    from tests.foundation.test_openapi import exercise, load, operations, request_for, served_exactly
 
     url, portal = portal_url
     served_exactly(url, "portal")
@@ -241,3 +241,8 @@ def test_the_portal_serves_its_openapi_document_and_routes_what_it_documents(por
     token = _csrf(s.get(url + "/").text)
     resp = s.post(url + "/nope", data={"csrf": token}, allow_redirects=False)
     assert (resp.status_code, resp.text) == (404, "not found")
+    port = url.rsplit(":", 1)[1]
+    for method, template, op in operations(load("portal")):  # every route checks the Host first, as documented
+        path, kwargs = request_for(template, op, lambda: {"csrf": token})
+        resp = s.request(method, url + path, headers={"Host": f"evil.example:{port}"}, **kwargs)
+        assert resp.status_code == 421 and "421" in op["responses"], (method, template)
