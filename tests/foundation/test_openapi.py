@@ -174,18 +174,22 @@ def request_for(path: str, op: dict[str, Any], form: Callable[[], dict[str, str]
 
 def exercise(base: str, doc: dict[str, Any], *, session: requests.Session | None = None,
              form: Callable[[], dict[str, str]] | None = None, last: tuple[str, ...] = ()) -> dict[str, int]:
-    """Send a request to every documented operation; each must answer a documented code, not an unknown
-    endpoint.  Returns ``{"METHOD path": status}``."""
+    """Send a request to every documented operation; each must answer a documented code with a documented
+    media type, not an unknown endpoint.  Returns ``{"METHOD path": status}``."""
     http = session or requests.Session()
     seen: dict[str, int] = {}
     for method, template, op in operations(doc, last=last):
         path, kwargs = request_for(template, op, form)
-        with http.request(method, base + path, stream=True, **kwargs) as resp:
+        with http.request(method, base + path, stream=True, **kwargs) as resp:  # streamed: /events never ends
             key = f"{method} {template}"
             seen[key] = resp.status_code
-            documented = set(op["responses"])
-            assert str(resp.status_code) in documented, (key, resp.status_code, resp.content[:300], documented)
-            if resp.status_code == 404 and resp.headers.get("Content-Type") == "application/json":
+            assert str(resp.status_code) in op["responses"], (key, resp.status_code, dict(resp.headers))
+            documented = op["responses"][str(resp.status_code)]
+            documented = _resolve(doc, documented["$ref"]) if "$ref" in documented else documented
+            media = resp.headers.get("Content-Type", "").split(";")[0]
+            if "content" in documented:
+                assert media in documented["content"], (key, media, list(documented["content"]))
+            if resp.status_code == 404 and media == "application/json":
                 assert not str(resp.json().get("error", "")).startswith("unknown endpoint"), key
     return seen
 
