@@ -60,6 +60,75 @@ def _resolve(doc: dict[str, Any], ref: str) -> Any:
     return node
 
 
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind in ("integer", "number"):
+        return not isinstance(value, bool) and isinstance(value, int if kind == "integer" else (int, float))
+    return isinstance(value, _TYPES[kind])
+
+
+def schema_errors(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$") -> list[str]:
+    """Where ``value`` breaks ``schema``: the JSON Schema keywords the documents use (type, const, enum,
+    pattern, minimum, properties, required, additionalProperties, items, prefixItems, min/maxItems, allOf,
+    oneOf, $ref) — enough to hold the documents to real answers without a validator dependency."""
+    if "$ref" in schema:
+        return schema_errors(doc, _resolve(doc, schema["$ref"]), value, where)
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if kinds and not any(_is(k, value) for k in kinds):
+        return [f"{where}: {value!r} is not {'/'.join(kinds)}"]
+    bad = [e for sub in schema.get("allOf", []) for e in schema_errors(doc, sub, value, where)]
+    if "oneOf" in schema and sum(not schema_errors(doc, sub, value, where) for sub in schema["oneOf"]) != 1:
+        bad.append(f"{where}: not exactly one of oneOf")
+    if "const" in schema and value != schema["const"]:
+        bad.append(f"{where}: {value!r} is not {schema['const']!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        bad.append(f"{where}: {value!r} not in {schema['enum']}")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        bad.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if _is("number", value) and value < schema.get("minimum", value):
+        bad.append(f"{where}: {value} < {schema['minimum']}")
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
+        bad += [f"{where}: {name} missing" for name in schema.get("required", []) if name not in value]
+        for name, v in value.items():
+            if name in props:
+                bad += schema_errors(doc, props[name], v, f"{where}.{name}")
+            elif extra is False:
+                bad.append(f"{where}: {name} is not documented")
+            elif isinstance(extra, dict):
+                bad += schema_errors(doc, extra, v, f"{where}.{name}")
+    if isinstance(value, list):
+        prefix = schema.get("prefixItems", [])
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+            bad.append(f"{where}: {len(value)} items")
+        for i, v in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else schema.get("items")
+            if sub is not None:
+                bad += schema_errors(doc, sub, v, f"{where}[{i}]")
+    return bad
+
+
+def test_the_schema_check_finds_what_it_should():
+    doc = load("replica")
+    ack = {"$ref": "#/components/schemas/SlipAck"}
+    assert schema_errors(doc, ack, {"slip_id": "0x" + "ab" * 32, "status": "accepted"}) == []
+    assert schema_errors(doc, ack, {"error": "doctor 0x… is not registered"}) == []
+    assert schema_errors(doc, ack, {"slip_id": "0x" + "ab" * 32, "status": "accepted", "error": "both"}) == [
+        "$: not exactly one of oneOf"]
+    assert schema_errors(doc, ack, {"slip_id": "0xAB", "status": "lost", "extra": 1}) == [
+        "$.slip_id: '0xAB' does not match ^0x[0-9a-f]{64}$",
+        "$.status: 'lost' not in ['accepted', 'already-pending', 'already-committed', 'committed']",
+        "$: extra is not documented"]
+    status = {"$ref": "#/components/schemas/Status"}
+    assert schema_errors(doc, status, {"chain": "a", "replica": True, "view": 0, "primary": False, "head": 0,
+                                       "delivered_slips": 0, "anchored": 0, "uptime": 1.5,
+                                       "commit_latency_ms": [[1, 2, 3.5], [1, "2", 3]]}) == [
+        "$: peers_connected missing", "$.replica: True is not integer", "$.commit_latency_ms[1][1]: '2' is not integer"]
+
+
 def structural_problems(doc: dict[str, Any]) -> list[str]:
     """What keeps ``doc`` from being a well-formed OpenAPI 3.1 document (the spec's required fields and
     references); empty when it is."""
@@ -173,9 +242,11 @@ def request_for(path: str, op: dict[str, Any], form: Callable[[], dict[str, str]
 
 
 def exercise(base: str, doc: dict[str, Any], *, session: requests.Session | None = None,
-             form: Callable[[], dict[str, str]] | None = None, last: tuple[str, ...] = ()) -> dict[str, int]:
+             form: Callable[[], dict[str, str]] | None = None, last: tuple[str, ...] = (),
+             validate: bool = False) -> dict[str, int]:
     """Send a request to every documented operation; each must answer a documented code with a documented
-    media type, not an unknown endpoint.  Returns ``{"METHOD path": status}``."""
+    media type, not an unknown endpoint (``validate``: and a JSON body its schema allows; for a real service,
+    not a stub).  Returns ``{"METHOD path": status}``."""
     http = session or requests.Session()
     seen: dict[str, int] = {}
     for method, template, op in operations(doc, last=last):
@@ -189,6 +260,8 @@ def exercise(base: str, doc: dict[str, Any], *, session: requests.Session | None
             media = resp.headers.get("Content-Type", "").split(";")[0]
             if "content" in documented:
                 assert media in documented["content"], (key, media, list(documented["content"]))
+            if validate and media == "application/json":
+                assert schema_errors(doc, documented["content"][media]["schema"], resp.json()) == [], key
             if resp.status_code == 404 and media == "application/json":
                 assert not str(resp.json().get("error", "")).startswith("unknown endpoint"), key
     return seen
