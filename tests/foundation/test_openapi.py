@@ -5,8 +5,10 @@ for byte at ``GET /openapi.json``, and exercised: a request to every documented 
 documented status codes (never the "unknown endpoint" 404), and an undocumented path answers that 404.  The
 replica, proxy and consortium handlers run in-process over a stub of their service object (routing is the
 handler's; the stubs answer what the service would on an empty store); the portal's check is in
-tests/portal/test_server.py (it needs an unlocked portal).  The storage node's Kubo subset (docs/api/storage.md)
-is checked against the node's routes and ``add`` options.
+tests/portal/test_server.py (it needs an unlocked portal), and tests/sharing/test_journey_e2e.py runs the same
+requests against every launched replica, consortium node and proxy process, holding their JSON answers to the
+documented schemas.  The storage node's Kubo subset (docs/api/storage.md) is checked against the node's routes
+and ``add`` options.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def test_the_portal_serves_its_openapi_document_and_routes_what_it_documents(por
     def form() -> dict[str, str]:  # the current session's token: POST /unlock opens a new session
         return {"csrf": _csrf(s.get(url + "/").text), "passphrase": PASSPHRASE}
 
-    assert exercise(url, load("portal"), session=s, form=form, last=("/lock",)) == {
+    assert exercise(url, load("portal"), session=s, form=form, last=("/lock",), validate=True) == {
         "GET /openapi.json": 200, "GET /healthz": 200, "GET /": 200, "GET /section/{name}": 200,
         "GET /events": 200, "GET /static/{name}": 200, "POST /unlock": 303, "POST /do/{action}": 303,
         "POST /lock": 303}
