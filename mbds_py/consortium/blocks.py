@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from eth_utils import keccak
 
 from .cid import default_cid_of
@@ -160,7 +161,11 @@ def encode_body(slips: Sequence[ConsortiumSlip]) -> bytes:
 
 
 def decode_body(data: bytes) -> tuple[ConsortiumSlip, ...]:
-    (raw,) = abi_decode([_BODY_ABI], data)
+    """The slips of a block body; :class:`InvalidBlock` (``bad-slip``) if the bytes do not decode."""
+    try:
+        (raw,) = abi_decode([_BODY_ABI], data)
+    except DecodingError as exc:
+        raise InvalidBlock(BlockFault.BAD_SLIP, f"the body does not decode as ConsortiumSlip[] ({exc})") from None
     return tuple(
         ConsortiumSlip(bytes(sid), ts, bytes(origin),
                        tuple(SummaryItem(bytes(p), tuple(bytes(k) for k in kws), bytes(h), c, b, bytes(s))

@@ -33,6 +33,7 @@ import requests
 
 from ..cli_options import consortium_arguments
 from ..errors import ConfigError, MBDSError
+from ..apidoc import openapi_bytes
 from ..httpjson import JsonHandler
 from ..listen import bind_listener, http_server, inherited_sockets, listener
 from .audit import ItemChecker, PrivateChainRef
@@ -390,6 +391,8 @@ def _handler_for(node: ConsortiumNode):
         def do_GET(self) -> None:  # noqa: N802
             try:
                 parts, params = self.route
+                if parts == ["openapi.json"]:
+                    return self.send_bytes(200, openapi_bytes("consortium"), "application/json")
                 if parts == ["v1", "status"]:
                     return self.send_json(200, node.status())
                 if parts == ["v1", "items"]:

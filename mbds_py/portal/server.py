@@ -7,7 +7,7 @@ A second browser must give the passphrase again.  Only ``Host: 127.0.0.1`` /
 ``localhost`` is served (no DNS rebinding), every response is ``no-store`` and
 nothing decrypted is written anywhere.
 
-Routes: ``GET /`` page, ``GET /section/NAME`` one section (live updates),
+Routes (docs/api/portal.json, also ``GET /openapi.json``): ``GET /`` page, ``GET /section/NAME`` one section,
 ``GET /events`` server-sent events, ``GET /static/...``, ``POST /unlock``,
 ``POST /lock``, ``POST /do/ACTION``.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+from ..apidoc import openapi_bytes
 from ..cli_options import portal_arguments
 from ..errors import KeystoreError, MBDSError
 from ..httpjson import JsonHandler, RequestError
@@ -214,6 +215,8 @@ class PortalHandler(JsonHandler):
         try:
             if parts[:1] == ["static"] and len(parts) == 2:
                 return self._static(parts[1])
+            if parts == ["openapi.json"]:
+                return self._send(200, openapi_bytes("portal"), "application/json")
             if parts == ["healthz"]:
                 return self._send(200, json.dumps({"unlocked": self.state.portal.unlocked}).encode(),
                                   "application/json")

@@ -34,6 +34,7 @@ from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..cli_options import node_arguments
 from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
+from ..apidoc import openapi_bytes
 from ..httpjson import JsonHandler
 from ..listen import http_server, inherited_sockets, listener
 from ..identity import Role
@@ -594,6 +595,8 @@ def _handler_for(node: ReplicaNode):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             try:
                 parts, params = self.route
+                if parts == ["openapi.json"]:
+                    return self.send_bytes(200, openapi_bytes("replica"), "application/json")
                 if parts == ["v1", "status"]:
                     return self.send_json(200, node.call_in_loop(node.status))
                 if parts[:2] == ["v1", "slips"] and len(parts) == 4 and parts[3] == "receipt":

@@ -66,6 +66,7 @@ from typing import Any, Sequence
 
 import requests
 
+from ..apidoc import openapi_bytes
 from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
 from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CiphertextMismatchError
@@ -1235,6 +1236,8 @@ def _handler_for(proxy: ProxyService):
 
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.partition("?")[0]
+            if path == "/openapi.json":
+                return self.send_bytes(200, openapi_bytes("proxy"), "application/json")
             if path == "/v1/info":
                 return self._answer(proxy.info)
             if path == "/v1/status":

@@ -1,5 +1,6 @@
-"""The wheel ships the compiled contracts (issue 17 item 5): built from this tree, installed into a fresh
-venv, its `mbds` brings up chains and deploys every contract with no compiler and no checkout.
+"""The wheel ships the compiled contracts (issue 17 item 5) and the services' OpenAPI documents: built from this
+tree, installed into a fresh venv, its `mbds` brings up chains and deploys every contract with no compiler and
+no checkout.
 
 The fresh venv borrows the *dependencies* from the running interpreter's environment through a ``.pth``
 line (installing web3, Ape, matplotlib… again would take minutes of a 2-core machine); MBDS itself comes only
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import mbds_py
+from mbds_py.apidoc import SERVICES
 from mbds_py.devnet import anvil_binary
 from mbds_py.toolchain import compile_contracts
 from tests.foundation.test_devnet import spec_file
@@ -86,6 +88,7 @@ def test_the_wheel_ships_the_artifacts_license_and_version(wheel: Path):
         entry_points = z.read(f"mbds-{mbds_py.__version__}.dist-info/entry_points.txt").decode()
     assert not any(n.startswith(("contracts/", "tests/")) for n in names)
     assert "Apache License" in license_text and "mbds = mbds_py.cli:main" in entry_points
+    assert {f"mbds_py/data/api/{service}.json" for service in SERVICES} <= names  # served at GET /openapi.json
     here = compile_contracts()
     assert set(shipped["contracts"]) == set(here)
     for name, artifact in here.items():  # the same bytecode as the checkout compiles

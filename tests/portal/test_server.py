@@ -216,3 +216,33 @@ def test_a_pasted_trapdoor_is_not_a_search_ticket():
 
     with pytest.raises(SharingError, match="paste the whole ticket the patient issued"):
         SearchTicket.from_text("0x" + "a1" * 48)
+
+
+def test_the_portal_serves_its_openapi_document_and_routes_what_it_documents(portal_url):
+    """docs/api/portal.json: served byte for byte (locked or not), every documented route answers a documented
+    code with a session, and an undocumented path answers 404 (tests/foundation/test_openapi.py)."""
+    from tests.foundation.test_openapi import exercise, load, operations, request_for, served_exactly
+
+    url, portal = portal_url
+    served_exactly(url, "portal")
+    s = _unlock(url)
+    served_exactly(url, "portal", s)
+    def form() -> dict[str, str]:  # the current session's token: POST /unlock opens a new session
+        return {"csrf": _csrf(s.get(url + "/").text), "passphrase": PASSPHRASE}
+
+    assert exercise(url, load("portal"), session=s, form=form, last=("/lock",), validate=True) == {
+        "GET /openapi.json": 200, "GET /healthz": 200, "GET /": 200, "GET /section/{name}": 200,
+        "GET /events": 200, "GET /static/{name}": 200, "POST /unlock": 303, "POST /do/{action}": 303,
+        "POST /lock": 303}
+    assert not portal.unlocked  # POST /lock went last
+    s = _unlock(url)
+    resp = s.get(url + "/nope")
+    assert (resp.status_code, resp.text) == (404, "not found")
+    token = _csrf(s.get(url + "/").text)
+    resp = s.post(url + "/nope", data={"csrf": token}, allow_redirects=False)
+    assert (resp.status_code, resp.text) == (404, "not found")
+    port = url.rsplit(":", 1)[1]
+    for method, template, op in operations(load("portal")):  # every route checks the Host first, as documented
+        path, kwargs = request_for(template, op, lambda: {"csrf": token})
+        resp = s.request(method, url + path, headers={"Host": f"evil.example:{port}"}, **kwargs)
+        assert resp.status_code == 421 and "421" in op["responses"], (method, template)

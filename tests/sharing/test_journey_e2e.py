@@ -645,3 +645,16 @@ def test_launched_services_hold_no_key_or_passphrase_in_environ_or_cmdline(world
             assert not re.search(r"[0-9a-fA-F]{64}", text), f"{s.name}: a 32-byte hex value in /proc/PID/{where}"
             assert not any(secret in text for secret in secrets), f"{s.name}: a secret in /proc/PID/{where}"
             assert not any(f"{name}=" in text for name in SECRET_ENV), f"{s.name}: a secret variable in {where}"
+
+
+def test_every_launched_service_serves_and_answers_its_committed_openapi_document(world):
+    """Each replica, consortium node and proxy process serves its file under docs/api at ``GET /openapi.json``
+    and answers every documented operation (harmless requests: bodies that are refused, a patient with nothing
+    pending) with a documented status whose JSON body its schema allows (tests/foundation/test_openapi.py)."""
+    from tests.foundation.test_openapi import exercise, load, served_exactly
+
+    services = [s for s in world.net.devnet.load_services().values() if s.kind in ("replica", "consortium", "proxy")]
+    assert {s.kind for s in services} == {"replica", "consortium", "proxy"}
+    for s in services:
+        served_exactly(s.url, s.kind)
+        exercise(s.url, load(s.kind), validate=True)
