@@ -98,22 +98,22 @@ def node_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return add_log_level(parser)
 
 
-def consortium_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """A consortium node's options (``mbds consortium run``)."""
-    parser.add_argument("--config", required=True, help="consortium node configuration JSON")
+def _service_arguments(parser: argparse.ArgumentParser, config_help: str, key_role: str) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, help=config_help)
     parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
-    add_key_arguments(parser, "institution")
+    add_key_arguments(parser, key_role)
     add_listen_argument(parser)
     return add_log_level(parser)
+
+
+def consortium_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A consortium node's options (``mbds consortium run``)."""
+    return _service_arguments(parser, "consortium node configuration JSON", "institution")
 
 
 def proxy_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """A re-encryption proxy's options (``mbds proxy run``)."""
-    parser.add_argument("--config", required=True, help="proxy configuration JSON (no secrets)")
-    parser.add_argument("--port", type=int, help="HTTP port (overrides the configuration)")
-    add_key_arguments(parser, "proxy")
-    add_listen_argument(parser)
-    return add_log_level(parser)
+    return _service_arguments(parser, "proxy configuration JSON (no secrets)", "proxy")
 
 
 # --- portal ----------------------------------------------------------------------------------------------------

@@ -189,6 +189,11 @@ class Blocks:
     signature: bytes = b""
 
 
+def _check_slip_ids(slip_ids: tuple[bytes, ...]) -> None:
+    for slip_id in slip_ids:
+        _check_len("slip_id", slip_id, 32)
+
+
 @message(11)
 @dataclass(frozen=True)
 class Hold:
@@ -200,8 +205,7 @@ class Hold:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        for slip_id in self.slip_ids:
-            _check_len("slip_id", slip_id, 32)
+        _check_slip_ids(self.slip_ids)
 
 
 @message(12)
@@ -214,8 +218,7 @@ class Want:
     signature: bytes = b""
 
     def __post_init__(self) -> None:
-        for slip_id in self.slip_ids:
-            _check_len("slip_id", slip_id, 32)
+        _check_slip_ids(self.slip_ids)
 
 
 Message = Union[Request, PrePrepare, Prepare, Commit, Checkpoint, ViewChange, NewView, Status, Fetch, Blocks, Hold,
