@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := .build/stamps
-APT_PACKAGES := ipfs-cid chromium chromium-driver
+APT_PACKAGES := ipfs-cid chromium chromium-driver iproute2
 PYTEST_WORKERS ?= 2
 FORGE  := $(CURDIR)/node_modules/.bin/forge
 # The gas gate: unit tests only (fuzz and invariant gas depends on the inputs drawn), within this many percent.

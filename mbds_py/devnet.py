@@ -28,7 +28,7 @@ import requests
 from .chain.sender import forget_chain
 from .errors import DevnetError, PortInUseError, ToolchainError
 from .listen import bind_listener, bound_port
-from .spec import ChainSpec, NetworkSpec
+from .spec import ChainSpec, NetworkSpec, Placement
 from .toolchain import PROJECT_ROOT
 
 # The well-known development mnemonic of Anvil, Hardhat and Ganache.  Its keys
@@ -314,8 +314,8 @@ class Devnet:
                 continue
             anvil_binary() if chain.engine == "anvil" else ganache_binary()
             if chain.port:  # a busy fixed port is named before anything starts
-                bind_listener(self.spec.host, chain.port, what=f"chain {chain.name!r} (set port = 0 in "
-                                                                f"{self.spec.path} for any free port)").close()
+                self.bind(chain.port, service=chain.name, what=f"chain {chain.name!r} (set port = 0 in "
+                                                               f"{self.spec.path} for any free port)").close()
         launched: list[str] = []
         try:
             for chain in self.spec.chains:
@@ -337,16 +337,19 @@ class Devnet:
 
     # -- services --------------------------------------------------------------------------------
 
-    def bind(self, port: int = 0, *, what: str = "service") -> socket.socket:
-        """A listening socket on the spec's host for a service about to be spawned (0 = any free port)."""
-        return bind_listener(self.spec.host, port, what=what)
+    def bind(self, port: int = 0, *, service: str, what: str = "service") -> socket.socket:
+        """A listening socket where the spec places ``service`` (its bind address, inside its network
+        namespace if it has one), for the service about to be spawned (0 = any free port)."""
+        place = self.spec.place(service)
+        return bind_listener(place.bind, port, what=what, netns=place.netns)
 
     def rebind(self, name: str) -> dict[str, socket.socket]:
         """Listening sockets on the ports a (stopped) service had, to start it again at the same address."""
         svc = self.load_services().get(name)
         if svc is None:
             raise DevnetError(f"no service named {name!r} was started in {self.state_dir}")
-        return {ep: self.bind(port, what=f"{svc.kind} {name!r} ({ep})") for ep, port in svc.listen.items()}
+        return {ep: self.bind(port, service=name, what=f"{svc.kind} {name!r} ({ep})")
+                for ep, port in svc.listen.items()}
 
     def spawn_service(self, name: str, kind: str, argv: list[str], *, sockets: dict[str, socket.socket],
                       probe: Callable[[str], bool], data_dir: Path | None = None,
@@ -370,7 +373,8 @@ class Devnet:
         log_path = self.state_dir / f"{name}.log"
         fds = {ep: sock.fileno() for ep, sock in sockets.items()}
         listen = {ep: bound_port(sock) for ep, sock in sockets.items()}
-        argv = [*argv, *(a for ep, fd in fds.items() for a in ("--listen", f"{ep}={fd}"))]
+        place = self.spec.place(name)
+        argv = [*netns_prefix(place), *argv, *(a for ep, fd in fds.items() for a in ("--listen", f"{ep}={fd}"))]
         key_r = key_w = None
         if secret is not None:
             key_r, key_w = os.pipe()
@@ -398,7 +402,7 @@ class Devnet:
             finally:
                 os.close(key_w)
         port = listen.get("http") or next(iter(listen.values()), 0)
-        url = url or f"http://{self.spec.host}:{port}"
+        url = url or place.url(port)
         entry = ServiceState(name, kind, url, proc.pid, port, str(log_path), process_started(proc.pid), listen,
                              str(data_dir) if data_dir else None)
         self._record_service(entry)
@@ -439,8 +443,9 @@ class Devnet:
             if current and is_running(current.pid, current.started):
                 started.append(current)
                 continue
-            sockets = self.rebind(name) if current else {"http": self.bind(what=f"storage node {name!r}")}
-            argv = [sys.executable, "-m", "mbds_py.storage.node", "--host", self.spec.host,
+            sockets = self.rebind(name) if current else {"http": self.bind(service=name,
+                                                                            what=f"storage node {name!r}")}
+            argv = [sys.executable, "-m", "mbds_py.storage.node", "--host", self.spec.place(name).bind,
                     "--data-dir", str(data_dir), "--max-blob-size", self.spec.storage.max_blob_size,
                     "--log-level", "WARNING"]
             started.append(self.spawn_service(name, "storage", argv, sockets=sockets, probe=_storage_answers,
@@ -483,13 +488,14 @@ class Devnet:
         log_path = self.state_dir / f"{chain.name}.log"
         # a restarted chain keeps its port (clients hold its URL); a new one takes the spec's or any free port
         port = chain.port or (current.port if current and current.port else 0)
+        place = self.spec.place(chain.name)
         try:
-            proc, url = start_chain_process(chain.engine, self.spec.host, port, chain.chain_id, chain.block_time,
+            proc, url = start_chain_process(chain.engine, place, port, chain.chain_id, chain.block_time,
                                             log_path, what=f"chain {chain.name!r}")
         except PortInUseError:
             if chain.port or not port:
                 raise
-            proc, url = start_chain_process(chain.engine, self.spec.host, 0, chain.chain_id, chain.block_time,
+            proc, url = start_chain_process(chain.engine, place, 0, chain.chain_id, chain.block_time,
                                             log_path, what=f"chain {chain.name!r}")
         entry = ChainState(chain.name, chain.kind, chain.chain_id, url, chain.engine, False, chain.institution,
                            pid=proc.pid, port=int(url.rsplit(":", 1)[1]), log=str(log_path),
@@ -548,16 +554,32 @@ def _storage_answers(url: str) -> bool:
         return False
 
 
-def start_chain_process(engine: str, host: str, port: int, chain_id: int, block_time: int, log: Path | None,
-                        *, what: str) -> tuple[subprocess.Popen, str]:
-    """Start one chain process on ``port`` (0 = any free port) and return it with its URL.
+def netns_prefix(place: Placement) -> list[str]:
+    """The command prefix that starts a process inside the placement's network namespace (if any)."""
+    if place.netns is None:
+        return []
+    if os.geteuid() != 0:
+        raise DevnetError(f"the spec places a service in network namespace {place.netns!r}: that needs root "
+                          "(`ip netns exec`); drop `netns` from [[hosts]] to run on this machine's addresses")
+    return ["ip", "netns", "exec", place.netns]
+
+
+def start_chain_process(engine: str, place: Placement | str, port: int, chain_id: int, block_time: int,
+                        log: Path | None, *, what: str) -> tuple[subprocess.Popen, str]:
+    """Start one chain process on ``port`` (0 = any free port) where ``place`` says (a bind address, the
+    address it is reached at, a network namespace; a plain string is all three on this machine) and
+    return it with its URL.
 
     The chain binds the port itself; with port 0 the bound port is read from the process's own
     listening socket, so no port is ever probed first.  Nothing is left running on failure.
     """
+    if isinstance(place, str):
+        place = Placement(place, place)
+    host = place.bind
     out = open(log, "ab") if log is not None else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(chain_command(engine, host, port, chain_id, block_time), stdout=out,
+        proc = subprocess.Popen([*netns_prefix(place), *chain_command(engine, host, port, chain_id, block_time)],
+                                stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=PROJECT_ROOT)
     finally:
@@ -569,8 +591,9 @@ def start_chain_process(engine: str, host: str, port: int, chain_id: int, block_
         ports = listening_ports(proc.pid)
         if ports:
             bound = port if port in ports else min(ports)
-            forget_chain(f"http://{host}:{bound}")  # an earlier chain of this process may have had the port
-            return proc, f"http://{host}:{bound}"
+            url = place.url(bound)
+            forget_chain(url)  # an earlier chain of this process may have had the port
+            return proc, url
         if proc.poll() is not None:
             busy = f"; port {port} on {host} is busy — free it or use port = 0" if port else ""
             raise (PortInUseError if port else DevnetError)(

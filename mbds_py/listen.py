@@ -11,19 +11,25 @@ reports the address it got.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 import random
 import socket
+import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from .cli_options import add_listen_argument  # re-exported: the option is declared there
-from .errors import PortInUseError
+from .errors import DevnetError, PortInUseError
 
 BACKLOG = 512
 STABLE_PORTS_FROM = 20000  # services bound to "any port" get one from here up to the ephemeral range
 ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
+T = TypeVar("T")
+NETNS_DIR = Path("/run/netns")  # where `ip netns add` puts its named network namespaces
+CLONE_NEWNET = 0x40000000
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -46,12 +52,51 @@ def stable_port_candidates(count: int = 64) -> list[int]:
     return [rng.randint(STABLE_PORTS_FROM, low - 1) for _ in range(count)]
 
 
-def bind_listener(host: str, port: int = 0, *, what: str = "service") -> socket.socket:
-    """A listening TCP socket on ``host:port``, inheritable by a child.
+def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """``fn()`` run on a thread that entered the Linux network namespace ``netns`` (None: run here).
+
+    A socket keeps the namespace it was created in, whichever process later holds it, so a launcher
+    can bind a service's socket inside the namespace the service will run in.  Needs CAP_SYS_ADMIN.
+    """
+    if netns is None:
+        return fn()
+    path = NETNS_DIR / netns
+    if not path.exists():
+        raise DevnetError(f"network namespace {netns!r} does not exist ({path}); create it with "
+                          f"`ip netns add {netns}` or drop `netns` from the spec's [[hosts]]")
+    out: dict[str, object] = {}
+
+    def enter_and_run() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:  # this thread only
+                err = ctypes.get_errno()
+                raise DevnetError(f"cannot enter network namespace {netns!r}: {os.strerror(err)} "
+                                  "(it needs root or CAP_SYS_ADMIN)")
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            out["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=enter_and_run, name=f"netns:{netns}")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]  # type: ignore[misc]
+    return out["value"]  # type: ignore[return-value]
+
+
+def bind_listener(host: str, port: int = 0, *, what: str = "service", netns: str | None = None) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (inside the network namespace ``netns``), inheritable by a child.
 
     Port 0 means any free port: one below the kernel's ephemeral range when one is free (bound at once and
     kept, never probed), else whatever the kernel gives.  A busy fixed port raises :class:`PortInUseError`.
     """
+    return in_netns(netns, lambda: _bind_any(host, port, what))
+
+
+def _bind_any(host: str, port: int, what: str) -> socket.socket:
     if port == 0:
         for candidate in stable_port_candidates():
             try:
@@ -113,4 +158,4 @@ def http_server(cls: type[ServerT], sock: socket.socket, handler: type, **kwargs
     return server
 
 
-__all__ = ["add_listen_argument", "bind_listener", "bound_port", "http_server", "inherited_sockets", "listener"]
+__all__ = ["add_listen_argument", "bind_listener", "in_netns", "bound_port", "http_server", "inherited_sockets", "listener"]

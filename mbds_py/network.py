@@ -26,7 +26,7 @@ from .identity import Participant, Role
 from .kmc import KeyManagementCenter, ParticipantKeys
 from .population import DEFAULT_POPULATION, Member
 from .private.client import HospitalClient
-from .private.cluster import ClusterHandle, bind_replica_sockets, fund, node_config, start_clusters
+from .private.cluster import ClusterHandle, bind_replica_sockets, fund, node_config, replica_name, start_clusters
 from .spec import NetworkSpec
 
 AUTHORITIES = ("nha", "pha", "mha")
@@ -234,11 +234,12 @@ class Network:
             credit = self.credit()
             seated = set(credit.rpn_set()) | set(credit.atn_set())
             members = [n for n, p in self.people.items() if p.id in seated]
-            cons_socks = {n: self.devnet.bind(what=f"consortium node {n!r}")
+            cons_socks = {n: self.devnet.bind(service=f"consortium-{n}", what=f"consortium node {n!r}")
                           for n in members if n not in self.consortium_nodes}
             cons_ports = {n: sock.getsockname()[1] for n, sock in cons_socks.items()}
-        host = self.spec.host
-        member_urls = {n: self.consortium_nodes.get(n) or f"http://{host}:{cons_ports[n]}" for n in members}
+        place = self.spec.place
+        member_urls = {n: self.consortium_nodes.get(n) or place(f"consortium-{n}").url(cons_ports[n])
+                       for n in members}
         cons_urls = [member_urls[n] for n in members]
         groups = []
         for chain in self.spec.private_chains:
@@ -252,7 +253,8 @@ class Network:
                           "every_blocks": s.bridge_every_blocks, "max_wait": s.bridge_max_wait}
             sockets = bind_replica_sockets(self.devnet, chain.name, len(self.validators(chain.name)))
             config = node_config(
-                chain=chain.name, chain_id=chain.chain_id, rpc_url=urls[chain.name], sockets=sockets, host=host,
+                chain=chain.name, chain_id=chain.chain_id, rpc_url=urls[chain.name], sockets=sockets,
+                hosts=[place(replica_name(chain.name, i)).address for i in range(len(sockets))],
                 slip_ledger=self.deployments[chain.name]["SlipLedger"].address,
                 identity_registry=self.deployments[chain.name]["IdentityRegistry"].address,
                 hospital_id=inst.id, validators=self.validators(chain.name),
@@ -273,7 +275,8 @@ class Network:
                 cfg = ConsortiumNodeConfig(
                     rpc_url=urls[cons.name], credit_registry=self.deployments[cons.name]["CreditRegistry"].address,
                     consortium_index=self.deployments[cons.name]["ConsortiumIndex"].address,
-                    institution_id=self.people[n].id_hex, host=host, port=cons_ports[n], peers=peers,
+                    institution_id=self.people[n].id_hex, host=place(f"consortium-{n}").address,
+                    port=cons_ports[n], peers=peers,
                     private_chains=refs, storage=tuple(storage), storage_replicas=self.spec.storage.replicas,
                     data_dir=str(self.spec.state_dir / "consortium"))
                 self.consortium_nodes[n] = start_consortium_node(self.devnet, n, cfg, bytes(self.keys(n).account.key),
@@ -300,7 +303,7 @@ class Network:
             if chain.name in self.clusters or not path.is_file():
                 continue
             config = NodeConfig.load(path)
-            names = tuple(f"{chain.name}-replica-{i}" for i in range(len(config.peers)))
+            names = tuple(replica_name(chain.name, i) for i in range(len(config.peers)))
             if not any(n in services for n in names):
                 continue  # left by a network that was stopped: start_nodes makes the group anew
             for i, name in enumerate(names):

@@ -6,7 +6,10 @@ the field and what is expected, before anything is launched.
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -49,14 +52,50 @@ class StorageSpec:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where one service runs: the address it binds, the address others reach it at, and (to simulate
+    several machines on one Linux host) the network namespace it is started in."""
+
+    bind: str
+    address: str
+    netns: str | None = None
+
+    def url(self, port: int) -> str:
+        return http_url(self.address, port)
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """One ``[[hosts]]`` table: the services (names or shell-style patterns) that run at ``address``."""
+
+    address: str
+    services: tuple[str, ...]
+    bind: str | None = None  # e.g. "0.0.0.0" behind a routable ``address``; default: ``address``
+    netns: str | None = None
+
+    def matches(self, service: str) -> bool:
+        return any(fnmatch.fnmatchcase(service, pattern) for pattern in self.services)
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
-    """A whole devnet: chains, storage nodes, and where its state lives."""
+    """A whole devnet: chains, storage nodes, where each service runs, and where its state lives."""
 
     path: str
     state_dir: Path
     host: str
     chains: tuple[ChainSpec, ...]
     storage: StorageSpec = StorageSpec()
+    hosts: tuple[HostRule, ...] = ()
+
+    def place(self, service: str) -> Placement:
+        """Where ``service`` runs (a chain's name, ``<chain>-replica-<i>``, ``storage-<i>``,
+        ``consortium-<member>``, ``proxy-<authority>``): the first ``[[hosts]]`` rule naming it, else
+        ``[devnet] host``."""
+        for rule in self.hosts:
+            if rule.matches(service):
+                return Placement(rule.bind or rule.address, rule.address, rule.netns)
+        return Placement(self.host, self.host)
 
     def chain(self, name: str) -> ChainSpec:
         for c in self.chains:
@@ -117,13 +156,13 @@ def _tname(typ: type | tuple[type, ...]) -> str:
 def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None = None,
                state_dir: str | Path | None = None) -> NetworkSpec:
     base = base or Path.cwd()
-    unknown = set(data) - {"devnet", "chains", "storage"}
+    unknown = set(data) - {"devnet", "chains", "storage", "hosts"}
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)}; expected [devnet], [storage] and [[chains]]",
-                          path=label)
+        raise ConfigError(f"unknown section(s) {sorted(unknown)}; expected [devnet], [storage], [[chains]] "
+                          "and [[hosts]]", path=label)
     storage = _parse_storage(_get(data, "storage", dict, "storage", label, default={}), label)
     devnet = _get(data, "devnet", dict, "devnet", label, default={})
-    host = _get(devnet, "host", str, "devnet.host", label, default="127.0.0.1")
+    host = _address(_get(devnet, "host", str, "devnet.host", label, default="127.0.0.1"), "devnet.host", label)
     engine_default = _get(devnet, "engine", str, "devnet.engine", label, default="anvil")
     if engine_default not in ENGINES:
         raise ConfigError(f"got {engine_default!r}; expected one of {ENGINES}", path=label, field="devnet.engine")
@@ -183,7 +222,62 @@ def parse_spec(data: dict[str, Any], *, label: str = "<spec>", base: Path | None
     if len(consortia) != 1:
         raise ConfigError(f"found {len(consortia)} consortium chains; expected exactly one", path=label,
                           field="chains.kind")
-    return NetworkSpec(path=label, state_dir=sd_path, host=host, chains=tuple(chains), storage=storage)
+    hosts = _parse_hosts(_get(data, "hosts", list, "hosts", label, default=[],
+                              expected="a list of [[hosts]] tables"), label)
+    return NetworkSpec(path=label, state_dir=sd_path, host=host, chains=tuple(chains), storage=storage,
+                       hosts=hosts)
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                       r"[A-Za-z0-9])?)*\.?$")
+_NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _address(value: str, field: str, label: str, *, wildcard_ok: bool = False) -> str:
+    """An IP address or a DNS name; the wildcard addresses only where a service binds, never advertised."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value):
+            raise ConfigError(f"got {value!r}; expected an IP address or a host name", path=label,
+                              field=field) from None
+        return value
+    if ip.is_unspecified and not wildcard_ok:
+        raise ConfigError(f"got {value!r}: a wildcard address cannot be reached at; give the address others "
+                          "use and put the wildcard in `bind`", path=label, field=field)
+    return str(ip)
+
+
+def _parse_hosts(raw_rules: list[Any], label: str) -> tuple[HostRule, ...]:
+    rules = []
+    for i, raw in enumerate(raw_rules):
+        f = f"hosts[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"got {raw!r}; expected a table", path=label, field=f)
+        extra = set(raw) - {"address", "services", "bind", "netns"}
+        if extra:
+            raise ConfigError(f"unknown key(s) {sorted(extra)}; allowed: address, bind, netns, services",
+                              path=label, field=f)
+        address = _address(_get(raw, "address", str, f"{f}.address", label), f"{f}.address", label)
+        bind = raw.get("bind")
+        if bind is not None:
+            bind = _address(_get(raw, "bind", str, f"{f}.bind", label), f"{f}.bind", label, wildcard_ok=True)
+        services = _get(raw, "services", list, f"{f}.services", label, expected="a list of service names")
+        if not services or not all(isinstance(s, str) and s for s in services):
+            raise ConfigError(f"got {services!r}; expected service names or patterns such as \"proxy-*\"",
+                              path=label, field=f"{f}.services")
+        netns = _get(raw, "netns", str, f"{f}.netns", label, default=None)
+        if netns is not None and not _NETNS.match(netns):
+            raise ConfigError(f"got {netns!r}; expected a network namespace name (letters, digits, '_.-')",
+                              path=label, field=f"{f}.netns")
+        rules.append(HostRule(address, tuple(services), bind, netns))
+    return tuple(rules)
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port``, an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _parse_storage(raw: dict[str, Any], label: str) -> StorageSpec:

@@ -62,20 +62,25 @@ ReplicaSockets = dict[str, socket.socket]  # "peer" and "http" listening sockets
 def bind_replica_sockets(devnet: Devnet, chain: str, count: int) -> list[ReplicaSockets]:
     """Listening sockets (PBFT peer port + client API port) for ``count`` replicas, bound now and
     handed to the replica processes when they start: the ports in the configuration are never free."""
-    return [{ep: devnet.bind(what=f"replica {i} of {chain} ({ep})") for ep in ("peer", "http")}
-            for i in range(count)]
+    return [{ep: devnet.bind(service=replica_name(chain, i), what=f"replica {i} of {chain} ({ep})")
+             for ep in ("peer", "http")} for i in range(count)]
+
+
+def replica_name(chain: str, index: int) -> str:
+    """The service name of a chain's replica ``index`` (as in ``mbds status`` and the spec's [[hosts]])."""
+    return f"{chain}-replica-{index}"
 
 
 def node_config(*, chain: str, chain_id: int, rpc_url: str, slip_ledger: str, identity_registry: str,
                 hospital_id: bytes, validators: Sequence[str], data_dir: Path, sockets: Sequence[ReplicaSockets],
-                storage: Sequence[str] = (), storage_replicas: int = 1, host: str = "127.0.0.1",
+                storage: Sequence[str] = (), storage_replicas: int = 1, hosts: Sequence[str],
                 **pbft: object) -> NodeConfig:
-    """A replica group's configuration; the peers' ports are those of ``sockets`` (see
-    :func:`bind_replica_sockets`)."""
-    if len(sockets) != len(validators):
-        raise DevnetError(f"{len(sockets)} socket pairs for {len(validators)} validators")
+    """A replica group's configuration; replica i is reached at ``hosts[i]`` on the ports of ``sockets[i]``
+    (see :func:`bind_replica_sockets`)."""
+    if not len(sockets) == len(hosts) == len(validators):
+        raise DevnetError(f"{len(sockets)} socket pairs and {len(hosts)} hosts for {len(validators)} validators")
     peers = tuple(PeerConfig(i, host, s["peer"].getsockname()[1], s["http"].getsockname()[1])
-                  for i, s in enumerate(sockets))
+                  for i, (host, s) in enumerate(zip(hosts, sockets)))
     return NodeConfig(chain=chain, chain_id=chain_id, rpc_url=rpc_url, slip_ledger=slip_ledger,
                       identity_registry=identity_registry, hospital_id="0x" + hospital_id.hex(),
                       validators=tuple(validators), peers=peers, storage=tuple(storage),
@@ -92,7 +97,7 @@ def _api_answers(url: str) -> bool:
 def start_replica(devnet: Devnet, config_path: Path, config: NodeConfig, index: int, key: bytes, *,
                   sockets: ReplicaSockets | None = None, wait: bool = True) -> str:
     """Launch (or relaunch after a crash, on the same ports) replica ``index``; returns its service name."""
-    name = f"{config.chain}-replica-{index}"
+    name = replica_name(config.chain, index)
     argv = [sys.executable, "-m", MARKER, "--config", str(config_path), "--index", str(index),
             "--log-level", "WARNING"]
     devnet.spawn_service(name, "replica", argv, sockets=sockets if sockets is not None else devnet.rebind(name),
@@ -139,5 +144,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-__all__ = ["ClusterHandle", "ReplicaSockets", "bind_replica_sockets", "deploy_slip_ledger", "fund", "node_config", "start_cluster", "start_clusters",
+__all__ = ["ClusterHandle", "ReplicaSockets", "bind_replica_sockets", "deploy_slip_ledger", "fund", "node_config", "replica_name",
+           "start_cluster", "start_clusters",
            "start_replica", "wait_until"]

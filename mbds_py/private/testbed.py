@@ -29,7 +29,8 @@ from ..spec import parse_spec
 from ..storage.client import KuboClient
 from ..toolchain import artifact
 from .client import HospitalClient
-from .cluster import ClusterHandle, bind_replica_sockets, deploy_slip_ledger, fund, node_config, start_cluster
+from .cluster import (ClusterHandle, bind_replica_sockets, deploy_slip_ledger, fund, node_config, replica_name,
+                      start_cluster)
 
 VALIDATOR_LABELS = ("hospital", "nha", "pha", "mha")
 
@@ -121,7 +122,9 @@ def private_testbed(tmp: Path, chain_id: int, **node_params) -> Iterator[Testbed
         sockets = bind_replica_sockets(devnet, "hospital", len(validators))
         config = node_config(chain="hospital", chain_id=chain_id, rpc_url=url, slip_ledger=ledger_addr,
                              identity_registry=reg_addr, hospital_id=hospital.id, validators=validators,
-                             data_dir=tmp / "nodes", storage=storage_urls, sockets=sockets, **params)
+                             data_dir=tmp / "nodes", storage=storage_urls, sockets=sockets,
+                             hosts=[spec.place(replica_name("hospital", i)).address for i in range(len(sockets))],
+                             **params)
         cluster = start_cluster(devnet, config, keys, sockets)
         yield Testbed(url, client, identity, SlipLedgerAgent(ChainClient(url), ledger_addr), devnet, cluster, keys,
                       KuboClient(storage_urls[0]), people)

@@ -53,7 +53,7 @@ def proxy_config(net, authority: str, port: int, *, rate_limit: int = DEFAULT_RA
         consortium_index=net.deployments[cons]["ConsortiumIndex"].address,
         consortium_nodes=tuple(net.consortium_nodes.values()), private_chains=tuple(chain_refs(net)),
         storage=tuple(net.devnet.storage_urls()), storage_replicas=net.spec.storage.replicas,
-        host=net.spec.host, port=port,
+        host=net.spec.place(service_name(authority)).address, port=port,
         data_dir=str(net.spec.state_dir / "proxies"), rate_limit=rate_limit, rate_window=rate_window)
 
 
@@ -112,7 +112,7 @@ def start_proxies(net, threshold: int = DEFAULT_THRESHOLD, *, authorities: Seque
         if old is not None and is_running(old.pid, old.started):
             sock, port = None, old.port  # already serving: spawn_proxy leaves it alone
         else:
-            sock = net.devnet.bind(old.port if old is not None else 0, what=f"proxy {a!r}")
+            sock = net.devnet.bind(old.port if old is not None else 0, service=service_name(a), what=f"proxy {a!r}")
             port = sock.getsockname()[1]
         socks.append(sock)
         configs.append(proxy_config(net, a, port, rate_limit=rate_limit, rate_window=rate_window))

@@ -144,7 +144,7 @@ def test_a_service_that_dies_at_start_is_reported_with_its_last_log_lines(tmp_pa
     devnet = Devnet(load_spec(spec_file(tmp_path)))
     argv = [sys.executable, "-c", "import sys; print('boom: bad configuration'); sys.exit(3)"]
     with pytest.raises(DevnetError, match=r"(?s)exited with code 3 before answering.*boom: bad configuration"):
-        devnet.spawn_service("broken", "test", argv, sockets={"http": devnet.bind()}, probe=lambda url: False)
+        devnet.spawn_service("broken", "test", argv, sockets={"http": devnet.bind(service="broken")}, probe=lambda url: False)
     log = Path(devnet.load_services()["broken"].log)
     assert log.exists() and "boom" in log.read_text()  # the log the error names is still there
 
