@@ -85,3 +85,54 @@ def test_invalid_toml_is_refused_with_file_name(tmp_path):
 def test_missing_spec_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_spec(tmp_path / "nope.toml")
+
+
+HOSTS = GOOD + """
+[[hosts]]
+address = "10.70.0.2"
+services = ["consortium", "consortium-*"]
+netns = "lab-cons"
+
+[[hosts]]
+address = "hospital-a.example.org"
+bind = "0.0.0.0"
+services = ["hospital-a", "hospital-a-replica-*"]
+
+[[hosts]]
+address = "fd00::5"
+services = ["storage-1", "storage-0"]
+"""
+
+
+def test_hosts_place_each_service_where_the_first_matching_rule_says(tmp_path):
+    spec = load_spec(write(tmp_path, HOSTS))
+    cons = spec.place("consortium-insurer")
+    assert (cons.bind, cons.address, cons.netns) == ("10.70.0.2", "10.70.0.2", "lab-cons")
+    assert spec.place("consortium").url(8545) == "http://10.70.0.2:8545"
+    replica = spec.place("hospital-a-replica-3")
+    assert (replica.bind, replica.address, replica.netns) == ("0.0.0.0", "hospital-a.example.org", None)
+    assert spec.place("storage-1").url(5001) == "http://[fd00::5]:5001"
+    other = spec.place("proxy-nha")  # named by no rule: the [devnet] host
+    assert (other.bind, other.address, other.netns) == ("127.0.0.1", "127.0.0.1", None)
+
+
+@pytest.mark.parametrize("rule, field, expected", [
+    ('address = "0.0.0.0"\nservices = ["proxy-*"]', "hosts[0].address", "wildcard address cannot be reached"),
+    ('address = "::"\nservices = ["proxy-*"]', "hosts[0].address", "wildcard address cannot be reached"),
+    ('address = "not an address!"\nservices = ["proxy-*"]', "hosts[0].address", "an IP address or a host name"),
+    ('address = "10.0.0.1"\nservices = []', "hosts[0].services", "service names or patterns"),
+    ('address = "10.0.0.1"\nservices = ["x"]\nnetns = "../../etc"', "hosts[0].netns", "network namespace name"),
+    ('address = "10.0.0.1"\nservices = ["x"]\nport = 5', "hosts[0]", "unknown key(s) ['port']"),
+    ('services = ["x"]', "hosts[0].address", "missing"),
+    ('address = "10.0.0.1"\nservices = ["x"]\nbind = "bad host!"', "hosts[0].bind", "an IP address or a host name"),
+])
+def test_malformed_hosts_rule_names_the_field(tmp_path, rule, field, expected):
+    with pytest.raises(ConfigError) as err:
+        load_spec(write(tmp_path, GOOD + f"\n[[hosts]]\n{rule}\n"))
+    assert err.value.field == field and expected in str(err.value)
+
+
+def test_a_wildcard_devnet_host_is_refused_since_others_could_not_reach_it(tmp_path):
+    with pytest.raises(ConfigError, match="wildcard") as err:
+        load_spec(write(tmp_path, GOOD.replace("[devnet]\n", '[devnet]\nhost = "0.0.0.0"\n')))
+    assert err.value.field == "devnet.host"
