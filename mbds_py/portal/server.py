@@ -369,7 +369,7 @@ def _open_keystore(state: PortalState, passphrase: str) -> None:
 
 async def _lock(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    state.portal.lock()
+    await blocking(request, state.portal.lock)  # waits for an action in flight (the portal's mutex)
     state.drop_sessions()
     state.broadcaster.publish(None)
     resp = _redirect("/")
