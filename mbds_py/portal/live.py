@@ -9,8 +9,8 @@ each relevant event to a :class:`Broadcaster`, which fans it out to the open
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -85,33 +85,43 @@ def affected(event: str, args: dict[str, Any], me: bytes, role: str, label: Call
 
 
 class Broadcaster:
-    """Fans updates out to every open event stream (one queue each)."""
+    """Fans updates out to every open event stream: one asyncio queue each, on its stream's loop, fed from any
+    thread (the chain watcher's, the emergency server's, the loop's own)."""
 
     def __init__(self) -> None:
-        self._subs: set[queue.Queue[Update | None]] = set()
+        self._subs: dict[asyncio.Queue[Update | None], asyncio.AbstractEventLoop] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self) -> queue.Queue[Update | None]:
-        q: queue.Queue[Update | None] = queue.Queue(maxsize=256)
+    def subscribe(self) -> asyncio.Queue[Update | None]:
+        """A queue of the updates from now on; call it on the loop that will read the queue."""
+        q: asyncio.Queue[Update | None] = asyncio.Queue(maxsize=256)
         with self._lock:
-            self._subs.add(q)
+            self._subs[q] = asyncio.get_running_loop()
         return q
 
-    def unsubscribe(self, q: queue.Queue[Update | None]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[Update | None]) -> None:
         with self._lock:
-            self._subs.discard(q)
+            self._subs.pop(q, None)
 
     def publish(self, update: Update | None) -> None:
         with self._lock:
-            subs = list(self._subs)
-        for q in subs:
+            subs = list(self._subs.items())
+        for q, loop in subs:
             try:
-                q.put_nowait(update)
-            except queue.Full:  # a stalled page: it reloads everything when it reconnects
+                loop.call_soon_threadsafe(_offer, q, update)
+            except RuntimeError:  # that stream's loop is closed: nobody reads the queue any more
                 pass
 
     def close(self) -> None:
+        """End every open stream."""
         self.publish(None)
+
+
+def _offer(q: asyncio.Queue[Update | None], update: Update | None) -> None:
+    try:
+        q.put_nowait(update)
+    except asyncio.QueueFull:  # a stalled page: it reloads everything when it reconnects
+        pass
 
 
 class ChainWatcher(threading.Thread):

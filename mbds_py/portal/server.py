@@ -5,7 +5,8 @@ start with ``--passphrase-stdin``, or from the page's unlock form); the page
 only ever gets a session cookie (HttpOnly, SameSite=Strict) and a CSRF token.
 A second browser must give the passphrase again.  Only ``Host: 127.0.0.1`` /
 ``localhost`` is served (no DNS rebinding), every response is ``no-store`` and
-nothing decrypted is written anywhere.
+nothing decrypted is written anywhere.  Served by aiohttp (``mbds_py.web``): HTTP/1.1 with keep-alive,
+bounded forms (413), the Host, CSRF and security-header rules in one middleware, events via aiohttp-sse.
 
 Routes (docs/api/portal.json, also ``GET /openapi.json``): ``GET /`` page, ``GET /section/NAME`` one section,
 ``GET /events`` server-sent events, ``GET /static/...``, ``POST /unlock``,
@@ -15,6 +16,8 @@ Routes (docs/api/portal.json, also ``GET /openapi.json``): ``GET /`` page, ``GET
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -24,16 +27,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
 
 from ..apidoc import openapi_bytes
 from ..cli_options import portal_arguments
 from ..errors import KeystoreError, MBDSError
-from ..httpjson import JsonHandler, RequestError
+from ..listen import bind_listener
 from ..sharing.policy import Scope
+from ..web import Handler, Server, blocking, json_response, make_app
 from .app import DOCTOR, PATIENT, Flash, Portal, PortalError, explain, parse_id
 from .discovery import discover
 from .live import Broadcaster, ChainWatcher, Update, affected
@@ -44,6 +49,7 @@ STATIC = Path(__file__).with_name("static")
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 COOKIE = "mbds_portal"
 MAX_FORM = 64 * 1024
+PING_SECONDS = 15.0  # a comment line on every open event stream this often (also notices a client that left)
 MAX_FAILURES, LOCKOUT_SECONDS = 5, 30.0  # wrong passphrases in a row, then a pause
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -154,213 +160,267 @@ def _consortium_index(portal: Portal) -> Any | None:
     return w3.eth.contract(address=table["ConsortiumIndex"].address, abi=artifact("ConsortiumIndex").abi)
 
 
-class PortalHandler(JsonHandler):
-    """HTTP routes of the portal."""
-
-    state: PortalState  # set on the subclass made by make_server
-    log = log
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in {**SECURITY_HEADERS, **(headers or {})}.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _html(self, code: int, text: str, headers: dict[str, str] | None = None) -> None:
-        self._send(code, text.encode(), "text/html; charset=utf-8", headers)
-
-    def _redirect(self, where: str, headers: dict[str, str] | None = None) -> None:
-        self._send(303, b"", "text/plain", {"Location": where, **(headers or {})})
-
-    def _host_ok(self) -> bool:
-        host = (self.headers.get("Host") or "").strip().lower()
-        allowed = {f"127.0.0.1:{self.state.port}", f"localhost:{self.state.port}", f"[::1]:{self.state.port}"}
-        if self.state.host not in ("127.0.0.1", "localhost", "::1"):
-            allowed.add(f"{self.state.host}:{self.state.port}")
-        return host in allowed
-
-    def _session(self) -> tuple[str, Session] | None:
-        raw = self.headers.get("Cookie") or ""
-        for part in raw.split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == self.cookie_name and v in self.state.sessions:
-                return v, self.state.sessions[v]
-        return None
-
-    @property
-    def cookie_name(self) -> str:
-        return f"{COOKIE}_{self.state.port}"
-
-    def _cookie(self, token: str) -> dict[str, str]:
-        return {"Set-Cookie": f"{self.cookie_name}={token}; HttpOnly; SameSite=Strict; Path=/"}
-
-    def _form(self) -> dict[str, str]:
-        size = int(self.headers.get("Content-Length") or 0)
-        if not 0 <= size <= MAX_FORM:
-            raise RequestError(f"form too large ({size} bytes; at most {MAX_FORM})")
-        raw = self.rfile.read(size).decode("utf-8", errors="strict") if size else ""
-        return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-
-    # -- GET ------------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        if not self._host_ok():
-            return self._send(421, b"wrong Host header: open the portal at its 127.0.0.1 address", "text/plain")
-        parts, _query = self.route
-        try:
-            if parts[:1] == ["static"] and len(parts) == 2:
-                return self._static(parts[1])
-            if parts == ["openapi.json"]:
-                return self._send(200, openapi_bytes("portal"), "application/json")
-            if parts == ["healthz"]:
-                return self._send(200, json.dumps({"unlocked": self.state.portal.unlocked}).encode(),
-                                  "application/json")
-            sess = self._session() if self.state.portal.unlocked else None
-            if sess is None:
-                if parts:
-                    return self._send(401, b"locked: unlock the portal first", "text/plain")
-                return self._html(200, unlock_page(self.state.portal))
-            token, session = sess
-            if not parts:
-                flash, session.flash = session.flash, None
-                return self._html(200, main_page(self.state.portal, session.csrf, flash))
-            if parts[0] == "section" and len(parts) == 2 and parts[1] in sections_of(self.state.portal.role):
-                return self._html(200, section(self.state.portal, parts[1], session.csrf))
-            if parts == ["events"]:
-                return self._events()
-            return self._send(404, b"not found", "text/plain")
-        except (BrokenPipeError, ConnectionResetError):
-            return None
-
-    def _static(self, name: str) -> None:
-        path = STATIC / name
-        if path.suffix not in _STATIC_TYPES or path.parent != STATIC or not path.is_file():
-            return self._send(404, b"not found", "text/plain")
-        return self._send(200, path.read_bytes(), _STATIC_TYPES[path.suffix], {"Cache-Control": "no-cache"})
-
-    def _events(self) -> None:
-        """Server-sent events: one ``data:`` line of JSON per update, a comment every 15 s to keep alive."""
-        q = self.state.broadcaster.subscribe()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Accel-Buffering", "no")
-            self.end_headers()
-            self.wfile.write(b"retry: 1000\nevent: ready\ndata: {}\n\n")
-            self.wfile.flush()
-            while True:
-                try:
-                    update = q.get(timeout=15)
-                except Exception:  # queue.Empty
-                    self.wfile.write(b": keep-alive\n\n")
-                    self.wfile.flush()
-                    continue
-                if update is None or not self.state.portal.unlocked:
-                    return
-                self.wfile.write(_sse(update))
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            return
-        finally:
-            self.state.broadcaster.unsubscribe(q)
-            self.close_connection = True
-
-    # -- POST -----------------------------------------------------------------------------------
-
-    def do_POST(self) -> None:  # noqa: N802
-        if not self._host_ok():
-            return self._send(421, b"wrong Host header", "text/plain")
-        parts, _ = self.route
-        try:
-            form = self._form()
-        except (RequestError, UnicodeDecodeError) as exc:
-            return self._send(400, f"malformed form: {exc}".encode(), "text/plain")
-        if parts == ["unlock"]:
-            return self._unlock(form)
-        sess = self._session()
-        if sess is None or not self.state.portal.unlocked:
-            return self._redirect("/")
-        token, session = sess
-        if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
-            return self._send(403, b"stale or missing form token: reload the page and try again", "text/plain")
-        if parts == ["lock"]:
-            self.state.portal.lock()
-            self.state.drop_sessions()
-            self.state.broadcaster.publish(None)
-            return self._redirect("/", {"Set-Cookie": f"{self.cookie_name}=; Max-Age=0; Path=/"})
-        if len(parts) == 2 and parts[0] == "do":
-            session.flash, anchor = self._act(parts[1], form)
-            return self._redirect("/#" + anchor)
-        return self._send(404, b"not found", "text/plain")
-
-    def _unlock(self, form: dict[str, str]) -> None:
-        portal = self.state.portal
-        passphrase = form.get("passphrase", "")
-        wait = self.state.throttled()
-        if wait:
-            return self._html(429, unlock_page(portal, f"Too many wrong passphrases: try again in {wait:.0f} s. "
-                                                       "Nothing was unlocked."))
-        try:
-            if portal.unlocked:
-                if not portal.verify(passphrase):
-                    raise KeystoreError("wrong passphrase")
-            else:
-                portal.unlock(passphrase)
-                self.state.start_watcher()
-        except KeystoreError as exc:
-            log.info("unlock refused for %s", portal.name)  # never the passphrase
-            self.state.note_unlock(False)
-            return self._html(401, unlock_page(portal, explain(exc)))
-        except MBDSError as exc:
-            return self._html(503, unlock_page(portal, explain(exc)))
-        log.info("%s unlocked", portal.name)
-        self.state.note_unlock(True)
-        return self._redirect("/", self._cookie(self.state.new_session()))
-
-    def _act(self, action: str, form: dict[str, str]) -> tuple[Flash, str]:
-        """Run one action; every failure becomes an error flash and changes nothing on the page's side."""
-        p = self.state.portal
-        handlers: dict[str, tuple[str, str, Callable[[], Flash]]] = {
-            "approve": (PATIENT, "requests", lambda: p.approve(_int(form, "request"))),
-            "reject": (PATIENT, "requests", lambda: p.reject(_int(form, "request"), form.get("reason", ""))),
-            "revoke": (PATIENT, "grants", lambda: p.revoke(parse_id(form.get("grantee", ""), "grantee"),
-                                                           _scope(form), parse_id(form.get("target", ""), "target"))),
-            "trapdoor": (PATIENT, "trapdoor", lambda: p.trapdoor(form.get("keyword", ""), form.get("doctor", ""))),
-            "receipt": (PATIENT, "records", lambda: receipt_flash(p.check_receipt(parse_id(form.get("record", ""),
-                                                                                             "record ID")))),
-            "request": (DOCTOR, "requests", lambda: p.request_access(form.get("patient", ""), form.get("record", ""),
-                                                                     _int(form, "minutes"), form.get("reason", ""))),
-            "emergency": (DOCTOR, "break-glass", lambda: p.request_emergency(form.get("patient", ""),
-                                                                          _int(form, "minutes"),
-                                                                          form.get("reason", ""))),
-            "search": (DOCTOR, "search", lambda: p.search(form.get("patient", ""), form.get("trapdoors", ""))),
-            "read": (DOCTOR, "timeline", lambda: p.read(parse_id(form["record"], "record ID")
-                                                        if form.get("record") else None)),
-            "forget": (DOCTOR, "timeline", lambda: (p.forget(), Flash("ok", "Forgotten."))[1]),
-        }
-        if action not in handlers or handlers[action][0] != p.role:
-            return Flash("error", f"Unknown action {action!r} for a {p.role}. Nothing changed."), "main"
-        _role, anchor, run = handlers[action]
-        try:
-            with p.mutex:
-                return run(), anchor
-        except (MBDSError, OSError, ValueError) as exc:
-            log.info("%s: %s refused (%s)", p.name, action, exc.__class__.__name__)
-            return Flash("error", explain(exc)), anchor
-        except Exception as exc:  # noqa: BLE001 - web3/requests errors: the page must say it, not crash
-            log.warning("%s: %s failed (%s)", p.name, action, exc.__class__.__name__)
-            return Flash("error", explain(exc)), anchor
+STATE = web.AppKey("portal_state", PortalState)
+FORM = web.RequestKey("portal_form", dict)  # a POST's form, and the session it proved
+SESSION = web.RequestKey("portal_session", Session)
 
 
-def _sse(update: Update) -> bytes:
-    doc = {"event": update.event, "sections": list(update.sections), "message": update.message}
-    return f"data: {json.dumps(doc)}\n\n".encode()
+class _EventStream(EventSourceResponse):
+    """aiohttp-sse's stream, kept out of every cache like the rest of the portal."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.headers["Cache-Control"] = "no-store"
+
+
+def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=text.encode(), content_type="text/plain", headers=headers)
+
+
+def _html(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/html")
+
+
+def _redirect(where: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": where}, content_type="text/plain")
+
+
+def _host_ok(request: web.Request, state: PortalState) -> bool:
+    host = request.headers.get("Host", "").strip().lower()
+    allowed = {f"127.0.0.1:{state.port}", f"localhost:{state.port}", f"[::1]:{state.port}"}
+    if state.host not in ("127.0.0.1", "localhost", "::1"):
+        allowed.add(f"{state.host}:{state.port}")
+    return host in allowed
+
+
+def _cookie_name(state: PortalState) -> str:
+    return f"{COOKIE}_{state.port}"
+
+
+def _session(request: web.Request, state: PortalState) -> Session | None:
+    token = request.cookies.get(_cookie_name(state), "")
+    return state.sessions.get(token)
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """The posted form (its first value per field), at most :data:`MAX_FORM` bytes (413 beyond)."""
+    too_large = f"form too large (more than {MAX_FORM} bytes)"
+    if (request.content_length or 0) > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length, text=too_large)
+    try:
+        posted = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise web.HTTPRequestEntityTooLarge(MAX_FORM, MAX_FORM + 1, text=too_large) from None
+    except ValueError as exc:  # undecodable text
+        raise web.HTTPBadRequest(text=f"malformed form: {exc}") from None
+    form: dict[str, str] = {}
+    for key, value in posted.items():
+        if not isinstance(value, str):
+            raise web.HTTPBadRequest(text=f"malformed form: field {key!r} is a file")
+        form.setdefault(key, value)
+    return form
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request: the Host check (421); every POST: a bounded form and, but for /unlock, an unlocked
+    session (else back to /) and its CSRF token (403); HTTP errors answered in plain text."""
+    state = request.app[STATE]
+    if not _host_ok(request, state):
+        return _text(421, "wrong Host header: open the portal at its 127.0.0.1 address")
+    try:
+        if request.method == "POST":
+            request[FORM] = form = await _form(request)
+            if request.path != "/unlock":
+                session = _session(request, state)
+                if session is None or not state.portal.unlocked:
+                    return _redirect("/")
+                if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
+                    return _text(403, "stale or missing form token: reload the page and try again")
+                request[SESSION] = session
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        text = "not found" if exc.status == 404 else exc.text or exc.reason
+        if text.startswith(f"{exc.status}:"):
+            text = exc.reason
+        return _text(exc.status, text, {k: v for k, v in exc.headers.items() if k == "Allow"})
+
+
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+
+
+# -- GET --------------------------------------------------------------------------------------------
+
+
+async def _openapi(_request: web.Request) -> web.Response:
+    return web.Response(body=openapi_bytes("portal"), content_type="application/json")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return json_response({"unlocked": request.app[STATE].portal.unlocked})
+
+
+async def _static(request: web.Request) -> web.Response:
+    path = STATIC / request.match_info["name"]
+    if path.suffix not in _STATIC_TYPES or path.parent != STATIC or not path.is_file():
+        raise web.HTTPNotFound()
+    body = await blocking(request, path.read_bytes)
+    return web.Response(body=body, headers={"Content-Type": _STATIC_TYPES[path.suffix], "Cache-Control": "no-cache"})
+
+
+def _unlocked_session(request: web.Request) -> Session:
+    state = request.app[STATE]
+    session = _session(request, state) if state.portal.unlocked else None
+    if session is None:
+        raise web.HTTPUnauthorized(text="locked: unlock the portal first")
+    return session
+
+
+async def _root(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    session = _session(request, state) if state.portal.unlocked else None
+    if session is None:
+        return _html(200, unlock_page(state.portal))
+    flash, session.flash = session.flash, None
+    return _html(200, await blocking(request, main_page, state.portal, session.csrf, flash))
+
+
+async def _section(request: web.Request) -> web.Response:
+    session = _unlocked_session(request)
+    portal, name = request.app[STATE].portal, request.match_info["name"]
+    if name not in sections_of(portal.role):
+        raise web.HTTPNotFound()
+    return _html(200, await blocking(request, section, portal, name, session.csrf))
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``ready`` first, then one ``data:`` line of JSON per update; aiohttp-sse pings
+    every :data:`PING_SECONDS`, which is how a client that left is noticed.  The stream ends on lock, when
+    the server stops, or when the client leaves."""
+    _unlocked_session(request)
+    state = request.app[STATE]
+    updates = state.broadcaster.subscribe()
+    try:
+        async with sse_response(request, sep="\n", ping_interval=PING_SECONDS, response_cls=_EventStream) as resp:
+            with contextlib.suppress(ConnectionResetError):  # the client left while an event was written
+                await resp.send("{}", event="ready", retry=1000)
+                await _forward(updates, resp, state)
+    finally:
+        state.broadcaster.unsubscribe(updates)
+    return resp
+
+
+async def _forward(updates: asyncio.Queue[Update | None], resp: EventSourceResponse, state: PortalState) -> None:
+    """Send each update until the stream is told to end (None), the portal is locked or the client left."""
+    left = asyncio.ensure_future(resp.wait())  # done once a ping finds the connection gone
+    try:
+        while True:
+            update = asyncio.ensure_future(updates.get())
+            await asyncio.wait((update, left), return_when=asyncio.FIRST_COMPLETED)
+            if not update.done():
+                update.cancel()
+                return
+            if update.result() is None or not state.portal.unlocked:
+                return
+            await resp.send(_sse(update.result()))
+    finally:
+        left.cancel()
+
+
+# -- POST -------------------------------------------------------------------------------------------
+
+
+async def _unlock(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    portal, passphrase = state.portal, request[FORM].get("passphrase", "")
+    wait = state.throttled()
+    if wait:
+        return _html(429, unlock_page(portal, f"Too many wrong passphrases: try again in {wait:.0f} s. "
+                                               "Nothing was unlocked."))
+    try:
+        await blocking(request, _open_keystore, state, passphrase)
+    except KeystoreError as exc:
+        log.info("unlock refused for %s", portal.name)  # never the passphrase
+        state.note_unlock(False)
+        return _html(401, unlock_page(portal, explain(exc)))
+    except MBDSError as exc:
+        return _html(503, unlock_page(portal, explain(exc)))
+    log.info("%s unlocked", portal.name)
+    state.note_unlock(True)
+    resp = _redirect("/")
+    resp.set_cookie(_cookie_name(state), state.new_session(), httponly=True, samesite="Strict", path="/")
+    return resp
+
+
+def _open_keystore(state: PortalState, passphrase: str) -> None:
+    """Unlock the portal (or, unlocked already, prove the passphrase again) and follow the chain."""
+    portal = state.portal
+    if portal.unlocked:
+        if not portal.verify(passphrase):
+            raise KeystoreError("wrong passphrase")
+        return
+    portal.unlock(passphrase)
+    state.start_watcher()
+
+
+async def _lock(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await blocking(request, state.portal.lock)  # waits for an action in flight (the portal's mutex)
+    state.drop_sessions()
+    state.broadcaster.publish(None)
+    resp = _redirect("/")
+    resp.del_cookie(_cookie_name(state), path="/", httponly=True, samesite="Strict")
+    return resp
+
+
+async def _do(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    portal = request.app[STATE].portal
+    session.flash, anchor = await blocking(request, _act, portal, request.match_info["action"], request[FORM])
+    return _redirect("/#" + anchor)
+
+
+def _act(p: Portal, action: str, form: dict[str, str]) -> tuple[Flash, str]:
+    """Run one action; every failure becomes an error flash and changes nothing on the page's side."""
+    handlers: dict[str, tuple[str, str, Callable[[], Flash]]] = {
+        "approve": (PATIENT, "requests", lambda: p.approve(_int(form, "request"))),
+        "reject": (PATIENT, "requests", lambda: p.reject(_int(form, "request"), form.get("reason", ""))),
+        "revoke": (PATIENT, "grants", lambda: p.revoke(parse_id(form.get("grantee", ""), "grantee"),
+                                                       _scope(form), parse_id(form.get("target", ""), "target"))),
+        "trapdoor": (PATIENT, "trapdoor", lambda: p.trapdoor(form.get("keyword", ""), form.get("doctor", ""))),
+        "receipt": (PATIENT, "records", lambda: receipt_flash(p.check_receipt(parse_id(form.get("record", ""),
+                                                                                         "record ID")))),
+        "request": (DOCTOR, "requests", lambda: p.request_access(form.get("patient", ""), form.get("record", ""),
+                                                                 _int(form, "minutes"), form.get("reason", ""))),
+        "emergency": (DOCTOR, "break-glass", lambda: p.request_emergency(form.get("patient", ""),
+                                                                      _int(form, "minutes"),
+                                                                      form.get("reason", ""))),
+        "search": (DOCTOR, "search", lambda: p.search(form.get("patient", ""), form.get("trapdoors", ""))),
+        "read": (DOCTOR, "timeline", lambda: p.read(parse_id(form["record"], "record ID")
+                                                    if form.get("record") else None)),
+        "forget": (DOCTOR, "timeline", lambda: (p.forget(), Flash("ok", "Forgotten."))[1]),
+    }
+    if action not in handlers or handlers[action][0] != p.role:
+        return Flash("error", f"Unknown action {action!r} for a {p.role}. Nothing changed."), "main"
+    _role, anchor, run = handlers[action]
+    try:
+        with p.mutex:
+            return run(), anchor
+    except (MBDSError, OSError, ValueError) as exc:
+        log.info("%s: %s refused (%s)", p.name, action, exc.__class__.__name__)
+        return Flash("error", explain(exc)), anchor
+    except Exception as exc:  # noqa: BLE001 - web3/requests errors: the page must say it, not crash
+        log.warning("%s: %s failed (%s)", p.name, action, exc.__class__.__name__)
+        return Flash("error", explain(exc)), anchor
+
+
+def _sse(update: Update) -> str:
+    """The ``data`` of one update's event (JSON: the event, the sections it changes, the sentence to announce)."""
+    return json.dumps({"event": update.event, "sections": list(update.sections), "message": update.message})
 
 
 def _int(form: dict[str, str], name: str) -> int:
@@ -377,17 +437,33 @@ def _scope(form: dict[str, str]) -> Scope:
         raise PortalError(f"unknown scope {form.get('scope')!r}") from None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def portal_app(state: PortalState) -> web.Application:
+    """The portal's routes (docs/api/portal.json) behind its Host, form and CSRF guard and security headers."""
+    app = make_app(server_name="mbds-portal/1", max_body=MAX_FORM, middlewares=(_guard,))
+    app[STATE] = state
+    app.on_response_prepare.append(_security_headers)
+
+    async def end_streams(_app: web.Application) -> None:
+        state.broadcaster.close()
+
+    app.on_shutdown.append(end_streams)
+    app.router.add_get("/", _root)
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/static/{name}", _static)
+    app.router.add_get("/section/{name}", _section)
+    app.router.add_get("/events", _events)
+    app.router.add_post("/unlock", _unlock)
+    app.router.add_post("/lock", _lock)
+    app.router.add_post("/do/{action}", _do)
+    return app
 
 
-def make_server(portal: Portal, host: str = "127.0.0.1", port: int = 0) -> tuple[_Server, PortalState]:
-    """A bound (not yet serving) portal server; ``port=0`` picks a free port."""
-    state = PortalState(portal, host)
-    handler = type("BoundPortalHandler", (PortalHandler,), {"state": state})
-    server = _Server((host, port), handler)
-    state.port = server.server_address[1]
+def make_server(portal: Portal, host: str = "127.0.0.1", port: int = 0) -> tuple[Server, PortalState]:
+    """A bound portal server, not yet serving (``start()`` it); ``port=0`` picks a free port."""
+    sock = bind_listener(host, port, what="portal")
+    state = PortalState(portal, host, sock.getsockname()[1])
+    server = Server(portal_app(state), sock, name="portal")
     if portal.unlocked:
         state.start_watcher()
     return server, state
@@ -415,21 +491,19 @@ def run_portal(args: argparse.Namespace) -> int:
         portal.unlock(line.rstrip("\r\n"))
     server, state = make_server(portal, args.host, args.port)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{state.port}/"
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_a: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_a: stopping.set())
+    server.start()
     print(f"MBDS portal for {portal.name} ({portal.role}) at {url}"
           f"{'' if portal.unlocked else ' — open it and unlock with the passphrase'}", flush=True)
-
-    def stop(*_a: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        stopping.wait()
     finally:
+        server.stop()
         state.stop()
         portal.lock()
-        server.server_close()
     return 0
 
 
-__all__ = ["PortalHandler", "PortalState", "add_arguments", "make_server", "run_portal"]
+__all__ = ["PortalState", "add_arguments", "make_server", "portal_app", "run_portal"]

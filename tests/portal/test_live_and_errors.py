@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from mbds_py.errors import ChainError, ContractRevert, KeystoreError
@@ -63,14 +66,20 @@ def test_unknown_events_are_ignored():
 
 
 def test_broadcaster_delivers_to_every_subscriber_until_unsubscribed():
-    b = Broadcaster()
-    q1, q2 = b.subscribe(), b.subscribe()
     u = affected("PatientIndexed", {"patientId": ALICE, "height": 1}, ALICE, PATIENT, label)
-    b.publish(u)
-    assert q1.get_nowait() is u and q2.get_nowait() is u
-    b.unsubscribe(q2)
-    b.close()
-    assert q1.get_nowait() is None and q2.empty()
+
+    async def scenario() -> None:
+        b = Broadcaster()
+        q1, q2 = b.subscribe(), b.subscribe()
+        publisher = threading.Thread(target=b.publish, args=(u,))  # as the chain watcher does, from its thread
+        publisher.start()
+        publisher.join()
+        assert await asyncio.wait_for(q1.get(), 10) is u and await asyncio.wait_for(q2.get(), 10) is u
+        b.unsubscribe(q2)
+        b.close()
+        assert await asyncio.wait_for(q1.get(), 10) is None and q2.empty()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("exc, words", [

@@ -6,7 +6,9 @@ keystores written by a real KMC; nothing here needs the full network (the e2e te
 
 from __future__ import annotations
 
+import http.client
 import re
+import socket
 import threading
 
 import pytest
@@ -16,6 +18,7 @@ from mbds_py.identity import Role
 from mbds_py.kmc import KeyManagementCenter
 from mbds_py.portal.app import Portal, PortalError
 from mbds_py.portal.discovery import NetworkView
+from mbds_py.portal.live import Update
 from mbds_py.portal.server import make_server
 from mbds_py.sharing.agent import AccessPolicyAgent
 from mbds_py.spec import load_spec
@@ -37,15 +40,20 @@ def view(tmp_path_factory, session_client, deployer, identity_address) -> Networ
 
 
 @pytest.fixture()
-def portal_url(view):
+def served(view):
+    """A running portal of alice: its URL, the portal, its state and its server."""
     portal = Portal(view, "alice")
     server, state = make_server(portal)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{state.port}", portal
-    server.shutdown()
+    server.start()
+    yield f"http://127.0.0.1:{state.port}", portal, state, server
+    server.stop()
     state.stop()
-    server.server_close()
+
+
+@pytest.fixture()
+def portal_url(served):
+    url, portal, _state, _server = served
+    return url, portal
 
 
 def _unlock(url: str, passphrase: str = PASSPHRASE) -> requests.Session:
@@ -134,7 +142,7 @@ def test_an_oversized_form_is_refused(portal_url):
     url, _ = portal_url
     s = _unlock(url)
     resp = s.post(url + "/do/trapdoor", data={"keyword": "x" * 70_000})
-    assert resp.status_code == 400 and "form too large" in resp.text
+    assert resp.status_code == 413 and resp.text == "form too large (more than 65536 bytes)"
 
 
 def test_the_event_stream_opens_for_an_unlocked_session(portal_url):
@@ -246,3 +254,207 @@ def test_the_portal_serves_its_openapi_document_and_routes_what_it_documents(por
         path, kwargs = request_for(template, op, lambda: {"csrf": token})
         resp = s.request(method, url + path, headers={"Host": f"evil.example:{port}"}, **kwargs)
         assert resp.status_code == 421 and "421" in op["responses"], (method, template)
+
+
+# -- the HTTP rules the framework and the portal's guard enforce, tried as an attacker would --------------------
+
+
+def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` on a fresh connection; (status line, everything the portal sent until it closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0], answer
+
+
+def _assert_security_headers(resp: requests.Response, cache: str = "no-store") -> None:
+    from mbds_py.portal.server import SECURITY_HEADERS
+
+    for key, value in {**SECURITY_HEADERS, "Cache-Control": cache}.items():
+        assert resp.headers.get(key) == value, (resp.request.method, resp.url, resp.status_code, key)
+
+
+def test_every_post_needs_the_sessions_csrf_token(portal_url):
+    url, portal = portal_url
+    s = _unlock(url)
+    token = _csrf(s.get(url + "/").text)
+    for path in ("/do/approve", "/lock", "/nope"):
+        for form in ({}, {"csrf": ""}, {"csrf": "forged"}, {"csrf": token[:-1]}):
+            resp = s.post(url + path, data=form, allow_redirects=False)
+            assert (resp.status_code, resp.text) == (
+                403, "stale or missing form token: reload the page and try again"), (path, form)
+    assert portal.unlocked  # the refused POST /lock locked nothing
+    other = _unlock(url)  # another session's token is not this session's
+    resp = other.post(url + "/lock", data={"csrf": token}, allow_redirects=False)
+    assert resp.status_code == 403 and portal.unlocked
+
+
+def test_a_wrong_or_missing_host_is_refused_on_get_and_post(portal_url):
+    url, portal = portal_url
+    port = int(url.rsplit(":", 1)[1])
+    for host in (f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}", f"localhost.evil.example:{port}"):
+        get = requests.get(url + "/healthz", headers={"Host": host})
+        post = requests.post(url + "/unlock", data={"passphrase": PASSPHRASE}, headers={"Host": host},
+                             allow_redirects=False)
+        for resp in (get, post):
+            assert (resp.status_code, resp.text) == (
+                421, "wrong Host header: open the portal at its 127.0.0.1 address"), host
+    assert not portal.unlocked  # the refused unlock did not run
+    status, _ = _raw(port, b"GET /healthz HTTP/1.0\r\n\r\n")  # no Host at all
+    assert status == b"HTTP/1.0 421 Misdirected Request"
+    status, answer = _raw(port, b"GET /healthz HTTP/1.1\r\n\r\n")  # HTTP/1.1 requires one: the parser refuses
+    assert status.split(b" ", 1)[1] == b"400 Bad Request" and b"Missing 'Host' header" in answer
+
+
+def test_an_oversized_form_is_refused_with_413_declared_or_chunked(portal_url):
+    url, portal = portal_url
+    body = b"passphrase=" + b"x" * 70_000
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    declared = requests.post(url + "/unlock", data=body, headers=form)
+    chunked = requests.post(url + "/unlock", data=iter([body[:30_000], body[30_000:]]), headers=form)
+    assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+    for resp in (declared, chunked):
+        assert (resp.status_code, resp.text) == (413, "form too large (more than 65536 bytes)")
+    assert not portal.unlocked
+
+
+def test_a_malformed_chunk_size_is_refused_at_once(portal_url):
+    url, _ = portal_url
+    port = int(url.rsplit(":", 1)[1])
+    for size in (b"-5", b"zz"):
+        status, answer = _raw(port, b"POST /unlock HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTransfer-Encoding: chunked\r\n"
+                                    b"Content-Type: application/x-www-form-urlencoded\r\n\r\n%s\r\n" % (port, size))
+        # answered and closed without waiting for more of the body
+        assert status.split(b" ", 1)[1] == b"400 Bad Request" and b"Invalid character in chunk size" in answer, size
+
+
+def test_a_wrong_method_is_refused_with_405(portal_url):
+    url, _ = portal_url
+    resp = requests.put(url + "/unlock", data={"passphrase": PASSPHRASE})
+    assert (resp.status_code, resp.text, resp.headers["Allow"]) == (405, "Method Not Allowed", "POST")
+
+
+def test_the_security_headers_are_on_every_answer_including_errors(served):
+    url, _portal, _state, _server = served
+    port = url.rsplit(":", 1)[1]
+    anon = [requests.get(url + "/"), requests.get(url + "/healthz"), requests.get(url + "/openapi.json"),
+            requests.get(url + "/section/records"), requests.get(url + "/events"), requests.get(url + "/nope"),
+            requests.get(url + "/", headers={"Host": f"evil.example:{port}"}), requests.put(url + "/"),
+            requests.post(url + "/unlock", data={"passphrase": "guess"}),
+            requests.post(url + "/unlock", data={"passphrase": "x" * 70_000}),
+            requests.post(url + "/lock", allow_redirects=False)]
+    assert [r.status_code for r in anon] == [200, 200, 200, 401, 401, 404, 421, 405, 401, 413, 303]
+    s = _unlock(url)
+    token = _csrf(s.get(url + "/").text)
+    mine = [s.get(url + "/"), s.get(url + "/section/records"), s.post(url + "/lock", allow_redirects=False),
+            s.post(url + "/do/approve", data={"request": "1", "csrf": token}, allow_redirects=False)]
+    assert [r.status_code for r in mine] == [200, 200, 403, 303]
+    for resp in anon + mine:
+        _assert_security_headers(resp)
+    with s.get(url + "/events", stream=True, timeout=30) as events:
+        assert events.status_code == 200 and events.headers["Content-Type"] == "text/event-stream"
+        _assert_security_headers(events)
+    _assert_security_headers(requests.get(url + "/static/portal.js"), cache="no-cache")
+
+
+def test_connections_are_kept_alive_over_http_1_1(portal_url):
+    url, _ = portal_url
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        paths = ("/healthz", "/static/portal.js", "/nope", "/")
+        for path in paths:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.version == 11 and not resp.will_close, path
+            if path == paths[0]:
+                first = conn.sock
+        conn.request("POST", "/unlock", body="passphrase=guess",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401 and not resp.will_close
+        assert conn.sock is first  # one connection for all five requests
+    finally:
+        conn.close()
+
+
+def _next_event(lines) -> list[bytes]:
+    event = []
+    for line in lines:
+        if line in (b"", b"\n"):
+            if event:
+                return event
+            continue
+        if not line.startswith(b":"):  # a ping
+            event.append(line.rstrip(b"\n"))
+    raise AssertionError(f"the stream ended inside an event: {event}")
+
+
+def test_the_event_stream_delivers_an_update_published_from_another_thread(served):
+    url, _portal, state, _server = served
+    s = _unlock(url)
+    update = Update("PatientIndexed", ("records",), "A new record of yours was committed.")
+    with s.get(url + "/events", stream=True, timeout=30) as resp:
+        lines = iter(resp.raw.readline, b"")
+        assert _next_event(lines) == [b"event: ready", b"data: {}", b"retry: 1000"]
+        watcher = threading.Thread(target=state.broadcaster.publish, args=(update,))  # as the chain watcher does
+        watcher.start()
+        watcher.join()
+        assert _next_event(lines) == [b'data: {"event": "PatientIndexed", "sections": ["records"], '
+                                      b'"message": "A new record of yours was committed."}']
+
+
+def _watch_unsubscribe(state, monkeypatch) -> threading.Event:
+    ended = threading.Event()
+    unsubscribe = state.broadcaster.unsubscribe
+    monkeypatch.setattr(state.broadcaster, "unsubscribe", lambda q: (unsubscribe(q), ended.set()))
+    return ended
+
+
+def test_the_event_stream_ends_cleanly_when_the_server_stops(served, monkeypatch):
+    url, _portal, state, server = served
+    ended = _watch_unsubscribe(state, monkeypatch)
+    s = _unlock(url)
+    with s.get(url + "/events", stream=True, timeout=30) as resp:
+        lines = iter(resp.raw.readline, b"")
+        assert _next_event(lines)[0] == b"event: ready"
+        server.stop()
+        assert ended.is_set()
+        assert list(lines) == []  # the chunked stream was ended, not cut (urllib3 would raise on a cut)
+
+
+def test_the_event_stream_ends_when_the_client_leaves(served, monkeypatch):
+    import mbds_py.portal.server as portal_server
+
+    url, _portal, state, _server = served
+    monkeypatch.setattr(portal_server, "PING_SECONDS", 0.05)  # the ping is what notices a client that left
+    ended = _watch_unsubscribe(state, monkeypatch)
+    cookie = "; ".join(f"{k}={v}" for k, v in _unlock(url).cookies.items())
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n".encode())
+        seen = b""
+        while b"event: ready" not in seen:
+            chunk = sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+        assert not ended.is_set()
+    # the tab closed: the connection is gone
+    assert ended.wait(30)
+
+
+def test_locking_ends_the_open_event_streams(served, monkeypatch):
+    url, _portal, state, _server = served
+    ended = _watch_unsubscribe(state, monkeypatch)
+    s = _unlock(url)
+    token = _csrf(s.get(url + "/").text)
+    with s.get(url + "/events", stream=True, timeout=30) as resp:
+        lines = iter(resp.raw.readline, b"")
+        assert _next_event(lines)[0] == b"event: ready"
+        assert requests.post(url + "/lock", data={"csrf": token}, cookies=s.cookies,
+                             allow_redirects=False).status_code == 303
+        assert list(lines) == []
+    assert ended.wait(30)
