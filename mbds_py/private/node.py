@@ -382,7 +382,7 @@ class ReplicaNode:
                     acks[i] = SlipAck(sid, error=reason)
         if held:
             await offload(self._forget_pending, held)
-        return acks
+        return acks  # type: ignore[return-value] - every position is answered by now
 
     def _check_records(self, records: list[bytes]) -> tuple[list[SlipAck | None], list[SlipEnvelope], list[int],
                                                              list[tuple[bytes]]]:
