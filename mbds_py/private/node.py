@@ -2,9 +2,10 @@
 
 The pure :class:`~mbds_py.pbft.replica.Replica` is driven by an asyncio loop:
 peer frames from the TCP :class:`~mbds_py.private.transport.Mesh`, client
-slips from the HTTP API (a thread that hands work to the loop), and timers
-from ``outbox.wake_at``.  Durable state lives in SQLite (WAL), so a SIGKILLed
-replica restarts where it was and catches up from its peers.
+slips from the HTTP API (an aiohttp app on the same loop; its worker threads
+check slips and hand them to the loop), and timers from ``outbox.wake_at``.
+Durable state lives in SQLite (WAL), so a SIGKILLed replica restarts where it
+was and catches up from its peers.
 
 Every applied block is indexed for receipts; its body is published to the
 storage nodes and its certified header anchored in ``SlipLedger`` by the
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import logging
 import signal
@@ -26,17 +26,20 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
+
+from aiohttp import web
 
 from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..cli_options import node_arguments
 from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
 from ..apidoc import openapi_bytes
-from ..httpjson import JsonHandler
-from ..listen import http_server, inherited_sockets, listener
+from ..listen import inherited_sockets, listener
+from ..web import Handler, blocking, bytes_response, json_response, make_app, read_body, serve_on_loop
 from ..identity import Role
 from ..pbft.config import PbftConfig
 from ..pbft.crypto import EthSigner, EthVerifier
@@ -53,6 +56,8 @@ from .slip import IdentityEntry, RecordView, SlipValidator, SlipView, slip_bytes
 from .transport import Mesh, PeerAddress
 
 log = logging.getLogger("mbds.node")
+Offload = Callable[..., Awaitable[Any]]
+"""``await offload(fn, *args)`` runs the blocking ``fn(*args)`` off the loop (the HTTP app's worker pool)."""
 
 SLIP_LEDGER_DOMAIN_NAME = "MBDS SlipLedger"
 ANCHOR_GAS = 400_000
@@ -246,11 +251,8 @@ class ReplicaNode:
                                  commit=self._commit_header, publish=self._publish, grace=config.anchor_grace,
                                  anchor=config.anchor, commit_many=self._commit_headers,
                                  max_batch=config.anchor_batch)
-        self._http: ThreadingHTTPServer | None = None
         self._blob_store = self._make_store()
         self._stop_bridge = threading.Event()
-        self._ingest: list[tuple[SlipEnvelope, concurrent.futures.Future]] = []
-        self._ingest_lock = threading.Lock()
         self.bridge = None
         if config.bridge and self.account.address.lower() == config.validators[0].lower():
             from ..crypto.signing import EthSigner as RecordSigner
@@ -342,46 +344,11 @@ class ReplicaNode:
                             attempt + 1, exc)
                 time.sleep(0.2 * (attempt + 1))
 
-    # -- client API helpers (called from HTTP threads) ----------------------------------------
-
-    def call_in_loop(self, fn, *args, timeout: float = 10.0):
-        async def run():
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
-
-    def submit_to_replica(self, envs: list[SlipEnvelope], timeout: float = 10.0) -> list[str | None]:
-        """Hand validated slips to the loop (one hand-off per call); the loop gives every queued slip to the
-        replica at once (one signed REQUEST to the primary per drain).  Returns each slip's reason or None."""
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        with self._ingest_lock:
-            self._ingest.append((envs, fut))
-            first = len(self._ingest) == 1
-        if first:
-            self.loop.call_soon_threadsafe(self._drain_ingest)
-        return fut.result(timeout)
-
-    def _drain_ingest(self) -> None:
-        with self._ingest_lock:
-            batch, self._ingest = self._ingest, []
-        if not batch:
-            return
-        try:
-            reasons = self.replica.on_requests([env for envs, _ in batch for env in envs])
-        except Exception as exc:  # noqa: BLE001 - report to every waiting client
-            for _envs, fut in batch:
-                fut.set_exception(exc)
-            return
-        pos = 0
-        for envs, fut in batch:
-            fut.set_result(reasons[pos:pos + len(envs)])
-            pos += len(envs)
+    # -- client API helpers: coroutines run on the loop, blocking checks through ``offload`` ----
 
     def backlog(self) -> int:
-        """Slips received and not yet ordered (read from an HTTP thread: a racy but safe length)."""
-        with self._ingest_lock:
-            queued = sum(len(envs) for envs, _ in self._ingest)
-        return len(self.replica.state.pool) + queued
+        """Slips received and not yet ordered."""
+        return len(self.replica.state.pool)
 
     def _admit(self, count: int) -> None:
         backlog = self.backlog()
@@ -389,24 +356,40 @@ class ReplicaNode:
             raise Overloaded(f"replica {self.index} holds {backlog} unordered slips (limit "
                              f"{self.config.max_pending}): retry later", retry_after=0.2)
 
-    def submit_confirmed(self, data: bytes) -> dict[str, Any]:
+    async def submit_confirmed(self, data: bytes, offload: Offload) -> dict[str, Any]:
         """A patient-confirmed record: build the slip, validate it, hand it to PBFT."""
-        ack = self.submit_records([data])[0]
+        ack = (await self.submit_records([data], offload))[0]
         if ack.error is not None:
             raise InvalidSlip(ack.error)
         return ack.to_json()
 
-    def submit_batch(self, data: bytes) -> list[dict[str, Any]]:
+    async def submit_batch(self, data: bytes, offload: Offload) -> list[dict[str, Any]]:
         """``POST /v1/slips/batch``: one answer per record (a bad record is refused alone with its reason);
         a batch that does not decode raises :class:`BatchError` and nothing of it is ordered."""
-        return [ack.to_json() for ack in self.submit_records(decode_batch(data))]
+        return [ack.to_json() for ack in await self.submit_records(decode_batch(data), offload)]
 
-    def submit_records(self, records: list[bytes]) -> list[SlipAck]:
-        """Check each confirmed record as every replica does, then hand the valid ones to PBFT together."""
+    async def submit_records(self, records: list[bytes], offload: Offload) -> list[SlipAck]:
+        """Check each confirmed record as every replica does (``offload``: in a worker thread), then hand the
+        valid ones to PBFT together, here on the loop; one worker hop unless a record was pending here."""
         self._admit(len(records))
+        acks, envs, where, held = await offload(self._check_records, records)
+        if envs:
+            for i, env, reason in zip(where, envs, self.replica.on_requests(envs)):
+                sid = "0x" + env.slip_id.hex()
+                if reason in (None, "already-pending", "already-committed"):
+                    acks[i] = SlipAck(sid, "accepted" if reason is None else reason)
+                else:
+                    acks[i] = SlipAck(sid, error=reason)
+        if held:
+            await offload(self._forget_pending, held)
+        return acks  # type: ignore[return-value] - every position is answered by now
+
+    def _check_records(self, records: list[bytes]) -> tuple[list[SlipAck | None], list[SlipEnvelope], list[int],
+                                                             list[tuple[bytes]]]:
+        """(acks of the records refused or already committed, envelopes of the others, their positions, which
+        of those were uploaded pending here) — blocking: signatures, identity lookups, SQLite."""
         acks: list[SlipAck | None] = [None] * len(records)
-        envs, where = [], []
-        made = []
+        envs, where, made = [], [], []
         for i, data in enumerate(records):
             try:
                 made.append((i, *self.make_slip(data)))
@@ -419,22 +402,20 @@ class ReplicaNode:
                 continue
             envs.append(SlipEnvelope(slip_id, slip))
             where.append(i)
+        held = []
         if envs:
-            for i, env, reason in zip(where, envs, self.submit_to_replica(envs)):
-                sid = "0x" + env.slip_id.hex()
-                if reason in (None, "already-pending", "already-committed"):
-                    acks[i] = SlipAck(sid, "accepted" if reason is None else reason)
-                else:
-                    acks[i] = SlipAck(sid, error=reason)
             ids = [e.slip_id for e in envs]
-            with self._db_lock:  # a write (and its sync) only when some record was uploaded pending here
+            with self._db_lock:
                 held = self.index_db.execute(
                     f"SELECT record_id FROM pending WHERE record_id IN ({','.join('?' * len(ids))})", ids).fetchall()
-                if held:
-                    self.index_db.execute("BEGIN")
-                    self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", held)
-                    self.index_db.execute("COMMIT")
-        return acks  # type: ignore[return-value]
+        return acks, envs, where, held
+
+    def _forget_pending(self, held: list[tuple[bytes]]) -> None:
+        """Drop the pending uploads of records now handed to PBFT (a write only when some were pending here)."""
+        with self._db_lock:
+            self.index_db.execute("BEGIN")
+            self.index_db.executemany("DELETE FROM pending WHERE record_id = ?", held)
+            self.index_db.execute("COMMIT")
 
     def make_slip(self, data: bytes) -> tuple[bytes, bytes]:
         """(slip bytes, slip ID) of a patient-confirmed record, checked as every replica checks it
@@ -545,9 +526,7 @@ class ReplicaNode:
         threading.Thread(target=self.anchorer.run, name="anchor", daemon=True).start()
         http_sock = listener(sockets, "http", self.me.host, self.me.http_port,
                              what=f"replica {self.index} of {self.config.chain}")
-        self._http = http_server(ThreadingHTTPServer, http_sock, _handler_for(self))
-        self._http.daemon_threads = True
-        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+        http = await serve_on_loop(make_api(self), http_sock)
         if self.bridge is not None:
             for cb in self.store.blocks_from(self.bridge.sent_height() + 1, 1 << 30):
                 self.bridge.offer(cb)
@@ -557,8 +536,7 @@ class ReplicaNode:
                  self.me.port, self.me.http_url)
         await stop.wait()
         self._stop_bridge.set()
-        self._http.shutdown()
-        self._http.server_close()
+        await http.cleanup()
         await self.mesh.stop()
         self.anchorer.stop()
 
@@ -570,80 +548,84 @@ def header_json(h) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP client API
+# HTTP client API (aiohttp, served on the replica's own loop)
 # --------------------------------------------------------------------------------------------
 
-MAX_BODY = 16 * 1024 * 1024  # a full batch (decode_batch bounds it further)
+MAX_BODY = 16 * 1024 * 1024  # a full batch (decode_batch bounds it further); aiohttp answers 413 beyond it
 
 
-def _handler_for(node: ReplicaNode):
-    class Handler(JsonHandler):
-        server_version = "mbds-node/1"
-        protocol_version = "HTTP/1.1"  # keep-alive: a client streams batches on one connection
-        max_body = MAX_BODY
-        log = logging.getLogger("mbds.node.http")
+def _hex_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidSlip(f"expected a 32-byte hex ID, got {text!r}")
+    return raw
 
-        def _hex_id(self, text: str) -> bytes:
-            try:
-                raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
-            except ValueError:
-                raw = b""
-            if len(raw) != 32:
-                raise InvalidSlip(f"expected a 32-byte hex ID, got {text!r}")
-            return raw
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            try:
-                parts, params = self.route
-                if parts == ["openapi.json"]:
-                    return self.send_bytes(200, openapi_bytes("replica"), "application/json")
-                if parts == ["v1", "status"]:
-                    return self.send_json(200, node.call_in_loop(node.status))
-                if parts[:2] == ["v1", "slips"] and len(parts) == 4 and parts[3] == "receipt":
-                    receipt = node.receipt(self._hex_id(parts[2]))
-                    if receipt is None:
-                        return self.send_json(404, {"status": "not-committed", "slip_id": parts[2]})
-                    return self.send_json(200, receipt)
-                if parts == ["v1", "records"]:
-                    if "patient" not in params:
-                        raise InvalidSlip("GET /v1/records needs ?patient=0x…")
-                    return self.send_json(200, {"pending": node.pending_for(params["patient"])})
-                if parts[:2] == ["v1", "records"] and len(parts) == 3:
-                    data = node.pending_envelope(self._hex_id(parts[2]))
-                    if data is None:
-                        return self.send_json(404, {"error": "no pending record with this ID"})
-                    return self.send_bytes(200, data)
-                return self.send_json(404, {"error": f"unknown endpoint GET {self.path}"})
-            except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
-                self.fail(exc)
+@web.middleware
+async def _overloaded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A full replica answers 429 with a ``Retry-After`` hint (whole seconds, at least 1)."""
+    try:
+        return await handler(request)
+    except Overloaded as exc:
+        return json_response({"error": str(exc), "retry_after": exc.retry_after}, status=429,
+                             headers={"Retry-After": str(max(1, round(exc.retry_after)))})
 
-        def do_POST(self) -> None:  # noqa: N802
-            try:
-                parts, _params = self.route
-                try:
-                    body = self.read_body()
-                except Exception:  # the body was not read: the connection cannot carry another request
-                    self.close_connection = True
-                    raise
-                if parts == ["v1", "slips"]:
-                    return self.send_json(202, node.submit_confirmed(body))
-                if parts == ["v1", "slips", "batch"]:
-                    return self.send_json(200, {"results": node.submit_batch(body)})
-                if parts == ["v1", "records"]:
-                    return self.send_json(201, node.submit_envelope(body))
-                return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
-            except Overloaded as exc:
-                body = json.dumps({"error": str(exc), "retry_after": exc.retry_after}).encode()
-                self.send_response(429)
-                self.send_header("Retry-After", str(max(1, round(exc.retry_after))))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except Exception as exc:  # noqa: BLE001
-                self.fail(exc)
 
-    return Handler
+def make_api(node: ReplicaNode, *, max_body: int = MAX_BODY) -> web.Application:
+    """The replica's client API over ``node``, bodies of at most ``max_body`` bytes.  Handlers run on the
+    replica's loop (``status`` reads its state, slips are ordered there); checking slips (signatures,
+    identity lookups) and SQLite run in the app's worker pool."""
+    app = make_app(server_name="mbds-node/1", max_body=max_body, middlewares=(_overloaded,))
+    routes = web.RouteTableDef()
+
+    @routes.get("/openapi.json")
+    async def openapi(_request: web.Request) -> web.Response:
+        return bytes_response(openapi_bytes("replica"), content_type="application/json")
+
+    @routes.get("/v1/status")
+    async def status(_request: web.Request) -> web.Response:
+        return json_response(node.status())
+
+    @routes.get("/v1/slips/{slip_id}/receipt")
+    async def receipt(request: web.Request) -> web.Response:
+        slip_id = request.match_info["slip_id"]
+        doc = await blocking(request, node.receipt, _hex_id(slip_id))
+        if doc is None:
+            return json_response({"status": "not-committed", "slip_id": slip_id}, status=404)
+        return json_response(doc)
+
+    @routes.get("/v1/records")
+    async def pending(request: web.Request) -> web.Response:
+        if "patient" not in request.query:
+            raise InvalidSlip("GET /v1/records needs ?patient=0x…")
+        return json_response({"pending": await blocking(request, node.pending_for, request.query["patient"])})
+
+    @routes.get("/v1/records/{record_id}")
+    async def envelope(request: web.Request) -> web.Response:
+        data = await blocking(request, node.pending_envelope, _hex_id(request.match_info["record_id"]))
+        if data is None:
+            return json_response({"error": "no pending record with this ID"}, status=404)
+        return bytes_response(data)
+
+    @routes.post("/v1/slips")
+    async def slip(request: web.Request) -> web.Response:
+        return json_response(await node.submit_confirmed(await read_body(request), partial(blocking, request)),
+                             status=202)
+
+    @routes.post("/v1/slips/batch")
+    async def batch(request: web.Request) -> web.Response:
+        body = await read_body(request)
+        return json_response({"results": await node.submit_batch(body, partial(blocking, request))})
+
+    @routes.post("/v1/records")
+    async def upload(request: web.Request) -> web.Response:
+        return json_response(await blocking(request, node.submit_envelope, await read_body(request)), status=201)
+
+    app.add_routes(routes)
+    return app
 
 
 # --------------------------------------------------------------------------------------------

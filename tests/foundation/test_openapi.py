@@ -297,16 +297,38 @@ def _unknown(base: str, method: str, path: str, **kwargs: Any) -> None:
     assert (resp.status_code, resp.json()) == (404, {"error": f"unknown endpoint {method} {path}"})
 
 
-def test_the_replica_serves_its_document_and_routes_what_it_documents(serve):
-    from mbds_py.private.node import _handler_for
+@pytest.fixture()
+def serve_app():
+    """Serve an aiohttp application on a fresh loopback port; its base URL."""
+    from mbds_py.listen import bind_listener
+    from mbds_py.web import Server
+
+    servers: list[Server] = []
+
+    def start(app: Any) -> str:
+        servers.append(Server(app, bind_listener("127.0.0.1", 0), name="openapi-test").start())
+        return servers[-1].url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_the_replica_serves_its_document_and_routes_what_it_documents(serve_app):
+    from mbds_py.private.node import make_api
+
+    async def accepted(body: bytes, offload: Any) -> dict[str, str]:
+        return {"slip_id": "0x" + "11" * 32, "status": "accepted"}
+
+    async def no_acks(body: bytes, offload: Any) -> list:
+        return []
 
     node = SimpleNamespace(
-        call_in_loop=lambda fn: fn(), status=lambda: {"chain": "hospital-a"}, receipt=lambda slip_id: None,
+        status=lambda: {"chain": "hospital-a"}, receipt=lambda slip_id: None,
         pending_for=lambda patient: [], pending_envelope=lambda record_id: None,
-        submit_confirmed=lambda body: {"slip_id": "0x" + "11" * 32, "status": "accepted"},
-        submit_batch=lambda body: [], submit_envelope=lambda body: {"record_id": "0x" + "33" * 32,
-                                                                    "status": "pending-confirmation"})
-    base = serve(_handler_for(node))
+        submit_confirmed=accepted, submit_batch=no_acks,
+        submit_envelope=lambda body: {"record_id": "0x" + "33" * 32, "status": "pending-confirmation"})
+    base = serve_app(make_api(node))
     served_exactly(base, "replica")
     assert exercise(base, load("replica")) == {
         "GET /openapi.json": 200, "GET /v1/status": 200, "GET /v1/slips/{slip_id}/receipt": 404,
@@ -316,14 +338,14 @@ def test_the_replica_serves_its_document_and_routes_what_it_documents(serve):
     _unknown(base, "POST", "/v1/blocks", data=b"\x00")
 
 
-def test_the_replicas_429_is_as_documented(serve):
+def test_the_replicas_429_is_as_documented(serve_app):
     from mbds_py.errors import Overloaded
-    from mbds_py.private.node import _handler_for
+    from mbds_py.private.node import make_api
 
-    def overloaded(body: bytes) -> None:
+    async def overloaded(body: bytes, offload: Any) -> None:
         raise Overloaded("replica 0 holds 200 unordered slips (limit 200): retry later", retry_after=0.2)
 
-    base = serve(_handler_for(SimpleNamespace(submit_confirmed=overloaded, submit_batch=overloaded)))
+    base = serve_app(make_api(SimpleNamespace(submit_confirmed=overloaded, submit_batch=overloaded)))
     doc = load("replica")
     documented = doc["components"]["responses"]["Overloaded"]
     for path in ("/v1/slips", "/v1/slips/batch"):
