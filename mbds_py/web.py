@@ -182,6 +182,15 @@ async def serve_on_loop(app: web.Application, sock: socket.socket) -> web.AppRun
     return runner
 
 
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still pending on ``loop`` and let them finish, so none is destroyed pending."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
 class Server:
     """An aiohttp application served on a listening socket from a thread with its own event loop.
 
@@ -235,6 +244,7 @@ class Server:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._runner.cleanup())
+            _cancel_remaining(loop)  # e.g. a keep-alive connection's handler: as asyncio.run does
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

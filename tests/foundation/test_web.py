@@ -148,3 +148,4 @@ def test_stop_closes_the_socket_and_is_idempotent():
     running.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
