@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -107,3 +110,35 @@ def test_a_negative_chunk_size_is_refused_at_once(node):
         answer = sock.recv(4096)  # within the 5 s timeout: the parser refuses, no handler waits for a body
     assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
     assert b"chunk size" in answer
+
+
+_SERVE_UNTIL_SIGTERM = """
+import signal, threading
+from types import SimpleNamespace
+from mbds_py.consortium.node import ConsortiumNode
+from mbds_py.listen import bind_listener
+
+sock = bind_listener("127.0.0.1", 0)
+stub = SimpleNamespace(config=SimpleNamespace(institution_id="0x" + "11" * 32), _stop=threading.Event(),
+                       follow=lambda: None, maybe_produce=lambda: None, _idle_wait=lambda: 0.05,
+                       status=lambda: {"head": 7})
+signal.signal(signal.SIGTERM, lambda *_: ConsortiumNode.stop(stub))
+print(sock.getsockname()[1], flush=True)
+ConsortiumNode.run(stub, sock)
+"""
+
+
+def test_sigterm_stops_the_node_cleanly_without_a_traceback():
+    """``run()`` serves until SIGTERM, then stops its server and returns: exit 0, nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_UNTIL_SIGTERM], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port = int(proc.stdout.readline())
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/v1/status")
+        assert _answer(conn) == (200, {"head": 7})  # served, and the connection is left open
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == b""

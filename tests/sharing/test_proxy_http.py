@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -127,3 +130,35 @@ def test_service_errors_keep_their_status_code_and_count(proxy, fail, status, co
     answer_status, doc = _answer(conn)
     assert (answer_status, doc["code"], set(doc)) == (status, code, {"error", "code"})
     assert proxy.stats["refusals"] == counted
+
+
+_SERVE_UNTIL_SIGTERM = """
+import signal, threading
+from types import SimpleNamespace
+from mbds_py.listen import bind_listener
+from mbds_py.sharing.proxy import ProxyService
+
+sock = bind_listener("127.0.0.1", 0)
+stub = SimpleNamespace(config=SimpleNamespace(name="proxy-a", watch_interval=0.05), address="0x" + "aa" * 20,
+                       _stop=threading.Event(), _lock=threading.Lock(), stats={"refusals": 0},
+                       watch_revocations=lambda: 0, info=lambda: {"name": "proxy-a"})
+signal.signal(signal.SIGTERM, lambda *_: ProxyService.stop(stub))
+print(sock.getsockname()[1], flush=True)
+ProxyService.run(stub, sock)
+"""
+
+
+def test_sigterm_stops_the_proxy_cleanly_without_a_traceback():
+    """``run()`` serves until SIGTERM, then stops its server and returns: exit 0, nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_UNTIL_SIGTERM], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port = int(proc.stdout.readline())
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/v1/info")
+        assert _answer(conn) == (200, {"name": "proxy-a"})  # served, and the connection is left open
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == b""
