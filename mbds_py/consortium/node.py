@@ -25,17 +25,17 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
+from aiohttp import web
 
 from ..cli_options import consortium_arguments
 from ..errors import ConfigError, MBDSError
 from ..apidoc import openapi_bytes
-from ..httpjson import JsonHandler
-from ..listen import bind_listener, http_server, inherited_sockets, listener
+from ..listen import bind_listener, inherited_sockets, listener
+from ..web import Server, blocking, bytes_response, json_response, make_app, read_body, read_json_object
 from .audit import ItemChecker, PrivateChainRef
 from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
@@ -352,11 +352,8 @@ class ConsortiumNode:
     def run(self, sock: socket.socket | None = None) -> None:
         """Serve on ``sock`` (inherited from the launcher) or on a socket bound to the configured port."""
         sock = sock or bind_listener(self.config.host, self.config.port, what="consortium node")
-        server = http_server(ThreadingHTTPServer, sock, _handler_for(self))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        host, port = sock.getsockname()[:2]
-        log.info("consortium node %s listening on http://%s:%d", self.config.institution_id, host, port)
+        server = Server(_app_for(self), sock, name="http").start()
+        log.info("consortium node %s listening on %s", self.config.institution_id, server.url)
         while not self._stop.is_set():
             try:
                 self.follow()
@@ -364,8 +361,7 @@ class ConsortiumNode:
             except Exception as exc:  # noqa: BLE001 - keep the node alive; the chain may be restarting
                 log.warning("consortium loop: %s", exc)
             self._stop.wait(self._idle_wait())
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -382,52 +378,57 @@ class ConsortiumNode:
         return max(self.config.poll_interval, min(self.config.follow_interval, to_next))
 
 
-def _handler_for(node: ConsortiumNode):
-    class Handler(JsonHandler):
-        server_version = "mbds-consortium/1"
-        max_body = MAX_BODY
-        log = logging.getLogger("mbds.consortium.http")
+def _app_for(node: ConsortiumNode) -> web.Application:
+    """The node's HTTP API: errors are ``{"error": ...}`` (bad input 400); the node's sync work runs in the
+    app's worker pool."""
+    app = make_app(server_name="mbds-consortium/1", max_body=MAX_BODY)
+    routes = web.RouteTableDef()
 
-        def do_GET(self) -> None:  # noqa: N802
-            try:
-                parts, params = self.route
-                if parts == ["openapi.json"]:
-                    return self.send_bytes(200, openapi_bytes("consortium"), "application/json")
-                if parts == ["v1", "status"]:
-                    return self.send_json(200, node.status())
-                if parts == ["v1", "items"]:
-                    pid = bytes.fromhex(params.get("patient", "")[2:])
-                    if len(pid) != 32:
-                        raise MBDSError("GET /v1/items needs ?patient=0x<32-byte participant ID>")
-                    try:
-                        after = int(params.get("after", "0"))
-                    except ValueError:
-                        raise MBDSError("GET /v1/items: ?after= must be a block height") from None
-                    node.follow()
-                    return self.send_json(200, {"items": node.items_of(pid, after)})
-                return self.send_json(404, {"error": f"unknown endpoint GET {self.path}"})
-            except Exception as exc:  # noqa: BLE001
-                self.fail(exc)
+    @routes.get("/openapi.json")
+    async def openapi(_request: web.Request) -> web.Response:
+        return bytes_response(openapi_bytes("consortium"), content_type="application/json")
 
-        def do_POST(self) -> None:  # noqa: N802
-            try:
-                parts, params = self.route
-                if parts == ["v1", "slips"]:
-                    gossip = params.get("gossip") != "0"
-                    results = [node.submit(s, gossip=gossip) for s in decode_body(self.read_body())]
-                    return self.send_json(202, {"results": results})
-                if parts == ["v1", "proposals"]:
-                    doc = json.loads(self.read_body())
-                    header = BlockHeader.decode(bytes.fromhex(doc["header"][2:]))
-                    ok, att, reason = node.audit(header, bytes.fromhex(doc["body"][2:]))
-                    return self.send_json(200 if ok else 409, {"signer": att.signer,
-                                                               "signature": "0x" + att.signature.hex(),
-                                                               "attested": ok, "reason": reason})
-                return self.send_json(404, {"error": f"unknown endpoint POST {self.path}"})
-            except Exception as exc:  # noqa: BLE001
-                self.fail(exc)
+    @routes.get("/v1/status")
+    async def status(request: web.Request) -> web.Response:
+        return json_response(await blocking(request, node.status))
 
-    return Handler
+    @routes.get("/v1/items")
+    async def items(request: web.Request) -> web.Response:
+        pid = bytes.fromhex(request.query.get("patient", "")[2:])
+        if len(pid) != 32:
+            raise MBDSError("GET /v1/items needs ?patient=0x<32-byte participant ID>")
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            raise MBDSError("GET /v1/items: ?after= must be a block height") from None
+
+        def follow_and_read() -> list[dict[str, Any]]:
+            node.follow()
+            return node.items_of(pid, after)
+
+        return json_response({"items": await blocking(request, follow_and_read)})
+
+    @routes.post("/v1/slips")
+    async def slips(request: web.Request) -> web.Response:
+        gossip = request.query.get("gossip") != "0"
+        body = await read_body(request)
+        results = await blocking(request, lambda: [node.submit(s, gossip=gossip) for s in decode_body(body)])
+        return json_response({"results": results}, status=202)
+
+    @routes.post("/v1/proposals")
+    async def proposals(request: web.Request) -> web.Response:
+        doc = await read_json_object(request)
+
+        def audit() -> tuple[bool, Attestation, str]:
+            header = BlockHeader.decode(bytes.fromhex(doc["header"][2:]))
+            return node.audit(header, bytes.fromhex(doc["body"][2:]))
+
+        ok, att, reason = await blocking(request, audit)
+        return json_response({"signer": att.signer, "signature": "0x" + att.signature.hex(), "attested": ok,
+                              "reason": reason}, status=200 if ok else 409)
+
+    app.add_routes(routes)
+    return app
 
 
 add_arguments = consortium_arguments  # the options live in mbds_py.cli_options: `--help` imports only it

@@ -57,14 +57,14 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Sequence
 
 import requests
+from aiohttp import web
 
 from ..apidoc import openapi_bytes
 from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
@@ -76,8 +76,9 @@ from ..crypto.signing import Eip712Domain, recover_address
 from ..cli_options import proxy_arguments
 from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
                       StorageError)
-from ..httpjson import JsonHandler
-from ..listen import bind_listener, http_server, inherited_sockets, listener
+from ..listen import bind_listener, inherited_sockets, listener
+from ..web import (Handler, RequestError, Server, blocking, bytes_response, json_response, make_app,
+                   read_json_object)
 from .policy import ZERO32, Action, Reason, Scope
 
 log = logging.getLogger("mbds.proxy")
@@ -1039,19 +1040,15 @@ class ProxyService:
     def run(self, sock: socket.socket | None = None) -> None:
         """Serve on ``sock`` (inherited from the launcher) or on a socket bound to the configured port."""
         sock = sock or bind_listener(self.config.host, self.config.port, what=f"proxy {self.config.name}")
-        server = http_server(ThreadingHTTPServer, sock, _handler_for(self))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        host, port = sock.getsockname()[:2]
-        log.info("proxy %s (%s) listening on http://%s:%d", self.config.name, self.address, host, port)
+        server = Server(_app_for(self), sock, name="http").start()
+        log.info("proxy %s (%s) listening on %s", self.config.name, self.address, server.url)
         while not self._stop.is_set():
             try:
                 self.watch_revocations()
             except Exception as exc:  # noqa: BLE001 - keep serving; the chain may be restarting
                 log.warning("revocation watcher: %s", exc)
             self._stop.wait(self.config.watch_interval)
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -1197,64 +1194,74 @@ def _receipt_header(receipt: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _handler_for(proxy: ProxyService):
-    class Handler(JsonHandler):
-        server_version = "mbds-proxy/1"
-        protocol_version = "HTTP/1.1"
-        log = logging.getLogger("mbds.proxy.http")
-        _json = JsonHandler.send_json
+def _app_for(proxy: ProxyService) -> web.Application:
+    """The proxy's HTTP API.  Every error answer is ``{"error": ..., "code": <refusal>}`` (an unknown endpoint's
+    404 is ``{"error": ...}``); the sync operations run in the app's worker pool."""
+    app = make_app(server_name="mbds-proxy/1", max_body=MAX_BODY, middlewares=(_refusals(proxy),))
 
-        def _doc(self) -> dict[str, Any]:
-            size = int(self.headers.get("Content-Length") or 0)
-            if not 0 < size <= MAX_BODY:
-                raise ProxyRefused(Refusal.BAD_REQUEST, f"request body must be 1..{MAX_BODY} bytes")
+    def answer(fn: Callable[[], dict[str, Any]]) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            return json_response(await blocking(request, fn))
+        return handle
+
+    def answer_doc(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
             try:
-                doc = json.loads(self.rfile.read(size))
-            except ValueError:
-                raise ProxyRefused(Refusal.BAD_REQUEST, "request body is not JSON") from None
-            if not isinstance(doc, dict):
-                raise ProxyRefused(Refusal.BAD_REQUEST, "request body must be a JSON object")
-            return doc
+                doc = await read_json_object(request)
+            except RequestError as exc:
+                raise ProxyRefused(Refusal.BAD_REQUEST, str(exc)) from None
+            return json_response(await blocking(request, fn, doc))
+        return handle
 
-        def _answer(self, fn) -> None:
-            try:
-                self._json(200, fn())
-            except ProxyRefused as exc:
-                with proxy._lock:  # noqa: SLF001
-                    proxy.stats["refusals"] += 1
-                self._json(exc.code.http_status, exc.as_json())
-            except ChainError as exc:
-                # The chain did not answer or take a transaction (RPC down, not sent, not mined): unavailable,
-                # so the client asks another proxy or retries.  A revert is the chain's answer: a bad request.
-                refusal = Refusal.BAD_REQUEST if isinstance(exc, ContractRevert) else Refusal.UNAVAILABLE
-                self._json(refusal.http_status, {"error": f"{type(exc).__name__}: {exc}", "code": refusal.value})
-            except (MBDSError, ValueError, KeyError, TypeError) as exc:
-                self._json(400, {"error": f"{type(exc).__name__}: {exc}", "code": Refusal.BAD_REQUEST.value})
-            except Exception as exc:  # noqa: BLE001 - answer, never kill the thread
-                log.exception("%s %s failed", self.command, self.path)
-                self._json(500, {"error": f"{type(exc).__name__}: {exc}", "code": Refusal.UNAVAILABLE.value})
+    async def openapi(_request: web.Request) -> web.Response:
+        return bytes_response(openapi_bytes("proxy"), content_type="application/json")
 
-        def do_GET(self) -> None:  # noqa: N802
-            path = self.path.partition("?")[0]
-            if path == "/openapi.json":
-                return self.send_bytes(200, openapi_bytes("proxy"), "application/json")
-            if path == "/v1/info":
-                return self._answer(proxy.info)
-            if path == "/v1/status":
-                return self._answer(proxy.status)
-            self._json(404, {"error": f"unknown endpoint GET {path}"})
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/v1/info", answer(lambda: proxy.info()))
+    app.router.add_get("/v1/status", answer(lambda: proxy.status()))
+    app.router.add_post("/v1/search", answer_doc(lambda doc: proxy.search_request(doc)))
+    app.router.add_post("/v1/kfrags", answer_doc(lambda doc: proxy.deposit(doc)))
+    app.router.add_post("/v1/reencrypt", answer_doc(lambda doc: proxy.reencrypt(doc)))
+    return app
 
-        def do_POST(self) -> None:  # noqa: N802
-            path = self.path.partition("?")[0]
-            if path == "/v1/search":
-                return self._answer(lambda: proxy.search_request(self._doc()))
-            if path == "/v1/kfrags":
-                return self._answer(lambda: proxy.deposit(self._doc()))
-            if path == "/v1/reencrypt":
-                return self._answer(lambda: proxy.reencrypt(self._doc()))
-            self._json(404, {"error": f"unknown endpoint POST {path}"})
 
-    return Handler
+def _refusals(proxy: ProxyService) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Answers what the operations raise with its refusal code and status; counts the refused requests."""
+
+    def refused(status: int, error: str, code: Refusal, headers: dict[str, str] | None = None) -> web.Response:
+        return json_response({"error": error, "code": code.value}, status=status, headers=headers)
+
+    def count() -> None:
+        with proxy._lock:  # noqa: SLF001
+            proxy.stats["refusals"] += 1
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ProxyRefused as exc:
+            count()
+            return json_response(exc.as_json(), status=exc.code.http_status)
+        except web.HTTPRequestEntityTooLarge as exc:  # a body over MAX_BODY, refused before it is read
+            count()
+            return refused(exc.status, f"refused (bad-request): {exc.text}", Refusal.BAD_REQUEST)
+        except web.HTTPMethodNotAllowed as exc:
+            return refused(exc.status, f"method {request.method} not allowed on {request.path}", Refusal.BAD_REQUEST,
+                           {"Allow": exc.headers["Allow"]})
+        except web.HTTPException:
+            raise  # 404: the shared `{"error": "unknown endpoint ..."}`
+        except ChainError as exc:
+            # The chain did not answer or take a transaction (RPC down, not sent, not mined): unavailable,
+            # so the client asks another proxy or retries.  A revert is the chain's answer: a bad request.
+            refusal = Refusal.BAD_REQUEST if isinstance(exc, ContractRevert) else Refusal.UNAVAILABLE
+            return refused(refusal.http_status, f"{type(exc).__name__}: {exc}", refusal)
+        except (MBDSError, ValueError, KeyError, TypeError) as exc:
+            return refused(400, f"{type(exc).__name__}: {exc}", Refusal.BAD_REQUEST)
+        except Exception as exc:  # noqa: BLE001 - answer, never drop the connection silently
+            log.exception("%s %s failed", request.method, request.path)
+            return refused(500, f"{type(exc).__name__}: {exc}", Refusal.UNAVAILABLE)
+
+    return refusals
 
 
 # ---------------------------------------------------------------------------------------------

@@ -292,6 +292,23 @@ def serve():
         server.server_close()
 
 
+@pytest.fixture()
+def serve_app():
+    """Serves an aiohttp service app (mbds_py.web) on a port of its own; stopped after the test."""
+    from mbds_py.listen import bind_listener
+    from mbds_py.web import Server
+
+    servers: list[Server] = []
+
+    def start(app: Any) -> str:
+        servers.append(Server(app, bind_listener("127.0.0.1", 0)).start())
+        return servers[-1].url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 def _unknown(base: str, method: str, path: str, **kwargs: Any) -> None:
     resp = requests.request(method, base + path, timeout=30, **kwargs)
     assert (resp.status_code, resp.json()) == (404, {"error": f"unknown endpoint {method} {path}"})
@@ -358,13 +375,13 @@ def test_the_replicas_429_is_as_documented(serve_app):
     assert set(documented["headers"]) == {"Retry-After"}
 
 
-def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve):
-    from mbds_py.sharing.proxy import _handler_for
+def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve_app):
+    from mbds_py.sharing.proxy import _app_for
 
     proxy = SimpleNamespace(_lock=threading.Lock(), stats={"refusals": 0}, info=dict, status=dict,
                             search_request=lambda doc: {"matches": []},
                             deposit=lambda doc: {"stored": True, "epoch": 0}, reencrypt=lambda doc: {})
-    base = serve(_handler_for(proxy))
+    base = serve_app(_app_for(proxy))
     served_exactly(base, "proxy")
     assert exercise(base, load("proxy")) == {
         "GET /openapi.json": 200, "GET /v1/info": 200, "GET /v1/status": 200, "POST /v1/search": 200,
@@ -374,14 +391,14 @@ def test_the_proxy_serves_its_document_and_routes_what_it_documents(serve):
 
 
 @pytest.mark.parametrize("code", list(Refusal))
-def test_every_proxy_refusal_is_answered_with_a_documented_status(serve, code):
+def test_every_proxy_refusal_is_answered_with_a_documented_status(serve_app, code):
     """Each refusal code is answered with its status, and the document lists that status with that code."""
-    from mbds_py.sharing.proxy import ProxyRefused, _handler_for
+    from mbds_py.sharing.proxy import ProxyRefused, _app_for
 
     def refuse(doc: dict[str, Any]) -> None:
         raise ProxyRefused(code)
 
-    base = serve(_handler_for(SimpleNamespace(_lock=threading.Lock(), stats={"refusals": 0}, reencrypt=refuse)))
+    base = serve_app(_app_for(SimpleNamespace(_lock=threading.Lock(), stats={"refusals": 0}, reencrypt=refuse)))
     resp = requests.post(base + "/v1/reencrypt", json={}, timeout=30)
     assert resp.json()["code"] == code.value and resp.status_code == code.http_status
     refusal = load("proxy")["components"]["schemas"]["Refusal"]
@@ -392,12 +409,12 @@ def test_every_proxy_refusal_is_answered_with_a_documented_status(serve, code):
     assert (str(code.http_status), code.value) in documented
 
 
-def test_the_consortium_node_serves_its_document_and_routes_what_it_documents(serve):
-    from mbds_py.consortium.node import _handler_for
+def test_the_consortium_node_serves_its_document_and_routes_what_it_documents(serve_app):
+    from mbds_py.consortium.node import _app_for
 
     node = SimpleNamespace(status=lambda: {"head": 0}, follow=lambda: None, items_of=lambda pid, after: [],
                            submit=lambda slip, gossip: "accepted")
-    base = serve(_handler_for(node))
+    base = serve_app(_app_for(node))
     served_exactly(base, "consortium")
     # the minimal bodies do not decode: answered 400 by the route, not 404
     assert exercise(base, load("consortium")) == {
