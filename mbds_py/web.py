@@ -267,3 +267,28 @@ class Server:
 __all__ = ["DEFAULT_MAX_BODY", "EXECUTOR", "MAX_BODY", "RequestError", "Server", "blocking", "bytes_response",
            "error_middleware", "json_response", "make_app", "read_body", "read_json_object", "serve_on_loop",
            "url_of"]
+
+
+def _fail_bodies_on_parse_errors() -> None:
+    """Make a broken request body fail its handler at once (installed on import).
+
+    aiohttp's C parser, meeting a malformed chunk (e.g. size ``-1``) after the request was already handed to its
+    handler (headers and body in separate packets), queues its 400 but never tells the body being read: the
+    handler waits for the rest until the client hangs up.  Its pure-Python parser fails that body; so does this.
+    """
+    from aiohttp.web_protocol import RequestHandler, _ErrInfo
+
+    received = RequestHandler.data_received
+
+    def data_received(self: RequestHandler, data: bytes) -> None:
+        request, queued = self._current_request, len(self._messages)
+        received(self, data)
+        if request is not None and len(self._messages) > queued:
+            error = self._messages[-1][0]
+            if isinstance(error, _ErrInfo) and error.exc is not None and not request.content.is_eof():
+                request.content.set_exception(error.exc)
+
+    RequestHandler.data_received = data_received  # type: ignore[method-assign]
+
+
+_fail_bodies_on_parse_errors()

@@ -14,6 +14,10 @@ Errors are Kubo-shaped: ``{"Message": ..., "Code": 0, "Type": "error"}`` with
 HTTP 500 (Code 1 and HTTP 400 for malformed requests, HTTP 413 for a blob over
 the size limit).  Logs name CIDs and sizes, never content.
 
+Served by aiohttp (:mod:`mbds_py.web`): ``add`` reads the multipart upload part by part
+(at most one file, bounded by ``--max-blob-size``, in memory at a time) and ``cat``
+streams the file out; the repo's blocking work runs in the app's worker pool.
+
 Run it with ``python -m mbds_py.storage.node --data-dir D [--port 5001]`` or
 :func:`serve` from Python.
 """
@@ -21,6 +25,9 @@ Run it with ``python -m mbds_py.storage.node --data-dir D [--port 5001]`` or
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
+import itertools
 import json
 import logging
 import os
@@ -32,15 +39,20 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.helpers import parse_mimetype
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import parse_content_disposition
 
 from mbds_py import __version__
 from mbds_py.cli_options import STORAGE_DEFAULT_MAX_BLOB_SIZE, STORAGE_DEFAULT_PORT, parse_size, storage_arguments
-from mbds_py.errors import IntegrityError
-from mbds_py.listen import inherited_sockets
-from mbds_py.storage import multipart, unixfs
+from mbds_py.errors import IntegrityError, MBDSError
+from mbds_py.listen import bind_listener, inherited_sockets
+from mbds_py.storage import unixfs
 from mbds_py.storage.errors import (
     BlobTooLargeError,
     MalformedRequestError,
@@ -49,6 +61,7 @@ from mbds_py.storage.errors import (
     UnsupportedContentError,
 )
 from mbds_py.storage.repo import FORMAT_VERSION, Repo
+from mbds_py.web import EXECUTOR, Server, blocking, make_app
 
 __all__ = [
     "DEFAULT_MAX_BLOB_SIZE",
@@ -61,6 +74,7 @@ __all__ = [
     "serve",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger("mbds.storage.node")
 
 DEFAULT_PORT = STORAGE_DEFAULT_PORT
@@ -68,21 +82,30 @@ DEFAULT_PORT = STORAGE_DEFAULT_PORT
 DEFAULT_MAX_BLOB_SIZE = STORAGE_DEFAULT_MAX_BLOB_SIZE
 """Largest file accepted by ``add`` unless configured otherwise."""
 MULTIPART_OVERHEAD = 64 * 1024
-"""Room for multipart headers and delimiters on top of the blob limit."""
+"""Room for multipart headers and delimiters: a declared ``add`` body over the limit plus this is refused at once."""
 SMALL_BODY_LIMIT = 1024 * 1024
 """Largest body accepted by endpoints that take none (``cat``, ``pin/*``)."""
-DRAIN_LIMIT = 1024 * 1024 * 1024
-"""A rejected body up to this size is read and discarded so the client sees the error."""
+BODY_TIMEOUT = 60.0
+"""Seconds a request body may stay silent before the request is refused and its connection closed."""
+PART_CHUNK = 256 * 1024
+"""Bytes asked of the multipart reader at a time."""
+CAT_BATCH = 1024 * 1024
+"""Bytes of a file ``cat`` reads from the repo per trip to the worker pool."""
 AGENT = f"mbds-storage/{__version__}"
+_DIRECTORY_TYPES = {"application/x-directory", "application/symlink"}
 
 
-class _ApiError(Exception):
+class _ApiError(StorageError):
     """An error response: HTTP status, Kubo error code, message."""
 
     def __init__(self, status: int, message: str, code: int = 0):
         self.status = status
         self.code = code
         super().__init__(message)
+
+
+class _BrokenBody(MalformedRequestError):
+    """The request body stalled, broke off or broke its framing: answered 400, connection closed."""
 
 
 def _api_error(exc: BaseException) -> _ApiError:
@@ -100,6 +123,11 @@ def _api_error(exc: BaseException) -> _ApiError:
         return _ApiError(500, f"storage I/O failed on the node: {exc}", 0)
     log.exception("internal error")
     return _ApiError(500, f"internal error: {type(exc).__name__}", 2)
+
+
+def _too_large(what: str, size: str, limit: int) -> BlobTooLargeError:
+    return BlobTooLargeError(f"{what} of {size} bytes exceeds this node's limit of {limit} bytes; "
+                             "split the data or raise the node's --max-blob-size")
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,65 +194,146 @@ _ADD_FIXED = {
 
 
 # ---------------------------------------------------------------------------------------
-# request handler
+# request bodies
 # ---------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = AGENT
-    disable_nagle_algorithm = True
-    timeout = 60  # seconds a connection may stay silent (idle keep-alive or stalled body)
-    server: StorageServer
+async def _read(pending: Awaitable[T]) -> T:
+    """One read of a request body; silence, a lost connection or broken framing is :class:`_BrokenBody`."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await pending
+    except TimeoutError:
+        raise _BrokenBody(f"request body not received in full (nothing for {BODY_TIMEOUT:g} s)") from None
+    except ConnectionError:
+        raise _BrokenBody("request body not received in full (connection lost)") from None
+    except HttpProcessingError as exc:
+        raise _BrokenBody(f"malformed request body: {str(exc.message).splitlines()[0]}") from None
 
-    # -- plumbing ---------------------------------------------------------------------------
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s " + format, self.client_address[0], *args)
+async def _skip_body(request: web.Request, limit: int = SMALL_BODY_LIMIT) -> None:
+    """Read and drop the body of an endpoint that takes none (up to ``limit`` bytes)."""
+    if not request.body_exists:
+        return
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large("request body", str(declared), limit)
+    total = 0
+    while chunk := await _read(request.content.readany()):
+        total += len(chunk)
+        if total > limit:
+            raise _too_large("request body", f"at least {total}", limit)
 
-    def _reject_method(self) -> None:
-        self._started = time.perf_counter()
-        self._status = 405
-        self._drain_body()  # keep the connection in sync for keep-alive
-        self._send_error(_ApiError(405, f"method {self.command} not allowed; the RPC API takes POST", 1))
-        self._log_request()
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = _reject_method  # noqa: N815
+def _mime(content_type: str | None) -> str:
+    """``type/subtype`` of a Content-Type header, lower-cased (``application/octet-stream`` if absent)."""
+    mime = parse_mimetype(content_type or "application/octet-stream")
+    return f"{mime.type}/{mime.subtype}"
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        self._started = time.perf_counter()
-        self._status = 0
-        self._body_done = False
-        split = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-        route = self._routes().get(split.path.rstrip("/"))
-        try:
-            if self.headers.get("Origin"):
-                # a browser page may not drive this API (Kubo's default CORS stance)
-                self._drain_body()
-                raise _ApiError(403, "cross-origin requests are not allowed", 1)
-            if route is None:
-                self._drain_body()
-                self._send_plain(404, "404 page not found\n")
-            else:
-                route(query)
-        except Exception as exc:  # every failure becomes a Kubo-shaped response
-            if self._status:  # headers already out: only closing the connection can signal it
-                level = logging.DEBUG if isinstance(exc, ConnectionError) else logging.WARNING
-                log.log(level, "%s failed mid-response: %s", split.path, exc)
-                self.close_connection = True
-            else:
-                if not self._body_done:
-                    self._drain_body()  # keep the connection in sync, let the client read the error
-                self._send_error(_api_error(exc))
-        self._log_request()
 
-    def _log_request(self) -> None:
-        elapsed = (time.perf_counter() - self._started) * 1000
-        path = urllib.parse.urlsplit(self.path).path
-        log.info("%s %s -> %d (%.1f ms)", self.command, path, self._status, elapsed)
+def _multipart_type(content_type: str | None) -> None:
+    """Refuse a Content-Type that is not multipart with a usable boundary."""
+    if not content_type:
+        raise MalformedRequestError("add needs a multipart/form-data body with the file; Content-Type is missing")
+    if (mime := _mime(content_type)) not in ("multipart/form-data", "multipart/mixed"):
+        raise MalformedRequestError(f"add needs a multipart/form-data body, got Content-Type {mime!r}")
+    if not 1 <= len(parse_mimetype(content_type).parameters.get("boundary", "")) <= 70:
+        raise MalformedRequestError("multipart Content-Type has no valid boundary parameter")
 
-    def _routes(self) -> dict[str, Callable[[dict[str, list[str]]], None]]:
+
+@functools.lru_cache(maxsize=64)
+def _disposition(header: str | None) -> tuple[str, str | None]:
+    """The lower-cased type and the (percent-decoded) file name of a part's Content-Disposition.
+
+    Cached: aiohttp's parser takes ~0.1 ms a call, and a client sends the same header with every file.
+    """
+    disposition, params = parse_content_disposition(header)
+    filename = params.get("filename")
+    return (disposition or "").lower(), urllib.parse.unquote(filename) if filename is not None else None
+
+
+async def _multipart_step(pending: Awaitable[T], malformed: str) -> T:
+    """One step of aiohttp's multipart reader; a body it cannot read is refused, saying ``malformed``."""
+    try:
+        return await _read(pending)
+    except StorageError:
+        raise
+    except (ValueError, AssertionError) as exc:  # how aiohttp's reader meets a malformed body
+        raise MalformedRequestError(f"{malformed} ({exc})") from None
+
+
+async def _files(request: web.Request, limit: int) -> AsyncIterator[tuple[str | None, bytearray]]:
+    """The files of a multipart upload, one at a time, each read whole (at most ``limit`` bytes).
+
+    A file is handed out only once the delimiter after it has arrived: a body cut short stores nothing of its
+    last part.
+    """
+    _multipart_type(request.headers.get(hdrs.CONTENT_TYPE))
+    reader = await request.multipart()
+    done: tuple[str | None, bytearray] | None = None
+    count = 0
+    while True:
+        part = await _multipart_step(reader.next(), "multipart body is truncated or malformed" if count
+                                     else "multipart body does not contain its boundary")
+        if done is not None:
+            yield done
+        if part is None:
+            break
+        count += 1
+        if not isinstance(part, BodyPartReader) or _mime(part.headers.get(hdrs.CONTENT_TYPE)) in _DIRECTORY_TYPES:
+            raise MalformedRequestError("directories and symlinks are not supported; add each file on its own")
+        disposition, filename = _disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        if disposition != "form-data":
+            raise MalformedRequestError("multipart part without 'Content-Disposition: form-data'")
+        data = bytearray()
+        while chunk := await _multipart_step(part.read_chunk(PART_CHUNK),
+                                             "multipart body is truncated: closing boundary missing"):
+            data += chunk
+            if len(data) > limit:
+                raise _too_large(f"file {filename or ''!r}", f"more than {limit}", limit)
+        done = filename, data
+    if not count:
+        raise MalformedRequestError("multipart body holds no file")
+
+
+# ---------------------------------------------------------------------------------------
+# request handler
+# ---------------------------------------------------------------------------------------
+
+Query = dict[str, list[str]]
+Endpoint = Callable[[web.Request, Query], Awaitable[web.StreamResponse]]
+
+
+def _json_response(obj: object) -> web.Response:
+    return web.Response(body=json.dumps(obj).encode() + b"\n", headers={"Content-Type": "application/json"})
+
+
+def _error_response(err: _ApiError) -> web.Response:
+    body = json.dumps({"Message": str(err), "Code": err.code, "Type": "error"}).encode() + b"\n"
+    return web.Response(status=err.status, body=body, headers={"Content-Type": "application/json"})
+
+
+def _pull(chunks: Iterator[memoryview]) -> list[memoryview]:
+    """The next chunks of a file, about :data:`CAT_BATCH` bytes (blocking: reads and checks blocks)."""
+    batch: list[memoryview] = []
+    size = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= CAT_BATCH:
+            break
+    return batch
+
+
+class _Handler:
+    """The RPC API of one node: one aiohttp handler dispatching to the endpoints."""
+
+    def __init__(self, server: StorageServer):
+        self.server = server
+        self.repo = server.repo
+        self.routes = self._routes()
+
+    def _routes(self) -> dict[str, Endpoint]:
         return {
             "/api/v0/add": self._add,
             "/api/v0/cat": self._cat,
@@ -234,144 +343,39 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/v0/version": self._version,
         }
 
-    def _send_head(self, status: int, content_type: str, length: int,
-                   extra: Iterable[tuple[str, str]] = ()) -> None:
-        self._status = status
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
-        for name, value in extra:
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer one request and log its outcome (never its content)."""
+        started = time.perf_counter()
+        response = await self._answer(request)
+        log.info("%s %s -> %d (%.1f ms)", request.method, request.path, response.status,
+                 (time.perf_counter() - started) * 1000)
+        return response
 
-    def _send_bytes(self, status: int, content_type: str, body: bytes,
-                    extra: Iterable[tuple[str, str]] = ()) -> None:
-        self._send_head(status, content_type, len(body), extra)
-        self.wfile.write(body)
-
-    def _send_plain(self, status: int, text: str) -> None:
-        self._send_bytes(status, "text/plain; charset=utf-8", text.encode())
-
-    def _send_json(self, obj: object, *, lines: bool = False) -> None:
-        if lines:
-            body = b"".join(json.dumps(item).encode() + b"\n" for item in obj)  # type: ignore[union-attr]
-        else:
-            body = json.dumps(obj).encode() + b"\n"
-        self._send_bytes(200, "application/json", body, [("X-Chunked-Output", "1")] if lines else [])
-
-    def _send_error(self, err: _ApiError) -> None:
-        body = json.dumps({"Message": str(err), "Code": err.code, "Type": "error"}).encode() + b"\n"
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        """Every failure before the answer starts becomes a Kubo-shaped error (the unread body is drained)."""
         try:
-            self._send_bytes(err.status, "application/json", body)
-        except OSError:  # client went away
-            self.close_connection = True
-
-    # -- request bodies ------------------------------------------------------------------------
-
-    def _content_length(self) -> int | None:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return None
-        if not raw.strip().isdigit():
-            self.close_connection = True
-            raise MalformedRequestError(f"invalid Content-Length {raw!r}")
-        return int(raw)
-
-    def _chunked(self) -> bool:
-        encoding = self.headers.get("Transfer-Encoding", "").strip().lower()
-        if encoding in ("", "identity"):
-            return False
-        if encoding != "chunked":
-            self.close_connection = True
-            raise MalformedRequestError(f"unsupported Transfer-Encoding {encoding!r}")
-        return True
-
-    def _read_chunked(self, limit: int) -> bytes:
-        """Decode a chunked body; past ``limit`` keep reading (up to DRAIN_LIMIT) but drop it."""
-        out = bytearray()
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                self.close_connection = True
-                raise MalformedRequestError("chunked request body ended early")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                raise MalformedRequestError("malformed chunk size in chunked request body") from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                break
-            total += size
-            if total > DRAIN_LIMIT:
-                self.close_connection = True
-                break
-            data = self.rfile.read(size)
-            if len(data) != size or self.rfile.read(2) != b"\r\n":
-                self.close_connection = True
-                raise MalformedRequestError("chunked request body ended early")
-            if total <= limit:
-                out += data
-        if total > limit:
-            raise BlobTooLargeError(
-                f"request body of at least {total} bytes exceeds this node's limit of {limit} bytes; "
-                "split the data or raise the node's --max-blob-size")
-        return bytes(out)
-
-    def _read_body(self, limit: int) -> bytes:
-        self._body_done = True  # from here on the body is consumed or the connection closed
-        try:
-            return self._read_body_unguarded(limit)
-        except (TimeoutError, ConnectionError) as exc:
-            self.close_connection = True
-            raise MalformedRequestError(f"request body not received in full ({exc.__class__.__name__})") from exc
-
-    def _read_body_unguarded(self, limit: int) -> bytes:
-        if self._chunked():
-            return self._read_chunked(limit)
-        length = self._content_length()
-        if length is None:
-            return b""
-        if length > limit:
-            self._discard(length)
-            raise BlobTooLargeError(
-                f"request body of {length} bytes exceeds this node's limit of {limit} bytes; "
-                "split the data or raise the node's --max-blob-size")
-        data = self.rfile.read(length)
-        if len(data) != length:
-            self.close_connection = True
-            raise MalformedRequestError(f"request body ended after {len(data)} of {length} bytes")
-        return data
-
-    def _discard(self, length: int) -> None:
-        if length > DRAIN_LIMIT:
-            self.close_connection = True
-            return
-        remaining = length
-        while remaining:
-            piece = self.rfile.read(min(remaining, 1 << 20))
-            if not piece:
-                self.close_connection = True
-                return
-            remaining -= len(piece)
-
-    def _drain_body(self) -> None:
-        self._body_done = True
-        try:
-            if self._chunked():
-                self._read_chunked(0)
-            else:
-                self._discard(self._content_length() or 0)
-        except (MalformedRequestError, BlobTooLargeError, OSError):
-            self.close_connection = True
+            if request.method != "POST":
+                raise _ApiError(405, f"method {request.method} not allowed; the RPC API takes POST", 1)
+            if request.headers.get("Origin"):
+                # a browser page may not drive this API (Kubo's default CORS stance)
+                raise _ApiError(403, "cross-origin requests are not allowed", 1)
+            route = self.routes.get(request.path.rstrip("/"))
+            if route is None:
+                return web.Response(status=404, text="404 page not found\n")
+            query = urllib.parse.parse_qs(request.rel_url.raw_query_string, keep_blank_values=True)
+            return await route(request, query)
+        except Exception as exc:  # every failure becomes a Kubo-shaped response
+            response = _error_response(_api_error(exc))
+            if isinstance(exc, _BrokenBody):  # the rest of the body will not come or not make sense: hang up
+                response.force_close()
+                await response.prepare(request)
+                await response.write_eof()
+                request.protocol.force_close()  # sends what is written, then closes
+            return response
 
     # -- endpoints ---------------------------------------------------------------------------------
 
-    def _add(self, query: dict[str, list[str]]) -> None:
+    async def _add(self, request: web.Request, query: Query) -> web.Response:
         pin = _bool(query, "pin", default=True)
         only_hash = _bool(query, "only-hash", "n", default=False)
         for name, allowed in _ADD_FIXED.items():
@@ -381,56 +385,82 @@ class _Handler(BaseHTTPRequestHandler):
                     f"option {name}={value} is not supported; this node imports with Kubo's defaults "
                     "(cid-version=0, raw-leaves=false, chunker=size-262144, hash=sha2-256, balanced layout)")
         limit = self.server.max_blob_size
-        body = self._read_body(limit + MULTIPART_OVERHEAD)
-        files = multipart.parse_files(body, self.headers.get("Content-Type"))
-        for part in files:
-            if len(part.data) > limit:
-                raise BlobTooLargeError(
-                    f"file {part.filename or ''!r} of {len(part.data)} bytes exceeds this node's limit of "
-                    f"{limit} bytes; split the data or raise the node's --max-blob-size")
-        results = []
-        for part in files:
-            result = self.server.repo.add(part.data, pin=pin, only_hash=only_hash)
+        declared = request.content_length
+        if declared is not None and declared > limit + MULTIPART_OVERHEAD:
+            raise _too_large("request body", str(declared), limit)
+        add = functools.partial(self.repo.add, pin=pin, only_hash=only_hash)
+        lines = []
+        async for filename, data in _files(request, limit):
+            result = await blocking(request, add, memoryview(data))
             log.info("added %s (%d bytes, pin=%s, only-hash=%s)", result.cid, result.filesize, pin, only_hash)
-            results.append({"Name": part.filename or result.cid, "Hash": result.cid, "Size": str(result.size)})
-        self._send_json(results, lines=True)
+            lines.append(json.dumps({"Name": filename or result.cid, "Hash": result.cid,
+                                     "Size": str(result.size)}).encode() + b"\n")
+        return web.Response(body=b"".join(lines),
+                            headers={"Content-Type": "application/json", "X-Chunked-Output": "1"})
 
-    def _cat(self, query: dict[str, list[str]]) -> None:
-        self._read_body(SMALL_BODY_LIMIT)
+    def _open(self, cids: list[unixfs.CID], offset: int, length: int | None
+              ) -> tuple[int, int, Iterator[memoryview], list[memoryview]]:
+        """Check every block in range; the bytes to send, the files' size, the chunks and the first batch."""
+        streams = [self.repo.cat(cid, offset=offset, length=length) for cid in cids]
+        chunks = itertools.chain.from_iterable(stream.chunks for stream in streams)
+        return (sum(stream.length for stream in streams), sum(stream.filesize for stream in streams),
+                chunks, _pull(chunks))
+
+    async def _cat(self, request: web.Request, query: Query) -> web.StreamResponse:
+        await _skip_body(request)
         cids = _args(query)
         offset = _int(query, "offset", 0) or 0
         length = _int(query, "length", None)
-        streams = [self.server.repo.cat(cid, offset=offset, length=length) for cid in cids]
-        total = sum(stream.length for stream in streams)
-        self._send_head(200, "text/plain", total, [
-            ("X-Stream-Output", "1"),
-            ("X-Content-Length", str(sum(stream.filesize for stream in streams))),
-        ])
-        for stream in streams:
-            for chunk in stream.chunks:
-                self.wfile.write(chunk)
+        total, filesize, chunks, batch = await blocking(request, self._open, cids, offset, length)
+        headers = {"Content-Type": "text/plain", "X-Stream-Output": "1", "X-Content-Length": str(filesize)}
+        if sum(map(len, batch)) == total:  # all of it came in the first batch: one write
+            return web.Response(body=b"".join(batch), headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.content_length = total
+        await response.prepare(request)
+        remaining = total
+        try:
+            while True:
+                for chunk in batch:
+                    await response.write(chunk)
+                    remaining -= len(chunk)
+                if remaining <= 0 or not batch:
+                    break
+                batch = await blocking(request, _pull, chunks)
+        except (MBDSError, OSError) as exc:  # headers are out: only closing the connection can signal it
+            level = logging.DEBUG if isinstance(exc, ConnectionError) else logging.WARNING
+            log.log(level, "%s failed mid-response: %s", request.path, exc)
+            response.force_close()
+            return response
+        await response.write_eof()
+        return response
 
-    def _pin_add(self, query: dict[str, list[str]]) -> None:
-        self._read_body(SMALL_BODY_LIMIT)
+    async def _pin_add(self, request: web.Request, query: Query) -> web.Response:
+        await _skip_body(request)
         if not _bool(query, "recursive", "r", default=True):
             raise MalformedRequestError("only recursive pins are supported; drop recursive=false")
-        pinned = [str(self.server.repo.pin(cid)) for cid in _args(query)]
-        log.info("pinned %s", ", ".join(pinned))
-        self._send_json({"Pins": pinned})
-
-    def _pin_rm(self, query: dict[str, list[str]]) -> None:
-        self._read_body(SMALL_BODY_LIMIT)
         cids = _args(query)
-        removed = [str(self.server.repo.unpin(cid)) for cid in cids]
-        log.info("unpinned %s", ", ".join(removed))
-        self._send_json({"Pins": removed})
+        pinned = await blocking(request, lambda: [str(self.repo.pin(cid)) for cid in cids])
+        log.info("pinned %s", ", ".join(pinned))
+        return _json_response({"Pins": pinned})
 
-    def _pin_ls(self, query: dict[str, list[str]]) -> None:
-        self._read_body(SMALL_BODY_LIMIT)
+    async def _pin_rm(self, request: web.Request, query: Query) -> web.Response:
+        await _skip_body(request)
+        cids = _args(query)
+        removed = await blocking(request, lambda: [str(self.repo.unpin(cid)) for cid in cids])
+        log.info("unpinned %s", ", ".join(removed))
+        return _json_response({"Pins": removed})
+
+    async def _pin_ls(self, request: web.Request, query: Query) -> web.Response:
+        await _skip_body(request)
         kind = (_one(query, "type") or "all").lower()
         if kind not in ("all", "recursive", "indirect", "direct"):
             raise MalformedRequestError(f"invalid pin type {kind!r}; use all, recursive, indirect or direct")
-        repo = self.server.repo
+        asked = _args(query, "ipfs-path") if query.get("arg") else None
+        return _json_response({"Keys": await blocking(request, self._pin_keys, kind, asked)})
+
+    def _pin_keys(self, kind: str, asked: list[unixfs.CID] | None) -> dict[str, dict[str, str]]:
+        repo = self.repo
         recursive = {str(cid): cid for cid in repo.pins()}
         keys: dict[str, dict[str, str]] = {}
         want_indirect = kind in ("all", "indirect")
@@ -438,8 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
         def indirect_of(root: unixfs.CID) -> list[str]:
             return [str(cid) for cid in list(repo.dag_blocks(root))[1:]]
 
-        if query.get("arg"):
-            for cid in _args(query, "ipfs-path"):
+        if asked is not None:
+            for cid in asked:
                 text = str(cid)
                 if repo.is_pinned(cid) and kind in ("all", "recursive"):
                     keys[text] = {"Type": "recursive"}
@@ -456,11 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
                 for rcid in recursive.values():
                     for text in indirect_of(rcid):
                         keys.setdefault(text, {"Type": "indirect"})
-        self._send_json({"Keys": keys})
+        return keys
 
-    def _version(self, query: dict[str, list[str]]) -> None:
-        self._read_body(SMALL_BODY_LIMIT)
-        self._send_json({
+    async def _version(self, request: web.Request, query: Query) -> web.Response:
+        await _skip_body(request)
+        return _json_response({
             "Version": __version__,
             "Commit": "",
             "Repo": str(FORMAT_VERSION),
@@ -475,11 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------------------------------
 
 
-class StorageServer(ThreadingHTTPServer):
+class StorageServer:
     """The HTTP server of one storage node; :meth:`shutdown` stops it and closes the repo."""
-
-    daemon_threads = False
-    block_on_close = True  # server_close joins the handler threads
 
     def __init__(self, address: tuple[str, int], repo: Repo, *, max_blob_size: int = DEFAULT_MAX_BLOB_SIZE,
                  sock: socket.socket | None = None):
@@ -487,69 +514,35 @@ class StorageServer(ThreadingHTTPServer):
             raise ValueError("max_blob_size must be positive")
         self.repo = repo
         self.max_blob_size = max_blob_size
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        if sock is None:  # else an already-listening socket handed down by the launcher
+            sock = bind_listener(address[0], address[1], what="storage node")
+        app = make_app(server_name=AGENT, max_body=SMALL_BODY_LIMIT)
+        app.router.add_route("*", "/{path:.*}", _Handler(self).handle)
+        self._server = Server(app, sock, name="storage-node")
         self._stopped = False
-        super().__init__(address, _Handler, bind_and_activate=sock is None)
-        if sock is not None:  # an already-listening socket handed down by the launcher
-            self.socket.close()
-            self.socket = sock
-            self.server_address = sock.getsockname()[:2]
 
     @property
     def port(self) -> int:
         """The TCP port actually bound (useful after binding port 0)."""
-        return self.server_address[1]
+        return self._server.port
 
     @property
     def url(self) -> str:
         """Base URL of the RPC API, e.g. ``http://127.0.0.1:5001``."""
-        host = self.server_address[0]
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            log.debug("connection from %s ended: %s", client_address, exc)
-        else:
-            log.exception("error serving %s", client_address)
+        return self._server.url
 
     def start(self) -> StorageServer:
-        """Serve in a background thread; returns self."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"storage-node:{self.port}", daemon=True)
-            self._thread.start()
+        """Serve from a background thread (its own event loop); returns self."""
+        self._server.start()
         return self
 
     def shutdown(self) -> None:
-        """Stop serving, end open connections, wait for handlers, close the repo (idempotent)."""
+        """Stop serving, end open connections, wait for the repo work in flight, close the repo (idempotent)."""
         if self._stopped:
             return
         self._stopped = True
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.server_close()
+        self._server.stop()
+        self._server.app[EXECUTOR].shutdown(wait=True)
         self.repo.close()
 
     def __enter__(self) -> StorageServer:

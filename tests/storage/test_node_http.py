@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from _storage_support import count_blocks, payload
+from _storage_support import corrupt_block, count_blocks, payload
 
-from mbds_py.storage import multipart
+from mbds_py.storage import multipart, node
+from mbds_py.storage.errors import StorageError
 from mbds_py.storage.node import StorageServer, serve
 from mbds_py.storage.unixfs import CHUNK_SIZE, cid_of
 
@@ -208,19 +209,107 @@ def test_blob_over_the_limit_is_a_413_and_stores_nothing(small_node: StorageServ
         assert api.add(("ok", payload(1024))).status_code == 200  # same connection, still usable
 
 
-def test_truncated_request_body_stores_nothing(thread_node: StorageServer) -> None:
-    body, content_type = multipart.encode_files([("f", payload(5000))])
-    head = (f"POST /api/v0/add HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+def _raw_add_head(body: bytes, content_type: str) -> bytes:
+    return (f"POST /api/v0/add HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
+def test_request_body_cut_off_by_the_client_stores_nothing(thread_node: StorageServer) -> None:
+    body, content_type = multipart.encode_files([("f", payload(5000))])
     with socket.create_connection(("127.0.0.1", thread_node.port), timeout=10) as sock:
-        sock.sendall(head + body[: len(body) // 2])
-        sock.shutdown(socket.SHUT_WR)  # the client dies mid-upload
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    assert reply.startswith(b"HTTP/1.1 400")
-    assert b"request body ended after" in reply
+        sock.sendall(_raw_add_head(body, content_type) + body[: len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)  # the client dies mid-upload: the node drops the connection
+        assert _read_all(sock) == b""
     assert count_blocks(thread_node.repo.root) == 0
+    assert requests.post(f"{thread_node.url}/api/v0/version", timeout=10).status_code == 200
+
+
+def test_stalled_request_body_is_a_400_and_the_connection_closes(thread_node: StorageServer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node, "BODY_TIMEOUT", 0.5)  # the node waits 60 s; the test does not
+    body, content_type = multipart.encode_files([("f", payload(5000))])
+    with socket.create_connection(("127.0.0.1", thread_node.port), timeout=10) as sock:
+        sock.sendall(_raw_add_head(body, content_type) + body[: len(body) // 2])  # then silence
+        reply = _read_all(sock)  # the node answers and closes
+    head, _, answer = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"Connection: close" in head
+    assert json.loads(answer) == {"Message": "request body not received in full (nothing for 0.5 s)",
+                                  "Code": 1, "Type": "error"}
+    assert count_blocks(thread_node.repo.root) == 0
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-packet", "headers-then-body"])
+@pytest.mark.parametrize("endpoint", ["add", "cat?arg=" + HELLO_CID])
+def test_negative_chunk_size_is_a_400_at_once_and_closes_the_connection(thread_node: StorageServer, split: bool,
+                                                                       endpoint: str) -> None:
+    head = (f"POST /api/v0/{endpoint} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            "Transfer-Encoding: chunked\r\n" + ("Expect: 100-continue\r\n" if split else "") + "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", thread_node.port), timeout=5) as sock:  # 5 s, not a minute
+        if split:  # the bad chunk arrives once the request is with its handler (which said 100 Continue)
+            sock.sendall(head)
+            assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(b"-1\r\nabc\r\n")
+        else:
+            sock.sendall(head + b"-1\r\nabc\r\n")
+        reply = _read_all(sock)  # answered, then closed
+    head, _, answer = reply.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    if split:  # answered by the endpoint, Kubo-shaped
+        assert b"Connection: close" in head
+        assert json.loads(answer) == {"Message": "malformed request body: Invalid character in chunk size:",
+                                      "Code": 1, "Type": "error"}
+    else:  # answered by the HTTP layer before the request reached the node
+        assert answer.startswith(b"Invalid character in chunk size")
+    assert count_blocks(thread_node.repo.root) == 0
+
+
+def test_unsupported_transfer_encoding_is_a_400(thread_node: StorageServer) -> None:
+    with socket.create_connection(("127.0.0.1", thread_node.port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v0/version HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+        assert _read_all(sock).startswith(b"HTTP/1.0 400 Bad Request")
+
+
+def test_body_over_the_limit_of_an_endpoint_that_takes_none_is_a_413(api: Api) -> None:
+    message = _kubo_error(api.post("version", data=b"x" * (node.SMALL_BODY_LIMIT + 1)), 413, 1)
+    assert f"limit of {node.SMALL_BODY_LIMIT} bytes" in message
+    chunked = iter([b"x" * node.SMALL_BODY_LIMIT, b"y"])  # no Content-Length: counted as it streams
+    assert "at least" in _kubo_error(api.post("version", data=chunked), 413, 1)
+    assert api.post("version").status_code == 200
+
+
+def test_keep_alive_serves_every_request_on_one_connection(thread_node: StorageServer) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", thread_node.port, timeout=10)
+    body, content_type = multipart.encode_files([("h", HELLO)])
+    conn.request("POST", "/api/v0/add", body=body, headers={"Content-Type": content_type})
+    first = conn.getresponse()
+    assert (first.status, first.version, json.loads(first.read())["Hash"]) == (200, 11, HELLO_CID)
+    sock = conn.sock
+    for path in (f"/api/v0/cat?arg={HELLO_CID}", "/api/v0/version", "/api/v0/nowhere"):
+        conn.request("POST", path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status in (200, 404) and not resp.will_close
+    conn.request("GET", "/api/v0/version")  # refused with 405, the connection stays open
+    assert conn.getresponse().status == 405
+    assert conn.sock is sock
+
+
+def test_cat_streams_a_file_larger_than_one_batch(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(node, "CAT_BATCH", CHUNK_SIZE)  # several trips to the worker pool per answer
+    data = payload(5 * CHUNK_SIZE + 3, seed=9)
+    cid = api.add(("big", data)).json()["Hash"]
+    resp = api.session.post(f"{api.url}/api/v0/cat", params={"arg": cid}, stream=True, timeout=10)
+    assert resp.headers["Content-Length"] == str(len(data)) and resp.headers["X-Stream-Output"] == "1"
+    assert b"".join(resp.iter_content(65536)) == data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,3 +374,41 @@ def test_parse_size_rejects_nonsense(text: str, expected: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError, match=expected):
         parse_size(text)
+
+
+def test_shutdown_ends_open_connections_closes_the_repo_and_is_idempotent(tmp_path: Path) -> None:
+    server = serve("127.0.0.1", 0, tmp_path / "node")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
+        kept.sendall(b"POST /api/v0/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        server.shutdown()
+        assert kept.recv(65536) == b""
+    server.shutdown()
+    with pytest.raises(StorageError, match="is closed"):
+        server.repo.pins()
+    serve("127.0.0.1", 0, tmp_path / "node").shutdown()  # the data-dir lock was released
+
+
+def test_block_failing_mid_stream_closes_the_connection_short(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mbds_py.storage.repo import Repo
+
+    data = payload(3 * CHUNK_SIZE, seed=5)
+    cid = api.add(("big", data)).json()["Hash"]
+    last_leaf = cid_of(data[2 * CHUNK_SIZE:])  # a leaf is the node of a one-chunk file
+    assert api.post("pin/ls", {"arg": last_leaf}).json()["Keys"][last_leaf]["Type"] == f"indirect through {cid}"
+    monkeypatch.setattr(node, "CAT_BATCH", CHUNK_SIZE)
+    monkeypatch.setattr(Repo, "CAT_CACHE_BYTES", 0)  # blocks are read again while streaming
+    pulls = []
+
+    def pull_then_corrupt(chunks):  # the headers are out after the first batch: corrupt a later block
+        pulls.append(1)
+        if len(pulls) == 2:
+            corrupt_block(api.data_dir, last_leaf, lambda block: block[:-1] + bytes([block[-1] ^ 1]))
+        return pull(chunks)
+
+    pull = node._pull
+    monkeypatch.setattr(node, "_pull", pull_then_corrupt)
+    resp = api.session.post(f"{api.url}/api/v0/cat", params={"arg": cid}, stream=True, timeout=10)
+    assert resp.status_code == 200 and resp.headers["Content-Length"] == str(len(data))
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        b"".join(resp.iter_content(65536))  # fewer bytes than announced, then the connection closes

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _storage_support import REPO_ROOT, NodeFactory, count_blocks, payload
+from _storage_support import REPO_ROOT, STOP_DEADLINE_S, NodeFactory, count_blocks, payload
 
 from mbds_py.storage.node import StorageServer
 from mbds_py.storage.unixfs import CHUNK_SIZE, MAX_LINKS
@@ -63,10 +64,16 @@ def test_two_level_dag_survives_restart(node_factory: NodeFactory, tmp_path: Pat
         assert kubo.cat(cid) == big
 
 
-def test_sigterm_stops_the_node_cleanly(node_factory: NodeFactory, tmp_path: Path) -> None:
+def test_sigterm_stops_the_node_cleanly_ending_open_connections(node_factory: NodeFactory, tmp_path: Path) -> None:
     node = node_factory.start(tmp_path / "data")
-    assert node.terminate() == 0
+    host, port = node.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=STOP_DEADLINE_S) as kept:
+        kept.sendall(b"POST /api/v0/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200 OK")  # answered; the connection stays open
+        assert node.terminate() == 0
+        assert kept.recv(65536) == b""  # closed by the stop
     assert "RPC API server listening on" in node.log()
+    assert "Traceback" not in node.log() and "ERROR" not in node.log()
 
 
 def test_second_node_on_the_same_data_dir_is_refused(node_factory: NodeFactory, tmp_path: Path) -> None:
