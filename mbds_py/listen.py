@@ -17,7 +17,6 @@ import os
 import random
 import socket
 import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -26,7 +25,6 @@ from .errors import DevnetError, PortInUseError
 
 BACKLOG = 512
 STABLE_PORTS_FROM = 20000  # services bound to "any port" get one from here up to the ephemeral range
-ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
 T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")  # where `ip netns add` puts its named network namespaces
 CLONE_NEWNET = 0x40000000
@@ -149,13 +147,4 @@ def listener(inherited: dict[str, socket.socket], name: str, host: str, port: in
     return sock if sock is not None else bind_listener(host, port, what=what)
 
 
-def http_server(cls: type[ServerT], sock: socket.socket, handler: type, **kwargs: object) -> ServerT:
-    """A ``ThreadingHTTPServer`` (subclass) serving on an already-listening socket."""
-    server = cls(sock.getsockname()[:2], handler, bind_and_activate=False, **kwargs)  # type: ignore[call-arg]
-    server.socket.close()
-    server.socket = sock
-    server.server_address = sock.getsockname()[:2]
-    return server
-
-
-__all__ = ["add_listen_argument", "bind_listener", "in_netns", "bound_port", "http_server", "inherited_sockets", "listener"]
+__all__ = ["add_listen_argument", "bind_listener", "in_netns", "bound_port", "inherited_sockets", "listener"]

@@ -3,7 +3,8 @@
 Why aiohttp (measured and recorded in ``docs/operations.md``): it is already in the pinned tree (web3
 depends on it), so the services add no second server stack; its streaming request reader, multipart
 reader and chunked decoding are maintained upstream; aiohttp-sse (aio-libs) serves the portal's events;
-and on the services' own traffic it was as fast as Starlette on uvicorn with httptools.
+and in a keep-alive micro-benchmark it was level with Starlette on uvicorn (httptools) for small JSON
+answers and faster for streamed uploads.
 
 This module holds only the plumbing every service shares:
 
@@ -39,6 +40,7 @@ log = logging.getLogger("mbds.http")
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_WORKERS = 32  # blocking handlers (chain calls, crypto) in flight at once per service
 SHUTDOWN_TIMEOUT = 2.0  # seconds open requests get to finish when a service stops
+KEEPALIVE_TIMEOUT = 60.0  # seconds an idle kept-alive connection stays open
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 MAX_BODY = web.AppKey("max_body", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -176,7 +178,8 @@ def url_of(sock: socket.socket) -> str:
 
 async def serve_on_loop(app: web.Application, sock: socket.socket) -> web.AppRunner:
     """Serve ``app`` on ``sock`` from the running loop; ``await runner.cleanup()`` stops it."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
     await web.SockSite(runner, sock, backlog=BACKLOG).start()
     return runner

@@ -17,7 +17,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -273,40 +272,6 @@ def served_exactly(base: str, service: str, http: requests.Session | None = None
     resp = (http or requests.Session()).get(base + "/openapi.json", timeout=30)
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
     assert resp.content == (DOCS / f"{service}.json").read_bytes()
-
-
-@pytest.fixture()
-def serve():
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(handler: type) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture()
-def serve_app():
-    """Serves an aiohttp service app (mbds_py.web) on a port of its own; stopped after the test."""
-    from mbds_py.listen import bind_listener
-    from mbds_py.web import Server
-
-    servers: list[Server] = []
-
-    def start(app: Any) -> str:
-        servers.append(Server(app, bind_listener("127.0.0.1", 0)).start())
-        return servers[-1].url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _unknown(base: str, method: str, path: str, **kwargs: Any) -> None:
