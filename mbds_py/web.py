@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .apidoc import PATH as OPENAPI_PATH
+from .apidoc import openapi_bytes
 from .errors import MBDSError
 from .listen import BACKLOG
 
@@ -67,11 +69,12 @@ class RequestError(MBDSError, ValueError):
 
 
 def make_app(*, server_name: str, max_body: int = DEFAULT_MAX_BODY, workers: int = DEFAULT_WORKERS,
-             middlewares: tuple[Any, ...] = ()) -> web.Application:
+             middlewares: tuple[Any, ...] = (), openapi: str | None = None) -> web.Application:
     """An application with the shared middlewares, a body limit and a worker pool for blocking code.
 
     ``server_name`` is sent as the ``Server`` header (e.g. ``mbds-proxy/1``); ``max_body`` bounds any
-    body read whole (aiohttp answers 413 beyond it); ``middlewares`` run inside the error middleware.
+    body read whole (aiohttp answers 413 beyond it); ``middlewares`` run inside the error middleware;
+    ``openapi`` names the service whose committed OpenAPI document ``GET /openapi.json`` serves.
     """
     app = web.Application(client_max_size=max_body,
                           middlewares=[_server_header(server_name), error_middleware, *middlewares])
@@ -83,6 +86,13 @@ def make_app(*, server_name: str, max_body: int = DEFAULT_MAX_BODY, workers: int
         executor.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(close_executor)
+    if openapi is not None:
+        document = openapi_bytes(openapi)
+
+        async def serve_document(_request: web.Request) -> web.Response:
+            return bytes_response(document, content_type="application/json")
+
+        app.router.add_get(OPENAPI_PATH, serve_document)
     return app
 
 

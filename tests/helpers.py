@@ -10,6 +10,8 @@ import pytest
 from mbds_py.errors import ContractRevert
 
 if TYPE_CHECKING:
+    import http.client
+
     from mbds_py.network import Network
 
 
@@ -83,3 +85,19 @@ def members_for(names, role, *, institution: str | None = None):
     from mbds_py.population import Member
 
     return tuple(Member(name, role, f"test participant {name}", institution=institution) for name in names)
+
+
+def http_conn(port: int, timeout: float = 30) -> "http.client.HTTPConnection":
+    """A keep-alive HTTP/1.1 connection to a service on 127.0.0.1:``port``."""
+    import http.client
+
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def json_answer(conn: "http.client.HTTPConnection") -> tuple[int, dict]:
+    """The status and JSON body of the connection's pending response (which must be JSON)."""
+    import json
+
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Type").startswith("application/json")
+    return resp.status, json.loads(resp.read())

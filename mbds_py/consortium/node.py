@@ -33,9 +33,8 @@ from aiohttp import web
 
 from ..cli_options import consortium_arguments
 from ..errors import ConfigError, MBDSError
-from ..apidoc import openapi_bytes
 from ..listen import bind_listener, inherited_sockets, listener
-from ..web import Server, blocking, bytes_response, json_response, make_app, read_body, read_json_object
+from ..web import Server, blocking, json_response, make_app, read_body, read_json_object
 from .audit import ItemChecker, PrivateChainRef
 from .blocks import (Attestation, AttestationSet, BlockHeader, ConsortiumBlock, ConsortiumSlip,
                      attest, build_block, decode_body, encode_body, reject, verify_block)
@@ -381,12 +380,8 @@ class ConsortiumNode:
 def _app_for(node: ConsortiumNode) -> web.Application:
     """The node's HTTP API: errors are ``{"error": ...}`` (bad input 400); the node's sync work runs in the
     app's worker pool."""
-    app = make_app(server_name="mbds-consortium/1", max_body=MAX_BODY)
+    app = make_app(server_name="mbds-consortium/1", max_body=MAX_BODY, openapi="consortium")
     routes = web.RouteTableDef()
-
-    @routes.get("/openapi.json")
-    async def openapi(_request: web.Request) -> web.Response:
-        return bytes_response(openapi_bytes("consortium"), content_type="application/json")
 
     @routes.get("/v1/status")
     async def status(request: web.Request) -> web.Response:

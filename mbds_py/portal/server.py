@@ -33,7 +33,6 @@ from typing import Any, Callable
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from ..apidoc import openapi_bytes
 from ..cli_options import portal_arguments
 from ..errors import KeystoreError, MBDSError
 from ..listen import bind_listener
@@ -256,8 +255,6 @@ async def _security_headers(_request: web.Request, response: web.StreamResponse)
 # -- GET --------------------------------------------------------------------------------------------
 
 
-async def _openapi(_request: web.Request) -> web.Response:
-    return web.Response(body=openapi_bytes("portal"), content_type="application/json")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -439,7 +436,7 @@ def _scope(form: dict[str, str]) -> Scope:
 
 def portal_app(state: PortalState) -> web.Application:
     """The portal's routes (docs/api/portal.json) behind its Host, form and CSRF guard and security headers."""
-    app = make_app(server_name="mbds-portal/1", max_body=MAX_FORM, middlewares=(_guard,))
+    app = make_app(server_name="mbds-portal/1", max_body=MAX_FORM, middlewares=(_guard,), openapi="portal")
     app[STATE] = state
     app.on_response_prepare.append(_security_headers)
 
@@ -448,7 +445,6 @@ def portal_app(state: PortalState) -> web.Application:
 
     app.on_shutdown.append(end_streams)
     app.router.add_get("/", _root)
-    app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/section/{name}", _section)

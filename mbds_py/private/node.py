@@ -37,7 +37,6 @@ from ..crypto.envelope import HmiEnvelope
 from ..crypto.signing import Eip712Domain
 from ..cli_options import node_arguments
 from ..errors import ConfigError, InvalidSlip, MBDSError, Overloaded
-from ..apidoc import openapi_bytes
 from ..listen import inherited_sockets, listener
 from ..web import Handler, blocking, bytes_response, json_response, make_app, read_body, serve_on_loop
 from ..identity import Role
@@ -578,12 +577,8 @@ def make_api(node: ReplicaNode, *, max_body: int = MAX_BODY) -> web.Application:
     """The replica's client API over ``node``, bodies of at most ``max_body`` bytes.  Handlers run on the
     replica's loop (``status`` reads its state, slips are ordered there); checking slips (signatures,
     identity lookups) and SQLite run in the app's worker pool."""
-    app = make_app(server_name="mbds-node/1", max_body=max_body, middlewares=(_overloaded,))
+    app = make_app(server_name="mbds-node/1", max_body=max_body, middlewares=(_overloaded,), openapi="replica")
     routes = web.RouteTableDef()
-
-    @routes.get("/openapi.json")
-    async def openapi(_request: web.Request) -> web.Response:
-        return bytes_response(openapi_bytes("replica"), content_type="application/json")
 
     @routes.get("/v1/status")
     async def status(_request: web.Request) -> web.Response:

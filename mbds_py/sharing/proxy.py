@@ -66,7 +66,6 @@ from typing import Any, Sequence
 import requests
 from aiohttp import web
 
-from ..apidoc import openapi_bytes
 from ..crypto import PatientSecrets, PeksCiphertext, Trapdoor, load_kfrag, match_all, pre_decrypt, reencrypt
 from ..crypto._hash import keccak256 as keccak
 from ..crypto.errors import CiphertextMismatchError
@@ -77,7 +76,7 @@ from ..cli_options import proxy_arguments
 from ..errors import (ChainError, ConfigError, ContractRevert, CryptoError, IntegrityError, MBDSError, PolicyDenied,
                       StorageError)
 from ..listen import bind_listener, inherited_sockets, listener
-from ..web import (Handler, RequestError, Server, blocking, bytes_response, json_response, make_app,
+from ..web import (Handler, RequestError, Server, blocking, json_response, make_app,
                    read_json_object)
 from .policy import ZERO32, Action, Reason, Scope
 
@@ -1197,7 +1196,8 @@ def _receipt_header(receipt: Any) -> dict[str, Any]:
 def _app_for(proxy: ProxyService) -> web.Application:
     """The proxy's HTTP API.  Every error answer is ``{"error": ..., "code": <refusal>}`` (an unknown endpoint's
     404 is ``{"error": ...}``); the sync operations run in the app's worker pool."""
-    app = make_app(server_name="mbds-proxy/1", max_body=MAX_BODY, middlewares=(_refusals(proxy),))
+    app = make_app(server_name="mbds-proxy/1", max_body=MAX_BODY, middlewares=(_refusals(proxy),),
+                   openapi="proxy")
 
     def answer(fn: Callable[[], dict[str, Any]]) -> Handler:
         async def handle(request: web.Request) -> web.Response:
@@ -1213,10 +1213,6 @@ def _app_for(proxy: ProxyService) -> web.Application:
             return json_response(await blocking(request, fn, doc))
         return handle
 
-    async def openapi(_request: web.Request) -> web.Response:
-        return bytes_response(openapi_bytes("proxy"), content_type="application/json")
-
-    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/v1/info", answer(lambda: proxy.info()))
     app.router.add_get("/v1/status", answer(lambda: proxy.status()))
     app.router.add_post("/v1/search", answer_doc(lambda doc: proxy.search_request(doc)))

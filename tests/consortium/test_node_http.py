@@ -19,6 +19,7 @@ import pytest
 from mbds_py.consortium.node import MAX_BODY, _app_for
 from mbds_py.listen import bind_listener
 from mbds_py.web import Server
+from tests.helpers import http_conn, json_answer
 
 
 @pytest.fixture()
@@ -37,14 +38,8 @@ def node() -> Iterator[SimpleNamespace]:
         yield stub
 
 
-def _conn(node: SimpleNamespace) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
-
-
-def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict[str, Any]]:
-    resp = conn.getresponse()
-    assert resp.getheader("Content-Type").startswith("application/json")
-    return resp.status, json.loads(resp.read())
+def _conn(node) -> "http.client.HTTPConnection":
+    return http_conn(node.port, timeout=30)
 
 
 def test_keep_alive_serves_several_requests_on_one_connection_in_the_worker_pool(node):
@@ -57,7 +52,7 @@ def test_keep_alive_serves_several_requests_on_one_connection_in_the_worker_pool
     patient = "0x" + "ab" * 32
     for after in range(3):
         conn.request("GET", f"/v1/items?patient={patient}&after={after}")
-        status, doc = _answer(conn)
+        status, doc = json_answer(conn)
         assert status == 200 and doc["items"][0]["patient"] == patient and doc["items"][0]["after"] == after
         assert doc["items"][0]["thread"].startswith("mbds-consortium")  # not the event loop's thread
     assert conn.sock is sock and node.follows == 3
@@ -68,7 +63,7 @@ def test_a_body_over_max_body_is_refused_with_413_from_its_header_alone(node):
     conn.putrequest("POST", "/v1/slips")
     conn.putheader("Content-Length", str(MAX_BODY + 1))
     conn.endheaders()  # the body never follows: the answer comes from the header
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 413 and str(MAX_BODY) in doc["error"]
 
 
@@ -77,23 +72,23 @@ def test_a_body_over_max_body_is_refused_with_413_from_its_header_alone(node):
 def test_a_proposal_that_is_not_a_json_object_is_refused_with_400(node, body, reason):
     conn = _conn(node)
     conn.request("POST", "/v1/proposals", body=body)
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 400 and reason in doc["error"]
 
 
 def test_a_bad_patient_or_height_is_400(node):
     conn = _conn(node)
     conn.request("GET", "/v1/items?patient=0x01")
-    assert _answer(conn) == (400, {"error": "GET /v1/items needs ?patient=0x<32-byte participant ID>"})
+    assert json_answer(conn) == (400, {"error": "GET /v1/items needs ?patient=0x<32-byte participant ID>"})
     conn.request("GET", f"/v1/items?patient=0x{'ab' * 32}&after=top")
-    assert _answer(conn) == (400, {"error": "GET /v1/items: ?after= must be a block height"})
+    assert json_answer(conn) == (400, {"error": "GET /v1/items: ?after= must be a block height"})
     assert node.follows == 0
 
 
 def test_an_unknown_endpoint_is_404_json(node):
     conn = _conn(node)
     conn.request("POST", "/v1/blocks", body=b"\x00")
-    assert _answer(conn) == (404, {"error": "unknown endpoint POST /v1/blocks"})
+    assert json_answer(conn) == (404, {"error": "unknown endpoint POST /v1/blocks"})
 
 
 def test_a_wrong_method_is_405_with_the_allowed_one(node):
@@ -134,9 +129,9 @@ def test_sigterm_stops_the_node_cleanly_without_a_traceback():
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         port = int(proc.stdout.readline())
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = http_conn(port)
         conn.request("GET", "/v1/status")
-        assert _answer(conn) == (200, {"head": 7})  # served, and the connection is left open
+        assert json_answer(conn) == (200, {"head": 7})  # served, and the connection is left open
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     finally:

@@ -21,6 +21,7 @@ from mbds_py.pbft.types import SlipEnvelope
 from mbds_py.private.batch import encode_batch
 from mbds_py.private.node import ReplicaNode, make_api
 from mbds_py.web import Server
+from tests.helpers import http_conn, json_answer
 
 LIMIT = 4096
 SLIP_ID = "0x" + "11" * 32
@@ -48,25 +49,19 @@ def replica():
         yield running
 
 
-def _conn(server: Server) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-
-
-def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict]:
-    resp = conn.getresponse()
-    assert resp.getheader("Content-Type").startswith("application/json")
-    return resp.status, json.loads(resp.read())
+def _conn(server) -> "http.client.HTTPConnection":
+    return http_conn(server.port, timeout=10)
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(replica):
     conn = _conn(replica)
     conn.request("GET", "/v1/status")
-    assert _answer(conn) == (200, {"chain": "hospital-a", "head": 3})
+    assert json_answer(conn) == (200, {"chain": "hospital-a", "head": 3})
     sock = conn.sock
     conn.request("POST", "/v1/slips/batch", body=encode_batch([b"r1", b"r2"]))
-    assert _answer(conn) == (200, {"results": [{"slip_id": SLIP_ID, "status": "accepted"}] * 2})
+    assert json_answer(conn) == (200, {"results": [{"slip_id": SLIP_ID, "status": "accepted"}] * 2})
     conn.request("GET", f"/v1/slips/{SLIP_ID}/receipt")
-    assert _answer(conn) == (404, {"status": "not-committed", "slip_id": SLIP_ID})
+    assert json_answer(conn) == (404, {"status": "not-committed", "slip_id": SLIP_ID})
     assert conn.sock is sock  # one connection for all three
 
 
@@ -75,24 +70,24 @@ def test_a_body_declared_over_the_limit_is_refused_with_413_before_it_is_sent(re
     conn.putrequest("POST", "/v1/slips/batch")
     conn.putheader("Content-Length", str(LIMIT + 1))
     conn.endheaders()  # the body never follows: the answer comes from the header alone
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 413 and f"{LIMIT}" in doc["error"]
 
 
 def test_a_chunked_body_streamed_over_the_limit_is_refused_with_413(replica):
     conn = _conn(replica)
     conn.request("POST", "/v1/slips/batch", body=iter([b"x" * LIMIT, b"y"]), encode_chunked=True)
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 413 and f"{LIMIT}" in doc["error"]
 
 
 def test_a_truncated_batch_frame_is_refused_with_400_and_the_connection_still_serves(replica):
     conn = _conn(replica)
     conn.request("POST", "/v1/slips/batch", body=encode_batch([b"record-one"])[:-3])
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 400 and doc["error"].startswith("truncated batch: record 0 needs 10 bytes")
     conn.request("GET", "/v1/status")
-    assert _answer(conn)[0] == 200
+    assert json_answer(conn)[0] == 200
 
 
 def test_a_negative_chunk_size_is_refused_at_once(replica):
@@ -107,7 +102,7 @@ def test_an_unknown_endpoint_is_a_json_404(replica):
     conn = _conn(replica)
     for method in ("GET", "POST"):
         conn.request(method, "/v1/blocks", body=b"\x00" if method == "POST" else None)
-        assert _answer(conn) == (404, {"error": f"unknown endpoint {method} /v1/blocks"})
+        assert json_answer(conn) == (404, {"error": f"unknown endpoint {method} /v1/blocks"})
 
 
 def test_a_wrong_method_is_a_json_405_naming_the_allowed_one(replica):
@@ -117,13 +112,13 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_one(replica):
     assert (resp.status, resp.getheader("Allow")) == (405, "POST")
     assert json.loads(resp.read()) == {"error": "method GET not allowed on /v1/slips/batch"}
     conn.request("PUT", "/v1/status", body=b"{}")
-    assert _answer(conn) == (405, {"error": "method PUT not allowed on /v1/status"})
+    assert json_answer(conn) == (405, {"error": "method PUT not allowed on /v1/status"})
 
 
 def test_an_empty_body_is_refused_with_400(replica):
     conn = _conn(replica)
     conn.request("POST", "/v1/slips/batch", body=b"")
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 400 and "needs a body" in doc["error"]
 
 
@@ -136,4 +131,4 @@ def test_a_full_replica_answers_429_with_retry_after_and_keeps_the_connection():
         assert json.loads(resp.read()) == {
             "error": "replica 0 holds 8 unordered slips (limit 8): retry later", "retry_after": 0.2}
         conn.request("GET", "/v1/status")
-        assert _answer(conn)[0] == 200
+        assert json_answer(conn)[0] == 200

@@ -20,6 +20,7 @@ from mbds_py.errors import ChainError, ContractRevert
 from mbds_py.listen import bind_listener
 from mbds_py.sharing.proxy import MAX_BODY, ProxyRefused, Refusal, _app_for
 from mbds_py.web import Server
+from tests.helpers import http_conn, json_answer
 
 
 def _search(doc: dict[str, Any]) -> dict[str, Any]:
@@ -45,14 +46,8 @@ def proxy() -> Iterator[SimpleNamespace]:
         yield stub
 
 
-def _conn(proxy: SimpleNamespace) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
-
-
-def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict[str, Any]]:
-    resp = conn.getresponse()
-    assert resp.getheader("Content-Type").startswith("application/json")
-    return resp.status, json.loads(resp.read())
+def _conn(proxy) -> "http.client.HTTPConnection":
+    return http_conn(proxy.port, timeout=30)
 
 
 def test_keep_alive_serves_several_requests_on_one_connection_in_the_worker_pool(proxy):
@@ -64,7 +59,7 @@ def test_keep_alive_serves_several_requests_on_one_connection_in_the_worker_pool
     sock = conn.sock
     for i in range(3):
         conn.request("POST", "/v1/search", body=json.dumps({"i": i}))
-        status, doc = _answer(conn)
+        status, doc = json_answer(conn)
         assert status == 200 and doc["echo"] == {"i": i}
         assert doc["thread"].startswith("mbds-proxy")  # not the event loop's thread
     assert conn.sock is sock  # the same connection throughout
@@ -75,7 +70,7 @@ def test_a_body_over_max_body_is_refused_with_413_from_its_header_alone(proxy):
     conn.putrequest("POST", "/v1/reencrypt")
     conn.putheader("Content-Length", str(MAX_BODY + 1))
     conn.endheaders()  # the body never follows: the answer comes from the header
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 413 and doc["code"] == "bad-request" and str(MAX_BODY) in doc["error"]
     assert proxy.stats["refusals"] == 1
 
@@ -84,7 +79,7 @@ def test_a_chunked_body_over_max_body_is_refused_with_413(proxy):
     conn = _conn(proxy)
     chunk = b"x" * (1024 * 1024)
     conn.request("POST", "/v1/kfrags", body=iter([chunk] * 5), encode_chunked=True)
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 413 and doc["code"] == "bad-request"
 
 
@@ -93,7 +88,7 @@ def test_a_chunked_body_over_max_body_is_refused_with_413(proxy):
 def test_a_body_that_is_not_a_json_object_is_refused_with_400_bad_request(proxy, body, reason):
     conn = _conn(proxy)
     conn.request("POST", "/v1/search", body=body)
-    status, doc = _answer(conn)
+    status, doc = json_answer(conn)
     assert status == 400 and doc["code"] == "bad-request" and reason in doc["error"]
     assert proxy.stats["refusals"] == 1
 
@@ -101,7 +96,7 @@ def test_a_body_that_is_not_a_json_object_is_refused_with_400_bad_request(proxy,
 def test_an_unknown_endpoint_is_404_json(proxy):
     conn = _conn(proxy)
     conn.request("POST", "/v1/keys", body=b"{}")
-    assert _answer(conn) == (404, {"error": "unknown endpoint POST /v1/keys"})
+    assert json_answer(conn) == (404, {"error": "unknown endpoint POST /v1/keys"})
     assert proxy.stats["refusals"] == 0
 
 
@@ -127,7 +122,7 @@ def test_a_negative_chunk_size_is_refused_at_once(proxy):
 def test_service_errors_keep_their_status_code_and_count(proxy, fail, status, code, counted):
     conn = _conn(proxy)
     conn.request("POST", "/v1/reencrypt", body=json.dumps({"fail": fail}))
-    answer_status, doc = _answer(conn)
+    answer_status, doc = json_answer(conn)
     assert (answer_status, doc["code"], set(doc)) == (status, code, {"error", "code"})
     assert proxy.stats["refusals"] == counted
 
@@ -154,9 +149,9 @@ def test_sigterm_stops_the_proxy_cleanly_without_a_traceback():
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         port = int(proc.stdout.readline())
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = http_conn(port)
         conn.request("GET", "/v1/info")
-        assert _answer(conn) == (200, {"name": "proxy-a"})  # served, and the connection is left open
+        assert json_answer(conn) == (200, {"name": "proxy-a"})  # served, and the connection is left open
         proc.terminate()
         _, err = proc.communicate(timeout=60)
     finally:
