@@ -35,6 +35,7 @@ from .apidoc import PATH as OPENAPI_PATH
 from .apidoc import openapi_bytes
 from .errors import MBDSError
 from .listen import BACKLOG
+from .spec import http_url
 
 T = TypeVar("T")
 log = logging.getLogger("mbds.http")
@@ -183,7 +184,7 @@ async def blocking(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
 def url_of(sock: socket.socket) -> str:
     """``http://host:port`` of a listening socket (IPv6 hosts bracketed)."""
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return http_url(host, port)
 
 
 async def serve_on_loop(app: web.Application, sock: socket.socket) -> web.AppRunner:
