@@ -24,6 +24,7 @@ from web3._utils.method_formatters import receipt_formatter
 from web3.datastructures import AttributeDict
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
+from web3.logs import DISCARD
 
 from ..errors import ChainError, ContractRevert
 from .sender import PendingTx, TxSender, pending_by_hash, reset_chain, revert_bytes, sender_for
@@ -219,6 +220,17 @@ class ChainClient:
 def _web3_receipt(raw: dict[str, Any]) -> dict[str, Any]:
     """A raw JSON-RPC receipt in web3's form (ints, HexBytes, checksummed addresses)."""
     return dict(AttributeDict.recursive(receipt_formatter(raw)))
+
+
+def receipt_events(contract: Contract, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The ``name`` events ``contract`` emitted in a receipt, as plain dicts of their arguments.
+
+    Logs of other contracts in the same transaction (a governor's, a token's) are skipped, not
+    decoded against this ABI: no warning, and no same-signature event of another contract slips in.
+    """
+    own = [log for log in receipt["logs"] if str(log["address"]).lower() == contract.address.lower()]
+    event = getattr(contract.events, name)()
+    return [dict(e["args"]) for e in event.process_receipt({**receipt, "logs": own}, errors=DISCARD)]
 
 
 def new_account() -> LocalAccount:

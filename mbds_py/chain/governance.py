@@ -21,11 +21,10 @@ from typing import Any, Sequence, Union
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
-from web3.logs import DISCARD
 
 from ..errors import GovernanceError
 from ..toolchain import artifact
-from .client import ChainClient
+from .client import ChainClient, receipt_events
 
 CONTRACT = "AuthorityGovernor"
 HOUR = 3600
@@ -249,5 +248,4 @@ class GovernorAgent:
         return self.client.call(self.contract.functions.registry(), contract=CONTRACT)
 
     def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
-        event = getattr(self.contract.events, name)()
-        return [dict(e["args"]) for e in event.process_receipt(receipt, errors=DISCARD)]
+        return receipt_events(self.contract, receipt, name)

@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 
 from ..identity import Participant, Role
 from ..toolchain import artifact
-from .client import ChainClient
+from .client import ChainClient, receipt_events
 from .governance import Council, Governor, GovernorAgent, call_of
 
 CONTRACT = "IdentityRegistry"
@@ -106,5 +106,4 @@ class IdentityRegistryAgent:
 
     def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
         """Decoded ``name`` events of a receipt, as plain dicts of their arguments."""
-        event = getattr(self.contract.events, name)()
-        return [dict(e["args"]) for e in event.process_receipt(receipt)]
+        return receipt_events(self.contract, receipt, name)

@@ -9,7 +9,7 @@ from eth_utils import to_checksum_address
 
 from ..pbft.types import BlockHeader, QuorumCertificate, SlipEnvelope
 from ..toolchain import artifact
-from .client import ChainClient
+from .client import ChainClient, receipt_events
 
 CONTRACT = "SlipLedger"
 
@@ -135,5 +135,4 @@ class SlipLedgerAgent:
         return self.client.call(fn, contract=CONTRACT)
 
     def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
-        event = getattr(self.contract.events, name)()
-        return [dict(e["args"]) for e in event.process_receipt(receipt)]
+        return receipt_events(self.contract, receipt, name)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from eth_account.signers.local import LocalAccount
-from web3.logs import DISCARD
 
-from ..chain.client import ChainClient
+from ..chain.client import ChainClient, receipt_events
 from ..chain.governance import Council, Governor, GovernorAgent, Outcome, call_of, lead_of
 from ..toolchain import artifact
 from .blocks import BlockHeader, ConsortiumBlock
@@ -58,10 +57,9 @@ def _record(institution_id: bytes, raw: Sequence[Any]) -> CreditRecord:
 
 
 def _decode_events(contract: Any, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    event = getattr(contract.events, name)()
     out = []
-    for log in event.process_receipt(receipt, errors=DISCARD):
-        args = {k: _plain(v) for k, v in dict(log["args"]).items()}
+    for raw in receipt_events(contract, receipt, name):
+        args = {k: _plain(v) for k, v in raw.items()}
         out.append({k: _EVENT_STRUCTS[k](v) if k in _EVENT_STRUCTS and isinstance(v, dict) else v
                     for k, v in args.items()})
     return out

@@ -17,9 +17,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, is_hex_address, to_checksum_address
-from web3.logs import DISCARD
 
-from ..chain.client import ChainClient
+from ..chain.client import ChainClient, receipt_events
 from ..chain.governance import Call, Council, Governor, GovernorAgent, Outcome
 from ..errors import ChainError, ContractRevert, PolicyDenied
 from ..toolchain import artifact
@@ -386,8 +385,7 @@ class AccessPolicyAgent:
 
     def events(self, receipt: dict[str, Any], name: str) -> list[dict[str, Any]]:
         """Decoded ``name`` events of a receipt, as plain dicts of their arguments."""
-        event = getattr(self.contract.events, name)()
-        return [dict(e["args"]) for e in event.process_receipt(receipt, errors=DISCARD)]
+        return receipt_events(self.contract, receipt, name)
 
     def _logs(self, name: str, filters: dict[str, Any], from_block: int, to_block: int | str = "latest") -> list:
         filters = {k: v for k, v in filters.items() if v is not None}

@@ -184,6 +184,7 @@ def acct(make_account):
     return make_account
 
 
+@pytest.mark.filterwarnings("error")  # the governor's own logs in the receipt are skipped, not mis-decoded
 def test_authority_suspends_and_the_governor_reinstates(acct, population, registry, council):
     auth = acct("authority")
     doctor = population["doctor"]
