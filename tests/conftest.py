@@ -11,6 +11,7 @@ import pytest
 import umbral_pre
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hypothesis import settings
 
 from mbds_py.chain.client import ChainClient
 from mbds_py.chain.governance import GovernanceParams
@@ -18,6 +19,12 @@ from mbds_py.devnet import DEV_DEPLOYER_KEY, launch_chain
 from mbds_py.toolchain import artifact
 
 TEST_CHAIN_ID = 43199
+
+# Property tests draw the same examples on every run (seeded from each test's name) and keep no example
+# database in the checkout: a red run is reproducible, and a green one stays green.  Loaded before the
+# test modules, so their own @settings inherit it.
+settings.register_profile("mbds", derandomize=True, database=None, print_blob=True)
+settings.load_profile("mbds")
 
 
 def _stop(proc) -> None:
