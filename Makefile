@@ -11,6 +11,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := .build/stamps
 APT_PACKAGES := ipfs-cid chromium chromium-driver iproute2
+# Serialises the Debian install across checkouts on one machine.
+APT_LOCK ?= /tmp/mbds-apt.lock
 PYTEST_WORKERS ?= 2
 FORGE  := $(CURDIR)/node_modules/.bin/forge
 # The gas gate: unit tests only (fuzz and invariant gas depends on the inputs drawn), within this many percent.
@@ -37,11 +39,15 @@ setup: $(STAMP)/apt $(STAMP)/npm $(STAMP)/python $(STAMP)/links
 
 $(STAMP)/apt: Makefile
 	@mkdir -p $(STAMP)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# One checkout installs at a time: two `make test` on a fresh machine would
+	@# otherwise collide on apt's lock, and the second would fail at once.
+	@exec 9>>"$(APT_LOCK)" && flock 9 || echo "no lock $(APT_LOCK): installing unserialised"; \
+	missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq \
+	    && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	fi
 	@touch $@
 
