@@ -18,9 +18,12 @@ while it waits, repairs what went wrong on the way:
   started``): move on to the next nonce;
 * the transaction left the pool without a receipt (dropped, node restarted
   without it): re-broadcast the same signed bytes, then replace it at the same
-  nonce with a fee at least 12.5 % higher; a nonce consumed by someone else:
-  send again at a fresh nonce; a hole below the transaction that nobody fills:
-  fill it with a no-op so the account does not wedge;
+  nonce with a fee at least 12.5 % higher; a nonce consumed by another
+  transaction (found on the chain): send again at a fresh nonce; a nonce the
+  node counts as used with no transaction on the chain (history lost with a
+  restart): fail with an error, never send again (it may have run); a hole
+  below the transaction that nobody fills: fill it with a no-op so the account
+  does not wedge;
 * the node does not answer (restart): retry with backoff, then raise a
   :class:`~mbds_py.errors.ChainError` that names the chain and what was not done.
 
@@ -55,6 +58,7 @@ _OCCUPIED = ("underpriced", "can't be replaced", "mining has already started")
 READ_TIMEOUT = 5.0  # seconds for any answer but a broadcast's (Ganache's eager mining answers those late)
 SEND_READ_TIMEOUT = 10.0  # a broadcast not answered by then is sent again (the same signed bytes: idempotent)
 _MAX_ATTEMPTS = 16  # broadcasts of one transaction before giving up (each answers a distinct refusal)
+_HOLDER_SCAN = 256  # blocks searched back from the head for the transaction that used a nonce
 
 
 class RevertDecoder(Protocol):
@@ -227,7 +231,7 @@ class PendingTx:
     first_hash: str = ""
     sent_at: float = 0.0
     rebroadcasts: int = 0
-    superseded: bool = False  # the last repair check found the nonce used, none of our versions known
+    superseded: int = 0  # repair checks in a row that found the nonce used and none of our versions mined
     hole: int | None = None  # the nonce below ours the last repair check found unused
     receipt: dict[str, Any] | None = None
     error: Exception | None = None
@@ -498,11 +502,18 @@ class TxSender:
         if mined > tx.nonce:
             if tx._find_receipt() is not None or any(self._known(h, mined=True) for h in tx.hashes):  # noqa: SLF001
                 return  # ours is mined: its receipt is on its way
-            if not tx.superseded:  # sending again is the one repair that could run it twice: make sure first
-                tx.superseded = True
+            tx.superseded += 1
+            if tx.superseded < 2:  # sending again is the one repair that could run it twice: make sure first
                 return
-            log.warning("%s: nonce %d of %s was used by another transaction; sending %s again at a new nonce",
-                        ep.label, tx.nonce, self.address, tx.what)
+            holder = self._nonce_holder(tx.nonce)
+            if holder in tx.hashes:
+                return  # ours after all: its receipt is on its way
+            if holder is None:
+                if tx.superseded >= 3:  # twice in a row: the node counts the nonce used but holds no transaction
+                    self._unaccounted(tx)
+                return
+            log.warning("%s: nonce %d of %s was used by transaction %s; sending %s again at a new nonce",
+                        ep.label, tx.nonce, self.address, holder, tx.what)
             with self._lock:
                 if self._inflight.get(tx.nonce) is tx:
                     del self._inflight[tx.nonce]
@@ -513,9 +524,9 @@ class TxSender:
                 except ChainError as exc:
                     tx.hashes[:] = superseded
                     tx.error = exc
-                tx.superseded, tx.rebroadcasts, tx.hole = False, 0, None
+                tx.superseded, tx.rebroadcasts, tx.hole = 0, 0, None
             return
-        tx.superseded = False
+        tx.superseded = 0
         if mined < tx.nonce:
             self._fill_hole(mined, seen_before=tx.hole == mined)
         tx.hole = mined if mined < tx.nonce else None
@@ -529,6 +540,38 @@ class TxSender:
             tx.rebroadcasts += 1
         elif mined == tx.nonce and time.monotonic() - tx.sent_at > ep.timing.replace_after:
             self._replace(tx)
+
+    def _nonce_holder(self, nonce: int) -> str | None:
+        """The hash of this account's mined transaction at ``nonce``, searched back from the head (stopping at
+        one of its transactions below ``nonce``, or after ``_HOLDER_SCAN`` blocks); None if there is none."""
+        ep = self.endpoint
+        me = self.address.lower()
+        head = int(ep.rpc("eth_blockNumber", [], doing="could not read the block number"), 16)
+        for number in range(head, max(head - _HOLDER_SCAN, -1), -1):
+            block = ep.rpc("eth_getBlockByNumber", [hex(number), True],
+                           doing=f"could not look for the transaction that used nonce {nonce} of {self.address}")
+            below = False
+            for t in (block or {}).get("transactions", []):
+                if isinstance(t, dict) and str(t.get("from", "")).lower() == me:
+                    if int(t["nonce"], 16) == nonce:
+                        return str(t["hash"])
+                    below = below or int(t["nonce"], 16) < nonce
+            if below:
+                return None
+        return None
+
+    def _unaccounted(self, tx: PendingTx) -> None:
+        """The node counts ``tx``'s nonce as used, yet no transaction with it is on the chain (a node restarted
+        from a state dump taken mid-block keeps the block's effects and loses the block).  ``tx`` may have run:
+        sending it again could run it twice, so it fails with an error that says so."""
+        with self._lock:
+            if self._inflight.get(tx.nonce) is tx:
+                del self._inflight[tx.nonce]
+        tx.error = ChainError(f"{self.endpoint.label}: {tx.what} transaction {tx.hashes[-1]} (nonce {tx.nonce}, "
+                              f"from {self.address}): the node counts the nonce as used but holds no transaction "
+                              f"with it (its history was lost, e.g. restarted from a state dump); its outcome is "
+                              f"unknown and it was not sent again, so it cannot run twice. Check its effect on the "
+                              f"chain before sending it again.")
 
     def _rebroadcast(self, tx: PendingTx) -> None:
         with self._lock:
