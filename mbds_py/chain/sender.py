@@ -298,7 +298,7 @@ class PendingTx:
         return None
 
     def _settle(self, receipt: dict[str, Any]) -> None:
-        self.sender._confirmed(self)  # noqa: SLF001
+        self.sender._retire(self)  # noqa: SLF001
         if int(receipt["status"], 16) == 1:
             self.receipt = receipt
         else:
@@ -403,7 +403,8 @@ class TxSender:
             self._inflight = {n: t for n, t in self._inflight.items() if n >= mined}
         return self._next if self._next is not None else self._resync()
 
-    def _confirmed(self, tx: PendingTx) -> None:
+    def _retire(self, tx: PendingTx) -> None:
+        """``tx`` is no longer in flight at its nonce (mined, moved to another nonce, or failed)."""
         with self._lock:
             if self._inflight.get(tx.nonce) is tx:
                 del self._inflight[tx.nonce]
@@ -515,8 +516,7 @@ class TxSender:
             log.warning("%s: nonce %d of %s was used by transaction %s; sending %s again at a new nonce",
                         ep.label, tx.nonce, self.address, holder, tx.what)
             with self._lock:
-                if self._inflight.get(tx.nonce) is tx:
-                    del self._inflight[tx.nonce]
+                self._retire(tx)
                 superseded = list(tx.hashes)
                 tx.hashes.clear()
                 try:
@@ -553,9 +553,9 @@ class TxSender:
             below = False
             for t in (block or {}).get("transactions", []):
                 if isinstance(t, dict) and str(t.get("from", "")).lower() == me:
-                    if int(t["nonce"], 16) == nonce:
+                    if (n := int(t["nonce"], 16)) == nonce:
                         return str(t["hash"])
-                    below = below or int(t["nonce"], 16) < nonce
+                    below = below or n < nonce
             if below:
                 return None
         return None
@@ -564,9 +564,7 @@ class TxSender:
         """The node counts ``tx``'s nonce as used, yet no transaction with it is on the chain (a node restarted
         from a state dump taken mid-block keeps the block's effects and loses the block).  ``tx`` may have run:
         sending it again could run it twice, so it fails with an error that says so."""
-        with self._lock:
-            if self._inflight.get(tx.nonce) is tx:
-                del self._inflight[tx.nonce]
+        self._retire(tx)
         tx.error = ChainError(f"{self.endpoint.label}: {tx.what} transaction {tx.hashes[-1]} (nonce {tx.nonce}, "
                               f"from {self.address}): the node counts the nonce as used but holds no transaction "
                               f"with it (its history was lost, e.g. restarted from a state dump); its outcome is "
@@ -600,8 +598,7 @@ class TxSender:
 
     def _release(self, tx: PendingTx) -> None:
         """``tx`` failed for good: free its nonce (reused next, or filled if later ones wait behind it)."""
-        if self._inflight.get(tx.nonce) is tx:
-            del self._inflight[tx.nonce]
+        self._retire(tx)
         if any(n > tx.nonce for n in self._inflight):
             self._fill_hole(tx.nonce)
         elif self._next == tx.nonce + 1:
