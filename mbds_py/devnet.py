@@ -36,6 +36,9 @@ from .toolchain import PROJECT_ROOT
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 STARTUP_TIMEOUT = 30.0
+# Every process a devnet launches carries ``MBDS_DEVNET=<its state dir>`` in its environment, so `down`
+# finds one whose launcher died between spawning it and recording it (see :func:`devnet_processes`).
+DEVNET_TAG = "MBDS_DEVNET"
 
 
 @dataclass
@@ -221,6 +224,27 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
+def devnet_processes(state_dir: Path) -> list[tuple[int, int | None]]:
+    """(pid, start time) of every live process tagged with ``state_dir`` (:data:`DEVNET_TAG`), whether or not
+    its launcher lived to record it; empty where there is no ``/proc``."""
+    needle = f"{DEVNET_TAG}={Path(state_dir).resolve()}".encode()
+    found = []
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        if needle in environ:
+            found.append((pid, process_started(pid)))
+    return [(pid, started) for pid, started in found if started is not None]
+
+
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -294,6 +318,9 @@ class Devnet:
         tmp.write_text(json.dumps({"spec": self.spec.path, "chains": {n: asdict(c) for n, c in chains.items()},
                                    "services": {n: asdict(v) for n, v in services.items()}}, indent=2))
         os.replace(tmp, self.state_file)
+
+    def _tag(self) -> dict[str, str]:
+        return {DEVNET_TAG: str(self.state_dir.resolve())}
 
     def _record_service(self, entry: ServiceState) -> None:
         with self._lock:
@@ -384,7 +411,7 @@ class Devnet:
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True, cwd=PROJECT_ROOT,
                                         pass_fds=tuple(fds.values()) + ((key_r,) if key_r is not None else ()),
-                                        env=child_env(env))
+                                        env=child_env({**(env or {}), **self._tag()}))
         except BaseException:
             if key_w is not None:
                 os.close(key_w)
@@ -491,12 +518,12 @@ class Devnet:
         place = self.spec.place(chain.name)
         try:
             proc, url = start_chain_process(chain.engine, place, port, chain.chain_id, chain.block_time,
-                                            log_path, what=f"chain {chain.name!r}")
+                                            log_path, what=f"chain {chain.name!r}", env=self._tag())
         except PortInUseError:
             if chain.port or not port:
                 raise
             proc, url = start_chain_process(chain.engine, place, 0, chain.chain_id, chain.block_time,
-                                            log_path, what=f"chain {chain.name!r}")
+                                            log_path, what=f"chain {chain.name!r}", env=self._tag())
         entry = ChainState(chain.name, chain.kind, chain.chain_id, url, chain.engine, False, chain.institution,
                            pid=proc.pid, port=int(url.rsplit(":", 1)[1]), log=str(log_path),
                            started=process_started(proc.pid), block_time=chain.block_time)
@@ -535,6 +562,11 @@ class Devnet:
         services = [(n, s.pid, s.started) for n, s in self.load_services().items()]
         chains = [(n, c.pid, c.started) for n, c in self.load_state().items() if not c.external and c.pid]
         stopped = stop_processes(services) + stop_processes(chains)  # services first: they use the chains
+        # a process whose launcher was killed after spawning it but before recording it
+        known = {pid for _n, pid, _s in services + chains}
+        strays = [(f"unrecorded process {pid}", pid, started)
+                  for pid, started in devnet_processes(self.state_dir) if pid not in known]
+        stopped += stop_processes(strays)
         if self.state_file.exists():
             self.state_file.unlink()
         return stopped
@@ -565,13 +597,15 @@ def netns_prefix(place: Placement) -> list[str]:
 
 
 def start_chain_process(engine: str, place: Placement | str, port: int, chain_id: int, block_time: int,
-                        log: Path | None, *, what: str) -> tuple[subprocess.Popen, str]:
+                        log: Path | None, *, what: str, env: dict[str, str] | None = None
+                        ) -> tuple[subprocess.Popen, str]:
     """Start one chain process on ``port`` (0 = any free port) where ``place`` says (a bind address, the
     address it is reached at, a network namespace; a plain string is all three on this machine) and
     return it with its URL.
 
     The chain binds the port itself; with port 0 the bound port is read from the process's own
-    listening socket, so no port is ever probed first.  Nothing is left running on failure.
+    listening socket, so no port is ever probed first.  Nothing is left running on failure.  ``env`` is
+    added to the inherited environment.
     """
     if isinstance(place, str):
         place = Placement(place, place)
@@ -581,7 +615,7 @@ def start_chain_process(engine: str, place: Placement | str, port: int, chain_id
         proc = subprocess.Popen([*netns_prefix(place), *chain_command(engine, host, port, chain_id, block_time)],
                                 stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                cwd=PROJECT_ROOT)
+                                cwd=PROJECT_ROOT, env={**os.environ, **env} if env else None)
     finally:
         if log is not None:
             out.close()  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mbds_py.devnet import Devnet, is_running, rpc_chain_id
+from mbds_py.devnet import Devnet, devnet_processes, is_running, rpc_chain_id
 from mbds_py.errors import ConfigError, PortInUseError
 from mbds_py.spec import load_spec
 
@@ -120,6 +120,43 @@ def test_down_after_launcher_crash_stops_everything(tmp_path):
     assert recorded, "the launcher recorded nothing before it was killed"
     devnet.down()
     assert alive(recorded.values()) == []
+
+
+def children_of(pid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of the live children of ``pid``, read from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append((int(name), int(fields[19])))
+    return found
+
+
+def test_down_stops_a_chain_its_launcher_spawned_but_never_recorded(tmp_path):
+    """SIGKILL `mbds devnet up` the moment its first chain process exists, before it can record it (it
+    records a chain once the chain listens): `down` finds and stops that process all the same."""
+    spec = spec_file(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "mbds_py.cli", "devnet", "up", "--spec", str(spec)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    spawned: list[tuple[int, int]] = []
+    while not spawned and proc.poll() is None and time.monotonic() < deadline:
+        spawned = children_of(proc.pid)
+        time.sleep(0.001)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert spawned, "the launcher spawned nothing before it exited or the deadline"
+    devnet = Devnet(load_spec(spec))
+    unrecorded = {pid for pid, _ in spawned} - {c.pid for c in devnet.load_state().values()}
+    stopped = devnet.down()
+    assert [pid for pid, started in spawned if is_running(pid, started)] == []
+    assert {f"unrecorded process {pid}" for pid in unrecorded} <= set(stopped)
+    assert devnet_processes(devnet.state_dir) == []
 
 
 def test_malformed_spec_launches_nothing(tmp_path):
