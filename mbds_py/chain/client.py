@@ -25,6 +25,7 @@ from web3.datastructures import AttributeDict
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
 from web3.logs import DISCARD
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from ..errors import ChainError, ContractRevert
 from .sender import PendingTx, TxSender, pending_by_hash, reset_chain, revert_bytes, sender_for
@@ -86,6 +87,19 @@ def _revert_data(exc: Exception) -> bytes | None:
     return revert_bytes(getattr(exc, "data", None))
 
 
+# Reads a node may be asked again when the connection fails: a loaded node (Ganache) resets a pooled
+# keep-alive connection now and then.  Writes are not here: they go through the sender, which knows when a
+# transaction may be sent again; nor are evm_* test methods (a second evm_mine or evm_revert is not harmless).
+READ_METHODS = ("eth_chainId", "eth_blockNumber", "eth_call", "eth_estimateGas",
+                "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_feeHistory", "eth_getBalance", "eth_getCode",
+                "eth_getStorageAt", "eth_getTransactionCount", "eth_getBlockByNumber", "eth_getBlockByHash",
+                "eth_getTransactionByHash", "eth_getTransactionReceipt", "eth_getLogs")
+# web3's default retries only the built-in ConnectionError, which requests' own errors are not
+READ_RETRY = ExceptionRetryConfiguration(
+    errors=(requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError),
+    retries=6, backoff_factor=0.1, method_allowlist=list(READ_METHODS))  # ≈ 3 s of backoff in all
+
+
 class ChainClient:
     """One EVM chain by URL: contracts, calls and signed transactions."""
 
@@ -96,7 +110,8 @@ class ChainClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session)
+        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, session=session,
+                                     exception_retry_configuration=READ_RETRY)
         self.w3 = Web3(provider)
         self.errors = ErrorDecoder()
         self._chain_id: int | None = None
