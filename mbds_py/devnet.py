@@ -228,7 +228,7 @@ def devnet_processes(state_dir: Path) -> list[tuple[int, int | None]]:
     """(pid, start time) of every live process tagged with ``state_dir`` (:data:`DEVNET_TAG`), whether or not
     its launcher lived to record it; empty where there is no ``/proc``."""
     needle = f"{DEVNET_TAG}={Path(state_dir).resolve()}".encode()
-    found = []
+    found: list[tuple[int, int | None]] = []
     try:
         pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
     except OSError:
@@ -240,9 +240,10 @@ def devnet_processes(state_dir: Path) -> list[tuple[int, int | None]]:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue  # gone, or not ours to read
-        if needle in environ:
-            found.append((pid, process_started(pid)))
-    return [(pid, started) for pid, started in found if started is not None]
+        started = process_started(pid) if needle in environ else None
+        if started is not None:
+            found.append((pid, started))
+    return found
 
 
 def _reap(pid: int) -> None:

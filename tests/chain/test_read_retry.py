@@ -43,8 +43,7 @@ class ResettingRelay:
         self.accepted = 0
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self._threads = [threading.Thread(target=self._serve, daemon=True)]
-        self._threads[0].start()
+        threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
@@ -60,9 +59,7 @@ class ResettingRelay:
                 continue
             upstream = socket.create_connection(self.target)
             for a, b in ((conn, upstream), (upstream, conn)):
-                t = threading.Thread(target=_pipe, args=(a, b), daemon=True)
-                t.start()
-                self._threads.append(t)
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         self.server.close()
