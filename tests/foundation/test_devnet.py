@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mbds_py.devnet import Devnet, devnet_processes, is_running, rpc_chain_id
+from mbds_py.devnet import DEVNET_TAG, Devnet, devnet_processes, is_running, rpc_chain_id, stop_processes
 from mbds_py.errors import ConfigError, PortInUseError
 from mbds_py.spec import load_spec
 
@@ -137,26 +137,59 @@ def children_of(pid: int) -> list[tuple[int, int]]:
     return found
 
 
-def test_down_stops_a_chain_its_launcher_spawned_but_never_recorded(tmp_path):
+def is_tagged(pid: int, state_dir: Path) -> bool:
+    """Whether ``pid`` runs with the devnet tag of ``state_dir`` (a chain or service after its exec)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"{DEVNET_TAG}={state_dir.resolve()}".encode() in environ
+
+
+@pytest.fixture
+def slow_helper_child(tmp_path, monkeypatch) -> Path:
+    """Put a `file` on PATH that lingers for a second: the launcher's imports run `file` (pycryptodome calls
+    ``platform.architecture()``), so its first child is then, visibly, no chain of its own."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "file").write_text('#!/bin/sh\nsleep 1\nexec /usr/bin/file "$@"\n')
+    (shim / "file").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    return shim
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["plain", "with-an-unrelated-child"])
+def test_down_stops_a_chain_its_launcher_spawned_but_never_recorded(tmp_path, request, helper):
     """SIGKILL `mbds devnet up` the moment its first chain process exists, before it can record it (it
-    records a chain once the chain listens): `down` finds and stops that process all the same."""
+    records a chain once the chain listens): `down` finds and stops that process all the same.  A child
+    of the launcher that is no chain (`file`, run by an import) is neither waited for nor stopped."""
+    if helper:
+        request.getfixturevalue("slow_helper_child")
     spec = spec_file(tmp_path)
+    devnet = Devnet(load_spec(spec))
     proc = subprocess.Popen([sys.executable, "-m", "mbds_py.cli", "devnet", "up", "--spec", str(spec)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     spawned: list[tuple[int, int]] = []
+    others: set[tuple[int, int]] = set()
     while not spawned and proc.poll() is None and time.monotonic() < deadline:
-        spawned = children_of(proc.pid)
+        children = children_of(proc.pid)
+        spawned = [c for c in children if is_tagged(c[0], devnet.state_dir)]
+        others.update(c for c in children if c not in spawned)
         time.sleep(0.001)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert spawned, "the launcher spawned nothing before it exited or the deadline"
-    devnet = Devnet(load_spec(spec))
-    unrecorded = {pid for pid, _ in spawned} - {c.pid for c in devnet.load_state().values()}
-    stopped = devnet.down()
-    assert [pid for pid, started in spawned if is_running(pid, started)] == []
-    assert {f"unrecorded process {pid}" for pid in unrecorded} <= set(stopped)
-    assert devnet_processes(devnet.state_dir) == []
+    try:
+        assert spawned, "the launcher started no chain before it exited or the deadline"
+        unrecorded = {pid for pid, _ in spawned} - {c.pid for c in devnet.load_state().values()}
+        stopped = devnet.down()
+        assert [pid for pid, started in spawned if is_running(pid, started)] == []
+        assert {f"unrecorded process {pid}" for pid in unrecorded} <= set(stopped)
+        assert devnet_processes(devnet.state_dir) == []
+        if helper:  # the lingering `file` was the launcher's first child, and was not taken for a chain
+            assert others
+    finally:
+        stop_processes([("helper", pid, started) for pid, started in others])
 
 
 def test_malformed_spec_launches_nothing(tmp_path):
