@@ -110,7 +110,15 @@ class ConsortiumNode:
         self.clock = self.index.clock()
         self.session = requests.Session()
         self.pool = ThreadPoolExecutor(max_workers=8)
+        self._open_index(Path(config.data_dir) / config.institution_id[2:10])
+        self._blob_store = self._make_store()
+        self.checker = ItemChecker(config.private_chains, self._blob_store)
+        self._stop = threading.Event()
+
+    def _open_index(self, data: Path) -> None:
+        """The node's view of the chain: mempool, head, and the patient index in ``data``/index.sqlite."""
         self.lock = threading.RLock()
+        self.follow_lock = threading.Lock()  # one follower at a time: the loop, readers and auditors all follow
         self._blocks: OrderedDict[int, ConsortiumBlock] = OrderedDict()  # decoded committed blocks (LRU)
         self.mempool: dict[bytes, ConsortiumSlip] = {}
         self.included: set[bytes] = set()
@@ -119,7 +127,6 @@ class ConsortiumNode:
         self.next_evm_block = 0
         self.attempted_slots: set[int] = set()
         self.stats = {"produced": 0, "attested": 0, "rejected": 0, "committed_seen": 0, "missed": 0}
-        data = Path(config.data_dir) / config.institution_id[2:10]
         data.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(data / "index.sqlite"), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -128,9 +135,6 @@ class ConsortiumNode:
             "CREATE TABLE IF NOT EXISTS item (patient BLOB, height INTEGER, slip INTEGER, idx INTEGER,"
             " PRIMARY KEY (height, slip, idx));"
             "CREATE INDEX IF NOT EXISTS item_patient ON item (patient);")
-        self._blob_store = self._make_store()
-        self.checker = ItemChecker(config.private_chains, self._blob_store)
-        self._stop = threading.Event()
 
     def _make_store(self):
         if not self.config.storage:
@@ -178,12 +182,15 @@ class ConsortiumNode:
     # -- following the chain ------------------------------------------------------------------
 
     def follow(self) -> None:
-        latest = self.index.client.w3.eth.block_number
-        if latest < self.next_evm_block:
-            return
-        for committed in self.index.committed_blocks(from_block=self.next_evm_block, to_block=latest):
-            self._apply(committed.header)
-        self.next_evm_block = latest + 1
+        """Apply the blocks committed since the last follow, each once.  The node loop, ``/v1/items`` readers
+        and auditors call this from several threads: they take turns, and a later one finds nothing new."""
+        with self.follow_lock:
+            latest = self.index.client.w3.eth.block_number
+            if latest < self.next_evm_block:
+                return
+            for committed in self.index.committed_blocks(from_block=self.next_evm_block, to_block=latest):
+                self._apply(committed.header)
+            self.next_evm_block = latest + 1
 
     def _apply(self, header: BlockHeader) -> None:
         with self.lock:
@@ -201,9 +208,13 @@ class ConsortiumNode:
             rows = [(item.patient_id, header.height, s, i) for s, slip in enumerate(block.slips)
                     for i, item in enumerate(slip.items)]
             self.db.execute("BEGIN")
-            self.db.execute("INSERT OR REPLACE INTO block VALUES (?, ?, ?)", (header.height, header.encode(),
-                                                                               block.body()))
-            self.db.executemany("INSERT OR IGNORE INTO item VALUES (?, ?, ?, ?)", rows)
+            try:
+                self.db.execute("INSERT OR REPLACE INTO block VALUES (?, ?, ?)", (header.height, header.encode(),
+                                                                                   block.body()))
+                self.db.executemany("INSERT OR IGNORE INTO item VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self.db.execute("ROLLBACK")  # the next follow applies this block again
+                raise
             self.db.execute("COMMIT")
 
     def _fetch_body(self, header: BlockHeader) -> ConsortiumBlock | None:
