@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mbds_py.devnet import DEVNET_TAG, Devnet, devnet_processes, is_running, rpc_chain_id, stop_processes
+from mbds_py.devnet import Devnet, devnet_processes, is_running, rpc_chain_id, stop_processes
 from mbds_py.errors import ConfigError, PortInUseError
 from mbds_py.spec import load_spec
 
@@ -137,15 +137,6 @@ def children_of(pid: int) -> list[tuple[int, int]]:
     return found
 
 
-def is_tagged(pid: int, state_dir: Path) -> bool:
-    """Whether ``pid`` runs with the devnet tag of ``state_dir`` (a chain or service after its exec)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return f"{DEVNET_TAG}={state_dir.resolve()}".encode() in environ
-
-
 @pytest.fixture
 def slow_helper_child(tmp_path, monkeypatch) -> Path:
     """Put a `file` on PATH that lingers for a second: the launcher's imports run `file` (pycryptodome calls
@@ -174,7 +165,8 @@ def test_down_stops_a_chain_its_launcher_spawned_but_never_recorded(tmp_path, re
     others: set[tuple[int, int]] = set()
     while not spawned and proc.poll() is None and time.monotonic() < deadline:
         children = children_of(proc.pid)
-        spawned = [c for c in children if is_tagged(c[0], devnet.state_dir)]
+        tagged = set(devnet_processes(devnet.state_dir)) if children else set()
+        spawned = [c for c in children if c in tagged]  # a chain, after its exec
         others.update(c for c in children if c not in spawned)
         time.sleep(0.001)
     os.kill(proc.pid, signal.SIGKILL)
