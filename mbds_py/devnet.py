@@ -246,7 +246,35 @@ def devnet_processes(state_dir: Path) -> list[tuple[int, int | None]]:
     return found
 
 
+# The chains and services this process launched, held until they exit.  `mbds up` returns and leaves them
+# running: dropping the handle of a live child makes Python warn "subprocess N is still running" wherever the
+# garbage collector happens to run (an unrelated test, with warnings as errors), and the child would then be
+# reaped by whichever Popen is created next.  Here each is reaped through its own handle.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _adopt(proc: subprocess.Popen) -> subprocess.Popen:
+    """Hold ``proc`` until it has exited and been reaped; children already gone are released."""
+    with _CHILDREN_LOCK:
+        for pid, child in list(_CHILDREN.items()):
+            if child.poll() is not None:
+                del _CHILDREN[pid]
+        _CHILDREN[proc.pid] = proc
+    return proc
+
+
+def _child(pid: int) -> subprocess.Popen | None:
+    with _CHILDREN_LOCK:
+        return _CHILDREN.get(pid)
+
+
 def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it has exited (until then it lingers as a zombie)."""
+    child = _child(pid)
+    if child is not None and child.returncode is None:  # a released handle may name a reused pid
+        child.poll()
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -292,7 +320,6 @@ class Devnet:
         self.spec = spec
         self.state_dir = spec.state_dir
         self.state_file = self.state_dir / "state.json"
-        self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
     # -- state file ------------------------------------------------------------------------
@@ -409,10 +436,10 @@ class Devnet:
             argv += [KEY_FD_ARG, str(key_r)]
         try:
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, cwd=PROJECT_ROOT,
-                                        pass_fds=tuple(fds.values()) + ((key_r,) if key_r is not None else ()),
-                                        env=child_env({**(env or {}), **self._tag()}))
+                proc = _adopt(subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                    cwd=PROJECT_ROOT, pass_fds=tuple(fds.values()) + ((key_r,) if key_r is not None else ()),
+                    env=child_env({**(env or {}), **self._tag()})))
         except BaseException:
             if key_w is not None:
                 os.close(key_w)
@@ -434,7 +461,6 @@ class Devnet:
         entry = ServiceState(name, kind, url, proc.pid, port, str(log_path), process_started(proc.pid), listen,
                              str(data_dir) if data_dir else None)
         self._record_service(entry)
-        self._procs[name] = proc
         if wait:
             self.wait_service(entry, probe, timeout)
         return entry
@@ -442,7 +468,7 @@ class Devnet:
     def wait_service(self, entry: ServiceState, probe: Callable[[str], bool],
                      timeout: float = STARTUP_TIMEOUT) -> None:
         """Poll (with backoff) until a spawned service answers; fail early, with its log, if it exited."""
-        proc = self._procs.get(entry.name)
+        proc = _child(entry.pid)
         deadline = time.monotonic() + timeout
         delay = 0.01
         while not probe(entry.url):
@@ -613,10 +639,10 @@ def start_chain_process(engine: str, place: Placement | str, port: int, chain_id
     host = place.bind
     out = open(log, "ab") if log is not None else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen([*netns_prefix(place), *chain_command(engine, host, port, chain_id, block_time)],
-                                stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                cwd=PROJECT_ROOT, env={**os.environ, **env} if env else None)
+        proc = _adopt(subprocess.Popen(
+            [*netns_prefix(place), *chain_command(engine, host, port, chain_id, block_time)], stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT_ROOT,
+            env={**os.environ, **env} if env else None))
     finally:
         if log is not None:
             out.close()  # type: ignore[union-attr]

@@ -383,22 +383,37 @@ def step_abnormal_access(world: SharingWorld) -> str:
     return f"suspended on chain after {reads} reads (limit {limit}/min); refused while suspended; the authorities (2 of 3) cleared it"
 
 
-def step_expired(world: SharingWorld, seconds: int = 8) -> str:
-    """A short grant works, then expires on the chain clock (no time jump: empty blocks at wall time)."""
-    net, bob = world.net, world.patients["bob"]
-    policy = policy_agent(net)
-    out = bob.grant(world.pid("dr-li"), records=[world.records["bob-diabetes"]], duration=seconds)
-    expires = policy.grant_of(world.pid("bob"), world.pid("dr-li"), _record_scope(),
-                              world.records["bob-diabetes"]).expires_at
-    read_label(world, "dr-li", "bob", "bob-diabetes")
-    deadline = time.monotonic() + seconds + 30
-    while policy.now() < expires:
+def mine_until(policy, timestamp: int, timeout: float) -> None:
+    """Blocks at wall-clock time (no time jump) until the consortium chain's clock reaches ``timestamp``."""
+    deadline = time.monotonic() + timeout
+    while policy.now() < timestamp:
         if time.monotonic() > deadline:
-            raise AssertionError("the consortium chain clock did not pass the grant's expiry")
+            raise AssertionError(f"the consortium chain clock did not reach {timestamp} within {timeout:.0f} s")
         time.sleep(0.5)
-        policy.client.w3.provider.make_request("evm_mine", [])  # a block at wall-clock time, no jump
+        policy.client.w3.provider.make_request("evm_mine", [])
+
+
+def expire_a_read_grant(world: SharingWorld, patient: str, label: str, doctor: str = "dr-li",
+                        seconds: int = 8) -> dict[str, Any]:
+    """``doctor`` reads ``label`` under an hour's grant; the patient then shortens the grant to ``seconds`` and
+    the consortium clock passes the new expiry (empty blocks at wall time, no jump).
+
+    The read comes before the short window: how long a read takes on a loaded machine or a slow devchain must
+    not decide whether the grant has already expired when the doctor first reads."""
+    client, policy, rid = world.patients[patient], policy_agent(world.net), world.records[label]
+    client.grant(world.pid(doctor), records=[rid], duration=3600)
+    read_label(world, doctor, patient, label)
+    out = client.grant(world.pid(doctor), records=[rid], duration=seconds, issue=False)
+    expires = policy.grant_of(world.pid(patient), world.pid(doctor), _record_scope(), rid).expires_at
+    mine_until(policy, expires, seconds + 30)
+    return out
+
+
+def step_expired(world: SharingWorld, seconds: int = 8) -> str:
+    """A grant works; shortened to ``seconds``, it expires on the chain clock and the same read is refused."""
+    out = expire_a_read_grant(world, "bob", "bob-diabetes", seconds=seconds)
     exc = expect_refusal(Refusal.EXPIRED, lambda: read_label(world, "dr-li", "bob", "bob-diabetes"))
-    return f"{seconds}s grant ({out['gas']} gas) read once, then {_refused(exc)}"
+    return f"read, then shortened to {seconds}s ({out['gas']} gas): {_refused(exc)}"
 
 
 def _record_scope():
