@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharing-e2e")]
 
 # one patient per policy test
 PATIENTS = ("p-one-hospital", "p-no-grant", "p-one-record", "p-revoke", "p-epoch", "p-threshold", "p-tamper",
-            "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-slow-read", "p-not-threshold",
-            "p-rotated", "p-keyword-set", "p-trapdoor", "p-search-scope")
+            "p-forged-request", "p-emergency", "p-abnormal", "p-suspended", "p-expired", "p-slow-read",
+            "p-not-threshold", "p-rotated", "p-keyword-set", "p-trapdoor", "p-search-scope")
 DOCTORS = ("dr-burst", "dr-held")  # hospital-b doctors whose suspension nobody else sees
 # Seconds the proxies count a requester's re-encryptions in.  Only dr-burst reads more than a few times in this
 # module, so an hour holds its whole burst however long a loaded machine (or a block time) makes each read: a
