@@ -193,17 +193,12 @@ class ConsortiumNode:
             self.next_evm_block = latest + 1
 
     def _apply(self, header: BlockHeader) -> None:
+        """Index one committed block, then take it into memory: a failed index write changes nothing, and the
+        next follow applies the block again (its proposal, whose body may be stored nowhere else, is kept)."""
         with self.lock:
-            block = self.proposals.pop(header.block_hash, None)
+            block = self.proposals.get(header.block_hash)
         if block is None:
             block = self._fetch_body(header)
-        with self.lock:
-            self.head = header
-            self.stats["committed_seen"] += 1
-            if block is not None:
-                for slip in block.slips:
-                    self.mempool.pop(slip.slip_id, None)
-                    self.included.add(slip.slip_id)
         if block is not None:
             rows = [(item.patient_id, header.height, s, i) for s, slip in enumerate(block.slips)
                     for i, item in enumerate(slip.items)]
@@ -213,9 +208,17 @@ class ConsortiumNode:
                                                                                    block.body()))
                 self.db.executemany("INSERT OR IGNORE INTO item VALUES (?, ?, ?, ?)", rows)
             except BaseException:
-                self.db.execute("ROLLBACK")  # the next follow applies this block again
+                self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+        with self.lock:
+            self.proposals.pop(header.block_hash, None)
+            self.head = header
+            self.stats["committed_seen"] += 1
+            if block is not None:
+                for slip in block.slips:
+                    self.mempool.pop(slip.slip_id, None)
+                    self.included.add(slip.slip_id)
 
     def _fetch_body(self, header: BlockHeader) -> ConsortiumBlock | None:
         if header.item_count == 0:

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mbds_py.consortium.blocks import BlockHeader
+from mbds_py.consortium.blocks import BlockHeader, ConsortiumBlock
 from mbds_py.consortium.node import ConsortiumNode
 
 BLOCKS = 3
@@ -114,11 +114,17 @@ class FailingWrites:
 def test_a_failed_index_write_is_rolled_back_and_applied_by_the_next_follow(tmp_path):
     node = bare_node(tmp_path, SlowChain(wait=0))
     real = node.db
+    first = header(1)
+    node.proposals[first.block_hash] = ConsortiumBlock(first, ())  # the node saw block 1 as a proposal
     node.db = FailingWrites(real)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         node.follow()
     assert not real.in_transaction  # no transaction left open for the next BEGIN to trip on
     assert node.next_evm_block == 0  # nothing counted as followed
+    assert (node.head, node.stats["committed_seen"]) == (None, 0)  # nor applied in memory
+    assert first.block_hash in node.proposals  # kept: its body may be stored nowhere else
     node.follow()
     assert stored_heights(node) == list(range(1, BLOCKS + 1))
     assert node.next_evm_block == 11
+    assert node.stats["committed_seen"] == BLOCKS  # each block counted once
+    assert node.head == header(BLOCKS) and node.proposals == {}
